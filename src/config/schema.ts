@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+/**
+ * The settings each process understands, with their defaults. Objects are strict
+ * so a typo in settings.conf ("prot = 7411") is reported instead of silently ignored.
+ * Every field carries a description: `describeSettings()` turns them into `--help` text.
+ */
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const port = (fallback: number, description: string) =>
+  z.int().min(1).max(65535).default(fallback).describe(description);
+
+const logLevel = () =>
+  z.enum(LOG_LEVELS).default('info').describe('Log verbosity');
+
+// A short shared secret is guessable; the lower bound also catches a token pasted only partly.
+const token = (description: string) => z.string().min(16).optional().describe(description);
+
+const text = (fallback: string, description: string) => z.string().min(1).default(fallback).describe(description);
+
+export const serverSchema = z.strictObject({
+  ffmpeg_path: text('ffmpeg', 'ffmpeg executable used to encode frames into video; a bare name is looked up on PATH'),
+  port: port(7411, 'WebSocket port for workers and live web UI updates'),
+  web_port: port(8080, 'HTTP port of the web interface and API'),
+  bind: text('0.0.0.0', 'Address to listen on; 0.0.0.0 means all interfaces'),
+  data_dir: text('archenland-data', 'Folder for the database, uploads and rendered frames; a relative path is resolved against the folder of the settings file'),
+  max_upload_mb: z.int().min(1).default(4096).describe('Largest accepted upload, in MiB'),
+  token: token('Secret that workers and API clients must present (at least 16 characters); when unset the server generates one in data_dir'),
+  heartbeat_timeout_s: z.int().min(1).max(3600).default(30).describe('Seconds without a heartbeat before a worker is considered offline'),
+  frame_retries: z.int().min(0).max(100).default(3).describe('How many times a failed frame is retried'),
+  frame_timeout_s: z.int().min(0).max(604800).default(0).describe('Seconds a single frame may render before it is aborted; 0 disables the limit'),
+  trust_loopback: z.boolean().default(true).describe('Let requests from 127.0.0.0/8 and ::1 through without a token'),
+  log_level: logLevel(),
+});
+
+export const workerSchema = z.strictObject({
+  blender_path: text('blender', 'Blender executable; a bare name is looked up on PATH'),
+  threads: z.int().min(0).max(1024).default(0).describe('Render threads; 0 lets Blender decide'),
+  address: text('127.0.0.1', 'Host name or IP address of the server'),
+  port: port(7411, "The server's WebSocket port"),
+  web_port: port(8080, "The server's HTTP port"),
+  name: z.string().min(1).optional().describe('Name shown in the web UI; defaults to the host name'),
+  cache_dir: text('archenland-worker', 'Folder for downloaded files and rendered frames; a relative path is resolved against the folder of the settings file'),
+  token: token("The server's token"),
+  log_level: logLevel(),
+});
+
+export type ServerSettings = z.output<typeof serverSchema>;
+export type WorkerSettings = z.output<typeof workerSchema>;
+
+export const settingsSchemas = { server: serverSchema, worker: workerSchema };
+export type SettingsKind = keyof typeof settingsSchemas;
+export type Settings = ServerSettings | WorkerSettings;
+
+/** Folders that are resolved to absolute paths, relative to where their value was written. */
+export const DIRECTORY_SETTINGS: readonly string[] = ['data_dir', 'cache_dir'];
+
+/** Field schemas by key, for code that handles settings generically. */
+export function settingsShape(kind: SettingsKind): Record<string, z.ZodType> {
+  return settingsSchemas[kind].shape;
+}
+
+/** The schema without its default/optional wrappers: what a given value must look like. */
+export function baseSchema(schema: z.ZodType): z.ZodType {
+  let inner = schema;
+  while (inner instanceof z.ZodDefault || inner instanceof z.ZodOptional) inner = inner.unwrap() as z.ZodType;
+  return inner;
+}

@@ -1,0 +1,2 @@
+export { encodeVideo } from './ffmpeg.ts';
+export type { EncodeRequest } from './ffmpeg.ts';

@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { frameSchema, idSchema, jobSchema, sha256Schema, workerSchema } from './api.ts';
+import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
+
+/**
+ * Bumped whenever a message changes incompatibly. The server refuses a worker that
+ * speaks another version, rather than letting it misread assignments.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** A WebSocket message larger than this is refused before it is parsed. */
+export const MAX_MESSAGE_BYTES = 256 * 1024;
+
+const blendRefSchema = z.object({ sha256: sha256Schema, size: z.number().int().nonnegative() });
+export type BlendRef = z.infer<typeof blendRefSchema>;
+
+// ---- worker -> server ------------------------------------------------------------
+
+const helloSchema = z.object({
+  type: z.literal('hello'),
+  role: z.literal('worker'),
+  protocol: z.number().int(),
+  token: z.string().max(512),
+  /** Kept by the worker across restarts so the farm sees the same machine come back. */
+  workerId: idSchema.optional(),
+  name: z.string().min(1).max(100),
+  host: z.string().min(1).max(255),
+  threads: z.number().int().min(0).max(1024),
+  blenderVersion: z.string().max(100).nullable(),
+});
+
+const readySchema = z.object({ type: z.literal('ready') });
+
+const progressSchema = z.object({
+  type: z.literal('progress'),
+  jobId: idSchema,
+  frame: z.number().int(),
+  percent: z.number().min(0).max(100),
+});
+
+const frameFailedSchema = z.object({
+  type: z.literal('frame_failed'),
+  jobId: idSchema,
+  frame: z.number().int(),
+  error: z.string().max(4000),
+  log: z.string().max(64 * 1024),
+});
+
+const probeResultSchema = z.object({
+  type: z.literal('probe_result'),
+  jobId: idSchema,
+  scene: sceneInfoSchema,
+});
+
+const probeFailedSchema = z.object({
+  type: z.literal('probe_failed'),
+  jobId: idSchema,
+  error: z.string().max(4000),
+});
+
+export const workerMessageSchema = z.discriminatedUnion('type', [
+  helloSchema,
+  readySchema,
+  progressSchema,
+  frameFailedSchema,
+  probeResultSchema,
+  probeFailedSchema,
+]);
+export type WorkerMessage = z.infer<typeof workerMessageSchema>;
+export type WorkerHello = z.infer<typeof helloSchema>;
+
+// ---- observers (web UI, CLI --wait) -> server ---------------------------------------
+
+const observeSchema = z.object({
+  type: z.literal('observe'),
+  protocol: z.number().int(),
+  token: z.string().max(512).optional(),
+});
+export const observerMessageSchema = z.discriminatedUnion('type', [observeSchema]);
+
+/** The first message on any connection says who is speaking. */
+export const firstMessageSchema = z.discriminatedUnion('type', [helloSchema, observeSchema]);
+
+// ---- server -> worker ------------------------------------------------------------
+
+export const renderAssignmentSchema = z.object({
+  type: z.literal('render'),
+  jobId: idSchema,
+  frame: z.number().int(),
+  blend: blendRefSchema,
+  allowScripts: z.boolean(),
+  overrides: sceneOverridesSchema,
+  fileExtension: z.string(),
+});
+export type RenderAssignment = z.infer<typeof renderAssignmentSchema>;
+
+export const probeRequestSchema = z.object({
+  type: z.literal('probe'),
+  jobId: idSchema,
+  blend: blendRefSchema,
+  allowScripts: z.boolean(),
+});
+export type ProbeRequest = z.infer<typeof probeRequestSchema>;
+
+export const serverToWorkerSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('welcome'), workerId: idSchema, protocol: z.number().int() }),
+  renderAssignmentSchema,
+  probeRequestSchema,
+  /** The job ended or the frame went to someone else: stop and drop it. */
+  z.object({ type: z.literal('cancel'), jobId: idSchema, frame: z.number().int().optional() }),
+  z.object({ type: z.literal('error'), message: z.string() }),
+]);
+export type ServerToWorker = z.infer<typeof serverToWorkerSchema>;
+
+// ---- server -> observers ---------------------------------------------------------
+
+export const farmEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('welcome'), protocol: z.number().int() }),
+  z.object({ type: z.literal('job'), job: jobSchema }),
+  z.object({ type: z.literal('job_removed'), jobId: idSchema }),
+  z.object({ type: z.literal('frame'), frame: frameSchema }),
+  z.object({ type: z.literal('worker'), worker: workerSchema }),
+  z.object({ type: z.literal('error'), message: z.string() }),
+]);
+export type FarmEvent = z.infer<typeof farmEventSchema>;
+
+/** Parses raw WebSocket data against a schema, with a message fit to send back. */
+export function parseMessage<T>(
+  schema: z.ZodType<T>,
+  raw: string,
+): { ok: true; message: T } | { ok: false; error: string } {
+  if (Buffer.byteLength(raw) > MAX_MESSAGE_BYTES) {
+    return { ok: false, error: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: 'message is not valid JSON' };
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) return { ok: false, error: `invalid message: ${describeIssues(parsed.error)}` };
+  return { ok: true, message: parsed.data };
+}
+
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => (issue.path.length ? `${issue.path.join('.')}: ${issue.message}` : issue.message))
+    .join('; ');
+}

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+/** What a worker reads from a .blend with Blender's Python API (blender/probe.py). */
+export const sceneInfoSchema = z.object({
+  sceneName: z.string(),
+  frameStart: z.number().int(),
+  frameEnd: z.number().int(),
+  frameStep: z.number().int().min(1),
+  fps: z.number().positive(),
+  resolutionX: z.number().int().positive(),
+  resolutionY: z.number().int().positive(),
+  resolutionPercentage: z.number().int().positive(),
+  engine: z.string(),
+  fileFormat: z.string(),
+  samples: z.number().int().nullable(),
+  denoising: z.boolean(),
+  blenderVersion: z.string(),
+});
+export type SceneInfo = z.infer<typeof sceneInfoSchema>;
+
+/** Output formats a job may ask for; Blender's own names (image_settings.file_format). */
+export const outputFormats = ['PNG', 'JPEG', 'OPEN_EXR', 'TIFF'] as const;
+export const outputFormatSchema = z.enum(outputFormats);
+export type OutputFormat = z.infer<typeof outputFormatSchema>;
+
+export const fileExtensionOf: Record<string, string> = {
+  PNG: 'png',
+  JPEG: 'jpg',
+  OPEN_EXR: 'exr',
+  OPEN_EXR_MULTILAYER: 'exr',
+  TIFF: 'tif',
+  BMP: 'bmp',
+  TARGA: 'tga',
+  TARGA_RAW: 'tga',
+  WEBP: 'webp',
+};
+
+/**
+ * Scene values a job overrides; null keeps the .blend's own value, so a job with no
+ * overrides renders exactly what `blender -b file -f N` would.
+ */
+export const sceneOverridesSchema = z.object({
+  engine: z.enum(['CYCLES', 'BLENDER_EEVEE', 'BLENDER_WORKBENCH']).nullable().default(null),
+  resolutionPercentage: z.number().int().min(1).max(1000).nullable().default(null),
+  samples: z.number().int().min(1).max(1_000_000).nullable().default(null),
+  fileFormat: outputFormatSchema.nullable().default(null),
+});
+export type SceneOverrides = z.infer<typeof sceneOverridesSchema>;

@@ -1,0 +1,68 @@
+import type { FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
+import type { FrameRow, JobRow, WorkerRow } from '../store/index.ts';
+
+/** Turns stored rows into the API's shapes; the only place that knows both. */
+export const emptyCounts = (): FrameCounts => ({ total: 0, queued: 0, rendering: 0, done: 0, failed: 0 });
+
+export function jobView(row: JobRow, counts: FrameCounts = emptyCounts()): Job {
+  return {
+    id: row.id,
+    name: row.name,
+    state: row.state as JobState,
+    priority: row.priority,
+    allowScripts: row.allow_scripts === 1,
+    blendSha256: row.blend_sha256,
+    blendSize: row.blend_size,
+    requested: JSON.parse(row.requested_json),
+    scene: row.scene_json ? (JSON.parse(row.scene_json) as SceneInfo) : null,
+    frames:
+      row.frame_start === null || row.frame_end === null
+        ? null
+        : { start: row.frame_start, end: row.frame_end, step: row.frame_step ?? 1 },
+    fps: row.fps,
+    overrides: JSON.parse(row.overrides_json),
+    fileExtension: row.file_extension,
+    counts,
+    videoReady: row.video_file !== null,
+    error: row.error,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export function frameView(row: FrameRow, progress = 0): Frame {
+  const state = row.state as FrameState;
+  return {
+    jobId: row.job_id,
+    number: row.number,
+    state,
+    workerId: row.worker_id,
+    attempts: row.attempts,
+    progress: state === 'done' ? 100 : state === 'rendering' ? progress : 0,
+    renderMs: row.render_ms,
+    error: row.error,
+    finishedAt: row.finished_at,
+  };
+}
+
+export interface LiveWorkerState {
+  connected: boolean;
+  current: { jobId: string; frame: number; percent: number } | null;
+}
+
+export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): Worker {
+  const state = !live?.connected ? 'offline' : live.current ? 'rendering' : 'idle';
+  return {
+    id: row.id,
+    name: row.name,
+    host: row.host,
+    state,
+    threads: row.threads,
+    blenderVersion: row.blender_version,
+    current: live?.connected ? live.current : null,
+    framesRendered: row.frames_rendered,
+    averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,
+    lastSeenAt: row.last_seen_at,
+  };
+}

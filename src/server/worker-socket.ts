@@ -1,0 +1,161 @@
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  firstMessageSchema,
+  MAX_MESSAGE_BYTES,
+  parseMessage,
+  PROTOCOL_VERSION,
+  workerMessageSchema,
+  type FarmEvent,
+  type ServerToWorker,
+  type WorkerMessage,
+} from '../protocol/index.ts';
+import type { Logger } from '../util/log.ts';
+import { isLoopback, tokenMatches } from './auth.ts';
+import type { Farm, WorkerLink } from './farm.ts';
+
+export interface SocketOptions {
+  host: string;
+  port: number;
+  token: string;
+  trustLoopback: boolean;
+  /** A connection that answers no ping for this long is dropped and its frames reassigned. */
+  heartbeatTimeoutMs: number;
+}
+
+/** A connection must say who it is this soon, or it is closed. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+/**
+ * The WebSocket edge on `port`: workers say `hello` and then take work; observers (the
+ * web UI, `submit --wait`) say `observe` and then receive farm events. Every message is
+ * validated against the shared protocol before the farm sees it.
+ */
+export async function startWorkerSocket(farm: Farm, options: SocketOptions, log: Logger) {
+  const wss = new WebSocketServer({ host: options.host, port: options.port, maxPayload: MAX_MESSAGE_BYTES });
+  await new Promise<void>((resolve, reject) => {
+    wss.once('listening', resolve);
+    wss.once('error', reject);
+  });
+  const alive = new WeakMap<WebSocket, number>();
+
+  wss.on('connection', (socket, request) => {
+    alive.set(socket, Date.now());
+    socket.on('pong', () => alive.set(socket, Date.now()));
+    socket.on('error', (error) => log.debug({ err: error }, 'socket error'));
+    const helloTimer = setTimeout(() => closeWith(socket, 'no hello received in time'), HELLO_TIMEOUT_MS);
+    socket.once('message', (data) => {
+      clearTimeout(helloTimer);
+      const parsed = parseMessage(firstMessageSchema, data.toString());
+      if (!parsed.ok) return closeWith(socket, parsed.error);
+      const first = parsed.message;
+      if (first.protocol !== PROTOCOL_VERSION) {
+        return closeWith(socket, `protocol version ${first.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}: upgrade the client`);
+      }
+      const trusted = options.trustLoopback && isLoopback(request.socket.remoteAddress);
+      if (first.type === 'hello') {
+        if (!tokenMatches(first.token, options.token)) {
+          log.warn({ remote: request.socket.remoteAddress, name: first.name }, 'worker refused: wrong farm token');
+          return closeWith(socket, 'wrong farm token');
+        }
+        void serveWorker(farm, socket, first, log);
+      } else {
+        if (!trusted && !tokenMatches(first.token, options.token)) {
+          log.warn({ remote: request.socket.remoteAddress }, 'observer refused: wrong token');
+          return closeWith(socket, 'wrong or missing access token');
+        }
+        serveObserver(farm, socket);
+      }
+    });
+  });
+
+  const heartbeat = setInterval(() => {
+    const deadline = Date.now() - options.heartbeatTimeoutMs;
+    for (const socket of wss.clients) {
+      if ((alive.get(socket) ?? 0) < deadline) socket.terminate();
+      else socket.ping();
+    }
+  }, Math.max(250, Math.floor(options.heartbeatTimeoutMs / 3)));
+
+  return {
+    port: (wss.address() as { port: number }).port,
+    async close() {
+      clearInterval(heartbeat);
+      for (const socket of wss.clients) socket.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+async function serveWorker(
+  farm: Farm,
+  socket: WebSocket,
+  hello: Extract<WorkerMessage, { type: 'hello' }>,
+  log: Logger,
+) {
+  const link: WorkerLink = {
+    send: (message: ServerToWorker) => sendJson(socket, message),
+    close: (reason) => closeWith(socket, reason),
+  };
+  // Messages that arrive while the hello is being stored wait their turn.
+  const early: string[] = [];
+  const collect = (data: unknown) => early.push(String(data));
+  socket.on('message', collect);
+  let workerId: string;
+  try {
+    workerId = await farm.workerConnected(hello, link);
+  } catch (error) {
+    log.error({ err: error }, 'could not register worker');
+    return closeWith(socket, 'server error while registering the worker');
+  }
+  socket.off('message', collect);
+  const handle = (raw: string) => {
+    const parsed = parseMessage(workerMessageSchema, raw);
+    if (!parsed.ok) {
+      log.warn({ workerId, error: parsed.error }, 'invalid message from worker');
+      return link.send({ type: 'error', message: parsed.error });
+    }
+    void dispatchWorkerMessage(farm, workerId, parsed.message).catch((error) =>
+      log.error({ err: error, workerId }, 'failed to handle worker message'),
+    );
+  };
+  socket.on('message', (data) => handle(data.toString()));
+  socket.on('close', () => void farm.workerDisconnected(workerId, link));
+  for (const raw of early) handle(raw);
+}
+
+async function dispatchWorkerMessage(farm: Farm, workerId: string, message: WorkerMessage) {
+  switch (message.type) {
+    case 'hello':
+      return; // already introduced; a repeated hello changes nothing
+    case 'ready':
+      return farm.workerReady(workerId);
+    case 'progress':
+      return farm.workerProgress(workerId, message.jobId, message.frame, message.percent);
+    case 'frame_failed':
+      return farm.frameFailed(workerId, message.jobId, message.frame, message.error, message.log);
+    case 'probe_result':
+      return farm.probeSucceeded(workerId, message.jobId, message.scene);
+    case 'probe_failed':
+      return farm.probeFailed(workerId, message.jobId, message.error);
+  }
+}
+
+function serveObserver(farm: Farm, socket: WebSocket) {
+  const forward = (event: FarmEvent) => sendJson(socket, event);
+  sendJson(socket, { type: 'welcome', protocol: PROTOCOL_VERSION } satisfies FarmEvent);
+  farm.on('event', forward);
+  socket.on('close', () => farm.off('event', forward));
+  // Observers only listen; anything they send is answered with an error, never acted on.
+  socket.on('message', () => sendJson(socket, { type: 'error', message: 'observers cannot send messages' }));
+}
+
+function sendJson(socket: WebSocket, message: unknown) {
+  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
+}
+
+function closeWith(socket: WebSocket, reason: string) {
+  sendJson(socket, { type: 'error', message: reason });
+  // 1008: policy violation. The reason is also sent as a message since close reasons are capped at 123 bytes.
+  socket.close(1008, reason.slice(0, 120));
+}
+

@@ -1,0 +1,67 @@
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+
+/** Migrations live in code so the store needs no files beside the binary. Append only. */
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('jobs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('seq', 'integer', (c) => c.notNull().unique())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('priority', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('allow_scripts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('blend_sha256', 'text', (c) => c.notNull())
+        .addColumn('blend_size', 'integer', (c) => c.notNull())
+        .addColumn('requested_json', 'text', (c) => c.notNull())
+        .addColumn('overrides_json', 'text', (c) => c.notNull())
+        .addColumn('scene_json', 'text')
+        .addColumn('frame_start', 'integer')
+        .addColumn('frame_end', 'integer')
+        .addColumn('frame_step', 'integer')
+        .addColumn('fps', 'real')
+        .addColumn('file_extension', 'text')
+        .addColumn('video_file', 'text')
+        .addColumn('error', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('frames')
+        .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id').onDelete('cascade'))
+        .addColumn('number', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('worker_id', 'text')
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('render_ms', 'integer')
+        .addColumn('file', 'text')
+        .addColumn('sha256', 'text')
+        .addColumn('error', 'text')
+        .addColumn('log', 'text')
+        .addColumn('finished_at', 'text')
+        .addPrimaryKeyConstraint('frames_pk', ['job_id', 'number'])
+        .execute();
+      await db.schema.createIndex('frames_by_state').on('frames').columns(['job_id', 'state']).execute();
+      await db.schema
+        .createTable('workers')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('threads', 'integer', (c) => c.notNull())
+        .addColumn('blender_version', 'text')
+        .addColumn('frames_rendered', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('render_ms_total', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('first_seen_at', 'text', (c) => c.notNull())
+        .addColumn('last_seen_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};

@@ -1,0 +1,207 @@
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect, type Selectable } from 'kysely';
+import type { FrameCounts, FrameState, JobState } from '../protocol/index.ts';
+import { migrationProvider } from './migrations.ts';
+import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts';
+
+export type JobRow = Selectable<JobsTable>;
+export type FrameRow = Selectable<FramesTable>;
+export type WorkerRow = Selectable<WorkersTable>;
+export type NewJobRow = Omit<JobRow, 'seq'>;
+
+/** Frames are inserted in chunks: SQLite caps the number of bound variables per statement. */
+const INSERT_CHUNK = 2000;
+
+const now = () => new Date().toISOString();
+
+/**
+ * The farm's durable state: jobs, frames and workers in SQLite (WAL), through Kysely so
+ * the same queries could run on PostgreSQL. Every method is one statement or one
+ * transaction; callers never see SQL.
+ */
+export class Store {
+  private constructor(readonly db: Kysely<Database>) {}
+
+  static async open(file: string): Promise<Store> {
+    const sqlite = new SQLite(file);
+    // WAL keeps readers off the writer's back; NORMAL sync is durable across process
+    // crashes (the case that matters here), only an OS crash can lose the last commit.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+    if (error) throw new Error(`could not migrate the database ${file}: ${String(error)}`);
+    return new Store(db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  // ---- jobs --------------------------------------------------------------------
+
+  async insertJob(job: NewJobRow): Promise<JobRow> {
+    return this.db.transaction().execute(async (trx) => {
+      const { maxSeq } = await trx
+        .selectFrom('jobs')
+        .select((eb) => eb.fn.max<number | null>('seq').as('maxSeq'))
+        .executeTakeFirstOrThrow();
+      const row = { ...job, seq: (maxSeq ?? 0) + 1 };
+      await trx.insertInto('jobs').values(row).execute();
+      return row;
+    });
+  }
+
+  async updateJob(id: string, patch: Partial<Omit<JobRow, 'id' | 'seq'>>): Promise<void> {
+    await this.db.updateTable('jobs').set(patch).where('id', '=', id).execute();
+  }
+
+  async setJobState(id: string, state: JobState, patch: Partial<JobRow> = {}): Promise<void> {
+    await this.updateJob(id, { ...patch, state });
+  }
+
+  async getJob(id: string): Promise<JobRow | undefined> {
+    return this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async listJobs(): Promise<JobRow[]> {
+    return this.db.selectFrom('jobs').selectAll().orderBy('seq', 'asc').execute();
+  }
+
+  async listJobsInState(states: JobState[]): Promise<JobRow[]> {
+    return this.db.selectFrom('jobs').selectAll().where('state', 'in', states).orderBy('seq').execute();
+  }
+
+  async deleteJob(id: string): Promise<void> {
+    await this.db.deleteFrom('jobs').where('id', '=', id).execute();
+  }
+
+  // ---- frames ------------------------------------------------------------------
+
+  async insertFrames(jobId: string, numbers: number[]): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < numbers.length; i += INSERT_CHUNK) {
+        const rows = numbers.slice(i, i + INSERT_CHUNK).map((number) => ({
+          job_id: jobId,
+          number,
+          state: 'queued',
+          worker_id: null,
+          attempts: 0,
+          render_ms: null,
+          file: null,
+          sha256: null,
+          error: null,
+          log: null,
+          finished_at: null,
+        }));
+        await trx.insertInto('frames').values(rows).execute();
+      }
+    });
+  }
+
+  async getFrame(jobId: string, number: number): Promise<FrameRow | undefined> {
+    return this.db
+      .selectFrom('frames')
+      .selectAll()
+      .where('job_id', '=', jobId)
+      .where('number', '=', number)
+      .executeTakeFirst();
+  }
+
+  async listFrames(jobId: string, state?: FrameState): Promise<FrameRow[]> {
+    let query = this.db.selectFrom('frames').selectAll().where('job_id', '=', jobId);
+    if (state) query = query.where('state', '=', state);
+    return query.orderBy('number').execute();
+  }
+
+  async updateFrame(jobId: string, number: number, patch: Partial<Omit<FrameRow, 'job_id' | 'number'>>) {
+    await this.db
+      .updateTable('frames')
+      .set(patch)
+      .where('job_id', '=', jobId)
+      .where('number', '=', number)
+      .execute();
+  }
+
+  /** Frames that were rendering when the server stopped go back to the queue. */
+  async requeueRenderingFrames(): Promise<number> {
+    const result = await this.db
+      .updateTable('frames')
+      .set({ state: 'queued', worker_id: null })
+      .where('state', '=', 'rendering')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  async requeueFailedFrames(jobId: string): Promise<number[]> {
+    const failed = await this.listFrames(jobId, 'failed');
+    await this.db
+      .updateTable('frames')
+      .set({ state: 'queued', attempts: 0, error: null, worker_id: null })
+      .where('job_id', '=', jobId)
+      .where('state', '=', 'failed')
+      .execute();
+    return failed.map((f) => f.number);
+  }
+
+  async frameCounts(jobId?: string): Promise<Map<string, FrameCounts>> {
+    let query = this.db
+      .selectFrom('frames')
+      .select(['job_id', 'state', (eb) => eb.fn.countAll<number>().as('n')])
+      .groupBy(['job_id', 'state']);
+    if (jobId) query = query.where('job_id', '=', jobId);
+    const counts = new Map<string, FrameCounts>();
+    for (const row of await query.execute()) {
+      let c = counts.get(row.job_id);
+      if (!c) counts.set(row.job_id, (c = { total: 0, queued: 0, rendering: 0, done: 0, failed: 0 }));
+      c[row.state as FrameState] = Number(row.n);
+      c.total += Number(row.n);
+    }
+    return counts;
+  }
+
+  // ---- workers -----------------------------------------------------------------
+
+  async upsertWorker(worker: Pick<WorkerRow, 'id' | 'name' | 'host' | 'threads' | 'blender_version'>) {
+    const at = now();
+    await this.db
+      .insertInto('workers')
+      .values({ ...worker, frames_rendered: 0, render_ms_total: 0, first_seen_at: at, last_seen_at: at })
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet({
+          name: worker.name,
+          host: worker.host,
+          threads: worker.threads,
+          blender_version: worker.blender_version,
+          last_seen_at: at,
+        }),
+      )
+      .execute();
+  }
+
+  async touchWorker(id: string): Promise<void> {
+    await this.db.updateTable('workers').set({ last_seen_at: now() }).where('id', '=', id).execute();
+  }
+
+  async recordRenderedFrame(workerId: string, renderMs: number): Promise<void> {
+    await this.db
+      .updateTable('workers')
+      .set((eb) => ({
+        frames_rendered: eb('frames_rendered', '+', 1),
+        render_ms_total: eb('render_ms_total', '+', renderMs),
+        last_seen_at: now(),
+      }))
+      .where('id', '=', workerId)
+      .execute();
+  }
+
+  async listWorkers(): Promise<WorkerRow[]> {
+    return this.db.selectFrom('workers').selectAll().orderBy('name').execute();
+  }
+
+  async getWorker(id: string): Promise<WorkerRow | undefined> {
+    return this.db.selectFrom('workers').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+}

@@ -1,0 +1,57 @@
+
+/** Row shapes as stored. JSON columns hold text; booleans are 0/1 (portable to PostgreSQL). */
+export interface JobsTable {
+  id: string;
+  seq: number;
+  name: string;
+  state: string;
+  priority: number;
+  allow_scripts: number;
+  blend_sha256: string;
+  blend_size: number;
+  requested_json: string;
+  overrides_json: string;
+  scene_json: string | null;
+  frame_start: number | null;
+  frame_end: number | null;
+  frame_step: number | null;
+  fps: number | null;
+  file_extension: string | null;
+  video_file: string | null;
+  error: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface FramesTable {
+  job_id: string;
+  number: number;
+  state: string;
+  worker_id: string | null;
+  attempts: number;
+  render_ms: number | null;
+  file: string | null;
+  sha256: string | null;
+  error: string | null;
+  log: string | null;
+  finished_at: string | null;
+}
+
+export interface WorkersTable {
+  id: string;
+  name: string;
+  host: string;
+  threads: number;
+  blender_version: string | null;
+  frames_rendered: number;
+  render_ms_total: number;
+  first_seen_at: string;
+  last_seen_at: string;
+}
+
+export interface Database {
+  jobs: JobsTable;
+  frames: FramesTable;
+  workers: WorkersTable;
+}

@@ -1,0 +1,305 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, describeSettings, loadSettings } from '../src/config/index.ts';
+
+/** A fresh temp folder holding settings.conf with the given lines; removed after the test. */
+function settingsFile(t: { after: (fn: () => void) => void }, ...lines: string[]): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'archenland-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'settings.conf');
+  writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}
+
+/** Asserts that loading throws a ConfigError and returns it for closer checks. */
+function configError(load: () => unknown): ConfigError {
+  try {
+    load();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected loading to fail');
+}
+
+test('a missing default settings.conf means built-in defaults', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'archenland-config-'));
+  const previous = process.cwd();
+  process.chdir(dir);
+  t.after(() => {
+    process.chdir(previous);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const server = loadSettings('server', { env: {} });
+  assert.deepEqual(server, {
+    ffmpeg_path: 'ffmpeg',
+    port: 7411,
+    web_port: 8080,
+    bind: '0.0.0.0',
+    data_dir: path.join(process.cwd(), 'archenland-data'),
+    max_upload_mb: 4096,
+    heartbeat_timeout_s: 30,
+    frame_retries: 3,
+    frame_timeout_s: 0,
+    trust_loopback: true,
+    log_level: 'info',
+  });
+
+  const worker = loadSettings('worker', { env: {} });
+  assert.deepEqual(worker, {
+    blender_path: 'blender',
+    threads: 0,
+    address: '127.0.0.1',
+    port: 7411,
+    web_port: 8080,
+    cache_dir: path.join(process.cwd(), 'archenland-worker'),
+    log_level: 'info',
+  });
+});
+
+test('a full valid server file is read as typed values', (t) => {
+  const file = settingsFile(
+    t,
+    '# Archenland server',
+    'ffmpeg_path = "/usr/bin/ffmpeg"',
+    'port = 9411',
+    'web_port = 9080',
+    'bind = "127.0.0.1"',
+    'data_dir = "/srv/archenland"',
+    'max_upload_mb = 512',
+    'token = "0123456789abcdef0123"',
+    'heartbeat_timeout_s = 60',
+    'frame_retries = 0',
+    'frame_timeout_s = 3600',
+    'trust_loopback = false',
+    'log_level = "debug"',
+  );
+  assert.deepEqual(loadSettings('server', { file, env: {} }), {
+    ffmpeg_path: '/usr/bin/ffmpeg',
+    port: 9411,
+    web_port: 9080,
+    bind: '127.0.0.1',
+    data_dir: path.resolve('/srv/archenland'),
+    max_upload_mb: 512,
+    token: '0123456789abcdef0123',
+    heartbeat_timeout_s: 60,
+    frame_retries: 0,
+    frame_timeout_s: 3600,
+    trust_loopback: false,
+    log_level: 'debug',
+  });
+});
+
+test('a full valid worker file is read as typed values', (t) => {
+  const file = settingsFile(
+    t,
+    'blender_path = "/opt/blender/blender"',
+    'threads = 8',
+    'address = "farm.local"',
+    'port = 9411',
+    'web_port = 9080',
+    'name = "render-01"',
+    'cache_dir = "cache"',
+    'token = "0123456789abcdef0123"',
+    'log_level = "warn"',
+  );
+  assert.deepEqual(loadSettings('worker', { file, env: {} }), {
+    blender_path: '/opt/blender/blender',
+    threads: 8,
+    address: 'farm.local',
+    port: 9411,
+    web_port: 9080,
+    name: 'render-01',
+    cache_dir: path.join(path.dirname(file), 'cache'),
+    token: '0123456789abcdef0123',
+    log_level: 'warn',
+  });
+});
+
+test('an unknown key is reported with its line and the known keys', (t) => {
+  const file = settingsFile(t, 'web_port = 8080', '', 'prot = 7411');
+  const err = configError(() => loadSettings('server', { file, env: {} }));
+  assert.equal(err.line, 3);
+  assert.equal(err.key, 'prot');
+  assert.equal(err.file, file);
+  assert.match(err.message, /settings\.conf:3: unknown key "prot" \(known keys: .*web_port.*\)/);
+});
+
+test('a key of the other process kind is pointed out', (t) => {
+  const file = settingsFile(t, 'blender_path = "blender"');
+  const err = configError(() => loadSettings('server', { file, env: {} }));
+  assert.match(err.message, /settings\.conf:1: unknown key "blender_path" \(it is a worker setting; known keys: /);
+});
+
+test('a wrongly typed value is reported with its line, the expectation and the value', (t) => {
+  const file = settingsFile(t, 'port = 7411', 'web_port = "abc"');
+  const err = configError(() => loadSettings('server', { file, env: {} }));
+  assert.equal(err.line, 2);
+  assert.equal(err.key, 'web_port');
+  assert.match(err.message, /settings\.conf:2: key "web_port": expected an integer between 1 and 65535, got "abc"$/);
+});
+
+test('an out-of-range port is rejected', (t) => {
+  const file = settingsFile(t, 'log_level = "info"', 'port = 70000');
+  const err = configError(() => loadSettings('worker', { file, env: {} }));
+  assert.equal(err.line, 2);
+  assert.match(err.message, /settings\.conf:2: key "port": expected an integer between 1 and 65535, got 70000$/);
+});
+
+test('other bad values name what is expected', (t) => {
+  const cases: Array<[string, RegExp]> = [
+    ['log_level = "loud"', /expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/],
+    ['trust_loopback = "yes"', /expected true or false, got "yes"/],
+    ['max_upload_mb = 0', /expected an integer of at least 1, got 0/],
+    ['frame_retries = 1.5', /expected an integer between 0 and 100, got 1.5/],
+    // The token is a secret: only its length shows up in the message.
+    ['token = "short-secret"', /expected a string of at least 16 characters, got a 12-character string/],
+  ];
+  for (const [line, expected] of cases) {
+    const file = settingsFile(t, line);
+    const err = configError(() => loadSettings('server', { file, env: {} }));
+    assert.match(err.message, expected);
+    assert.doesNotMatch(err.message, /short-secret/);
+  }
+});
+
+test('a TOML syntax error gives file and line', (t) => {
+  const file = settingsFile(t, 'port = 7411', 'web_port = ', 'bind = "0.0.0.0"');
+  const err = configError(() => loadSettings('server', { file, env: {} }));
+  assert.equal(err.line, 2);
+  assert.equal(err.file, file);
+  assert.match(err.message, /settings\.conf:2: TOML syntax error/);
+});
+
+test('a table header is refused with its line', (t) => {
+  const file = settingsFile(t, '# shared file', '[server]', 'port = 7411');
+  const err = configError(() => loadSettings('server', { file, env: {} }));
+  assert.equal(err.line, 2);
+  assert.match(err.message, /settings\.conf:2: table headers like \[server\] are not supported/);
+});
+
+test('an explicitly named file that does not exist is an error', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'archenland-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'nope.conf');
+  const err = configError(() => loadSettings('server', { file, env: {} }));
+  assert.equal(err.file, file);
+  assert.match(err.message, /nope\.conf: settings file not found/);
+});
+
+test('precedence: defaults < file < environment < flags', (t) => {
+  const file = settingsFile(t, 'port = 1001', 'web_port = 1002', 'bind = "10.0.0.1"');
+  const env = { ARCHENLAND_WEB_PORT: '2002', ARCHENLAND_BIND: '10.0.0.2' };
+
+  const settings = loadSettings('server', { file, env, flags: { bind: '10.0.0.3', port: undefined } });
+  assert.equal(settings.port, 1001, 'file beats default; an undefined flag is ignored');
+  assert.equal(settings.web_port, 2002, 'environment beats file');
+  assert.equal(settings.bind, '10.0.0.3', 'flag beats environment');
+  assert.equal(settings.frame_retries, 3, 'default when nothing else sets it');
+});
+
+test('environment values are coerced to the setting type', (t) => {
+  const file = settingsFile(t, 'trust_loopback = true');
+  const settings = loadSettings('server', {
+    file,
+    env: {
+      ARCHENLAND_PORT: '9000',
+      ARCHENLAND_TRUST_LOOPBACK: '0',
+      ARCHENLAND_TOKEN: 'a-token-of-sufficient-length',
+      ARCHENLAND_LOG_LEVEL: 'debug',
+      ARCHENLAND_FRAME_RETRIES: '', // empty counts as unset
+      ARCHENLAND_BLENDER_PATH: '/ignored/for/server',
+    },
+  });
+  assert.equal(settings.port, 9000);
+  assert.equal(settings.trust_loopback, false);
+  assert.equal(settings.token, 'a-token-of-sufficient-length');
+  assert.equal(settings.log_level, 'debug');
+  assert.equal(settings.frame_retries, 3);
+
+  const worker = loadSettings('worker', { file: settingsFile(t), env: { ARCHENLAND_THREADS: ' 4 ' } });
+  assert.equal(worker.threads, 4);
+  for (const [raw, expected] of [['TRUE', true], ['1', true], ['false', false]] as const) {
+    const server = loadSettings('server', { file, env: { ARCHENLAND_TRUST_LOOPBACK: raw } });
+    assert.equal(server.trust_loopback, expected, raw);
+  }
+});
+
+test('a bad environment value is an error naming the variable', (t) => {
+  const file = settingsFile(t);
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ ARCHENLAND_WEB_PORT: 'abc' }, /^environment variable ARCHENLAND_WEB_PORT: expected an integer between 1 and 65535, got "abc"$/],
+    [{ ARCHENLAND_PORT: '0x1F' }, /^environment variable ARCHENLAND_PORT: expected an integer .*, got "0x1F"$/],
+    [{ ARCHENLAND_TRUST_LOOPBACK: 'yes' }, /^environment variable ARCHENLAND_TRUST_LOOPBACK: expected true or false, got "yes"$/],
+  ];
+  for (const [env, expected] of cases) {
+    const err = configError(() => loadSettings('server', { file, env }));
+    assert.match(err.message, expected);
+    assert.equal(err.line, undefined);
+  }
+});
+
+test('a bad file value is reported even when the environment overrides it', (t) => {
+  const file = settingsFile(t, 'web_port = "abc"');
+  const err = configError(() => loadSettings('server', { file, env: { ARCHENLAND_WEB_PORT: '9000' } }));
+  assert.equal(err.line, 1);
+});
+
+test('bad or unknown flags are errors', (t) => {
+  const file = settingsFile(t);
+  const bad = configError(() => loadSettings('server', { file, env: {}, flags: { web_port: 0 } }));
+  assert.match(bad.message, /^command-line flag --web-port: expected an integer between 1 and 65535, got 0$/);
+  const unknown = configError(() => loadSettings('server', { file, env: {}, flags: { webPort: 9000 } }));
+  assert.match(unknown.message, /^unknown command-line setting "webPort" \(known keys: /);
+});
+
+test('a relative data_dir from the file resolves against the file folder, otherwise the cwd', (t) => {
+  const file = settingsFile(t, 'data_dir = "data/farm"');
+  const fromFile = loadSettings('server', { file, env: {} });
+  assert.equal(fromFile.data_dir, path.join(path.dirname(file), 'data', 'farm'));
+
+  const fromEnv = loadSettings('server', { file, env: { ARCHENLAND_DATA_DIR: 'elsewhere' } });
+  assert.equal(fromEnv.data_dir, path.join(process.cwd(), 'elsewhere'));
+
+  const fromDefault = loadSettings('server', { file: settingsFile(t), env: {} });
+  assert.equal(fromDefault.data_dir, path.join(process.cwd(), 'archenland-data'));
+});
+
+test('a settings file in a subfolder is shown relative to the cwd in messages', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'archenland-config-'));
+  const previous = process.cwd();
+  process.chdir(dir);
+  t.after(() => {
+    process.chdir(previous);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync('conf');
+  writeFileSync(path.join('conf', 'settings.conf'), 'port = "x"\n');
+  const err = configError(() => loadSettings('server', { file: 'conf/settings.conf', env: {} }));
+  assert.match(err.message, new RegExp(`^${path.join('conf', 'settings.conf')}:1: key "port"`));
+  assert.equal(err.file, path.join(process.cwd(), 'conf', 'settings.conf'));
+});
+
+test('describeSettings lists every key with type, default and description', () => {
+  const server = describeSettings('server');
+  assert.deepEqual(
+    server.map((s) => s.key),
+    ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'log_level'],
+  );
+  const webPort = server.find((s) => s.key === 'web_port');
+  assert.deepEqual(webPort, {
+    key: 'web_port',
+    type: 'integer 1..65535',
+    default: 8080,
+    description: 'HTTP port of the web interface and API',
+    env: 'ARCHENLAND_WEB_PORT',
+  });
+  assert.equal(server.find((s) => s.key === 'token')?.default, undefined);
+  assert.equal(server.find((s) => s.key === 'trust_loopback')?.type, 'boolean');
+  for (const setting of [...server, ...describeSettings('worker')]) assert.ok(setting.description, setting.key);
+});
