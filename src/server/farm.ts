@@ -67,6 +67,8 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
   private readonly workers = new Map<string, ConnectedWorker>();
   /** job id -> worker probing its scene (null: waiting for a worker). */
   private readonly probes = new Map<string, string | null>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private stopping = false;
 
   constructor(
     private readonly store: Store,
@@ -83,11 +85,11 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     const requeued = await this.store.requeueRenderingFrames();
     for (const job of await this.store.listJobsInState(['probing', 'queued', 'rendering', 'encoding'])) {
       if (job.state === 'probing') this.probes.set(job.id, null);
-      else if (job.state === 'encoding') void this.encode(job.id);
+      else if (job.state === 'encoding') this.background(this.encode(job.id));
       else {
         const open = await this.store.listFrames(job.id, 'queued');
         this.scheduler.addJob({ jobId: job.id, priority: job.priority, seq: job.seq, frames: open.map((f) => f.number) });
-        if (open.length === 0) void this.finishRendering(job.id);
+        if (open.length === 0) this.background(this.finishRendering(job.id));
       }
     }
     this.log.info({ requeued }, 'farm state restored');
@@ -217,7 +219,7 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     if (!worker) return;
     worker.current = null;
     this.scheduler.workerReady(workerId);
-    void this.publishWorker(workerId);
+    this.background(this.publishWorker(workerId));
     this.pump();
   }
 
@@ -225,12 +227,12 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     const worker = this.workers.get(workerId);
     if (!worker?.current || worker.current.jobId !== jobId || worker.current.frame !== frame) return;
     worker.current.percent = percent;
-    void this.publishWorker(workerId);
+    this.background(this.publishWorker(workerId));
   }
 
   async workerDisconnected(workerId: string, link: WorkerLink): Promise<void> {
     const worker = this.workers.get(workerId);
-    if (!worker || worker.link !== link) return; // an older, replaced connection
+    if (!worker || worker.link !== link || this.stopping) return; // an older, replaced connection, or shutdown
     this.workers.delete(workerId);
     this.log.warn({ workerId }, 'worker disconnected');
     this.returnFramesOf(workerId);
@@ -346,11 +348,28 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     if (row?.state === 'probing') await this.failJob(row, `could not read the scene: ${error}`);
   }
 
+  /**
+   * Runs work the caller does not wait for (edges, timers, fan-out), logging its errors
+   * and keeping it counted so `stop` can let it finish before the store closes.
+   */
+  background(work: Promise<unknown>): void {
+    this.pending.add(work);
+    work
+      .catch((error) => this.log.error({ err: error }, 'background farm task failed'))
+      .finally(() => this.pending.delete(work));
+  }
+
+  /** Stops taking part in events and waits for work under way; then the store may close. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
   // ---- internals -----------------------------------------------------------------
 
   /** Hands pending frames to idle workers. */
   private pump(): void {
-    for (const assignment of this.scheduler.dispatch()) void this.assign(assignment);
+    for (const assignment of this.scheduler.dispatch()) this.background(this.assign(assignment));
   }
 
   private async assign({ workerId, jobId, frame }: Assignment): Promise<void> {
@@ -375,7 +394,9 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
 
   private returnFramesOf(workerId: string): void {
     for (const { jobId, frame } of this.scheduler.workerLost(workerId)) {
-      void this.store.updateFrame(jobId, frame, { state: 'queued', worker_id: null }).then(() => this.publishFrame(jobId, frame));
+      this.background(
+        this.store.updateFrame(jobId, frame, { state: 'queued', worker_id: null }).then(() => this.publishFrame(jobId, frame)),
+      );
     }
   }
 
@@ -386,15 +407,17 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
       const worker = this.pickProber();
       if (!worker) return;
       this.probes.set(jobId, worker.id);
-      void this.store.getJob(jobId).then((row) => {
-        if (!row) return;
-        worker.link.send({
-          type: 'probe',
-          jobId,
-          blend: { sha256: row.blend_sha256, size: row.blend_size },
-          allowScripts: row.allow_scripts === 1,
-        });
-      });
+      this.background(
+        this.store.getJob(jobId).then((row) => {
+          if (!row) return;
+          worker.link.send({
+            type: 'probe',
+            jobId,
+            blend: { sha256: row.blend_sha256, size: row.blend_size },
+            allowScripts: row.allow_scripts === 1,
+          });
+        }),
+      );
     }
   }
 

@@ -57,7 +57,7 @@ export async function startWorkerSocket(farm: Farm, options: SocketOptions, log:
           log.warn({ remote: request.socket.remoteAddress, name: first.name }, 'worker refused: wrong farm token');
           return closeWith(socket, 'wrong farm token');
         }
-        void serveWorker(farm, socket, first, log);
+        farm.background(serveWorker(farm, socket, first, log));
       } else {
         if (!trusted && !tokenMatches(first.token, options.token)) {
           log.warn({ remote: request.socket.remoteAddress }, 'observer refused: wrong token');
@@ -114,12 +114,10 @@ async function serveWorker(
       log.warn({ workerId, error: parsed.error }, 'invalid message from worker');
       return link.send({ type: 'error', message: parsed.error });
     }
-    void dispatchWorkerMessage(farm, workerId, parsed.message).catch((error) =>
-      log.error({ err: error, workerId }, 'failed to handle worker message'),
-    );
+    farm.background(dispatchWorkerMessage(farm, workerId, parsed.message));
   };
   socket.on('message', (data) => handle(data.toString()));
-  socket.on('close', () => void farm.workerDisconnected(workerId, link));
+  socket.on('close', () => farm.background(farm.workerDisconnected(workerId, link)));
   for (const raw of early) handle(raw);
 }
 

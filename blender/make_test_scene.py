@@ -1,0 +1,155 @@
+"""Generate a small, deterministic test scene for Archenland's tests.
+
+Run:
+  blender -b --factory-startup --python blender/make_test_scene.py -- \
+      --output X.blend [--frames 1-10] [--width 64 --height 48] [--samples 4] \
+      [--engine CYCLES] [--fps 24] [--denoise]
+
+The scene has a coloured cube that moves and turns across the frame range, a
+ground plane, a sun light and a camera, so consecutive frames differ visibly.
+Cycles renders on the CPU with denoising off (Debian's Blender has no
+OpenImageDenoise) unless --denoise asks for it, to reproduce that failure.
+"""
+
+import argparse
+import math
+import sys
+
+import bpy
+
+
+def parse_args():
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    parser = argparse.ArgumentParser(prog="make_test_scene.py")
+    parser.add_argument("--output", required=True, help="path of the .blend to write")
+    parser.add_argument("--frames", default="1-10", help="frame range, e.g. 1-10 or 5")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--height", type=int, default=48)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--engine", default="CYCLES",
+                        choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
+    parser.add_argument("--fps", type=int, default=24)
+    parser.add_argument("--denoise", action="store_true")
+    return parser.parse_args(argv)
+
+
+def parse_frames(text):
+    start, _, end = text.partition("-")
+    start = int(start)
+    end = int(end) if end else start
+    if end < start:
+        raise ValueError(f"frame range {text!r} ends before it starts")
+    return start, end
+
+
+def clear_scene():
+    # --factory-startup brings a cube, a light and a camera; start from nothing
+    # so the scene is fully described by this script.
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj, do_unlink=True)
+
+
+def make_material(name, rgba):
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = rgba
+    mat.diffuse_color = rgba  # what Workbench shows
+    return mat
+
+
+def build_objects(scene, frame_start, frame_end):
+    bpy.ops.mesh.primitive_plane_add(size=20, location=(0, 0, 0))
+    ground = bpy.context.active_object
+    ground.name = "Ground"
+    ground.data.materials.append(make_material("GroundGreen", (0.2, 0.6, 0.25, 1.0)))
+
+    bpy.ops.mesh.primitive_cube_add(size=1.5, location=(-3, 0, 0.75))
+    cube = bpy.context.active_object
+    cube.name = "Mover"
+    cube.data.materials.append(make_material("MoverRed", (0.85, 0.1, 0.05, 1.0)))
+
+    # Motion across the whole range: left to right while turning half a turn.
+    # Linear interpolation so every frame, even the first and last, moves.
+    span = max(frame_end - frame_start, 1)
+    cube.location = (-3, 0, 0.75)
+    cube.rotation_euler = (0, 0, 0)
+    cube.keyframe_insert("location", frame=frame_start)
+    cube.keyframe_insert("rotation_euler", frame=frame_start)
+    cube.location = (3, 0, 0.75)
+    cube.rotation_euler = (0, 0, math.pi)
+    cube.keyframe_insert("location", frame=frame_start + span)
+    cube.keyframe_insert("rotation_euler", frame=frame_start + span)
+    for fcurve in cube.animation_data.action.fcurves:
+        for key in fcurve.keyframe_points:
+            key.interpolation = "LINEAR"
+
+    bpy.ops.object.light_add(type="SUN", location=(4, -4, 8))
+    sun = bpy.context.active_object
+    sun.name = "Sun"
+    sun.data.energy = 4.0
+    sun.rotation_euler = (math.radians(40), math.radians(10), math.radians(30))
+
+    bpy.ops.object.camera_add(location=(0, -10, 5))
+    camera = bpy.context.active_object
+    camera.name = "Camera"
+    camera.rotation_euler = (math.radians(65), 0, 0)
+    scene.camera = camera
+
+
+def configure_world(scene):
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.3, 0.4, 0.7, 1.0)
+    world.color = (0.3, 0.4, 0.7)
+
+
+def configure_render(scene, args, frame_start, frame_end):
+    scene.frame_start = frame_start
+    scene.frame_end = frame_end
+    scene.frame_step = 1
+    scene.frame_current = frame_start
+    scene.render.fps = args.fps
+    scene.render.fps_base = 1.0
+
+    render = scene.render
+    render.engine = args.engine
+    render.resolution_x = args.width
+    render.resolution_y = args.height
+    render.resolution_percentage = 100
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGBA"
+    render.image_settings.color_depth = "8"
+    render.image_settings.compression = 15
+
+    cycles = scene.cycles
+    cycles.device = "CPU"
+    cycles.samples = args.samples
+    cycles.use_denoising = args.denoise
+    # A fixed sample count makes progress lines predictable (a/N up to N).
+    cycles.use_adaptive_sampling = False
+    cycles.seed = 0
+    cycles.use_animated_seed = False
+
+    scene.eevee.taa_render_samples = args.samples
+
+
+def main():
+    args = parse_args()
+    frame_start, frame_end = parse_frames(args.frames)
+    scene = bpy.context.scene
+    clear_scene()
+    build_objects(scene, frame_start, frame_end)
+    configure_world(scene)
+    configure_render(scene, args, frame_start, frame_end)
+    # Uncompressed, so the file starts with the plain "BLENDER" header.
+    bpy.ops.wm.save_as_mainfile(filepath=args.output, compress=False)
+    print(f"make_test_scene: wrote {args.output}", flush=True)
+
+
+try:
+    main()
+except Exception as error:  # exit non-zero so callers notice a broken scene
+    print(f"make_test_scene: {error}", file=sys.stderr, flush=True)
+    sys.exit(1)

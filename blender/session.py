@@ -1,0 +1,173 @@
+"""A persistent Blender render session, driven one JSON command per stdin line.
+
+Started by src/worker/blender/session.ts as:
+  blender -b [-Y | -y] -t <threads> <file.blend> --python blender/session.py \
+      -- [--overrides JSON]
+
+Keeping one Blender process open avoids paying start-up and scene loading for
+every frame (about 1.5 s each on small scenes). Commands:
+  {"cmd": "render", "frame": N, "output": "/abs/dir/frame_####"}
+  {"cmd": "quit"}
+Replies are single lines starting with "@@ARCHENLAND " followed by JSON, mixed
+into Blender's own stdout (progress lines such as "Fra:1 ... | Sample 2/4"
+stay there on purpose: the worker parses them for progress).
+"""
+
+import ctypes
+import json
+import os
+import sys
+import traceback
+
+import bpy
+
+PREFIX = "@@ARCHENLAND "
+
+# Names accepted by `blender -F` mapped to the Python enum names, so an
+# override can use either spelling.
+CLI_FORMAT_ALIASES = {
+    "TGA": "TARGA",
+    "RAWTGA": "TARGA_RAW",
+    "JP2": "JPEG2000",
+    "EXR": "OPEN_EXR",
+    "MULTILAYER": "OPEN_EXR_MULTILAYER",
+}
+# Movie formats append frames to one file: meaningless for frame-at-a-time renders.
+MOVIE_FORMATS = {"FFMPEG", "AVI_JPEG", "AVI_RAW", "AVIJPEG", "AVIRAW"}
+
+try:
+    # Blender's C code prints progress with printf; its buffer is separate from
+    # Python's. Flushing both before each event keeps the order on the pipe
+    # true, so a frame's log is complete when its "saved" event arrives.
+    _libc = ctypes.CDLL(None)
+except OSError:
+    _libc = None
+
+
+def flush_all():
+    sys.stdout.flush()
+    if _libc is not None:
+        _libc.fflush(None)
+
+
+def emit(event, **fields):
+    flush_all()
+    sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
+    flush_all()
+
+
+def error_message(error):
+    # bpy operator errors arrive as "Error: <report>\n"; keep Blender's text.
+    text = str(error).strip()
+    return text or type(error).__name__
+
+
+def parse_overrides(argv):
+    args = argv[argv.index("--") + 1:] if "--" in argv else []
+    if "--overrides" not in args:
+        return {}
+    position = args.index("--overrides")
+    if position + 1 >= len(args):
+        raise ValueError("--overrides needs a JSON argument")
+    overrides = json.loads(args[position + 1])
+    if not isinstance(overrides, dict):
+        raise ValueError("--overrides must be a JSON object")
+    return overrides
+
+
+def apply_overrides(scene, overrides):
+    """Apply each override that is present and not null; leave the rest alone."""
+    render = scene.render
+
+    engine = overrides.get("engine")
+    if engine is not None:
+        render.engine = engine  # first: the samples override depends on it
+
+    percentage = overrides.get("resolutionPercentage")
+    if percentage is not None:
+        render.resolution_percentage = int(percentage)
+
+    samples = overrides.get("samples")
+    if samples is not None:
+        if render.engine == "CYCLES":
+            scene.cycles.samples = int(samples)
+        elif render.engine == "BLENDER_EEVEE":
+            scene.eevee.taa_render_samples = int(samples)
+        # Workbench has no sample count; nothing to override.
+
+    file_format = overrides.get("fileFormat")
+    if file_format is not None:
+        name = CLI_FORMAT_ALIASES.get(file_format.upper(), file_format.upper())
+        if name in MOVIE_FORMATS:
+            raise ValueError(f"file format {file_format} is a movie format; "
+                             "frames must be rendered to image files")
+        render.image_settings.file_format = name
+
+
+def render_frame(scene, frame, output):
+    scene.frame_set(frame)
+    # Expand "#" (and the extension) the way `blender -o PATTERN -f N` does.
+    # A still render with write_still=True does NOT expand "#": given the
+    # pattern itself it writes a file literally named "frame_####.png".
+    scene.render.filepath = output
+    path = scene.render.frame_path(frame=frame)
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    if not os.path.isfile(path):
+        # Guards the "saved" event against a path computed differently from
+        # the one Blender wrote to (e.g. a future change in frame_path).
+        raise RuntimeError(f"render finished but no file was written at {path}")
+    return path
+
+
+def handle(scene, line):
+    """Run one command; return False when the session should end."""
+    try:
+        command = json.loads(line)
+    except ValueError as error:
+        emit("error", frame=None, message=f"invalid command JSON: {error}")
+        return True
+    if not isinstance(command, dict):
+        emit("error", frame=None, message="a command must be a JSON object")
+        return True
+
+    name = command.get("cmd")
+    if name == "quit":
+        return False
+    if name != "render":
+        emit("error", frame=None, message=f"unknown command {name!r}")
+        return True
+
+    frame = command.get("frame")
+    output = command.get("output")
+    if not isinstance(frame, int) or not isinstance(output, str) or not output:
+        emit("error", frame=frame if isinstance(frame, int) else None,
+             message="render needs an integer frame and an output path")
+        return True
+    try:
+        path = render_frame(scene, frame, output)
+    except Exception as error:  # report and keep serving the next command
+        emit("error", frame=frame, message=error_message(error))
+        return True
+    emit("saved", frame=frame, path=path)
+    return True
+
+
+def serve():
+    scene = bpy.context.scene
+    try:
+        apply_overrides(scene, parse_overrides(sys.argv))
+    except Exception as error:
+        traceback.print_exc()
+        emit("fatal", message=f"could not apply overrides: {error_message(error)}")
+        sys.exit(1)
+
+    emit("ready", blenderVersion=bpy.app.version_string, sceneName=scene.name)
+    for line in sys.stdin:  # EOF means the worker went away: end the session
+        line = line.strip()
+        if line and not handle(scene, line):
+            break
+    flush_all()
+
+
+serve()

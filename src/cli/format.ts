@@ -1,0 +1,36 @@
+import type { Job, Worker } from '../protocol/index.ts';
+
+/** Plain text tables for people; `--json` prints the API's own objects for scripts. */
+export function formatJobs(jobs: Job[]): string {
+  if (jobs.length === 0) return 'no jobs';
+  const rows = jobs.map((j) => [j.id, j.name, j.state, `${j.counts.done}/${j.counts.total}`, j.createdAt.slice(0, 19).replace('T', ' ')]);
+  return table(['ID', 'NAME', 'STATE', 'FRAMES', 'SUBMITTED'], rows);
+}
+
+export function formatWorkers(workers: Worker[]): string {
+  if (workers.length === 0) return 'no workers';
+  const rows = workers.map((w) => [
+    w.name,
+    w.host,
+    w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.state,
+    String(w.framesRendered),
+    w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
+  ]);
+  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME'], rows);
+}
+
+export function formatJob(job: Job): string {
+  const lines = [
+    `${job.name} (${job.id}): ${job.state}`,
+    `frames: ${job.counts.done} done, ${job.counts.rendering} rendering, ${job.counts.queued} queued, ${job.counts.failed} failed of ${job.counts.total}`,
+  ];
+  if (job.scene) lines.push(`scene: ${job.scene.engine}, ${job.scene.resolutionX}x${job.scene.resolutionY}, ${job.fps} fps`);
+  if (job.error) lines.push(`error: ${job.error}`);
+  if (job.videoReady) lines.push(`video: /api/jobs/${job.id}/video`);
+  return lines.join('\n');
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}

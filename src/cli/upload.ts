@@ -1,0 +1,68 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Job } from '../protocol/index.ts';
+import { ApiError, type ApiClient } from './client.ts';
+
+/**
+ * Streams a .blend as multipart/form-data without reading it into memory, reporting bytes
+ * sent, so a 1 GB scene shows a moving bar and costs a few buffers.
+ */
+export async function uploadJob(
+  client: ApiClient,
+  file: string,
+  fields: Record<string, string>,
+  onProgress: (sent: number, total: number) => void,
+): Promise<Job> {
+  const { size } = await stat(file);
+  const boundary = `----archenland${randomBytes(12).toString('hex')}`;
+  const fieldParts = Object.entries(fields)
+    .map(([name, value]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`)
+    .join('');
+  const safeName = path.basename(file).replace(/["\r\n]/g, '_');
+  const head = Buffer.from(
+    `${fieldParts}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const url = new URL('/api/jobs', client.baseUrl);
+  const transport = url.protocol === 'https:' ? https : http;
+
+  return new Promise((resolve, reject) => {
+    const request = transport.request(url, {
+      method: 'POST',
+      headers: {
+        ...client.headers(),
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'content-length': head.length + size + tail.length,
+      },
+    });
+    request.on('error', (error) => reject(new ApiError(`upload to ${client.baseUrl} failed: ${error.message}`, 0)));
+    request.on('response', (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk) => (body += chunk));
+      response.on('end', () => {
+        let json: { error?: string } = {};
+        try {
+          json = JSON.parse(body);
+        } catch {
+          json = { error: body };
+        }
+        if (response.statusCode === 201) resolve(json as Job);
+        else reject(new ApiError(json.error ?? `HTTP ${response.statusCode}`, response.statusCode ?? 0));
+      });
+    });
+    request.write(head);
+    let sent = 0;
+    const stream = createReadStream(file);
+    stream.on('data', (chunk) => {
+      sent += chunk.length;
+      onProgress(sent, size);
+    });
+    stream.on('error', reject);
+    stream.on('end', () => request.end(tail));
+    stream.pipe(request, { end: false });
+  });
+}

@@ -1,0 +1,209 @@
+import { createReadStream, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import { ZipArchive } from 'archiver';
+import { z } from 'zod';
+import { describeIssues, idSchema, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
+import type { Logger } from '../util/log.ts';
+import { bearerToken, isLoopback, tokenMatches } from './auth.ts';
+import { blendKindOf } from './blend-file.ts';
+import type { DataDir } from './data-dir.ts';
+import { frameFileName } from './data-dir.ts';
+import { FarmError, type Farm } from './farm.ts';
+import { parseJobFields } from './job-form.ts';
+import { discardFile, formatBytes, receiveToTemp, UploadError, type ReceivedFile } from './upload.ts';
+
+export interface HttpOptions {
+  token: string;
+  trustLoopback: boolean;
+  maxUploadBytes: number;
+  /** Told to browsers so the UI can open its live connection. */
+  wsPort: number;
+}
+
+const WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
+
+const jobParams = z.object({ id: idSchema });
+const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
+const blendParams = z.object({ sha256: sha256Schema });
+
+/**
+ * The HTTP edge on `web_port`: the public API used by the web UI and the CLI, and the
+ * two worker endpoints (download a .blend, upload a frame). Worker endpoints always need
+ * the farm token; the rest need it unless the caller is on loopback and that is trusted.
+ */
+export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions, log: Logger) {
+  const app = Fastify({
+    loggerInstance: log,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
+    const status = error instanceof FarmError || error instanceof UploadError ? error.statusCode : error.statusCode ?? 500;
+    if (status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
+    void reply.status(status).send({ error: status >= 500 ? 'internal server error' : error.message });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` });
+  });
+
+  const isAuthorized = (request: FastifyRequest) => {
+    if (options.trustLoopback && isLoopback(request.socket.remoteAddress)) return true;
+    return tokenMatches(bearerToken(request.headers.authorization), options.token);
+  };
+
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/api/')) return;
+    const workerRoute = request.url.startsWith('/api/worker/');
+    const ok = workerRoute ? tokenMatches(bearerToken(request.headers.authorization), options.token) : isAuthorized(request);
+    if (!ok) {
+      request.log.warn({ remote: request.socket.remoteAddress, url: request.url }, 'request refused: missing or wrong token');
+      throw new FarmError('missing or wrong access token', 401);
+    }
+  });
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/api/info', async () => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort }));
+
+  void app.register(async (api) => {
+    await api.register(multipart, {
+      limits: { fileSize: options.maxUploadBytes, files: 1, fields: 20, fieldSize: 1024, parts: 30 },
+    });
+
+    api.post('/api/jobs', async (request, reply) => {
+      const { upload, fields, fileName } = await receiveJobUpload(request, dataDir, options.maxUploadBytes);
+      try {
+        if (upload.size === 0) throw new FarmError('the file is empty', 400);
+        if (!blendKindOf(upload.head)) {
+          throw new FarmError(`"${fileName}" is not a Blender file (a .blend starts with "BLENDER", or is zstd or gzip compressed)`, 415);
+        }
+        const job = await farm.submitJob(upload, parseJobFields(fields), fileName);
+        return reply.status(201).send(job);
+      } catch (error) {
+        await discardFile(upload.tempPath);
+        throw error;
+      }
+    });
+  });
+
+  app.get('/api/jobs', async () => farm.listJobs());
+  app.get('/api/jobs/:id', async (request) => farm.getJobDetail(parse(jobParams, request.params).id));
+  app.post('/api/jobs/:id/cancel', async (request) => farm.cancelJob(parse(jobParams, request.params).id));
+
+  app.get('/api/jobs/:id/frames/:frame', async (request, reply) => {
+    const { id, frame } = parse(frameParams, request.params);
+    const file = await farm.frameFile(id, frame);
+    return sendFile(reply, file, path.basename(file));
+  });
+
+  app.get('/api/jobs/:id/video', async (request, reply) => {
+    const { id } = parse(jobParams, request.params);
+    return sendFile(reply, await farm.videoFile(id), `${id}.mp4`, 'video/mp4');
+  });
+
+  app.get('/api/jobs/:id/frames.zip', async (request, reply) => {
+    const { id } = parse(jobParams, request.params);
+    const frames = await farm.doneFrames(id);
+    if (frames.length === 0) throw new FarmError(`job ${id} has no finished frames yet`, 404);
+    // Frames are already compressed images: store them, do not spend CPU deflating them.
+    const zip = new ZipArchive({ store: true });
+    for (const f of frames) zip.file(f.file, { name: `${frameFileName(f.number)}${path.extname(f.file)}` });
+    void zip.finalize();
+    return reply
+      .header('content-type', 'application/zip')
+      .header('content-disposition', `attachment; filename="${id}-frames.zip"`)
+      .send(zip);
+  });
+
+  app.get('/api/workers', async () => farm.listWorkers());
+
+  // ---- worker endpoints ----
+  app.get('/api/worker/blends/:sha256', async (request, reply) => {
+    const { sha256 } = parse(blendParams, request.params);
+    const file = dataDir.blend(sha256);
+    if (!existsSync(file)) throw new FarmError(`no .blend with SHA-256 ${sha256}`, 404);
+    return sendFile(reply, file, `${sha256}.blend`, 'application/octet-stream');
+  });
+
+  void app.register(async (workerApi) => {
+    // Frames stream straight to disk: no body parsing, whatever the content type.
+    workerApi.removeAllContentTypeParsers();
+    workerApi.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    workerApi.put('/api/worker/jobs/:id/frames/:frame', async (request) => {
+      const { id, frame } = parse(frameParams, request.params);
+      const headers = parse(frameUploadHeaders, request.headers);
+      const upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes });
+      if (upload.sha256 !== headers['x-archenland-sha256']) {
+        await discardFile(upload.tempPath);
+        throw new FarmError(`checksum mismatch: the upload has SHA-256 ${upload.sha256}, the worker said ${headers['x-archenland-sha256']}`, 422);
+      }
+      if (upload.size === 0) {
+        await discardFile(upload.tempPath);
+        throw new FarmError('the frame file is empty', 422);
+      }
+      return farm.frameUploaded(headers['x-archenland-worker'], id, frame, upload, headers['x-archenland-render-ms']);
+    });
+  });
+
+  if (existsSync(WEB_ROOT)) void app.register(fastifyStatic, { root: WEB_ROOT, prefix: '/' });
+  else app.get('/', async () => ({ name: 'Archenland', api: '/api/jobs', note: 'the web UI is not built (npm run build:web)' }));
+
+  return app;
+}
+
+const frameUploadHeaders = z.object({
+  'x-archenland-worker': idSchema,
+  'x-archenland-sha256': sha256Schema,
+  'x-archenland-render-ms': z.coerce.number().min(0).max(1e10),
+});
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new FarmError(`invalid request: ${describeIssues(parsed.error)}`, 400);
+  return parsed.data;
+}
+
+async function sendFile(reply: FastifyReply, file: string, downloadName: string, type?: string) {
+  if (type) void reply.header('content-type', type);
+  else void reply.type(contentTypeOf(file));
+  return reply.header('content-disposition', `inline; filename="${downloadName}"`).send(createReadStream(file));
+}
+
+function contentTypeOf(file: string): string {
+  const types: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.exr': 'image/x-exr', '.tif': 'image/tiff' };
+  return types[path.extname(file)] ?? 'application/octet-stream';
+}
+
+/** Reads the multipart body: the file streams to a temp file; fields are collected as text. */
+async function receiveJobUpload(request: FastifyRequest, dataDir: DataDir, maxBytes: number) {
+  if (!request.isMultipart()) throw new FarmError('expected a multipart/form-data upload with a "file" field', 415);
+  const fields: Record<string, string> = {};
+  let upload: ReceivedFile | undefined;
+  let fileName = '';
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'file' || upload) {
+          part.file.resume();
+          throw new FarmError(`unexpected file field "${part.fieldname}": send one .blend in the field "file"`, 400);
+        }
+        fileName = part.filename;
+        upload = await receiveToTemp(part.file, dataDir.tmp, { maxBytes, isTruncated: () => part.file.truncated });
+      } else {
+        fields[part.fieldname] = String(part.value);
+      }
+    }
+  } catch (error) {
+    if (upload) await discardFile(upload.tempPath);
+    const code = (error as { code?: string }).code;
+    if (code === 'FST_REQ_FILE_TOO_LARGE') throw new UploadError(`file is larger than the limit of ${formatBytes(maxBytes)}`, 413);
+    if (code?.startsWith('FST_')) throw new FarmError(`bad upload: ${(error as Error).message}`, 400);
+    throw error;
+  }
+  if (!upload) throw new FarmError('no file: send the .blend in the multipart field "file"', 400);
+  return { upload, fields, fileName };
+}

@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import { describeIssues, jobOptionsSchema, parseFrameRange, type JobOptions } from '../protocol/index.ts';
+import { FarmError } from './farm.ts';
+
+/**
+ * Multipart fields arrive as strings; this turns them into typed job options or a 400
+ * naming the field. Field names match the API document (camelCase).
+ */
+const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
+const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
+
+export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority'];
+
+export function parseJobFields(fields: Record<string, string>): JobOptions {
+  for (const field of Object.keys(fields)) {
+    if (!knownJobFields.includes(field)) throw new FarmError(`unknown field "${field}" (known: ${knownJobFields.join(', ')})`, 400);
+  }
+  const typed: Record<string, unknown> = {};
+  try {
+    if (fields.name !== undefined) typed.name = fields.name;
+    if (fields.frames !== undefined && fields.frames.trim() !== '') typed.frames = parseFrameRange(fields.frames);
+    if (fields.fileFormat) typed.fileFormat = fields.fileFormat.toUpperCase();
+    for (const key of ['resolutionPercentage', 'samples', 'priority'] as const) {
+      if (fields[key] !== undefined && fields[key] !== '') typed[key] = parseField(key, integerText, fields[key]);
+    }
+    if (fields.allowScripts !== undefined) typed.allowScripts = parseField('allowScripts', booleanText, fields.allowScripts.toLowerCase());
+  } catch (error) {
+    throw error instanceof FarmError ? error : new FarmError((error as Error).message, 400);
+  }
+  const parsed = jobOptionsSchema.safeParse(typed);
+  if (!parsed.success) throw new FarmError(`invalid job options: ${describeIssues(parsed.error)}`, 400);
+  return parsed.data;
+}
+
+function parseField<T>(name: string, schema: z.ZodType<T>, value: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new FarmError(`field "${name}": ${describeIssues(parsed.error)}, got "${value.slice(0, 40)}"`, 400);
+  return parsed.data;
+}

@@ -1,0 +1,70 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BlendRef } from '../protocol/index.ts';
+
+/**
+ * .blend files by SHA-256: each is downloaded once per worker, verified, and kept, so
+ * a job's hundredth frame costs no transfer. Concurrent requests share one download.
+ */
+export class BlendCache {
+  private readonly downloads = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly serverUrl: string,
+    private readonly token: string,
+  ) {}
+
+  pathOf(sha256: string): string {
+    return path.join(this.dir, `${sha256}.blend`);
+  }
+
+  async get(blend: BlendRef): Promise<string> {
+    const target = this.pathOf(blend.sha256);
+    if (existsSync(target)) return target;
+    let download = this.downloads.get(blend.sha256);
+    if (!download) {
+      download = this.download(blend, target).finally(() => this.downloads.delete(blend.sha256));
+      this.downloads.set(blend.sha256, download);
+    }
+    return download;
+  }
+
+  private async download(blend: BlendRef, target: string): Promise<string> {
+    await mkdir(this.dir, { recursive: true });
+    const response = await fetch(`${this.serverUrl}/api/worker/blends/${blend.sha256}`, {
+      headers: { authorization: `Bearer ${this.token}` },
+    });
+    if (!response.ok || !response.body) {
+      throw new Error(`could not download the .blend ${blend.sha256.slice(0, 12)}: HTTP ${response.status} ${await response.text()}`);
+    }
+    const temp = `${target}.${randomBytes(4).toString('hex')}.part`;
+    const hash = createHash('sha256');
+    const hashing = new Transform({
+      transform(chunk, _enc, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(Readable.fromWeb(response.body as never), hashing, createWriteStream(temp));
+      const actual = hash.digest('hex');
+      if (actual !== blend.sha256) throw new Error(`downloaded .blend has SHA-256 ${actual}, expected ${blend.sha256}`);
+      await rename(temp, target);
+      return target;
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+  }
+}
+
+export async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}

@@ -1,0 +1,65 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import http from 'node:http';
+import { sha256OfFile } from './blend-cache.ts';
+
+export interface FrameUpload {
+  jobId: string;
+  frame: number;
+  file: string;
+  renderMs: number;
+}
+
+export interface UploadAnswer {
+  accepted: boolean;
+  reason?: string;
+}
+
+/** Streams one rendered frame to the server with its checksum; the server verifies it. */
+export async function uploadFrame(serverUrl: string, token: string, workerId: string, upload: FrameUpload): Promise<UploadAnswer> {
+  const sha256 = await sha256OfFile(upload.file);
+  const { size } = await stat(upload.file);
+  const url = new URL(`/api/worker/jobs/${upload.jobId}/frames/${upload.frame}`, serverUrl);
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, {
+      method: 'PUT',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/octet-stream',
+        'content-length': size,
+        'x-archenland-worker': workerId,
+        'x-archenland-sha256': sha256,
+        'x-archenland-render-ms': String(Math.round(upload.renderMs)),
+      },
+    });
+    request.on('response', (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk) => (body += chunk));
+      response.on('end', () => {
+        const json = safeJson(body);
+        if (response.statusCode === 200) resolve(json as UploadAnswer);
+        else reject(new UploadRejected(response.statusCode ?? 0, (json as { error?: string })?.error ?? body));
+      });
+    });
+    request.on('error', reject);
+    createReadStream(upload.file).on('error', reject).pipe(request);
+  });
+}
+
+/** The server answered and refused; retrying the same bytes will not help unless it is a 5xx. */
+export class UploadRejected extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(`server refused the frame (HTTP ${statusCode}): ${message}`);
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: text };
+  }
+}

@@ -1,0 +1,1 @@
+export { RenderWorker, readBlenderVersion } from './worker.ts';

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { findBlenderError, parseProgressLine, parseSessionEvent } from '../src/worker/blender/progress.ts';
+
+// Lines captured from Blender 3.4.1 (Debian) and from docs/BLENDER-NOTES.md.
+const CYCLES_SAMPLE_ZERO =
+  'Fra:1 Mem:10.04M (Peak 10.30M) | Time:00:00.04 | Mem:0.76M, Peak:0.76M | Scene, ViewLayer | Sample 0/4';
+const CYCLES_SAMPLE_ONE =
+  'Fra:2 Mem:10.09M (Peak 10.91M) | Time:00:00.08 | Remaining:00:00.03 | Mem:0.81M, Peak:0.81M | Scene, ViewLayer | Sample 1/4';
+const CYCLES_NOTES =
+  'Fra:1 Mem:49.68M (Peak 49.68M) | Time:00:17.29 | Remaining:00:49.60 | Mem:40.31M, Peak:40.31M | Scene, View Layer | Sample 33/128';
+const EEVEE_NOTES = 'Fra:1 Mem:50.52M (Peak 51.63M) | Time:00:14.18 | Rendering 26 / 64 samples';
+const EEVEE_CAPTURED = 'Fra:1 Mem:11.00M (Peak 12.11M) | Time:00:06.86 | Rendering 4 / 4 samples';
+
+describe('parseProgressLine', () => {
+  it('reads Cycles sample lines', () => {
+    assert.deepEqual(parseProgressLine(CYCLES_SAMPLE_ZERO), { frame: 1, done: 0, total: 4, percent: 0 });
+    assert.deepEqual(parseProgressLine(CYCLES_SAMPLE_ONE), { frame: 2, done: 1, total: 4, percent: 25 });
+    assert.deepEqual(parseProgressLine(CYCLES_NOTES), {
+      frame: 1,
+      done: 33,
+      total: 128,
+      percent: (33 / 128) * 100,
+    });
+  });
+
+  it('reads EEVEE sample lines', () => {
+    assert.deepEqual(parseProgressLine(EEVEE_NOTES), { frame: 1, done: 26, total: 64, percent: 40.625 });
+    assert.deepEqual(parseProgressLine(EEVEE_CAPTURED), { frame: 1, done: 4, total: 4, percent: 100 });
+  });
+
+  it('reads negative frame numbers', () => {
+    const line = 'Fra:-5 Mem:10.04M (Peak 10.30M) | Time:00:00.04 | Mem:0.76M, Peak:0.76M | Scene, ViewLayer | Sample 2/8';
+    assert.equal(parseProgressLine(line)?.frame, -5);
+  });
+
+  it('ignores every other line', () => {
+    const others = [
+      'Fra:2 Mem:9.54M (Peak 10.91M) | Time:00:00.07 | Mem:0.00M, Peak:0.01M | Scene, ViewLayer | Updating Scene BVH | Building BVH 0%',
+      'Fra:2 Mem:10.14M (Peak 10.91M) | Time:00:00.09 | Mem:0.81M, Peak:0.81M | Scene, ViewLayer | Finished',
+      'Fra:1 Mem:9.03M (Peak 9.31M) | Time:00:00.00 | Mem:0.00M, Peak:0.00M | Scene, ViewLayer | Loading render kernels (may take a few minutes the first time)',
+      'Fra:1 Mem:10.04M (Peak 10.30M) | Time:00:00.04 | Mem:0.76M, Peak:0.76M | Scene, ViewLayer | Build without OpenImageDenoiser',
+      'Fra:1 Mem:10.98M (Peak 12.11M) | Time:00:01.92 | Syncing Ground',
+      "Saved: '/tmp/bt/cli_0002.png'",
+      ' Time: 00:00.44 (Saving: 00:00.34)',
+      'Read blend: /tmp/bt/s.blend',
+      'Blender 3.4.1',
+      '',
+      // An object named like a status must not fool the parser: only the last field counts.
+      'Fra:1 Mem:9.25M (Peak 9.31M) | Time:00:00.00 | Mem:0.00M, Peak:0.00M | Scene, ViewLayer | Synchronizing object | Sample 3/4 cube',
+    ];
+    for (const line of others) assert.equal(parseProgressLine(line), null, line);
+  });
+
+  it('rejects impossible counts', () => {
+    assert.equal(parseProgressLine('Fra:1 Mem:1M (Peak 1M) | Time:00:00.00 | Scene, ViewLayer | Sample 0/0'), null);
+    assert.equal(parseProgressLine('Fra:1 Mem:1M (Peak 1M) | Time:00:00.00 | Scene, ViewLayer | Sample 5/4'), null);
+  });
+});
+
+describe('parseSessionEvent', () => {
+  it('reads the events session.py prints', () => {
+    assert.deepEqual(
+      parseSessionEvent('@@ARCHENLAND {"event": "ready", "blenderVersion": "3.4.1", "sceneName": "Scene"}'),
+      { event: 'ready', blenderVersion: '3.4.1', sceneName: 'Scene' },
+    );
+    assert.deepEqual(
+      parseSessionEvent('@@ARCHENLAND {"event": "saved", "frame": 1, "path": "/tmp/bt/ses_0001.png"}'),
+      { event: 'saved', frame: 1, path: '/tmp/bt/ses_0001.png' },
+    );
+    assert.deepEqual(
+      parseSessionEvent('@@ARCHENLAND {"event": "error", "frame": 1, "message": "Error: Build without OpenImageDenoiser"}'),
+      { event: 'error', frame: 1, message: 'Error: Build without OpenImageDenoiser' },
+    );
+    assert.deepEqual(
+      parseSessionEvent('@@ARCHENLAND {"event": "error", "frame": null, "message": "unknown command \'x\'"}'),
+      { event: 'error', frame: null, message: "unknown command 'x'" },
+    );
+    assert.equal(parseSessionEvent('@@ARCHENLAND {"event": "fatal", "message": "bad override"}')?.event, 'fatal');
+  });
+
+  it('reads the probe event', () => {
+    const line =
+      '@@ARCHENLAND {"event": "probe", "frameStart": 1, "frameEnd": 3, "frameStep": 1, "fps": 24.0, ' +
+      '"resolutionX": 64, "resolutionY": 48, "resolutionPercentage": 100, "engine": "CYCLES", ' +
+      '"fileFormat": "PNG", "samples": 4, "denoising": false, "blenderVersion": "3.4.1", "sceneName": "Scene"}';
+    const event = parseSessionEvent(line);
+    assert.equal(event?.event, 'probe');
+    if (event?.event === 'probe') {
+      assert.equal(event.fps, 24);
+      assert.equal(event.samples, 4);
+      assert.equal(event.engine, 'CYCLES');
+    }
+  });
+
+  it('returns null for other lines and malformed events', () => {
+    const bad = [
+      'Fra:1 Mem:10.04M (Peak 10.30M) | Time:00:00.04 | Scene, ViewLayer | Sample 0/4',
+      '@@ARCHENLAND not json',
+      '@@ARCHENLAND {"event": "saved", "frame": "one", "path": "/x.png"}',
+      '@@ARCHENLAND {"event": "saved", "frame": 1}',
+      '@@ARCHENLAND {"event": "teleport"}',
+      '@@ARCHENLAND [1, 2]',
+      ' @@ARCHENLAND {"event": "quit"}',
+    ];
+    for (const line of bad) assert.equal(parseSessionEvent(line), null, line);
+  });
+});
+
+describe('findBlenderError', () => {
+  it('finds Blender and Python error lines', () => {
+    assert.equal(
+      findBlenderError(['Blender 3.4.1', "Error: File format is not supported in file '/x.txt'", '', 'Blender quit']),
+      "Error: File format is not supported in file '/x.txt'",
+    );
+    assert.equal(
+      findBlenderError(['Traceback (most recent call last):', '  File "x.py", line 1', 'TypeError: bad enum']),
+      'TypeError: bad enum',
+    );
+    assert.equal(findBlenderError(['Blender 3.4.1', 'Blender quit']), null);
+  });
+});

@@ -1,0 +1,160 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Scheduler } from '../src/scheduler/index.ts';
+import { canTransition } from '../src/scheduler/job-state.ts';
+
+const make = (maxAttempts = 3, blockAfterFailures = 3) => new Scheduler({ maxAttempts, blockAfterFailures });
+
+describe('Scheduler', () => {
+  test('hands frames in order to idle workers, one each', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3] });
+    s.workerReady('w1');
+    s.workerReady('w2');
+    assert.deepEqual(s.dispatch(), [
+      { workerId: 'w1', jobId: 'a', frame: 1 },
+      { workerId: 'w2', jobId: 'a', frame: 2 },
+    ]);
+    assert.deepEqual(s.dispatch(), [], 'busy workers get nothing more');
+  });
+
+  test('a fast worker that comes back sooner renders more frames', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4, 5] });
+    s.workerReady('fast');
+    s.workerReady('slow');
+    const rendered: Record<string, number[]> = { fast: [], slow: [] };
+    const take = () => s.dispatch().forEach((a) => rendered[a.workerId]!.push(a.frame));
+    take();
+    for (let i = 0; i < 3; i++) {
+      const frame = rendered.fast!.at(-1)!;
+      assert.equal(s.frameDone('a', frame, 'fast').kind, 'accepted');
+      s.workerReady('fast');
+      take();
+    }
+    assert.deepEqual(rendered, { fast: [1, 3, 4, 5], slow: [2] });
+  });
+
+  test('idle workers flow on to the next job when the first has nothing left to hand out', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1] });
+    s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: [10, 11] });
+    s.workerReady('w1');
+    s.workerReady('w2');
+    s.workerReady('w3');
+    assert.deepEqual(
+      s.dispatch().map((a) => `${a.jobId}:${a.frame}`),
+      ['a:1', 'b:10', 'b:11'],
+    );
+  });
+
+  test('higher priority jobs go first; equal priority keeps submission order', () => {
+    const s = make();
+    s.addJob({ jobId: 'old', priority: 0, seq: 1, frames: [1] });
+    s.addJob({ jobId: 'urgent', priority: 5, seq: 2, frames: [1] });
+    s.workerReady('w');
+    assert.equal(s.dispatch()[0]!.jobId, 'urgent');
+  });
+
+  test('frames of a lost worker go back to the front of the queue', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3] });
+    s.workerReady('w1');
+    s.dispatch();
+    assert.deepEqual(s.workerLost('w1'), [{ workerId: 'w1', jobId: 'a', frame: 1 }]);
+    s.workerReady('w2');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'w2', jobId: 'a', frame: 1 }]);
+  });
+
+  test('the first result wins; a late duplicate is refused and the other render is cancelled', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    s.workerReady('w1');
+    s.dispatch();
+    s.workerLost('w1'); // presumed dead, frame 1 requeued
+    s.workerReady('w2');
+    s.dispatch(); // w2 renders frame 1 again
+    const late = s.frameDone('a', 1, 'w1');
+    assert.deepEqual(late, { kind: 'accepted', jobFinished: false, cancel: [{ workerId: 'w2', jobId: 'a', frame: 1 }] });
+    assert.deepEqual(s.frameDone('a', 1, 'w2'), { kind: 'duplicate' });
+    assert.equal(s.pendingCount('a'), 1);
+  });
+
+  test('reports the job finished when its last frame is done', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1] });
+    s.workerReady('w');
+    s.dispatch();
+    assert.deepEqual(s.frameDone('a', 1, 'w'), { kind: 'accepted', jobFinished: true, cancel: [] });
+    assert.deepEqual(s.frameDone('zzz', 1, 'w'), { kind: 'unknown' });
+  });
+
+  test('a failing frame is retried, then marked failed; the job still finishes', () => {
+    const s = make(2, 99);
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1] });
+    s.workerReady('w');
+    s.dispatch();
+    assert.deepEqual(s.frameFailed('a', 1, 'w'), { kind: 'requeued', attempts: 1 });
+    s.workerReady('w');
+    assert.equal(s.dispatch().length, 1);
+    assert.deepEqual(s.frameFailed('a', 1, 'w'), { kind: 'failed', attempts: 2, jobFinished: true });
+  });
+
+  test('a worker that keeps failing a job is blocked from it but may take other jobs', () => {
+    const s = make(10, 2);
+    s.addJob({ jobId: 'a', priority: 1, seq: 1, frames: [1, 2, 3] });
+    s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: [7] });
+    for (let i = 0; i < 2; i++) {
+      s.workerReady('bad');
+      const [a] = s.dispatch();
+      s.frameFailed(a!.jobId, a!.frame, 'bad');
+    }
+    assert.deepEqual(s.blockedWorkers('a'), ['bad']);
+    s.workerReady('bad');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'bad', jobId: 'b', frame: 7 }]);
+  });
+
+  test('paused jobs hand out nothing; removed jobs return the renders to stop', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    s.setPaused('a', true);
+    s.workerReady('w1');
+    assert.deepEqual(s.dispatch(), []);
+    s.setPaused('a', false);
+    assert.equal(s.dispatch().length, 1);
+    assert.deepEqual(s.removeJob('a'), [{ workerId: 'w1', jobId: 'a', frame: 1 }]);
+    assert.equal(s.hasJob('a'), false);
+  });
+
+  test('scales: 100k frames over 500 workers, every frame handed out exactly once', () => {
+    const s = make();
+    const frames = Array.from({ length: 100_000 }, (_, i) => i + 1);
+    s.addJob({ jobId: 'big', priority: 0, seq: 1, frames });
+    const seen = new Uint8Array(100_001);
+    for (let w = 0; w < 500; w++) s.workerReady(`w${w}`);
+    let finished = false;
+    while (!finished) {
+      const batch = s.dispatch();
+      if (batch.length === 0) break;
+      for (const a of batch) {
+        seen[a.frame]! += 1;
+        const outcome = s.frameDone(a.jobId, a.frame, a.workerId);
+        if (outcome.kind === 'accepted' && outcome.jobFinished) finished = true;
+        s.workerReady(a.workerId);
+      }
+    }
+    assert.equal(finished, true);
+    assert.equal(seen.slice(1).every((n) => n === 1), true);
+  });
+});
+
+describe('job state machine', () => {
+  test('allows the normal life cycle and refuses leaving an end state', () => {
+    assert.equal(canTransition('probing', 'queued'), true);
+    assert.equal(canTransition('queued', 'rendering'), true);
+    assert.equal(canTransition('rendering', 'encoding'), true);
+    assert.equal(canTransition('encoding', 'completed'), true);
+    assert.equal(canTransition('completed', 'rendering'), false);
+    assert.equal(canTransition('cancelled', 'queued'), false);
+  });
+});
