@@ -38,7 +38,7 @@ export function registerClientCommands(program: Command): void {
     .action(async (file: string, options) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
       const fields: Record<string, string> = {};
-      if (options.frames) fields.frames = formatFrameRange(parseFrameRange(options.frames));
+      if (options.frames) fields.frames = formatFrameRange(usage(() => parseFrameRange(options.frames)));
       if (options.format) fields.fileFormat = String(options.format).toUpperCase();
       if (options.resolution) fields.resolutionPercentage = options.resolution;
       if (options.samples) fields.samples = options.samples;
@@ -103,6 +103,15 @@ export function registerClientCommands(program: Command): void {
 }
 
 export class UsageError extends Error {}
+
+/** Runs a check on the user's arguments; its error becomes a usage error (exit 2). */
+function usage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
 
 function progressBar(format: string): SingleBar {
   // On a terminal a live bar; elsewhere (CI, pipes) cli-progress prints nothing, keeping logs clean.

@@ -88,7 +88,8 @@ export function registerFarmCommands(program: Command): void {
       const log = createLogger('farm', settings.log_level);
       const server = await startServer(settings, log.child({ process: 'server' }));
       const workerSettings: WorkerSettings = loadSettings('worker', {
-        file: options.workerConfig,
+        // ./settings.conf belongs to the server here; the local worker reads a file only when named.
+        file: options.workerConfig ?? false,
         flags: {
           ...settingFlags(options, ['blender_path', 'threads', 'log_level']),
           address: '127.0.0.1',

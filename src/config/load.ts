@@ -14,8 +14,8 @@ import {
 } from './schema.ts';
 
 export interface LoadSettingsOptions {
-  /** Settings file; defaults to ./settings.conf, which may be absent. */
-  file?: string;
+  /** Settings file; defaults to ./settings.conf, which may be absent. `false` reads no file. */
+  file?: string | false;
   /** Defaults to process.env. */
   env?: NodeJS.ProcessEnv;
   /** Command-line values, already typed and keyed by setting name; undefined means "not given". */
@@ -44,7 +44,7 @@ export function loadSettings(kind: 'worker', opts?: LoadSettingsOptions): Worker
 export function loadSettings(kind: SettingsKind, opts?: LoadSettingsOptions): ServerSettings | WorkerSettings;
 export function loadSettings(kind: SettingsKind, opts: LoadSettingsOptions = {}): ServerSettings | WorkerSettings {
   const cwd = process.cwd();
-  const file = readSettingsFile(opts.file, cwd);
+  const file = opts.file === false ? undefined : readSettingsFile(opts.file, cwd);
   const layers: Given[] = [
     ...fileLayer(file),
     ...envLayer(kind, opts.env ?? process.env),
