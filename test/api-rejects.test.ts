@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { PROTOCOL_VERSION } from '../src/protocol/index.ts';
+import { CLIENT_HEADER, PROTOCOL_VERSION } from '../src/protocol/index.ts';
 import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
 
 /** A byte string that passes the header check: refusals below must come from elsewhere. */
@@ -86,10 +86,10 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
   it('refuses a request without a file or not in multipart form', async () => {
     const form = new FormData();
     form.append('frames', '1-2');
-    let response = await fetch(`${url}/api/jobs`, { method: 'POST', body: form });
+    let response = await fetch(`${url}/api/jobs`, { method: 'POST', body: form, headers: { [CLIENT_HEADER]: 'test' } });
     assert.equal(response.status, 400);
     assert.match((await response.json()).error, /no file/);
-    response = await fetch(`${url}/api/jobs`, { method: 'POST', body: JSON.stringify({}), headers: { 'content-type': 'application/json' } });
+    response = await fetch(`${url}/api/jobs`, { method: 'POST', body: JSON.stringify({}), headers: { 'content-type': 'application/json', [CLIENT_HEADER]: 'test' } });
     assert.equal(response.status, 415);
     await assertNothingStored();
   });
@@ -156,6 +156,29 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     assert.equal(session.closeCode, 1009, 'an oversized message closes the connection (1009: message too big)');
   });
 
+  it('refuses state changes without the client header unless a token is presented (CSRF)', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([blendHeader]), 'scene.blend');
+    const forged = await fetch(`${url}/api/jobs`, { method: 'POST', body: form });
+    assert.equal(forged.status, 403);
+    assert.match((await forged.json()).error, /x-archenland-client/);
+    const cancel = await fetch(`${url}/api/jobs/0123456789abcdef/cancel`, { method: 'POST' });
+    assert.equal(cancel.status, 403);
+    const withToken = await fetch(`${url}/api/jobs/0123456789abcdef/cancel`, { method: 'POST', headers: { authorization: `Bearer ${farm.server.token}` } });
+    assert.equal(withToken.status, 404, 'a bearer token cannot be forged by another site, so no header is needed');
+    await assertNothingStored();
+  });
+
+  it('refuses a WebSocket observer opened by a page from another site', async () => {
+    const socket = new WebSocket(`ws://127.0.0.1:${farm.server.wsPort}`, { headers: { origin: 'http://evil.example' } });
+    const messages: any[] = [];
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'observe', protocol: PROTOCOL_VERSION })));
+    socket.on('message', (d) => messages.push(JSON.parse(d.toString())));
+    const code = await new Promise((resolve) => socket.on('close', resolve));
+    assert.equal(code, 1008);
+    assert.match(messages[0].message, /other sites/);
+  });
+
   it('requires the token from remote callers when loopback is not trusted', async () => {
     const strict = await startTestFarm({ server: { trust_loopback: false } });
     try {
@@ -165,6 +188,17 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
       assert.equal(withToken.status, 200);
       const observer = await converse(strict.server.wsPort, { type: 'observe', protocol: PROTOCOL_VERSION });
       assert.match(observer.messages[0].message, /wrong or missing access token/);
+      // A browser logs in once with the token and then holds a session cookie.
+      const badLogin = await fetch(`${strict.server.httpUrl}/api/login`, { method: 'POST', body: JSON.stringify({ token: 'guess' }), headers: { 'content-type': 'application/json' } });
+      assert.equal(badLogin.status, 401);
+      const login = await fetch(`${strict.server.httpUrl}/api/login`, { method: 'POST', body: JSON.stringify({ token: strict.server.token }), headers: { 'content-type': 'application/json' } });
+      assert.equal(login.status, 200);
+      const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+      assert.doesNotMatch(cookie, new RegExp(strict.server.token), 'the cookie is not the token itself');
+      const withCookie = await fetch(`${strict.server.httpUrl}/api/jobs`, { headers: { cookie } });
+      assert.equal(withCookie.status, 200);
+      const session = await (await fetch(`${strict.server.httpUrl}/api/session`, { headers: { cookie } })).json();
+      assert.deepEqual(session, { authenticated: true });
     } finally {
       await strict.close();
     }

@@ -42,6 +42,7 @@ describe('job form fields', () => {
       samples: 8,
       allowScripts: true,
       priority: 0,
+      hold: false,
     });
   });
 

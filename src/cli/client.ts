@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadSettings, ConfigError } from '../config/index.ts';
+import { CLIENT_HEADER } from '../protocol/index.ts';
 
 export interface ClientOptions {
   server?: string;
@@ -52,7 +53,9 @@ export class ApiClient {
   ) {}
 
   headers(): Record<string, string> {
-    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+    const headers: Record<string, string> = { [CLIENT_HEADER]: 'cli' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    return headers;
   }
 
   async get<T>(pathName: string): Promise<T> {

@@ -9,6 +9,7 @@ export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'not a SHA-256 he
 export const jobStates = [
   'probing', // waiting for a worker to read the scene settings from the .blend
   'queued',
+  'paused', // hands out no frames; submitted with `hold`, or paused by a user
   'rendering',
   'encoding',
   'completed',
@@ -31,8 +32,26 @@ export const jobOptionsSchema = z.object({
   samples: z.number().int().min(1).max(1_000_000).optional(),
   allowScripts: z.boolean().default(false),
   priority: z.number().int().min(-1000).max(1000).default(0),
+  /** Queue the job paused, so its probed settings can be reviewed before it starts. */
+  hold: z.boolean().default(false),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
+
+/**
+ * `PATCH /api/jobs/:id`. Name and priority change any time; render settings only while
+ * no frame has been handed out (a paused or queued job), since frames must match.
+ */
+export const jobPatchSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(200),
+    priority: z.number().int().min(-1000).max(1000),
+    frames: frameRangeSchema,
+    fileFormat: outputFormatSchema,
+    resolutionPercentage: z.number().int().min(1).max(1000).nullable(),
+    samples: z.number().int().min(1).max(1_000_000).nullable(),
+  })
+  .partial();
+export type JobPatch = z.infer<typeof jobPatchSchema>;
 
 export const frameCountsSchema = z.object({
   total: z.number().int(),
@@ -52,7 +71,7 @@ export const jobSchema = z.object({
   blendSha256: sha256Schema,
   blendSize: z.number().int(),
   /** What the user asked for; null fields fall back to the scene's values. */
-  requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true }),
+  requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true, hold: true }),
   scene: sceneInfoSchema.nullable(),
   /** Effective values, known once the scene has been probed. */
   frames: frameRangeSchema.nullable(),
@@ -60,6 +79,9 @@ export const jobSchema = z.object({
   overrides: sceneOverridesSchema,
   fileExtension: z.string().nullable(),
   counts: frameCountsSchema,
+  /** Mean render time of the finished frames, and the remaining time it suggests. */
+  averageFrameMs: z.number().nullable(),
+  etaMs: z.number().nullable(),
   videoReady: z.boolean(),
   error: z.string().nullable(),
   createdAt: z.string(),
@@ -90,6 +112,8 @@ export const workerSchema = z.object({
   name: z.string(),
   host: z.string(),
   state: workerStateSchema,
+  /** A disabled worker takes no new frames; a draining one finishes its frame first. */
+  enabled: z.boolean(),
   threads: z.number().int(),
   blenderVersion: z.string().nullable(),
   current: z.object({ jobId: idSchema, frame: z.number().int(), percent: z.number() }).nullable(),
@@ -101,6 +125,18 @@ export type Worker = z.infer<typeof workerSchema>;
 
 export const jobDetailSchema = jobSchema.extend({ frameList: z.array(frameSchema) });
 export type JobDetail = z.infer<typeof jobDetailSchema>;
+
+export const frameLogSchema = z.object({ number: z.number().int(), error: z.string().nullable(), log: z.string() });
+export type FrameLog = z.infer<typeof frameLogSchema>;
+
+export const loginSchema = z.strictObject({ token: z.string().min(1).max(512) });
+
+/**
+ * Browsers must send this header on every state-changing request. A cross-site page
+ * cannot add it without a CORS preflight (which the server never grants), so a forged
+ * form post or image request cannot act on the farm (CSRF).
+ */
+export const CLIENT_HEADER = 'x-archenland-client';
 
 export const apiErrorSchema = z.object({ error: z.string(), details: z.unknown().optional() });
 export type ApiError = z.infer<typeof apiErrorSchema>;

@@ -46,6 +46,14 @@ const frameFailedSchema = z.object({
   log: z.string().max(64 * 1024),
 });
 
+/** Blender's output for a rendered frame, kept for the UI's per-frame log view. */
+const frameLogSchema = z.object({
+  type: z.literal('frame_log'),
+  jobId: idSchema,
+  frame: z.number().int(),
+  log: z.string().max(64 * 1024),
+});
+
 const probeResultSchema = z.object({
   type: z.literal('probe_result'),
   jobId: idSchema,
@@ -63,6 +71,7 @@ export const workerMessageSchema = z.discriminatedUnion('type', [
   readySchema,
   progressSchema,
   frameFailedSchema,
+  frameLogSchema,
   probeResultSchema,
   probeFailedSchema,
 ]);

@@ -1,3 +1,3 @@
 export { Scheduler } from './scheduler.ts';
-export type { Assignment, QueuedJob, FrameOutcome, FailureOutcome, SchedulerOptions } from './scheduler.ts';
+export type { Assignment, QueuedJob, FrameOutcome, FailureOutcome, SchedulerOptions, JobCounts } from './scheduler.ts';
 export { canTransition, assertTransition } from './job-state.ts';

@@ -5,9 +5,10 @@ import type { JobState } from '../protocol/index.ts';
  * against it (pg-boss style: the state machine is data, not scattered ifs).
  */
 const transitions: Record<JobState, readonly JobState[]> = {
-  probing: ['queued', 'failed', 'cancelled'],
-  queued: ['rendering', 'failed', 'cancelled'],
-  rendering: ['encoding', 'failed', 'cancelled', 'queued'],
+  probing: ['queued', 'paused', 'failed', 'cancelled'],
+  queued: ['rendering', 'paused', 'failed', 'cancelled'],
+  paused: ['queued', 'rendering', 'encoding', 'failed', 'cancelled'],
+  rendering: ['encoding', 'paused', 'failed', 'cancelled', 'queued'],
   encoding: ['completed', 'failed', 'cancelled'],
   completed: [],
   failed: ['queued'], // retrying failed frames puts the job back in the queue

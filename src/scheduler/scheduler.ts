@@ -20,6 +20,19 @@ export interface QueuedJob {
   seq: number;
   /** Frames still to render, in the order they should be handed out. */
   frames: number[];
+  /** Frames of the job already finished before it was (re)queued, for its counts. */
+  done?: number;
+  failed?: number;
+  paused?: boolean;
+}
+
+/** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
+export interface JobCounts {
+  total: number;
+  queued: number;
+  rendering: number;
+  done: number;
+  failed: number;
 }
 
 export type FrameOutcome =
@@ -50,6 +63,8 @@ interface JobEntry {
   /** Workers that failed this job too often (issue: blocklist); they get none of its frames. */
   blocked: Set<string>;
   failuresByWorker: Map<string, number>;
+  done: number;
+  failed: number;
 }
 
 export interface SchedulerOptions {
@@ -76,7 +91,7 @@ export class Scheduler {
       jobId: job.jobId,
       priority: job.priority,
       seq: job.seq,
-      paused: false,
+      paused: job.paused ?? false,
       fresh: [...job.frames],
       next: 0,
       retry: [],
@@ -85,6 +100,8 @@ export class Scheduler {
       open: new Set(job.frames),
       blocked: new Set(),
       failuresByWorker: new Map(),
+      done: job.done ?? 0,
+      failed: job.failed ?? 0,
     };
     this.jobs.set(job.jobId, entry);
     this.order.push(entry);
@@ -93,6 +110,20 @@ export class Scheduler {
 
   hasJob(jobId: string): boolean {
     return this.jobs.has(jobId);
+  }
+
+  counts(jobId: string): JobCounts | undefined {
+    const entry = this.jobs.get(jobId);
+    if (!entry) return undefined;
+    const rendering = entry.inFlight.size;
+    const queued = entry.open.size - rendering;
+    return { total: entry.open.size + entry.done + entry.failed, queued, rendering, done: entry.done, failed: entry.failed };
+  }
+
+  /** Whether any frame of the job was ever handed out or finished (render settings are then fixed). */
+  hasStarted(jobId: string): boolean {
+    const entry = this.jobs.get(jobId);
+    return entry !== undefined && (entry.next > 0 || entry.done + entry.failed > 0 || entry.inFlight.size > 0);
   }
 
   /** Removes a job (cancelled or deleted) and returns the renders that should be stopped. */
@@ -170,6 +201,7 @@ export class Scheduler {
     if (!entry) return { kind: 'unknown' };
     if (!entry.open.has(frame)) return { kind: 'duplicate' };
     entry.open.delete(frame);
+    entry.done++;
     const cancel: Assignment[] = [];
     for (const holder of entry.inFlight.get(frame) ?? []) {
       this.held.get(holder)?.delete(key(jobId, frame));
@@ -201,6 +233,7 @@ export class Scheduler {
     }
     if (stillRendering) return { kind: 'requeued', attempts };
     entry.open.delete(frame);
+    entry.failed++;
     return { kind: 'failed', attempts, jobFinished: entry.open.size === 0 };
   }
 

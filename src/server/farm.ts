@@ -1,21 +1,19 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { encodeVideo } from '../encoder/index.ts';
+import { compileJob, CompileError, type RenderRequest } from '../jobs/index.ts';
 import {
-  fileExtensionOf,
-  frameCount,
   framesOf,
-  MAX_FRAMES_PER_JOB,
   type FarmEvent,
-  type Frame,
-  type FrameRange,
+  type FrameCounts,
+  type FrameLog,
   type Job,
   type JobDetail,
   type JobOptions,
+  type JobPatch,
   type JobState,
   type SceneInfo,
-  type SceneOverrides,
   type ServerToWorker,
   type Worker,
   type WorkerHello,
@@ -25,7 +23,7 @@ import type { JobRow, Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from './data-dir.ts';
 import { commitFile, discardFile, type ReceivedFile } from './upload.ts';
-import { emptyCounts, frameView, jobView, workerView } from './views.ts';
+import { emptyCounts, frameView, jobView, workerView, type JobTimes } from './views.ts';
 
 export interface FarmOptions {
   ffmpegPath: string;
@@ -42,6 +40,7 @@ export interface WorkerLink {
 interface ConnectedWorker {
   id: string;
   link: WorkerLink;
+  enabled: boolean;
   current: { jobId: string; frame: number; percent: number } | null;
 }
 
@@ -56,6 +55,7 @@ export class FarmError extends Error {
 
 export const newId = () => randomBytes(8).toString('hex');
 const now = () => new Date().toISOString();
+const endStates: readonly string[] = ['completed', 'failed', 'cancelled'];
 
 /**
  * The farm's application service: it owns the job life cycle and applies the
@@ -67,6 +67,10 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
   private readonly workers = new Map<string, ConnectedWorker>();
   /** job id -> worker probing its scene (null: waiting for a worker). */
   private readonly probes = new Map<string, string | null>();
+  /** Counts of jobs outside the scheduler (probing or ended), read from the store once. */
+  private readonly storedCounts = new Map<string, FrameCounts>();
+  /** Render time totals per job, for averages and time estimates without a query per event. */
+  private readonly renderTimes = new Map<string, { totalMs: number; frames: number }>();
   private readonly pending = new Set<Promise<unknown>>();
   private stopping = false;
 
@@ -83,14 +87,16 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
   /** Rebuilds the in-memory queue from the store after a (re)start. */
   async restore(): Promise<void> {
     const requeued = await this.store.requeueRenderingFrames();
-    for (const job of await this.store.listJobsInState(['probing', 'queued', 'rendering', 'encoding'])) {
+    const counts = await this.store.frameCounts();
+    for (const job of await this.store.listJobs()) {
+      this.renderTimes.set(job.id, await this.store.renderTimes(job.id));
       if (job.state === 'probing') this.probes.set(job.id, null);
-      else if (job.state === 'encoding') this.background(this.encode(job.id));
-      else {
-        const open = await this.store.listFrames(job.id, 'queued');
-        this.scheduler.addJob({ jobId: job.id, priority: job.priority, seq: job.seq, frames: open.map((f) => f.number) });
-        if (open.length === 0) this.background(this.finishRendering(job.id));
+      if (job.state === 'encoding') this.background(this.encode(job.id));
+      if (!['queued', 'rendering', 'paused'].includes(job.state)) {
+        this.storedCounts.set(job.id, counts.get(job.id) ?? emptyCounts());
+        continue;
       }
+      await this.enqueue(job, job.state === 'paused');
     }
     this.log.info({ requeued }, 'farm state restored');
   }
@@ -99,6 +105,12 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
 
   async submitJob(upload: ReceivedFile, options: JobOptions, fileName: string): Promise<Job> {
     await commitFile(upload.tempPath, this.dataDir.blend(upload.sha256));
+    const request: RenderRequest = {
+      frames: options.frames,
+      fileFormat: options.fileFormat,
+      resolutionPercentage: options.resolutionPercentage,
+      samples: options.samples,
+    };
     const row = await this.store.insertJob({
       id: newId(),
       name: options.name ?? displayName(fileName),
@@ -107,18 +119,13 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
       allow_scripts: options.allowScripts ? 1 : 0,
       blend_sha256: upload.sha256,
       blend_size: upload.size,
-      requested_json: JSON.stringify({
-        frames: options.frames,
-        fileFormat: options.fileFormat,
-        resolutionPercentage: options.resolutionPercentage,
-        samples: options.samples,
-      }),
+      requested_json: JSON.stringify({ ...request, hold: options.hold }),
       overrides_json: JSON.stringify({
         engine: null,
-        resolutionPercentage: options.resolutionPercentage ?? null,
-        samples: options.samples ?? null,
-        fileFormat: options.fileFormat ?? null,
-      } satisfies SceneOverrides),
+        resolutionPercentage: request.resolutionPercentage ?? null,
+        samples: request.samples ?? null,
+        fileFormat: request.fileFormat ?? null,
+      }),
       scene_json: null,
       frame_start: null,
       frame_end: null,
@@ -132,6 +139,7 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
       finished_at: null,
     });
     this.log.info({ jobId: row.id, name: row.name, size: upload.size }, 'job submitted');
+    this.storedCounts.set(row.id, emptyCounts());
     this.probes.set(row.id, null);
     await this.publishJob(row.id);
     this.requestProbes();
@@ -139,9 +147,7 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
   }
 
   async getJob(id: string): Promise<Job> {
-    const row = await this.requireJob(id);
-    const counts = await this.store.frameCounts(id);
-    return jobView(row, counts.get(id));
+    return this.view(await this.requireJob(id));
   }
 
   async getJobDetail(id: string): Promise<JobDetail> {
@@ -151,21 +157,110 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
   }
 
   async listJobs(): Promise<Job[]> {
-    const counts = await this.store.frameCounts();
-    return (await this.store.listJobs()).map((row) => jobView(row, counts.get(row.id)));
+    return Promise.all((await this.store.listJobs()).map((row) => this.view(row)));
   }
 
   async cancelJob(id: string): Promise<Job> {
     const row = await this.requireJob(id);
-    if (['completed', 'failed', 'cancelled'].includes(row.state)) {
-      throw new FarmError(`job ${id} is already ${row.state}`, 409);
-    }
+    if (endStates.includes(row.state)) throw new FarmError(`job ${id} is already ${row.state}`, 409);
     this.probes.delete(id);
-    this.scheduler.removeJob(id);
+    await this.leaveScheduler(id);
     await this.setState(row, 'cancelled', { finished_at: now() });
     this.releaseJob(id);
     this.pump();
     return this.getJob(id);
+  }
+
+  async pauseJob(id: string): Promise<Job> {
+    const row = await this.requireJob(id);
+    if (!['queued', 'rendering'].includes(row.state)) throw new FarmError(`a ${row.state} job cannot be paused`, 409);
+    // Frames already rendering finish; no new ones are handed out.
+    this.scheduler.setPaused(id, true);
+    await this.setState(row, 'paused');
+    return this.getJob(id);
+  }
+
+  async resumeJob(id: string): Promise<Job> {
+    const row = await this.requireJob(id);
+    if (row.state !== 'paused') throw new FarmError(`job ${id} is ${row.state}, not paused`, 409);
+    this.scheduler.setPaused(id, false);
+    const started = this.scheduler.hasStarted(id);
+    await this.setState(row, started ? 'rendering' : 'queued');
+    this.pump();
+    const counts = this.countsOf(id);
+    if (counts.queued + counts.rendering === 0) await this.finishRendering(id);
+    return this.getJob(id);
+  }
+
+  /** Puts a job's failed frames back in the queue, with fresh attempts. */
+  async retryFailed(id: string): Promise<Job> {
+    const row = await this.requireJob(id);
+    const counts = this.countsOf(id);
+    if (counts.failed === 0) throw new FarmError(`job ${id} has no failed frames`, 409);
+    if (!['failed', 'rendering', 'queued', 'paused'].includes(row.state)) {
+      throw new FarmError(`a ${row.state} job cannot retry frames`, 409);
+    }
+    await this.leaveScheduler(id);
+    await this.store.requeueFailedFrames(id);
+    if (row.state === 'failed') await this.setState(row, 'queued', { error: null, finished_at: null });
+    await this.enqueue((await this.requireJob(id)), row.state === 'paused');
+    this.pump();
+    await this.publishJob(id);
+    return this.getJob(id);
+  }
+
+  /** Removes a job with its frames and files; a running job is cancelled first. */
+  async deleteJob(id: string): Promise<void> {
+    const row = await this.requireJob(id);
+    if (!endStates.includes(row.state)) await this.cancelJob(id);
+    this.storedCounts.delete(id);
+    this.renderTimes.delete(id);
+    await this.store.deleteJob(id);
+    await rm(this.dataDir.jobDir(id), { recursive: true, force: true });
+    if ((await this.store.jobsUsingBlend(row.blend_sha256)) === 0) await rm(this.dataDir.blend(row.blend_sha256), { force: true });
+    this.log.info({ jobId: id }, 'job deleted');
+    this.emit('event', { type: 'job_removed', jobId: id });
+  }
+
+  /** Renames or re-prioritises a job; render settings change only before any frame is out. */
+  async patchJob(id: string, patch: JobPatch): Promise<Job> {
+    const row = await this.requireJob(id);
+    const changesRender = ['frames', 'fileFormat', 'resolutionPercentage', 'samples'].some((k) => k in patch);
+    if (changesRender) await this.changeRenderSettings(row, patch);
+    if (patch.name !== undefined || patch.priority !== undefined) {
+      await this.store.updateJob(id, { name: patch.name ?? row.name, priority: patch.priority ?? row.priority });
+      if (patch.priority !== undefined) this.scheduler.setPriority(id, patch.priority);
+    }
+    await this.publishJob(id);
+    this.pump();
+    return this.getJob(id);
+  }
+
+  private async changeRenderSettings(row: JobRow, patch: JobPatch): Promise<void> {
+    const editable = ['paused', 'queued'].includes(row.state) && !this.scheduler.hasStarted(row.id);
+    if (!editable || !row.scene_json) {
+      throw new FarmError(`render settings can only change before the job's first frame is handed out (job is ${row.state})`, 409);
+    }
+    const previous = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
+    const request: RenderRequest = { ...previous, ...patch };
+    let compiled;
+    try {
+      compiled = compileJob(JSON.parse(row.scene_json) as SceneInfo, request);
+    } catch (error) {
+      throw new FarmError((error as Error).message, 400);
+    }
+    this.scheduler.removeJob(row.id);
+    await this.store.deleteFrames(row.id);
+    await this.store.insertFrames(row.id, framesOf(compiled.range));
+    await this.store.updateJob(row.id, {
+      requested_json: JSON.stringify({ ...request, hold: previous.hold }),
+      overrides_json: JSON.stringify(compiled.overrides),
+      frame_start: compiled.range.start,
+      frame_end: compiled.range.end,
+      frame_step: compiled.range.step,
+      file_extension: compiled.fileExtension,
+    });
+    await this.enqueue(await this.requireJob(row.id), row.state === 'paused');
   }
 
   /** The file a frame was saved to, for download. */
@@ -174,6 +269,12 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     if (!row) throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
     if (row.state !== 'done' || !row.file) throw new FarmError(`frame ${frame} is not rendered yet`, 404);
     return row.file;
+  }
+
+  async frameLog(jobId: string, frame: number): Promise<FrameLog> {
+    const row = await this.store.getFrame(jobId, frame);
+    if (!row) throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
+    return { number: frame, error: row.error, log: row.log ?? '' };
   }
 
   async videoFile(jobId: string): Promise<string> {
@@ -199,7 +300,6 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
       previous.link.close('replaced by a newer connection');
       this.returnFramesOf(id);
     }
-    this.workers.set(id, { id, link, current: null });
     await this.store.upsertWorker({
       id,
       name: hello.name,
@@ -207,6 +307,8 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
       threads: hello.threads,
       blender_version: hello.blenderVersion,
     });
+    const enabled = (await this.store.getWorker(id))?.enabled !== 0;
+    this.workers.set(id, { id, link, enabled, current: null });
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol });
     this.log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await this.publishWorker(id);
@@ -218,7 +320,7 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     const worker = this.workers.get(workerId);
     if (!worker) return;
     worker.current = null;
-    this.scheduler.workerReady(workerId);
+    if (worker.enabled) this.scheduler.workerReady(workerId);
     this.background(this.publishWorker(workerId));
     this.pump();
   }
@@ -228,6 +330,7 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     if (!worker?.current || worker.current.jobId !== jobId || worker.current.frame !== frame) return;
     worker.current.percent = percent;
     this.background(this.publishWorker(workerId));
+    this.background(this.publishFrame(jobId, frame));
   }
 
   async workerDisconnected(workerId: string, link: WorkerLink): Promise<void> {
@@ -241,6 +344,33 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     await this.publishWorker(workerId);
     this.requestProbes();
     this.pump();
+  }
+
+  /**
+   * `drain`: the worker finishes its frame and takes no more. `disable`: its frame goes
+   * back to the queue at once. `enable`: it takes work again.
+   */
+  async setWorkerMode(workerId: string, mode: 'enable' | 'drain' | 'disable'): Promise<Worker> {
+    const row = await this.store.getWorker(workerId);
+    if (!row) throw new FarmError(`no worker with id ${workerId}`, 404);
+    const enabled = mode === 'enable';
+    await this.store.setWorkerEnabled(workerId, enabled);
+    const worker = this.workers.get(workerId);
+    if (worker) {
+      worker.enabled = enabled;
+      if (enabled && !worker.current) this.scheduler.workerReady(workerId);
+      if (!enabled) this.scheduler.workerBusy(workerId);
+      if (mode === 'disable' && worker.current) {
+        const { jobId, frame } = worker.current;
+        worker.link.send({ type: 'cancel', jobId, frame });
+        this.returnFramesOf(workerId);
+        worker.current = null;
+      }
+    }
+    this.log.info({ workerId, mode }, 'worker mode changed');
+    this.pump();
+    await this.publishWorker(workerId);
+    return workerView((await this.store.getWorker(workerId))!, this.liveState(workerId));
   }
 
   async listWorkers(): Promise<Worker[]> {
@@ -272,19 +402,22 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     for (const other of outcome.cancel) this.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame });
     const worker = this.workers.get(workerId);
     if (worker?.current?.jobId === jobId && worker.current.frame === frame) worker.current = null;
+    const ms = Math.round(renderMs);
+    const times = this.renderTimes.get(jobId) ?? { totalMs: 0, frames: 0 };
+    this.renderTimes.set(jobId, { totalMs: times.totalMs + ms, frames: times.frames + 1 });
     await this.store.updateFrame(jobId, frame, {
       state: 'done',
       worker_id: workerId,
-      render_ms: Math.round(renderMs),
+      render_ms: ms,
       file,
       sha256: upload.sha256,
       error: null,
       finished_at: now(),
     });
-    await this.store.recordRenderedFrame(workerId, Math.round(renderMs));
+    await this.store.recordRenderedFrame(workerId, ms);
     await this.publishFrame(jobId, frame);
     await this.publishWorker(workerId);
-    if (outcome.jobFinished) await this.finishRendering(jobId);
+    if (outcome.jobFinished && job.state !== 'paused') await this.finishRendering(jobId);
     else await this.publishJob(jobId);
     return { accepted: true };
   }
@@ -303,9 +436,17 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
       log,
     });
     await this.publishFrame(jobId, frame);
-    if (outcome.kind === 'failed' && outcome.jobFinished) await this.finishRendering(jobId);
+    const job = await this.store.getJob(jobId);
+    if (outcome.kind === 'failed' && outcome.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
     else await this.publishJob(jobId);
     this.pump();
+  }
+
+  /** Keeps Blender's output for a frame; it arrives beside the upload, in either order. */
+  async frameLogReceived(workerId: string, jobId: string, frame: number, log: string): Promise<void> {
+    const row = await this.store.getFrame(jobId, frame);
+    if (!row || (row.worker_id !== null && row.worker_id !== workerId)) return;
+    await this.store.updateFrame(jobId, frame, { log });
   }
 
   async probeSucceeded(workerId: string, jobId: string, scene: SceneInfo): Promise<void> {
@@ -313,31 +454,29 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     this.probes.delete(jobId);
     const row = await this.store.getJob(jobId);
     if (!row || row.state !== 'probing') return;
-    const requested = JSON.parse(row.requested_json) as { frames?: FrameRange };
-    const overrides = JSON.parse(row.overrides_json) as SceneOverrides;
-    const range = requested.frames ?? { start: scene.frameStart, end: scene.frameEnd, step: scene.frameStep };
-    if (range.end < range.start || frameCount(range) > MAX_FRAMES_PER_JOB) {
-      await this.failJob(row, `the scene's frame range ${range.start}-${range.end} cannot be rendered`);
+    const request = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
+    let compiled;
+    try {
+      compiled = compileJob(scene, request);
+    } catch (error) {
+      if (!(error instanceof CompileError)) throw error;
+      await this.failJob(row, error.message);
       return;
     }
-    const format = overrides.fileFormat ?? scene.fileFormat;
-    const extension = fileExtensionOf[format];
-    if (!extension) {
-      await this.failJob(row, `the scene saves ${format} images, which the farm cannot collect; choose PNG, JPEG, OPEN_EXR or TIFF`);
-      return;
-    }
-    const frames = framesOf(range);
-    await this.store.insertFrames(jobId, frames);
-    await this.setState(row, 'queued', {
+    await this.store.insertFrames(jobId, framesOf(compiled.range));
+    const fields = {
       scene_json: JSON.stringify(scene),
-      frame_start: range.start,
-      frame_end: range.end,
-      frame_step: range.step,
+      overrides_json: JSON.stringify(compiled.overrides),
+      frame_start: compiled.range.start,
+      frame_end: compiled.range.end,
+      frame_step: compiled.range.step,
       fps: scene.fps,
-      file_extension: extension,
-    });
-    this.log.info({ jobId, frames: frames.length, engine: scene.engine }, 'scene probed, job queued');
-    this.scheduler.addJob({ jobId, priority: row.priority, seq: row.seq, frames });
+      file_extension: compiled.fileExtension,
+    };
+    await this.store.updateJob(jobId, fields);
+    await this.enqueue({ ...row, ...fields }, request.hold === true);
+    await this.setState(row, request.hold ? 'paused' : 'queued');
+    this.log.info({ jobId, frames: this.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
     this.pump();
   }
 
@@ -366,6 +505,38 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
   }
 
   // ---- internals -----------------------------------------------------------------
+
+  /** Puts a job's queued frames into the scheduler, with the counts of its finished ones. */
+  private async enqueue(row: JobRow, paused: boolean): Promise<void> {
+    const open = await this.store.listFrames(row.id, 'queued');
+    const counts = (await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts();
+    this.storedCounts.delete(row.id);
+    this.scheduler.addJob({
+      jobId: row.id,
+      priority: row.priority,
+      seq: row.seq,
+      frames: open.map((f) => f.number),
+      done: counts.done,
+      failed: counts.failed,
+      paused,
+    });
+    if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
+      this.background(this.finishRendering(row.id));
+    }
+  }
+
+  /** Takes a job out of the scheduler, keeping its last counts for the views. */
+  private async leaveScheduler(jobId: string): Promise<void> {
+    const counts = this.scheduler.counts(jobId);
+    this.scheduler.removeJob(jobId);
+    // Frames that were rendering count as queued once nobody renders them any more.
+    this.storedCounts.set(
+      jobId,
+      counts
+        ? { ...counts, queued: counts.queued + counts.rendering, rendering: 0 }
+        : ((await this.store.frameCounts(jobId)).get(jobId) ?? emptyCounts()),
+    );
+  }
 
   /** Hands pending frames to idle workers. */
   private pump(): void {
@@ -429,10 +600,11 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
 
   /** Every frame is either done or failed for good: encode, or report what failed. */
   private async finishRendering(jobId: string): Promise<void> {
-    this.scheduler.removeJob(jobId);
-    this.releaseJob(jobId);
     const row = await this.requireJob(jobId);
-    const counts = (await this.store.frameCounts(jobId)).get(jobId) ?? emptyCounts();
+    if (!['queued', 'rendering', 'paused'].includes(row.state)) return;
+    await this.leaveScheduler(jobId);
+    this.releaseJob(jobId);
+    const counts = this.countsOf(jobId);
     if (counts.failed > 0) {
       const [firstFailure] = await this.store.listFrames(jobId, 'failed');
       await this.failJob(row, `${counts.failed} of ${counts.total} frames failed; frame ${firstFailure?.number}: ${firstFailure?.error}`);
@@ -489,6 +661,28 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
     return row;
   }
 
+  private countsOf(jobId: string): FrameCounts {
+    return this.scheduler.counts(jobId) ?? this.storedCounts.get(jobId) ?? emptyCounts();
+  }
+
+  private timesOf(jobId: string, counts: FrameCounts): JobTimes {
+    const times = this.renderTimes.get(jobId);
+    if (!times || times.frames === 0) return { averageFrameMs: null, etaMs: null };
+    const averageFrameMs = Math.round(times.totalMs / times.frames);
+    const left = counts.queued + counts.rendering;
+    const busy = [...this.workers.values()].filter((w) => w.enabled).length;
+    const etaMs = left > 0 && busy > 0 ? Math.round((averageFrameMs * left) / busy) : left === 0 ? 0 : null;
+    return { averageFrameMs, etaMs };
+  }
+
+  private async view(row: JobRow): Promise<Job> {
+    if (!this.scheduler.hasJob(row.id) && !this.storedCounts.has(row.id)) {
+      this.storedCounts.set(row.id, (await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
+    }
+    const counts = this.countsOf(row.id);
+    return jobView(row, counts, this.timesOf(row.id, counts));
+  }
+
   private progressOf(jobId: string, frame: number): number {
     for (const w of this.workers.values()) {
       if (w.current?.jobId === jobId && w.current.frame === frame) return w.current.percent;
@@ -503,14 +697,12 @@ export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
 
   private async publishJob(jobId: string): Promise<void> {
     const row = await this.store.getJob(jobId);
-    if (!row) return;
-    const counts = await this.store.frameCounts(jobId);
-    this.emit('event', { type: 'job', job: jobView(row, counts.get(jobId)) });
+    if (row) this.emit('event', { type: 'job', job: await this.view(row) });
   }
 
   private async publishFrame(jobId: string, frame: number): Promise<void> {
     const row = await this.store.getFrame(jobId, frame);
-    if (row) this.emit('event', { type: 'frame', frame: frameView(row, this.progressOf(jobId, frame)) satisfies Frame });
+    if (row) this.emit('event', { type: 'frame', frame: frameView(row, this.progressOf(jobId, frame)) });
   }
 
   private async publishWorker(workerId: string): Promise<void> {

@@ -6,14 +6,15 @@ import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { ZipArchive } from 'archiver';
 import { z } from 'zod';
-import { describeIssues, idSchema, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
+import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import { bearerToken, isLoopback, tokenMatches } from './auth.ts';
+import { bearerToken, hasSessionCookie, isLoopback, SESSION_COOKIE, sessionValue, tokenMatches } from './auth.ts';
 import { blendKindOf } from './blend-file.ts';
 import type { DataDir } from './data-dir.ts';
 import { frameFileName } from './data-dir.ts';
 import { FarmError, type Farm } from './farm.ts';
 import { parseJobFields } from './job-form.ts';
+import { canPreview, previewOf, type PreviewSize } from './thumbnails.ts';
 import { discardFile, formatBytes, receiveToTemp, UploadError, type ReceivedFile } from './upload.ts';
 
 export interface HttpOptions {
@@ -29,6 +30,7 @@ const WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
 const jobParams = z.object({ id: idSchema });
 const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
 const blendParams = z.object({ sha256: sha256Schema });
+const previewQuery = z.object({ size: z.enum(['small', 'large']).default('small') as z.ZodType<PreviewSize> });
 
 /**
  * The HTTP edge on `web_port`: the public API used by the web UI and the CLI, and the
@@ -51,23 +53,47 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     void reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` });
   });
 
-  const isAuthorized = (request: FastifyRequest) => {
-    if (options.trustLoopback && isLoopback(request.socket.remoteAddress)) return true;
-    return tokenMatches(bearerToken(request.headers.authorization), options.token);
+  /** How a request proved it may use the API, if it did. */
+  const credentialOf = (request: FastifyRequest): 'token' | 'cookie' | 'loopback' | null => {
+    if (tokenMatches(bearerToken(request.headers.authorization), options.token)) return 'token';
+    if (hasSessionCookie(request.headers.cookie, options.token)) return 'cookie';
+    if (options.trustLoopback && isLoopback(request.socket.remoteAddress)) return 'loopback';
+    return null;
   };
+  const openRoutes = new Set(['/api/login', '/api/logout', '/api/session', '/api/info']);
 
   app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/api/')) return;
-    const workerRoute = request.url.startsWith('/api/worker/');
-    const ok = workerRoute ? tokenMatches(bearerToken(request.headers.authorization), options.token) : isAuthorized(request);
-    if (!ok) {
-      request.log.warn({ remote: request.socket.remoteAddress, url: request.url }, 'request refused: missing or wrong token');
+    const url = request.url.split('?')[0]!;
+    if (!url.startsWith('/api/') || openRoutes.has(url)) return;
+    const credential = credentialOf(request);
+    const workerRoute = url.startsWith('/api/worker/');
+    if (workerRoute ? credential !== 'token' : credential === null) {
+      request.log.warn({ remote: request.socket.remoteAddress, url }, 'request refused: missing or wrong token');
       throw new FarmError('missing or wrong access token', 401);
+    }
+    // Browsers (cookie or loopback trust) must prove a state change comes from our own page.
+    const changesState = !['GET', 'HEAD', 'OPTIONS'].includes(request.method);
+    if (changesState && credential !== 'token' && request.headers[CLIENT_HEADER] === undefined) {
+      throw new FarmError(`state-changing requests need the ${CLIENT_HEADER} header (protection against cross-site requests)`, 403);
     }
   });
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/api/info', async () => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort }));
+
+  app.get('/api/session', async (request) => ({ authenticated: credentialOf(request) !== null }));
+  app.post('/api/login', async (request, reply) => {
+    const { token } = parse(loginSchema, request.body);
+    if (!tokenMatches(token, options.token)) {
+      request.log.warn({ remote: request.socket.remoteAddress }, 'login refused: wrong token');
+      throw new FarmError('wrong access token', 401);
+    }
+    const cookie = `${SESSION_COOKIE}=${sessionValue(options.token)}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000`;
+    return reply.header('set-cookie', cookie).send({ authenticated: true });
+  });
+  app.post('/api/logout', async (_request, reply) =>
+    reply.header('set-cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`).send({ authenticated: false }),
+  );
 
   void app.register(async (api) => {
     await api.register(multipart, {
@@ -93,6 +119,28 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   app.get('/api/jobs', async () => farm.listJobs());
   app.get('/api/jobs/:id', async (request) => farm.getJobDetail(parse(jobParams, request.params).id));
   app.post('/api/jobs/:id/cancel', async (request) => farm.cancelJob(parse(jobParams, request.params).id));
+  app.post('/api/jobs/:id/pause', async (request) => farm.pauseJob(parse(jobParams, request.params).id));
+  app.post('/api/jobs/:id/resume', async (request) => farm.resumeJob(parse(jobParams, request.params).id));
+  app.post('/api/jobs/:id/retry', async (request) => farm.retryFailed(parse(jobParams, request.params).id));
+  app.patch('/api/jobs/:id', async (request) => farm.patchJob(parse(jobParams, request.params).id, parse(jobPatchSchema, request.body)));
+  app.delete('/api/jobs/:id', async (request, reply) => {
+    await farm.deleteJob(parse(jobParams, request.params).id);
+    return reply.status(204).send();
+  });
+
+  app.get('/api/jobs/:id/frames/:frame/log', async (request) => {
+    const { id, frame } = parse(frameParams, request.params);
+    return farm.frameLog(id, frame);
+  });
+
+  app.get('/api/jobs/:id/frames/:frame/preview', async (request, reply) => {
+    const { id, frame } = parse(frameParams, request.params);
+    const { size } = parse(previewQuery, request.query);
+    const file = await farm.frameFile(id, frame);
+    if (!canPreview(file)) throw new FarmError(`no preview for ${path.extname(file)} frames; download the frame instead`, 415);
+    const preview = await previewOf(file, path.join(dataDir.jobDir(id), 'previews'), size);
+    return sendFile(reply.header('cache-control', 'private, max-age=86400'), preview, path.basename(preview), 'image/webp');
+  });
 
   app.get('/api/jobs/:id/frames/:frame', async (request, reply) => {
     const { id, frame } = parse(frameParams, request.params);
@@ -120,6 +168,9 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   app.get('/api/workers', async () => farm.listWorkers());
+  for (const mode of ['enable', 'drain', 'disable'] as const) {
+    app.post(`/api/workers/:id/${mode}`, async (request) => farm.setWorkerMode(parse(jobParams, request.params).id, mode));
+  }
 
   // ---- worker endpoints ----
   app.get('/api/worker/blends/:sha256', async (request, reply) => {

@@ -9,7 +9,7 @@ import { FarmError } from './farm.ts';
 const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
 const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
 
-export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority'];
+export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold'];
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
@@ -23,7 +23,9 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
     for (const key of ['resolutionPercentage', 'samples', 'priority'] as const) {
       if (fields[key] !== undefined && fields[key] !== '') typed[key] = parseField(key, integerText, fields[key]);
     }
-    if (fields.allowScripts !== undefined) typed.allowScripts = parseField('allowScripts', booleanText, fields.allowScripts.toLowerCase());
+    for (const key of ['allowScripts', 'hold'] as const) {
+      if (fields[key] !== undefined) typed[key] = parseField(key, booleanText, fields[key].toLowerCase());
+    }
   } catch (error) {
     throw error instanceof FarmError ? error : new FarmError((error as Error).message, 400);
   }

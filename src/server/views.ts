@@ -4,7 +4,12 @@ import type { FrameRow, JobRow, WorkerRow } from '../store/index.ts';
 /** Turns stored rows into the API's shapes; the only place that knows both. */
 export const emptyCounts = (): FrameCounts => ({ total: 0, queued: 0, rendering: 0, done: 0, failed: 0 });
 
-export function jobView(row: JobRow, counts: FrameCounts = emptyCounts()): Job {
+export interface JobTimes {
+  averageFrameMs: number | null;
+  etaMs: number | null;
+}
+
+export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times: JobTimes = { averageFrameMs: null, etaMs: null }): Job {
   return {
     id: row.id,
     name: row.name,
@@ -23,6 +28,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts()): Job {
     overrides: JSON.parse(row.overrides_json),
     fileExtension: row.file_extension,
     counts,
+    ...times,
     videoReady: row.video_file !== null,
     error: row.error,
     createdAt: row.created_at,
@@ -58,6 +64,7 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     name: row.name,
     host: row.host,
     state,
+    enabled: row.enabled === 1,
     threads: row.threads,
     blenderVersion: row.blender_version,
     current: live?.connected ? live.current : null,

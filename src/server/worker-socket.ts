@@ -10,7 +10,7 @@ import {
   type WorkerMessage,
 } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import { isLoopback, tokenMatches } from './auth.ts';
+import { hasSessionCookie, isLoopback, sameHostOrigin, tokenMatches } from './auth.ts';
 import type { Farm, WorkerLink } from './farm.ts';
 
 export interface SocketOptions {
@@ -59,7 +59,12 @@ export async function startWorkerSocket(farm: Farm, options: SocketOptions, log:
         }
         farm.background(serveWorker(farm, socket, first, log));
       } else {
-        if (!trusted && !tokenMatches(first.token, options.token)) {
+        if (!sameHostOrigin(request.headers.origin, request.headers.host)) {
+          log.warn({ origin: request.headers.origin }, 'observer refused: page from another site');
+          return closeWith(socket, 'connections from other sites are not allowed');
+        }
+        const loggedIn = hasSessionCookie(request.headers.cookie, options.token);
+        if (!trusted && !loggedIn && !tokenMatches(first.token, options.token)) {
           log.warn({ remote: request.socket.remoteAddress }, 'observer refused: wrong token');
           return closeWith(socket, 'wrong or missing access token');
         }
@@ -131,6 +136,8 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
       return farm.workerProgress(workerId, message.jobId, message.frame, message.percent);
     case 'frame_failed':
       return farm.frameFailed(workerId, message.jobId, message.frame, message.error, message.log);
+    case 'frame_log':
+      return farm.frameLogReceived(workerId, message.jobId, message.frame, message.log);
     case 'probe_result':
       return farm.probeSucceeded(workerId, message.jobId, message.scene);
     case 'probe_failed':

@@ -58,6 +58,11 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0002_worker_enabled': {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('workers').addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -75,7 +75,19 @@ export class Store {
   }
 
   async deleteJob(id: string): Promise<void> {
-    await this.db.deleteFrom('jobs').where('id', '=', id).execute();
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('frames').where('job_id', '=', id).execute();
+      await trx.deleteFrom('jobs').where('id', '=', id).execute();
+    });
+  }
+
+  async jobsUsingBlend(sha256: string): Promise<number> {
+    const { n } = await this.db
+      .selectFrom('jobs')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('blend_sha256', '=', sha256)
+      .executeTakeFirstOrThrow();
+    return Number(n);
   }
 
   // ---- frames ------------------------------------------------------------------
@@ -99,6 +111,22 @@ export class Store {
         await trx.insertInto('frames').values(rows).execute();
       }
     });
+  }
+
+  /** A job's frames are replaced wholesale when its frame range changes before it starts. */
+  async deleteFrames(jobId: string): Promise<void> {
+    await this.db.deleteFrom('frames').where('job_id', '=', jobId).execute();
+  }
+
+  /** Sum and count of render times of a job's finished frames, for its time estimate. */
+  async renderTimes(jobId: string): Promise<{ totalMs: number; frames: number }> {
+    const row = await this.db
+      .selectFrom('frames')
+      .select((eb) => [eb.fn.sum<number>('render_ms').as('totalMs'), eb.fn.count<number>('render_ms').as('frames')])
+      .where('job_id', '=', jobId)
+      .where('state', '=', 'done')
+      .executeTakeFirstOrThrow();
+    return { totalMs: Number(row.totalMs ?? 0), frames: Number(row.frames) };
   }
 
   async getFrame(jobId: string, number: number): Promise<FrameRow | undefined> {
@@ -168,7 +196,7 @@ export class Store {
     const at = now();
     await this.db
       .insertInto('workers')
-      .values({ ...worker, frames_rendered: 0, render_ms_total: 0, first_seen_at: at, last_seen_at: at })
+      .values({ ...worker, frames_rendered: 0, render_ms_total: 0, enabled: 1, first_seen_at: at, last_seen_at: at })
       .onConflict((oc) =>
         oc.column('id').doUpdateSet({
           name: worker.name,
@@ -195,6 +223,10 @@ export class Store {
       }))
       .where('id', '=', workerId)
       .execute();
+  }
+
+  async setWorkerEnabled(id: string, enabled: boolean): Promise<void> {
+    await this.db.updateTable('workers').set({ enabled: enabled ? 1 : 0 }).where('id', '=', id).execute();
   }
 
   async listWorkers(): Promise<WorkerRow[]> {

@@ -46,6 +46,7 @@ export interface WorkersTable {
   blender_version: string | null;
   frames_rendered: number;
   render_ms_total: number;
+  enabled: number;
   first_seen_at: string;
   last_seen_at: string;
 }

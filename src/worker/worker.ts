@@ -129,6 +129,7 @@ export class RenderWorker {
         this.connection.send({ type: 'progress', jobId, frame, percent: progress.percent });
       });
       log.info({ ms: Math.round(result.renderMs) }, 'frame rendered');
+      this.connection.send({ type: 'frame_log', jobId, frame, log: result.log.slice(-60_000) });
       this.queueUpload({ jobId, frame, file: result.path, renderMs: result.renderMs });
     } catch (error) {
       if (this.cancelled) {

@@ -5,7 +5,7 @@ import { silentLogger, createLogger } from '../../src/util/log.ts';
 import { startServer, type RunningServer } from '../../src/server/index.ts';
 import { RenderWorker } from '../../src/worker/index.ts';
 import { serverSchema, workerSchema, type ServerSettings } from '../../src/config/index.ts';
-import type { Job } from '../../src/protocol/index.ts';
+import { CLIENT_HEADER, type Job } from '../../src/protocol/index.ts';
 import { BLENDER } from './scenes.ts';
 
 /** Logs stay quiet in tests unless ARCHENLAND_TEST_LOGS=1. */
@@ -75,7 +75,7 @@ export async function submitBlend(
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
   form.append('file', file, 'scene.blend');
-  const response = await fetch(`${baseUrl}/api/jobs`, { method: 'POST', body: form, headers });
+  const response = await fetch(`${baseUrl}/api/jobs`, { method: 'POST', body: form, headers: { [CLIENT_HEADER]: 'test', ...headers } });
   return { status: response.status, body: await response.json() };
 }
 

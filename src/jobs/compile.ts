@@ -1,0 +1,54 @@
+import {
+  fileExtensionOf,
+  frameCount,
+  MAX_FRAMES_PER_JOB,
+  type FrameRange,
+  type OutputFormat,
+  type SceneInfo,
+  type SceneOverrides,
+} from '../protocol/index.ts';
+
+/** What the user asked for, each field falling back to the scene's own value when absent. */
+export interface RenderRequest {
+  frames?: FrameRange;
+  fileFormat?: OutputFormat;
+  resolutionPercentage?: number | null;
+  samples?: number | null;
+}
+
+export interface CompiledJob {
+  range: FrameRange;
+  fileExtension: string;
+  overrides: SceneOverrides;
+}
+
+export class CompileError extends Error {}
+
+/**
+ * Turns a probed scene and the user's request into what the farm renders (Flamenco calls
+ * this job compilation). Pure: no I/O, so every rule is tested directly.
+ */
+export function compileJob(scene: SceneInfo, request: RenderRequest): CompiledJob {
+  const range = request.frames ?? { start: scene.frameStart, end: scene.frameEnd, step: scene.frameStep };
+  if (range.end < range.start) {
+    throw new CompileError(`the scene's frame range ${range.start}-${range.end} is empty; choose frames to render`);
+  }
+  if (frameCount(range) > MAX_FRAMES_PER_JOB) {
+    throw new CompileError(`${frameCount(range)} frames are more than the ${MAX_FRAMES_PER_JOB} one job may have`);
+  }
+  const format = request.fileFormat ?? scene.fileFormat;
+  const fileExtension = fileExtensionOf[format];
+  if (!fileExtension) {
+    throw new CompileError(`the scene saves ${format} images, which the farm cannot collect; choose PNG, JPEG, OPEN_EXR or TIFF`);
+  }
+  return {
+    range,
+    fileExtension,
+    overrides: {
+      engine: null,
+      resolutionPercentage: request.resolutionPercentage ?? null,
+      samples: request.samples ?? null,
+      fileFormat: request.fileFormat ?? null,
+    },
+  };
+}

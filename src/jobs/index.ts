@@ -1,0 +1,1 @@
+export { compileJob, CompileError, type CompiledJob, type RenderRequest } from './compile.ts';

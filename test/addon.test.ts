@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import type { JobDetail } from '../src/protocol/index.ts';
+import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba } from './helpers/scenes.ts';
+
+/*
+ * The Blender add-on (addon/archenland_submit), end to end with real processes: the
+ * zip built by scripts/build-addon.mjs is installed into a headless Blender, which
+ * submits a scene whose material uses an EXTERNAL texture to a real farm whose worker
+ * never sees that file. Only the copy the add-on packed can supply it.
+ */
+
+const run = promisify(execFile);
+const repo = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
+const FRAMES = [1, 2];
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+/** A 16x16 yellow/blue checker: nothing like Blender's magenta "missing texture". */
+async function writeChecker(file: string): Promise<void> {
+  const size = 16;
+  const pixels = Buffer.alloc(size * size * 3);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const color = (Math.floor(x / 4) + Math.floor(y / 4)) % 2 === 0 ? [255, 220, 0] : [0, 60, 200];
+      pixels.set(color, (y * size + x) * 3);
+    }
+  }
+  await sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).png().toFile(file);
+}
+
+/**
+ * Python for `blender -b FILE --python-expr`: install the built zip (into a private
+ * BLENDER_USER_SCRIPTS), enable it, set address and token as an artist would in the
+ * panel, press "Submit to Farm" and, when asked, follow the job the way the panel's
+ * timer does (timers do not run in background mode). Prints one @@RESULT JSON line.
+ */
+function addonScript(opts: { zip: string; address: string; token: string; follow: boolean }): string {
+  return `
+import addon_utils, bpy, json, time
+bpy.ops.preferences.addon_install(filepath=${JSON.stringify(opts.zip)}, overwrite=True)
+if addon_utils.enable("archenland_submit", default_set=True) is None:
+    raise SystemExit("could not enable the add-on")
+import archenland_submit as addon
+prefs = bpy.context.preferences.addons["archenland_submit"].preferences
+prefs.address = ${JSON.stringify(opts.address)}
+prefs.token = ${JSON.stringify(opts.token)}
+session = lambda: {
+    "dirty": bpy.data.is_dirty,
+    "filepath": bpy.data.filepath,
+    "packed": sorted(i.name for i in bpy.data.images if i.packed_file is not None),
+    "imagePaths": sorted(i.filepath for i in bpy.data.images if i.filepath),
+}
+before = session()
+started = time.time()
+try:
+    result = sorted(bpy.ops.archenland.submit())
+except RuntimeError as error:  # an ERROR report: already printed by the operator
+    result = ["ERROR"]
+out = {"result": result, "seconds": round(time.time() - started, 2), "before": before, "after": session()}
+watcher = addon.state.watcher
+if watcher is not None:
+    out.update(job=watcher.job_id, url=watcher.url)
+    if ${opts.follow ? 'True' : 'False'}:
+        deadline = time.time() + 90
+        while not watcher.finished and time.time() < deadline:
+            time.sleep(1)
+            watcher.refresh()
+            print("Archenland status:", watcher.text, flush=True)
+print("@@RESULT " + json.dumps(out), flush=True)
+`;
+}
+
+describe('the Blender add-on submits a scene with external textures', () => {
+  let farm: TestFarm;
+  let work: string;
+  let zip: string;
+  let blend: string;
+  let texture: Buffer;
+  let blendHashBefore: string;
+  let blendMtimeBefore: number;
+  let submit: { stdout: string; result: any; ms: number };
+  let job: JobDetail;
+
+  const blenderWithAddon = async (token: string, follow: boolean) => {
+    const tmp = await mkdtemp(join(work, 'blender-tmp-'));
+    const started = Date.now();
+    const { stdout } = await run(
+      BLENDER,
+      [
+        '-b', '--factory-startup', blend, '--python-exit-code', '2',
+        '--python-expr', addonScript({ zip, address: farm.server.httpUrl, token, follow }),
+      ],
+      {
+        timeout: 120_000,
+        maxBuffer: 32 * 1024 * 1024,
+        env: {
+          ...process.env,
+          BLENDER_USER_SCRIPTS: join(work, 'user-scripts'),
+          BLENDER_USER_CONFIG: join(work, 'user-config'),
+          TMPDIR: tmp,
+        },
+      },
+    );
+    const line = stdout.split('\n').find((l) => l.startsWith('@@RESULT '));
+    assert.ok(line, `no result from Blender:\n${stdout}`);
+    return { stdout, result: JSON.parse(line.slice('@@RESULT '.length)), ms: Date.now() - started, tmp };
+  };
+
+  const authorized = { authorization: '' };
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'archenland-addon-'));
+    const project = join(work, 'project');
+    await mkdir(join(project, 'textures'), { recursive: true });
+    const textureFile = join(project, 'textures', 'checker.png');
+    blend = join(project, 'textured.blend');
+    zip = join(work, 'archenland_submit.zip');
+    await writeChecker(textureFile);
+    texture = await readFile(textureFile);
+
+    // The loopback is not trusted, so every call must carry the right token.
+    const [started] = await Promise.all([
+      startTestFarm({ workers: 1, server: { trust_loopback: false } }),
+      run('node', [repo('scripts/build-addon.mjs'), '--out', zip]),
+      run(BLENDER, [
+        '-b', '--factory-startup', '--python', repo('blender/make_textured_scene.py'), '--',
+        '--output', blend, '--texture', textureFile, '--relative', '--frames', '1-2', '--width', '64', '--height', '48', '--samples', '4',
+      ], { timeout: 120_000 }),
+    ]);
+    farm = started;
+    authorized.authorization = `Bearer ${farm.server.token}`;
+
+    // The reference: plain Blender, with the texture where the .blend says it is.
+    const args = ['-b', blend, '-o', join(work, 'ref_####'), '-F', 'PNG'];
+    for (const frame of FRAMES) args.push('-f', String(frame));
+    await run(BLENDER, args, { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });
+
+    // Now the texture leaves the project: only a packed copy can supply it.
+    await mkdir(join(work, 'elsewhere'));
+    await rename(textureFile, join(work, 'elsewhere', 'checker.png'));
+    blendHashBefore = sha256(await readFile(blend));
+    blendMtimeBefore = (await stat(blend)).mtimeMs;
+
+    submit = await blenderWithAddon(farm.server.token, true);
+    assert.deepEqual(submit.result.result, ['FINISHED'], submit.stdout);
+    const finished = await waitForJob(farm.server, submit.result.job, ['completed', 'failed', 'cancelled'], 60_000);
+    assert.equal(finished.state, 'completed', `job ended ${finished.state}: ${finished.error}`);
+    const response = await fetch(`${farm.server.httpUrl}/api/jobs/${finished.id}`, { headers: authorized });
+    job = (await response.json()) as JobDetail;
+  });
+
+  after(async () => {
+    await farm?.close();
+  });
+
+  it('submits with one operator call and reports the job and its page', () => {
+    assert.match(submit.result.job, /^[a-z0-9]{6,40}$/);
+    assert.equal(submit.result.url, `${farm.server.httpUrl}/#/jobs/${submit.result.job}`);
+    assert.match(submit.stdout, new RegExp(`Archenland: INFO: Submitted job ${submit.result.job}`));
+    assert.match(submit.stdout, /Archenland: packing textures/);
+    assert.equal(job.allowScripts, false);
+    assert.deepEqual(job.frames, { start: 1, end: 2, step: 1 });
+    assert.deepEqual(job.counts, { ...job.counts, total: 2, done: 2, failed: 0 });
+  });
+
+  it('follows the job to its end like the panel does (state and frames done/total)', () => {
+    assert.match(submit.stdout, /Archenland status: completed: 2\/2 frames done/);
+  });
+
+  it('renders pixels identical to a local render made with the texture present', async () => {
+    // Without the texture, Blender renders magenta: the reference really depends on it.
+    const missing = join(work, 'missing_####');
+    await run(BLENDER, ['-b', blend, '-o', missing, '-F', 'PNG', '-f', '1'], { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });
+    const reference1 = await decodeRgba(join(work, 'ref_0001.png'));
+    assert.notDeepEqual((await decodeRgba(join(work, 'missing_0001.png'))).data, reference1.data, 'the texture made no difference');
+
+    for (const frame of FRAMES) {
+      const response = await fetch(`${farm.server.httpUrl}/api/jobs/${job.id}/frames/${frame}`, { headers: authorized });
+      assert.equal(response.status, 200);
+      const served = join(work, `served_${frame}.png`);
+      await writeFile(served, Buffer.from(await response.arrayBuffer()));
+      const reference = join(work, `ref_${String(frame).padStart(4, '0')}.png`);
+      assertPixelsEqual(await decodeRgba(served), await decodeRgba(reference), `frame ${frame}`);
+    }
+  });
+
+  it('ships the texture inside the .blend, never as a file on the worker', async () => {
+    const cacheDir = join(farm.root, 'worker1');
+    const files = await filesUnder(cacheDir);
+    const blends = files.filter((f) => f.endsWith('.blend'));
+    assert.equal(blends.length, 1, `expected the job's .blend in ${cacheDir}: ${files.join(', ')}`);
+    assert.ok((await readFile(blends[0]!)).includes(texture), 'the packed texture is not inside the uploaded .blend');
+    const textureHash = sha256(texture);
+    for (const file of files) {
+      assert.notEqual(sha256(await readFile(file)), textureHash, `${file} is a copy of the texture`);
+      assert.doesNotMatch(file, /checker/);
+    }
+  });
+
+  it("leaves the artist's file and session untouched", async () => {
+    assert.equal(sha256(await readFile(blend)), blendHashBefore, 'the .blend on disk changed');
+    assert.equal((await stat(blend)).mtimeMs, blendMtimeBefore);
+    const { before, after } = submit.result;
+    assert.deepEqual(after, before, 'the open session changed');
+    assert.equal(after.dirty, false);
+    assert.deepEqual(after.packed, [], 'the texture got packed into the open file');
+    assert.deepEqual(after.imagePaths, ['//textures/checker.png']);
+    assert.deepEqual(await readdir(join(work, 'project')), ['textured.blend'], 'files were left next to the .blend');
+  });
+
+  it('cleans up its temporary copy', async () => {
+    const leftovers = await readdir(join(work), { withFileTypes: true });
+    for (const dir of leftovers.filter((d) => d.isDirectory() && d.name.startsWith('blender-tmp-'))) {
+      assert.deepEqual(await filesUnder(join(work, dir.name)), [], `temporary files left in ${dir.name}`);
+    }
+  });
+
+  it('reports a wrong token plainly, before packing anything, and creates no job', async () => {
+    const wrong = await blenderWithAddon('not-the-farm-token', false);
+    assert.deepEqual(wrong.result.result, ['ERROR'], wrong.stdout);
+    assert.match(
+      wrong.stdout,
+      /Archenland: ERROR: The farm refused the token: missing or wrong access token \(HTTP 401\)\. Check the token in the Archenland panel/,
+    );
+    assert.doesNotMatch(wrong.stdout, /packing textures/);
+    assert.equal(wrong.result.job, undefined);
+    const jobs = (await (await fetch(`${farm.server.httpUrl}/api/jobs`, { headers: authorized })).json()) as unknown[];
+    assert.equal(jobs.length, 1);
+    assert.equal(sha256(await readFile(blend)), blendHashBefore);
+  });
+});
