@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -96,26 +96,43 @@ describe('the Blender add-on submits a scene with external textures', () => {
   let submit: { stdout: string; result: any; ms: number };
   let job: JobDetail;
 
-  const blenderWithAddon = async (token: string, follow: boolean) => {
+  /**
+   * Runs Blender with the add-on script. `onLine` sees stdout as it arrives, so the test
+   * can act while Blender is still following the job.
+   */
+  const blenderWithAddon = async (token: string, follow: boolean, onLine: (line: string) => void = () => {}) => {
     const tmp = await mkdtemp(join(work, 'blender-tmp-'));
     const started = Date.now();
-    const { stdout } = await run(
-      BLENDER,
-      [
-        '-b', '--factory-startup', blend, '--python-exit-code', '2',
-        '--python-expr', addonScript({ zip, address: farm.server.httpUrl, token, follow }),
-      ],
-      {
-        timeout: 120_000,
-        maxBuffer: 32 * 1024 * 1024,
-        env: {
-          ...process.env,
-          BLENDER_USER_SCRIPTS: join(work, 'user-scripts'),
-          BLENDER_USER_CONFIG: join(work, 'user-config'),
-          TMPDIR: tmp,
-        },
-      },
-    );
+    const args = [
+      '-b', '--factory-startup', blend, '--python-exit-code', '2',
+      '--python-expr', addonScript({ zip, address: farm.server.httpUrl, token, follow }),
+    ];
+    const env = {
+      ...process.env,
+      BLENDER_USER_SCRIPTS: join(work, 'user-scripts'),
+      BLENDER_USER_CONFIG: join(work, 'user-config'),
+      TMPDIR: tmp, // where the add-on's temporary copy goes
+    };
+    const stdout = await new Promise<string>((resolve, reject) => {
+      const child = spawn(BLENDER, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      let partial = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        out += chunk;
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop()!;
+        for (const line of lines) onLine(line);
+      });
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+      child.on('error', reject);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(out);
+        else reject(new Error(`Blender exited with ${code ?? signal}\n${out}\n${err}`));
+      });
+    });
     const line = stdout.split('\n').find((l) => l.startsWith('@@RESULT '));
     assert.ok(line, `no result from Blender:\n${stdout}`);
     return { stdout, result: JSON.parse(line.slice('@@RESULT '.length)), ms: Date.now() - started, tmp };
@@ -133,9 +150,10 @@ describe('the Blender add-on submits a scene with external textures', () => {
     await writeChecker(textureFile);
     texture = await readFile(textureFile);
 
-    // The loopback is not trusted, so every call must carry the right token.
+    // The loopback is not trusted, so every call must carry the right token. No worker
+    // yet: none may exist while the texture is still on this machine's disk.
     const [started] = await Promise.all([
-      startTestFarm({ workers: 1, server: { trust_loopback: false } }),
+      startTestFarm({ workers: 0, server: { trust_loopback: false } }),
       run('node', [repo('scripts/build-addon.mjs'), '--out', zip]),
       run(BLENDER, [
         '-b', '--factory-startup', '--python', repo('blender/make_textured_scene.py'), '--',
@@ -149,14 +167,25 @@ describe('the Blender add-on submits a scene with external textures', () => {
     const args = ['-b', blend, '-o', join(work, 'ref_####'), '-F', 'PNG'];
     for (const frame of FRAMES) args.push('-f', String(frame));
     await run(BLENDER, args, { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });
-
-    // Now the texture leaves the project: only a packed copy can supply it.
-    await mkdir(join(work, 'elsewhere'));
-    await rename(textureFile, join(work, 'elsewhere', 'checker.png'));
     blendHashBefore = sha256(await readFile(blend));
     blendMtimeBefore = (await stat(blend)).mtimeMs;
 
-    submit = await blenderWithAddon(farm.server.token, true);
+    // Submit. The texture has to be on disk while the add-on packs it (nothing can pack
+    // a file that is gone); the moment the upload is done it leaves the project, and only
+    // then does the farm get its worker. So the worker, although on this same machine,
+    // can only get the texture from the packed copy.
+    let textureMoved: Promise<void> | undefined;
+    submit = await blenderWithAddon(farm.server.token, true, (line) => {
+      if (!textureMoved && line.startsWith('Archenland: INFO: Submitted job')) {
+        textureMoved = (async () => {
+          await mkdir(join(work, 'elsewhere'));
+          await rename(textureFile, join(work, 'elsewhere', 'checker.png'));
+          farm.addWorker('worker1');
+        })();
+      }
+    });
+    assert.ok(textureMoved, `the add-on did not report a submitted job:\n${submit.stdout}`);
+    await textureMoved;
     assert.deepEqual(submit.result.result, ['FINISHED'], submit.stdout);
     const finished = await waitForJob(farm.server, submit.result.job, ['completed', 'failed', 'cancelled'], 60_000);
     assert.equal(finished.state, 'completed', `job ended ${finished.state}: ${finished.error}`);
@@ -173,6 +202,8 @@ describe('the Blender add-on submits a scene with external textures', () => {
     assert.equal(submit.result.url, `${farm.server.httpUrl}/#/jobs/${submit.result.job}`);
     assert.match(submit.stdout, new RegExp(`Archenland: INFO: Submitted job ${submit.result.job}`));
     assert.match(submit.stdout, /Archenland: packing textures/);
+    // Submitted while no worker was connected: the artist is told the job will wait.
+    assert.match(submit.stdout, /Archenland: WARNING: No render worker is connected to the farm right now/);
     assert.equal(job.allowScripts, false);
     assert.deepEqual(job.frames, { start: 1, end: 2, step: 1 });
     assert.deepEqual(job.counts, { ...job.counts, total: 2, done: 2, failed: 0 });
@@ -220,7 +251,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
     assert.equal(after.dirty, false);
     assert.deepEqual(after.packed, [], 'the texture got packed into the open file');
     assert.deepEqual(after.imagePaths, ['//textures/checker.png']);
-    assert.deepEqual(await readdir(join(work, 'project')), ['textured.blend'], 'files were left next to the .blend');
+    assert.deepEqual(await filesUnder(join(work, 'project')), [blend], 'files were left next to the .blend');
   });
 
   it('cleans up its temporary copy', async () => {

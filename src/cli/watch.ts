@@ -28,8 +28,10 @@ export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job:
       if (!parsed.ok) return;
       const event = parsed.message;
       if (event.type === 'welcome') client.get<Job>(`/api/jobs/${jobId}`).then(update, reject);
-      else if (event.type === 'job' && event.job.id === jobId) update(event.job);
       else if (event.type === 'error') reject(new Error(event.message));
+      else {
+        for (const change of event.changes) if (change.type === 'job' && change.job.id === jobId) update(change.job);
+      }
     });
     socket.on('error', (error) => reject(new Error(`lost the live connection to the server: ${error.message}`)));
     socket.on('close', () => reject(new Error('the server closed the live connection')));

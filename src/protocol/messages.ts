@@ -123,15 +123,40 @@ export type ServerToWorker = z.infer<typeof serverToWorkerSchema>;
 
 // ---- server -> observers ---------------------------------------------------------
 
-export const farmEventSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('welcome'), protocol: z.number().int() }),
+/** A change in the farm, as the farm service emits it. */
+export const farmChangeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('job'), job: jobSchema }),
   z.object({ type: z.literal('job_removed'), jobId: idSchema }),
   z.object({ type: z.literal('frame'), frame: frameSchema }),
   z.object({ type: z.literal('worker'), worker: workerSchema }),
+]);
+export type FarmChange = z.infer<typeof farmChangeSchema>;
+
+/**
+ * What observers receive. Changes are sent in batches a few times a second, keeping only
+ * the latest state of each job, frame and worker, so a 100,000-frame job on hundreds of
+ * workers does not flood a browser.
+ */
+export const farmEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('welcome'), protocol: z.number().int() }),
+  z.object({ type: z.literal('batch'), changes: z.array(farmChangeSchema) }),
   z.object({ type: z.literal('error'), message: z.string() }),
 ]);
 export type FarmEvent = z.infer<typeof farmEventSchema>;
+
+/** The identity a change is coalesced under: later changes to the same thing replace earlier ones. */
+export function changeKey(change: FarmChange): string {
+  switch (change.type) {
+    case 'job':
+      return `job:${change.job.id}`;
+    case 'job_removed':
+      return `job:${change.jobId}`;
+    case 'frame':
+      return `frame:${change.frame.jobId}:${change.frame.number}`;
+    case 'worker':
+      return `worker:${change.worker.id}`;
+  }
+}
 
 /** Parses raw WebSocket data against a schema, with a message fit to send back. */
 export function parseMessage<T>(

@@ -5,7 +5,7 @@ import { encodeVideo } from '../encoder/index.ts';
 import { compileJob, CompileError, type RenderRequest } from '../jobs/index.ts';
 import {
   framesOf,
-  type FarmEvent,
+  type FarmChange,
   type FrameCounts,
   type FrameLog,
   type Job,
@@ -62,7 +62,7 @@ const endStates: readonly string[] = ['completed', 'failed', 'cancelled'];
  * scheduler's decisions to the store, the workers and the observers. Transport-free:
  * the HTTP and WebSocket edges call it and pass it `WorkerLink`s.
  */
-export class Farm extends EventEmitter<{ event: [FarmEvent] }> {
+export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly scheduler: Scheduler;
   private readonly workers = new Map<string, ConnectedWorker>();
   /** job id -> worker probing its scene (null: waiting for a worker). */

@@ -1,10 +1,12 @@
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  changeKey,
   firstMessageSchema,
   MAX_MESSAGE_BYTES,
   parseMessage,
   PROTOCOL_VERSION,
   workerMessageSchema,
+  type FarmChange,
   type FarmEvent,
   type ServerToWorker,
   type WorkerMessage,
@@ -145,11 +147,24 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
   }
 }
 
+/** How often an observer receives the changes gathered since the last batch. */
+const OBSERVER_BATCH_MS = 200;
+
 function serveObserver(farm: Farm, socket: WebSocket) {
-  const forward = (event: FarmEvent) => sendJson(socket, event);
+  const gathered = new Map<string, FarmChange>();
+  const gather = (change: FarmChange) => gathered.set(changeKey(change), change);
+  const flush = setInterval(() => {
+    if (gathered.size === 0) return;
+    const changes = [...gathered.values()];
+    gathered.clear();
+    sendJson(socket, { type: 'batch', changes } satisfies FarmEvent);
+  }, OBSERVER_BATCH_MS);
   sendJson(socket, { type: 'welcome', protocol: PROTOCOL_VERSION } satisfies FarmEvent);
-  farm.on('event', forward);
-  socket.on('close', () => farm.off('event', forward));
+  farm.on('event', gather);
+  socket.on('close', () => {
+    clearInterval(flush);
+    farm.off('event', gather);
+  });
   // Observers only listen; anything they send is answered with an error, never acted on.
   socket.on('message', () => sendJson(socket, { type: 'error', message: 'observers cannot send messages' }));
 }
