@@ -30,6 +30,9 @@ def parse_args():
                         choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--denoise", action="store_true")
+    parser.add_argument("--misbehave", default=None, metavar="KIND:FRAME",
+                        help="embed a script that makes Blender crash or hang on FRAME "
+                             "(crash:3, hang:3); it runs only when Python auto-exec is allowed")
     return parser.parse_args(argv)
 
 
@@ -135,6 +138,31 @@ def configure_render(scene, args, frame_start, frame_end):
     scene.eevee.taa_render_samples = args.samples
 
 
+# Embedded in the .blend as a registered text block, so it runs on load only when
+# auto-execution is allowed (-y): the farm's fault tests use it to make Blender die or
+# stall on one frame, the way a broken add-on or driver would.
+MISBEHAVE_SCRIPT = '''
+import bpy, os, time
+KIND, FRAME = {kind!r}, {frame}
+def archenland_misbehave(scene, *args):
+    if scene.frame_current == FRAME:
+        if KIND == "crash":
+            os._exit(3)
+        while True:
+            time.sleep(1)
+bpy.app.handlers.render_pre.append(archenland_misbehave)
+'''
+
+
+def embed_misbehaviour(spec):
+    kind, frame = spec.split(":")
+    if kind not in ("crash", "hang"):
+        raise ValueError(f"--misbehave takes crash:N or hang:N, not {spec}")
+    text = bpy.data.texts.new("archenland_misbehave.py")
+    text.write(MISBEHAVE_SCRIPT.format(kind=kind, frame=int(frame)))
+    text.use_module = True  # "Register": run when the file is loaded with auto-exec on
+
+
 def main():
     args = parse_args()
     frame_start, frame_end = parse_frames(args.frames)
@@ -143,6 +171,8 @@ def main():
     build_objects(scene, frame_start, frame_end)
     configure_world(scene)
     configure_render(scene, args, frame_start, frame_end)
+    if args.misbehave:
+        embed_misbehaviour(args.misbehave)
     # Uncompressed, so the file starts with the plain "BLENDER" header.
     bpy.ops.wm.save_as_mainfile(filepath=args.output, compress=False)
     print(f"make_test_scene: wrote {args.output}", flush=True)

@@ -25,3 +25,10 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   npm ci --no-audit --no-fund >&2
   echo "$want" > "$stamp"
 fi
+
+# Build the web UI when it is missing or older than its sources (including the shared
+# protocol it bundles), so `npm start` and `npm test` always serve a fresh one.
+if [[ ! -f web/dist/index.html ]] || [[ -n "$(find web/src web/public web/index.html web/vite.config.ts src/protocol package-lock.json -newer web/dist/index.html -print -quit 2>/dev/null)" ]]; then
+  echo "setup: building the web UI" >&2
+  npm run --silent build:web >&2
+fi

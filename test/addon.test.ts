@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -93,7 +93,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
   let texture: Buffer;
   let blendHashBefore: string;
   let blendMtimeBefore: number;
-  let submit: { stdout: string; result: any; ms: number };
+  let submit: { stdout: string; result: any };
   let job: JobDetail;
 
   /**
@@ -102,7 +102,6 @@ describe('the Blender add-on submits a scene with external textures', () => {
    */
   const blenderWithAddon = async (token: string, follow: boolean, onLine: (line: string) => void = () => {}) => {
     const tmp = await mkdtemp(join(work, 'blender-tmp-'));
-    const started = Date.now();
     const args = [
       '-b', '--factory-startup', blend, '--python-exit-code', '2',
       '--python-expr', addonScript({ zip, address: farm.server.httpUrl, token, follow }),
@@ -135,7 +134,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
     });
     const line = stdout.split('\n').find((l) => l.startsWith('@@RESULT '));
     assert.ok(line, `no result from Blender:\n${stdout}`);
-    return { stdout, result: JSON.parse(line.slice('@@RESULT '.length)), ms: Date.now() - started, tmp };
+    return { stdout, result: JSON.parse(line.slice('@@RESULT '.length)) };
   };
 
   const authorized = { authorization: '' };
@@ -152,15 +151,14 @@ describe('the Blender add-on submits a scene with external textures', () => {
 
     // The loopback is not trusted, so every call must carry the right token. No worker
     // yet: none may exist while the texture is still on this machine's disk.
-    const [started] = await Promise.all([
-      startTestFarm({ workers: 0, server: { trust_loopback: false } }),
+    await Promise.all([
+      startTestFarm({ workers: 0, server: { trust_loopback: false } }).then((started) => (farm = started)),
       run('node', [repo('scripts/build-addon.mjs'), '--out', zip]),
       run(BLENDER, [
         '-b', '--factory-startup', '--python', repo('blender/make_textured_scene.py'), '--',
         '--output', blend, '--texture', textureFile, '--relative', '--frames', '1-2', '--width', '64', '--height', '48', '--samples', '4',
       ], { timeout: 120_000 }),
     ]);
-    farm = started;
     authorized.authorization = `Bearer ${farm.server.token}`;
 
     // The reference: plain Blender, with the texture where the .blend says it is.
@@ -187,6 +185,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
     assert.ok(textureMoved, `the add-on did not report a submitted job:\n${submit.stdout}`);
     await textureMoved;
     assert.deepEqual(submit.result.result, ['FINISHED'], submit.stdout);
+    if (process.env.ARCHENLAND_TEST_LOGS) console.log(submit.stdout);
     const finished = await waitForJob(farm.server, submit.result.job, ['completed', 'failed', 'cancelled'], 60_000);
     assert.equal(finished.state, 'completed', `job ended ${finished.state}: ${finished.error}`);
     const response = await fetch(`${farm.server.httpUrl}/api/jobs/${finished.id}`, { headers: authorized });
@@ -195,6 +194,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
 
   after(async () => {
     await farm?.close();
+    if (!process.env.ARCHENLAND_TEST_LOGS && work) await rm(work, { recursive: true, force: true });
   });
 
   it('submits with one operator call and reports the job and its page', () => {
@@ -269,9 +269,20 @@ describe('the Blender add-on submits a scene with external textures', () => {
       /Archenland: ERROR: The farm refused the token: missing or wrong access token \(HTTP 401\)\. Check the token in the Archenland panel/,
     );
     assert.doesNotMatch(wrong.stdout, /packing textures/);
+    assert.ok(wrong.result.seconds < 5, `took ${wrong.result.seconds} s to refuse`);
     assert.equal(wrong.result.job, undefined);
     const jobs = (await (await fetch(`${farm.server.httpUrl}/api/jobs`, { headers: authorized })).json()) as unknown[];
     assert.equal(jobs.length, 1);
     assert.equal(sha256(await readFile(blend)), blendHashBefore);
+  });
+});
+
+describe("the add-on's network code (plain python3, no Blender)", () => {
+  it('passes its unit tests: streamed multipart upload, token, errors, job status', async () => {
+    const { stderr } = await run('python3', [repo('addon/archenland_submit/tests/test_farm_client.py')], {
+      timeout: 60_000,
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, // no __pycache__ in the repository
+    });
+    assert.match(stderr, /\nOK\n?$/, stderr);
   });
 });

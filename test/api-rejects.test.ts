@@ -5,8 +5,8 @@ import { WebSocket } from 'ws';
 import { CLIENT_HEADER, PROTOCOL_VERSION } from '../src/protocol/index.ts';
 import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
 
-/** A byte string that passes the header check: refusals below must come from elsewhere. */
-const blendHeader = Buffer.from('BLENDER-v304REND');
+/** The smallest thing that passes the .blend checks (header, end marker): refusals below must come from elsewhere. */
+const blendHeader = Buffer.concat([Buffer.from('BLENDER-v304'), Buffer.from('ENDB'), Buffer.alloc(20)]);
 
 /** Opens a socket, sends one message and collects what the server says until it closes. */
 function converse(port: number, first: unknown, then: unknown[] = []): Promise<{ messages: any[]; closeCode: number }> {
@@ -49,6 +49,14 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     const { status, body } = await submitBlend(url, new Blob(['\x89PNG\r\n\x1a\n not a blend']));
     assert.equal(status, 415);
     assert.match(body.error, /is not a Blender file/);
+    await assertNothingStored();
+  });
+
+  it('refuses a .blend cut short (no end marker)', async () => {
+    const truncated = Buffer.concat([Buffer.from('BLENDER-v304REND'), Buffer.alloc(5000, 1)]);
+    const { status, body } = await submitBlend(url, new Blob([truncated]));
+    assert.equal(status, 422);
+    assert.match(body.error, /cut short/);
     await assertNothingStored();
   });
 
@@ -122,6 +130,13 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     assert.equal(wrongSum.status, 422);
     assert.match((await wrongSum.json()).error, /checksum mismatch/);
     assert.deepEqual(readdirSync(farm.server.dataDir.tmp), []);
+  });
+
+  it('refuses a wrong bearer token even from loopback, where no token is needed', async () => {
+    const response = await fetch(`${url}/api/jobs`, { headers: { authorization: 'Bearer not-the-token' } });
+    assert.equal(response.status, 401);
+    const session = await (await fetch(`${url}/api/session`, { headers: { authorization: 'Bearer not-the-token' } })).json();
+    assert.deepEqual(session, { authenticated: false });
   });
 
   it('refuses a worker with a wrong token or an older protocol', async () => {

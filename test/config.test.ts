@@ -46,6 +46,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     frame_retries: 3,
     frame_timeout_s: 0,
     trust_loopback: true,
+    tail_duplicates: true,
     log_level: 'info',
   });
 
@@ -76,6 +77,7 @@ test('a full valid server file is read as typed values', (t) => {
     'frame_retries = 0',
     'frame_timeout_s = 3600',
     'trust_loopback = false',
+    'tail_duplicates = false',
     'log_level = "debug"',
   );
   assert.deepEqual(loadSettings('server', { file, env: {} }), {
@@ -90,6 +92,7 @@ test('a full valid server file is read as typed values', (t) => {
     frame_retries: 0,
     frame_timeout_s: 3600,
     trust_loopback: false,
+    tail_duplicates: false,
     log_level: 'debug',
   });
 });
@@ -289,7 +292,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'log_level'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'tail_duplicates', 'webhook_url', 'log_level'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

@@ -28,6 +28,7 @@ describe(`scale smoke: ${WORKERS} simulated workers render a ${FRAMES}-frame job
       renderMs: () => Math.random() * 4,
       scene: () => fakeScene(1, FRAMES),
       frame: frameFromBuffer(TINY_PNG),
+      frameLog: 'Fra:1 Mem:9.25M (Peak 10.91M) | Time:00:00.01 | Sample 4/4\nSaved: frame_0001.png',
     });
     const job = await submitJob(farm.server.httpUrl, farm.server.token, fakeBlend());
     finished = await waitForJob(farm.server, job.id, ['completed', 'failed', 'cancelled'], 45_000);
@@ -54,16 +55,20 @@ describe(`scale smoke: ${WORKERS} simulated workers render a ${FRAMES}-frame job
     const notDone = detail.frameList.filter((f) => f.state !== 'done');
     assert.deepEqual(notDone, [], 'frames not done');
 
-    // Seen from the workers: each frame was handed out once and accepted once.
+    // Seen from the workers: each frame accepted exactly once. A frame may be handed out twice
+    // (tail duplication copies a slow running frame to an idle worker); the copy that loses is
+    // either cancelled or its upload refused, never counted.
     const assigned = sims.stats.assigned.get(finished.id)!;
     const accepted = sims.stats.accepted.get(finished.id)!;
     assert.equal(assigned.size, FRAMES);
     assert.equal(accepted.size, FRAMES);
+    let copies = 0;
     for (let frame = 1; frame <= FRAMES; frame++) {
-      assert.equal(assigned.get(frame), 1, `frame ${frame} assigned ${assigned.get(frame)} times`);
       assert.equal(accepted.get(frame), 1, `frame ${frame} accepted ${accepted.get(frame)} times`);
+      copies += assigned.get(frame)! - 1;
     }
-    assert.equal(sims.stats.uploadsRefused, 0);
+    assert.equal(sims.stats.uploadsAccepted, FRAMES);
+    assert.ok(sims.stats.uploadsRefused <= copies, `${sims.stats.uploadsRefused} uploads refused but only ${copies} copies handed out`);
     assert.equal(sims.stats.uploadErrors, 0);
     assert.deepEqual(sims.stats.errors, []);
   });

@@ -100,6 +100,43 @@ describe('Scheduler', () => {
     assert.deepEqual(s.frameFailed('a', 1, 'w'), { kind: 'failed', attempts: 2, jobFinished: true });
   });
 
+  test('a failed frame is retried on another worker when there is one', () => {
+    const s = make(3, 99);
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    s.workerReady('w1');
+    s.workerReady('w2');
+    s.dispatch(); // w1: 1, w2: 2
+    s.frameFailed('a', 1, 'w1');
+    s.workerReady('w1');
+    assert.deepEqual(s.dispatch(), [], 'w1 does not get its own failed frame back while w2 may take it');
+    s.frameDone('a', 2, 'w2');
+    s.workerReady('w2');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'w2', jobId: 'a', frame: 1 }]);
+  });
+
+  test('with a single worker, a failed frame is retried on it', () => {
+    const s = make(3, 99);
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1] });
+    s.workerReady('w1');
+    s.dispatch();
+    s.frameFailed('a', 1, 'w1');
+    s.workerReady('w1');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'w1', jobId: 'a', frame: 1 }]);
+  });
+
+  test('a reconnecting worker reclaims a frame it finished while away', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    s.workerReady('w1');
+    s.dispatch();
+    s.workerLost('w1'); // frame 1 requeued
+    assert.equal(s.claim('a', 1, 'w1'), true);
+    s.workerReady('w2');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'w2', jobId: 'a', frame: 2 }], 'frame 1 is not handed out again');
+    assert.equal(s.frameDone('a', 1, 'w1').kind, 'accepted');
+    assert.equal(s.claim('a', 1, 'w3'), false, 'a done frame cannot be claimed');
+  });
+
   test('a worker that keeps failing a job is blocked from it but may take other jobs', () => {
     const s = make(10, 2);
     s.addJob({ jobId: 'a', priority: 1, seq: 1, frames: [1, 2, 3] });
@@ -124,6 +161,63 @@ describe('Scheduler', () => {
     assert.equal(s.dispatch().length, 1);
     assert.deepEqual(s.removeJob('a'), [{ workerId: 'w1', jobId: 'a', frame: 1 }]);
     assert.equal(s.hasJob('a'), false);
+  });
+
+  test('at the tail, an idle fast worker copies the frame a slow worker is stuck on; the first result wins', () => {
+    let clock = 0;
+    const s = new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail: true, now: () => clock });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3] });
+    s.workerReady('fast');
+    s.workerReady('slow');
+    s.dispatch(); // fast: 1, slow: 2
+    clock = 100;
+    s.frameDone('a', 1, 'fast'); // fast needs 100 ms a frame
+    s.workerReady('fast');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'fast', jobId: 'a', frame: 3 }], 'real work first');
+    clock = 150;
+    s.frameDone('a', 3, 'fast');
+    s.workerReady('fast');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'fast', jobId: 'a', frame: 2 }], 'slow has run 150 ms on frame 2: fast copies it');
+    assert.deepEqual(s.counts('a'), { total: 3, queued: 0, rendering: 1, done: 2, failed: 0 }, 'a copy is not a second frame');
+    clock = 250;
+    assert.deepEqual(s.frameDone('a', 2, 'fast'), { kind: 'accepted', jobFinished: true, cancel: [{ workerId: 'slow', jobId: 'a', frame: 2 }] });
+    assert.deepEqual(s.frameDone('a', 2, 'slow'), { kind: 'duplicate' });
+  });
+
+  test('a worker does not copy a frame it would not finish sooner', () => {
+    let clock = 0;
+    const s = new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail: true, now: () => clock });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    s.workerReady('a1');
+    s.dispatch(); // a1: 1
+    clock = 500;
+    s.frameDone('a', 1, 'a1'); // a1 needs 500 ms
+    s.workerReady('b1');
+    s.dispatch(); // b1: 2 (fresh work)
+    clock = 600;
+    s.workerReady('a1');
+    assert.deepEqual(s.dispatch(), [], 'b1 has run only 100 ms; a1 needs 500');
+  });
+
+  test('nothing is duplicated while frames are still waiting, or without frame times, or when switched off', () => {
+    let clock = 0;
+    const make2 = (duplicateTail: boolean) => new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail, now: () => clock });
+    const s = make2(true);
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1] });
+    s.workerReady('w1');
+    s.dispatch();
+    s.workerReady('w2');
+    assert.deepEqual(s.dispatch(), [], 'no frame times known yet');
+    const off = make2(false);
+    off.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    off.workerReady('w1');
+    off.dispatch();
+    clock = 10;
+    off.frameDone('a', 1, 'w1');
+    off.workerReady('w2');
+    off.dispatch(); // w2: 2
+    off.workerReady('w1');
+    assert.deepEqual(off.dispatch(), []);
   });
 
   test('scales: 100k frames over 500 workers, every frame handed out exactly once', () => {

@@ -1,49 +1,82 @@
 import { existsSync } from 'node:fs';
-import { SingleBar, Presets } from 'cli-progress';
-import type { Command } from 'commander';
-import { formatFrameRange, parseFrameRange, type Job, type Worker } from '../protocol/index.ts';
-import { ApiClient, resolveClient, type ClientOptions } from './client.ts';
-import { formatJob, formatJobs, formatWorkers } from './format.ts';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import {
+  formatFrameRange,
+  jobPatchSchema,
+  jobStates,
+  outputFormats,
+  parseFrameRange,
+  describeIssues,
+  type FrameLog,
+  type Job,
+  type JobDetail,
+  type JobPatch,
+  type Worker,
+} from '../protocol/index.ts';
+import {
+  clientFrom,
+  confirm,
+  examples,
+  EXIT,
+  integer,
+  mb,
+  print,
+  progressBar,
+  RefusedError,
+  resolveJobId,
+  resolveWorkerId,
+  usage,
+  UsageError,
+  withClientOptions,
+  type CommonOptions,
+} from './common.ts';
+import { registerDownloadCommand } from './commands-download.ts';
+import { formatJob, formatJobDetail, formatJobs, formatWorkers } from './format.ts';
 import { uploadJob } from './upload.ts';
 import { watchJob } from './watch.ts';
 
-/** Exit codes scripts can rely on. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
+export { EXIT, UsageError } from './common.ts';
 
-function withClientOptions(command: Command): Command {
-  return command
-    .option('--server <url>', 'server URL (or ARCHENLAND_SERVER; default: this folder\'s settings.conf, else http://127.0.0.1:8080)')
-    .option('--token <token>', 'access token (or ARCHENLAND_TOKEN; default: the token file of a server in this folder)')
-    .option('--json', 'print JSON for scripts');
-}
+/** A choice typed in any case, e.g. `--format jpeg`. */
+const upperChoice = (choices: readonly string[]) => (value: string) => {
+  const upper = value.toUpperCase();
+  if (!choices.includes(upper)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got "${value}"`);
+  return upper;
+};
 
-function clientFrom(options: ClientOptions): ApiClient {
-  const { baseUrl, token } = resolveClient(options);
-  return new ApiClient(baseUrl, token);
-}
-
-const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value, null, 2) : text);
+const jobPath = (id: string, rest = '') => `/api/jobs/${encodeURIComponent(id)}${rest}`;
 
 export function registerClientCommands(program: Command): void {
-  withClientOptions(program.command('submit <file>'))
+  registerSubmit(program);
+  registerJobReads(program);
+  registerJobActions(program);
+  registerWorkerCommands(program);
+  registerDownloadCommand(program);
+}
+
+function registerSubmit(program: Command): void {
+  const command = withClientOptions(program.command('submit <file>'))
     .description('upload a .blend and queue it for rendering')
     .option('--frames <range>', 'frames to render: N, A-B or A-B:STEP (default: the scene\'s range)')
-    .option('--format <format>', 'output format: PNG, JPEG, OPEN_EXR or TIFF (default: the scene\'s)')
-    .option('--resolution <percent>', 'resolution percentage override')
-    .option('--samples <n>', 'samples override')
-    .option('--priority <n>', 'higher runs first (default 0)')
+    .option('--format <format>', `output format: ${outputFormats.join(', ')} (default: the scene's)`, upperChoice(outputFormats))
+    .option('--resolution <percent>', 'resolution percentage override', integer(1, 1000))
+    .option('--samples <n>', 'samples override', integer(1, 1_000_000))
+    .option('--priority <n>', 'higher runs first (default 0)', integer(-1000, 1000))
     .option('--name <name>', 'job name (default: the file name)')
+    .option('--hold', 'queue it paused after the scene is read, to review or edit settings first (then `resume`)')
     .option('--allow-scripts', 'let Python scripts inside the .blend run (off by default: only for files you trust)')
-    .option('--wait', 'follow the job until it ends; exit 0 only if it completed')
-    .action(async (file: string, options) => {
+    .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
+    .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
+      if (options.hold && options.wait) throw new UsageError('--hold and --wait do not go together: a held job waits for `resume`');
       const fields: Record<string, string> = {};
       if (options.frames) fields.frames = formatFrameRange(usage(() => parseFrameRange(options.frames)));
-      if (options.format) fields.fileFormat = String(options.format).toUpperCase();
-      if (options.resolution) fields.resolutionPercentage = options.resolution;
-      if (options.samples) fields.samples = options.samples;
-      if (options.priority) fields.priority = options.priority;
+      if (options.format) fields.fileFormat = options.format;
+      if (options.resolution !== undefined) fields.resolutionPercentage = String(options.resolution);
+      if (options.samples !== undefined) fields.samples = String(options.samples);
+      if (options.priority !== undefined) fields.priority = String(options.priority);
       if (options.name) fields.name = options.name;
+      if (options.hold) fields.hold = 'true';
       if (options.allowScripts) fields.allowScripts = 'true';
       const client = clientFrom(options);
       const uploadBar = progressBar('upload   {bar} {percentage}% | {value_mb}/{total_mb} MB');
@@ -64,6 +97,7 @@ export function registerClientCommands(program: Command): void {
         final = await watchJob(client, job.id, (update) => {
           if (update.counts.total === 0) return;
           if (!renderBar.isActive) renderBar.start(update.counts.total, 0, { state: update.state });
+          renderBar.setTotal(update.counts.total);
           renderBar.update(update.counts.done, { state: update.state });
         });
       } finally {
@@ -72,50 +106,138 @@ export function registerClientCommands(program: Command): void {
       print(options.json, final, formatJob(final));
       if (final.state !== 'completed') process.exitCode = EXIT.failed;
     });
+  examples(command, [
+    'archenland submit shot010.blend',
+    'archenland submit shot010.blend --frames 1-250 --wait',
+    'archenland submit shot010.blend --frames 1-250:5 --format JPEG --resolution 50 --priority 10',
+    'archenland submit shot010.blend --hold   # review the probed settings, `edit`, then `resume`',
+    'archenland submit shot010.blend --wait --json | jq .state',
+  ]);
+}
 
-  withClientOptions(program.command('jobs'))
-    .description('list jobs')
-    .action(async (options) => {
-      const jobs = await clientFrom(options).get<Job[]>('/api/jobs');
-      print(options.json, jobs, formatJobs(jobs));
+function registerJobReads(program: Command): void {
+  const jobs = withClientOptions(program.command('jobs'))
+    .description('list jobs, oldest first')
+    .addOption(new Option('--state <state>', 'only jobs in this state').choices([...jobStates]))
+    .action(async (options: CommonOptions & { state?: string }) => {
+      const all = await clientFrom(options).get<Job[]>('/api/jobs');
+      const shown = options.state ? all.filter((j) => j.state === options.state) : all;
+      print(options.json, shown, formatJobs(shown));
     });
+  examples(jobs, ['archenland jobs', 'archenland jobs --state failed', "archenland jobs --json | jq -r '.[] | select(.state==\"completed\") | .id'"]);
 
-  withClientOptions(program.command('job <id>'))
-    .description('show one job')
-    .action(async (id: string, options) => {
-      const job = await clientFrom(options).get<Job>(`/api/jobs/${encodeURIComponent(id)}`);
+  const job = withClientOptions(program.command('job <id>'))
+    .description('show one job: settings, frame counts, time left, failed frames (--json: with every frame)')
+    .action(async (typed: string, options: CommonOptions) => {
+      const client = clientFrom(options);
+      const detail = await client.get<JobDetail>(jobPath(await resolveJobId(client, typed)));
+      print(options.json, detail, formatJobDetail(detail));
+    });
+  examples(job, ['archenland job 3f2a9c', 'archenland job 3f2a9c41d07be815 --json | jq .counts']);
+
+  const log = withClientOptions(program.command('log <id> <frame>'))
+    .description("print Blender's output for one frame (and its error if it failed)")
+    .action(async (typed: string, frame: string, options: CommonOptions) => {
+      const number = usage(() => integer()(frame));
+      const client = clientFrom(options);
+      const entry = await client.get<FrameLog>(jobPath(await resolveJobId(client, typed), `/frames/${number}/log`));
+      print(options.json, entry, `${entry.log.trimEnd()}${entry.error ? `\nerror: ${entry.error}` : ''}`);
+    });
+  examples(log, ['archenland log 3f2a9c 12', 'archenland log 3f2a9c 12 --json | jq -r .error']);
+}
+
+/** One command per job action of the API: POST /api/jobs/:id/<action>. */
+function jobAction(program: Command, action: string, description: string, done: string, sample: string[]): void {
+  const command = withClientOptions(program.command(`${action} <id>`))
+    .description(description)
+    .action(async (typed: string, options: CommonOptions) => {
+      const client = clientFrom(options);
+      const job = await client.post<Job>(jobPath(await resolveJobId(client, typed), `/${action}`));
+      print(options.json, job, `${done} job ${job.id} (${job.name}): now ${job.state}`);
+    });
+  examples(command, sample);
+}
+
+function registerJobActions(program: Command): void {
+  jobAction(program, 'cancel', 'cancel a job: frames under way stop, nothing more is rendered', 'cancelled', ['archenland cancel 3f2a9c']);
+  jobAction(program, 'pause', 'pause a job: frames under way finish, no new ones start', 'paused', ['archenland pause 3f2a9c']);
+  jobAction(program, 'resume', 'resume a paused or held job', 'resumed', ['archenland resume 3f2a9c']);
+  jobAction(program, 'retry', "queue a job's failed frames again (a failed job renders again)", 'retrying', ['archenland retry 3f2a9c', 'archenland retry 3f2a9c && archenland job 3f2a9c']);
+
+  const del = withClientOptions(program.command('delete <id>'))
+    .description('delete a job with its frames and video (a running job is cancelled first); asks first')
+    .option('-y, --yes', 'do not ask for confirmation (for scripts)')
+    .action(async (typed: string, options: CommonOptions & { yes?: boolean }) => {
+      const client = clientFrom(options);
+      const id = await resolveJobId(client, typed);
+      if (!options.yes) {
+        const job = await client.get<Job>(jobPath(id));
+        const question = `Delete job ${job.id} "${job.name}" (${job.state}, ${job.counts.done} frames rendered) with all its files?`;
+        if (!(await confirm(question))) throw new RefusedError('not deleted (answer y to confirm, or pass --yes)');
+      }
+      await client.delete(jobPath(id));
+      print(options.json, { id, deleted: true }, `deleted job ${id}`);
+    });
+  examples(del, ['archenland delete 3f2a9c', 'archenland delete 3f2a9c --yes']);
+
+  const priority = withClientOptions(program.command('priority <id> <n>'))
+    .description('set a job\'s priority, -1000..1000: higher runs first (default 0)')
+    .action(async (typed: string, n: string, options: CommonOptions) => {
+      const value = usage(() => integer(-1000, 1000)(n));
+      const client = clientFrom(options);
+      const job = await client.patch<Job>(jobPath(await resolveJobId(client, typed)), { priority: value } satisfies JobPatch);
+      print(options.json, job, `job ${job.id} (${job.name}): priority ${job.priority}`);
+    });
+  examples(priority, ['archenland priority 3f2a9c 10', 'archenland priority 3f2a9c -5']);
+
+  const edit = withClientOptions(program.command('edit <id>'))
+    .description('rename or re-prioritise a job; change frames, format, resolution or samples before its first frame is handed out (e.g. after submit --hold)')
+    .option('--name <name>', 'new name')
+    .option('--priority <n>', 'new priority', integer(-1000, 1000))
+    .option('--frames <range>', 'frames to render: N, A-B or A-B:STEP')
+    .option('--format <format>', `output format: ${outputFormats.join(', ')}`, upperChoice(outputFormats))
+    .option('--resolution <percent|scene>', 'resolution percentage, or "scene" for the file\'s own')
+    .option('--samples <n|scene>', 'samples, or "scene" for the file\'s own')
+    .action(async (typed: string, options: CommonOptions & Record<string, any>) => {
+      const patch: Record<string, unknown> = {};
+      if (options.name !== undefined) patch.name = options.name;
+      if (options.priority !== undefined) patch.priority = options.priority;
+      if (options.frames !== undefined) patch.frames = usage(() => parseFrameRange(options.frames));
+      if (options.format !== undefined) patch.fileFormat = options.format;
+      if (options.resolution !== undefined) patch.resolutionPercentage = options.resolution === 'scene' ? null : usage(() => integer(1, 1000)(options.resolution));
+      if (options.samples !== undefined) patch.samples = options.samples === 'scene' ? null : usage(() => integer(1, 1_000_000)(options.samples));
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution or --samples');
+      const checked = jobPatchSchema.safeParse(patch);
+      if (!checked.success) throw new UsageError(describeIssues(checked.error));
+      const client = clientFrom(options);
+      const job = await client.patch<Job>(jobPath(await resolveJobId(client, typed)), patch);
       print(options.json, job, formatJob(job));
     });
-
-  withClientOptions(program.command('workers'))
-    .description('list workers')
-    .action(async (options) => {
-      const workers = await clientFrom(options).get<Worker[]>('/api/workers');
-      print(options.json, workers, formatWorkers(workers));
-    });
-
-  withClientOptions(program.command('cancel <id>'))
-    .description('cancel a job')
-    .action(async (id: string, options) => {
-      const job = await clientFrom(options).post<Job>(`/api/jobs/${encodeURIComponent(id)}/cancel`);
-      print(options.json, job, `cancelled job ${job.id}`);
-    });
+  examples(edit, ['archenland edit 3f2a9c --name "shot 010 final"', 'archenland edit 3f2a9c --frames 1-100 --samples 64 && archenland resume 3f2a9c']);
 }
 
-export class UsageError extends Error {}
+function registerWorkerCommands(program: Command): void {
+  const workers = withClientOptions(program.command('workers'))
+    .description('list workers: state, current frame, frames rendered, average frame time')
+    .action(async (options: CommonOptions) => {
+      const list = await clientFrom(options).get<Worker[]>('/api/workers');
+      print(options.json, list, formatWorkers(list));
+    });
+  examples(workers, ['archenland workers', "archenland workers --json | jq '.[] | select(.state==\"offline\") | .name'"]);
 
-/** Runs a check on the user's arguments; its error becomes a usage error (exit 2). */
-function usage<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (error) {
-    throw new UsageError((error as Error).message);
+  const modes = {
+    enable: ['let a worker take frames again', 'enabled'],
+    drain: ['let a worker finish its current frame, then take no more (for maintenance)', 'draining'],
+    disable: ['take a worker out now: its current frame goes back to the queue', 'disabled'],
+  } as const;
+  for (const [mode, [description, done]] of Object.entries(modes)) {
+    const command = withClientOptions(program.command(`worker-${mode} <worker>`))
+      .description(`${description}; <worker> is a worker id, id prefix or name`)
+      .action(async (typed: string, options: CommonOptions) => {
+        const client = clientFrom(options);
+        const worker = await client.post<Worker>(`/api/workers/${encodeURIComponent(await resolveWorkerId(client, typed))}/${mode}`);
+        print(options.json, worker, `worker ${worker.name} (${worker.id}): ${done}, ${worker.state}`);
+      });
+    examples(command, [`archenland worker-${mode} render-07`, `archenland worker-${mode} 9c41d07b`]);
   }
 }
-
-function progressBar(format: string): SingleBar {
-  // On a terminal a live bar; elsewhere (CI, pipes) cli-progress prints nothing, keeping logs clean.
-  return new SingleBar({ format, hideCursor: true, clearOnComplete: false, stream: process.stderr }, Presets.shades_classic);
-}
-
-const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);

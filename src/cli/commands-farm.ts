@@ -1,12 +1,20 @@
 import path from 'node:path';
-import type { Command } from 'commander';
-import { loadSettings, type WorkerSettings } from '../config/index.ts';
-import { startServer } from '../server/index.ts';
-import { createLogger, type Logger } from '../util/log.ts';
-import { RenderWorker } from '../worker/index.ts';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import {
+  ConfigError,
+  describeSettings,
+  loadSettings,
+  serverSchema,
+  workerSchema,
+  type SettingDescription,
+  type SettingsKind,
+  type WorkerSettings,
+} from '../config/index.ts';
+import type { Logger } from '../util/log.ts';
+import { examples, EXIT, integer } from './common.ts';
 
 /** Commander gives camelCase options; settings use snake_case keys. Undefined means "not given". */
-function settingFlags(options: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+function settingFlags(options: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
   const flags: Record<string, unknown> = {};
   for (const key of keys) {
     const camel = key.replace(/_(\w)/g, (_m, c: string) => c.toUpperCase());
@@ -15,104 +23,151 @@ function settingFlags(options: Record<string, unknown>, keys: string[]): Record<
   return flags;
 }
 
-const int = (value: string) => {
-  if (!/^\d+$/.test(value)) throw new Error(`expected a whole number, got "${value}"`);
-  return Number(value);
-};
+const flagName = (key: string) => `--${key.replaceAll('_', '-')}`;
 
-const SERVER_FLAGS = ['port', 'web_port', 'bind', 'data_dir', 'ffmpeg_path', 'token', 'max_upload_mb', 'log_level'];
-const WORKER_FLAGS = ['blender_path', 'threads', 'address', 'port', 'web_port', 'token', 'name', 'cache_dir', 'log_level'];
+/**
+ * One flag per setting, generated from the settings schema (src/config/schema.ts), so every
+ * key of settings.conf can also be given as ARCHENLAND_<KEY> or as a flag, with the same
+ * description. Values are typed here and validated (ranges, choices) by loadSettings.
+ */
+function addSettingFlags(command: Command, kind: SettingsKind, keys: readonly string[], describe: (s: SettingDescription) => string = (s) => s.description): Command {
+  const settings = new Map(describeSettings(kind).map((s) => [s.key, s]));
+  for (const key of keys) {
+    const setting = settings.get(key);
+    if (!setting) throw new Error(`no ${kind} setting ${key}`);
+    const type = setting.type;
+    const valueName = type.startsWith('integer') ? 'n' : type === 'boolean' ? 'true|false' : type === 'URL' ? 'url' : key.endsWith('_path') || key.endsWith('_dir') ? 'path' : 'value';
+    const option = new Option(`${flagName(key)} <${valueName}>`, `${describe(setting)} (${setting.env})`);
+    if (type.startsWith('integer')) option.argParser(integer());
+    else if (type === 'boolean') option.argParser(booleanFlag);
+    else if (type.includes('|')) option.choices(type.split('|'));
+    command.addOption(option);
+  }
+  return command;
+}
+
+function booleanFlag(value: string): boolean {
+  const lower = value.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(lower)) return true;
+  if (['false', '0', 'no', 'off'].includes(lower)) return false;
+  throw new InvalidArgumentError(`expected true or false, got "${value}"`);
+}
+
+/**
+ * The server and worker (Fastify, SQLite, sharp, Blender drivers …) load only for the
+ * commands that run them, so client commands like `jobs` start in a fraction of the time.
+ */
+async function farmModules() {
+  const [{ startServer }, { RenderWorker }, { createLogger }] = await Promise.all([
+    import('../server/index.ts'),
+    import('../worker/index.ts'),
+    import('../util/log.ts'),
+  ]);
+  return { startServer, RenderWorker, createLogger };
+}
+
+const SERVER_KEYS = Object.keys(serverSchema.shape);
+const WORKER_KEYS = Object.keys(workerSchema.shape);
+/** `start` runs both: server settings, plus the worker settings that are not the server's business. */
+const START_WORKER_KEYS = ['blender_path', 'threads', 'name'] as const;
+
+const PRECEDENCE = '\nSettings: built-in defaults < settings.conf < ARCHENLAND_<KEY> environment variables < flags.\nEvery key is described in docs/cli.md and README.md.\n';
 
 export function registerFarmCommands(program: Command): void {
-  program
+  const server = program
     .command('server')
     .description('run the server: job queue, web UI and API, video encoding')
-    .option('-c, --config <file>', 'settings file (default: ./settings.conf if present)')
-    .option('--port <n>', 'WebSocket port for workers', int)
-    .option('--web-port <n>', 'HTTP port for the web UI and API', int)
-    .option('--bind <address>', 'address to listen on')
-    .option('--data-dir <dir>', 'folder for the database, uploads and frames')
-    .option('--ffmpeg-path <path>', 'ffmpeg executable')
-    .option('--token <token>', 'farm token (default: generated in the data folder)')
-    .option('--max-upload-mb <n>', 'largest accepted upload in MiB', int)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .option('-c, --config <file>', 'settings file (default: ./settings.conf if present)');
+  addSettingFlags(server, 'server', SERVER_KEYS)
+    .addHelpText('after', PRECEDENCE)
     .action(async (options) => {
-      const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, SERVER_FLAGS) });
+      const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, SERVER_KEYS) });
+      const { startServer, createLogger } = await farmModules();
       const log = createLogger('server', settings.log_level);
-      const server = await startServer(settings, log);
-      printBanner(server.httpUrl, server.token, server.dataDir.tokenFile);
-      stopOnSignal(log, () => server.close());
+      const running = await startServer(settings, log);
+      printBanner(running.httpUrl, running.token, running.tokenFile);
+      stopOnSignal(log, () => running.close());
     });
+  examples(server, [
+    'archenland server',
+    'archenland server --web-port 9000 --data-dir /srv/archenland',
+    'ARCHENLAND_WEBHOOK_URL=https://chat.example/hooks/render archenland server',
+    'archenland server -c /etc/archenland/settings.conf',
+  ]);
 
-  program
+  const worker = program
     .command('worker')
     .description('run a render worker that connects to a server')
-    .option('-c, --config <file>', 'settings file (default: ./settings.conf if present)')
-    .option('--blender-path <path>', 'Blender executable')
-    .option('--threads <n>', 'render threads (0 = let Blender decide)', int)
-    .option('--address <host>', "the server's host name or address")
-    .option('--port <n>', "the server's WebSocket port", int)
-    .option('--web-port <n>', "the server's HTTP port", int)
-    .option('--token <token>', 'farm token (or ARCHENLAND_TOKEN)')
-    .option('--name <name>', 'name shown in the web UI')
-    .option('--cache-dir <dir>', 'folder for downloaded scenes and frames')
-    .option('--log-level <level>', 'log verbosity')
+    .option('-c, --config <file>', 'settings file (default: ./settings.conf if present)');
+  addSettingFlags(worker, 'worker', WORKER_KEYS)
+    .addHelpText('after', PRECEDENCE)
     .action(async (options) => {
-      const settings = loadSettings('worker', { file: options.config, flags: settingFlags(options, WORKER_FLAGS) });
+      const settings = loadSettings('worker', { file: options.config, flags: settingFlags(options, WORKER_KEYS) });
       if (!settings.token) {
-        throw new Error('a worker needs the farm token: pass --token, set ARCHENLAND_TOKEN, or put token = "..." in settings.conf (the server prints it on first start and keeps it in its data folder, file farm-token)');
+        throw new ConfigError('a worker needs the farm token: pass --token, set ARCHENLAND_TOKEN, or put token = "..." in settings.conf (the server prints it on first start and keeps it in its data folder, file farm-token)');
       }
+      const { RenderWorker, createLogger } = await farmModules();
       const log = createLogger('worker', settings.log_level);
-      const worker = new RenderWorker({ ...settings, token: settings.token }, log);
-      stopOnSignal(log, () => worker.shutdown());
-      const reason = await worker.run();
+      const renderWorker = new RenderWorker({ ...settings, token: settings.token }, log);
+      stopOnSignal(log, () => renderWorker.drain(DRAIN_GRACE_MS));
+      const reason = await renderWorker.run();
       if (reason !== 'shut down') {
         console.error(`archenland worker: ${reason}`);
-        process.exit(2);
+        process.exit(EXIT.usage);
       }
     });
+  examples(worker, [
+    'archenland worker --address render-server --token <farm token>',
+    'archenland worker --address 10.0.0.5 --threads 8 --name gpu-box',
+    'ARCHENLAND_TOKEN=<farm token> archenland worker -c worker.conf',
+  ]);
 
-  program
+  const start = program
     .command('start')
     .description('run a server and one local worker together: a whole farm on this machine')
     .option('-c, --config <file>', 'server settings file (default: ./settings.conf if present)')
-    .option('--worker-config <file>', 'settings file for the local worker (default: built-in defaults)')
-    .option('--web-port <n>', 'HTTP port for the web UI and API', int)
-    .option('--port <n>', 'WebSocket port', int)
-    .option('--data-dir <dir>', 'folder for the database, uploads and frames')
-    .option('--blender-path <path>', 'Blender executable for the local worker')
-    .option('--threads <n>', 'render threads for the local worker (0 = all)', int)
-    .option('--log-level <level>', 'log verbosity')
+    .option('--worker-config <file>', 'settings file for the local worker (default: built-in defaults)');
+  addSettingFlags(start, 'server', SERVER_KEYS);
+  addSettingFlags(start, 'worker', START_WORKER_KEYS, (s) => `local worker: ${s.description}`)
+    .addHelpText('after', PRECEDENCE)
     .action(async (options) => {
-      const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, ['port', 'web_port', 'data_dir', 'log_level']) });
+      const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, SERVER_KEYS) });
+      const { startServer, RenderWorker, createLogger } = await farmModules();
       const log = createLogger('farm', settings.log_level);
-      const server = await startServer(settings, log.child({ process: 'server' }));
+      const running = await startServer(settings, log.child({ process: 'server' }));
       const workerSettings: WorkerSettings = loadSettings('worker', {
         // ./settings.conf belongs to the server here; the local worker reads a file only when named.
         file: options.workerConfig ?? false,
         flags: {
-          ...settingFlags(options, ['blender_path', 'threads', 'log_level']),
+          ...settingFlags(options, [...START_WORKER_KEYS, 'log_level']),
           address: '127.0.0.1',
-          port: server.wsPort,
-          web_port: server.httpPort,
+          port: running.wsPort,
+          web_port: running.httpPort,
           cache_dir: path.join(settings.data_dir, 'local-worker'),
         },
       });
-      const worker = new RenderWorker({ ...workerSettings, token: server.token }, log.child({ process: 'worker' }));
-      printBanner(server.httpUrl, server.token, server.dataDir.tokenFile);
+      const localWorker = new RenderWorker({ ...workerSettings, token: running.token }, log.child({ process: 'worker' }));
+      printBanner(running.httpUrl, running.token, running.tokenFile);
       stopOnSignal(log, async () => {
-        await worker.shutdown();
-        await server.close();
+        await localWorker.drain(DRAIN_GRACE_MS);
+        await running.close();
       });
-      const reason = await worker.run();
+      const reason = await localWorker.run();
       if (reason !== 'shut down') log.error({ reason }, 'the local worker stopped; the server keeps running');
     });
+  examples(start, ['archenland start', 'archenland start --web-port 9000 --threads 4', 'archenland start --blender-path /opt/blender-4.2/blender']);
 }
 
-function printBanner(url: string, token: string, tokenFile: string): void {
+/**
+ * On SIGTERM/SIGINT a worker finishes and uploads its frame before leaving, for at most
+ * this long; a second signal stops it at once.
+ */
+const DRAIN_GRACE_MS = 30 * 60 * 1000;
+
+function printBanner(url: string, token: string, tokenFile: string | null): void {
   console.log(`Archenland is running: open ${url} in a browser.`);
   console.log(`Add workers on other machines with: archenland worker --address <this machine> --token ${token}`);
-  console.log(`(the token is kept in ${tokenFile})`);
+  console.log(tokenFile ? `(the token is kept in ${tokenFile})` : '(the token comes from the settings)');
 }
 
 function stopOnSignal(log: Logger, stop: () => Promise<void>): void {
@@ -120,7 +175,7 @@ function stopOnSignal(log: Logger, stop: () => Promise<void>): void {
   const handler = (signal: string) => {
     if (stopping) process.exit(1);
     stopping = true;
-    log.info({ signal }, 'stopping');
+    log.info({ signal }, 'stopping (send the signal again to stop at once)');
     stop().then(
       () => process.exit(0),
       (error) => {

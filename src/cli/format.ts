@@ -1,4 +1,4 @@
-import type { Job, Worker } from '../protocol/index.ts';
+import { formatFrameRange, type Job, type JobDetail, type Worker } from '../protocol/index.ts';
 
 /** Plain text tables for people; `--json` prints the API's own objects for scripts. */
 export function formatJobs(jobs: Job[]): string {
@@ -34,3 +34,17 @@ function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
+
+/** One job for people: its summary, settings, timing and the frames that failed. */
+export function formatJobDetail(job: JobDetail): string {
+  const lines = [formatJob(job)];
+  if (job.frames) lines.push(`range: ${formatFrameRange(job.frames)}${job.fileExtension ? `, .${job.fileExtension} files` : ''}, priority ${job.priority}`);
+  if (job.averageFrameMs !== null) lines.push(`average frame: ${seconds(job.averageFrameMs)}${job.etaMs ? `, about ${seconds(job.etaMs)} left` : ''}`);
+  const failed = job.frameList.filter((f) => f.state === 'failed');
+  for (const f of failed.slice(0, 10)) lines.push(`  frame ${f.number} failed after ${f.attempts} attempts: ${firstLine(f.error)}`);
+  if (failed.length > 10) lines.push(`  … and ${failed.length - 10} more failed frames (archenland log ${job.id} <frame>)`);
+  return lines.join('\n');
+}
+
+const seconds = (ms: number) => (ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${(ms / 1000).toFixed(1)} s`);
+const firstLine = (text: string | null) => (text ?? '').split('\n')[0]!.slice(0, 200);

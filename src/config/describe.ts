@@ -41,6 +41,7 @@ export function expectedValue(schema: z.ZodType): string {
   }
   if (inner instanceof z.ZodBoolean) return 'true or false';
   if (inner instanceof z.ZodEnum) return `one of ${inner.options.join(', ')}`;
+  if (inner instanceof z.ZodURL) return 'an http:// or https:// URL';
   if (inner instanceof z.ZodString) {
     const min = inner.minLength ?? 0;
     if (min > 1) return `a string of at least ${min} characters`;
@@ -61,6 +62,7 @@ function typeLabel(schema: z.ZodType): string {
   }
   if (inner instanceof z.ZodBoolean) return 'boolean';
   if (inner instanceof z.ZodEnum) return inner.options.join('|');
+  if (inner instanceof z.ZodURL) return 'URL';
   if (inner instanceof z.ZodString) {
     const min = inner.minLength ?? 0;
     return min > 1 ? `string (${min}+ characters)` : 'string';

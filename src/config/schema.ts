@@ -31,6 +31,14 @@ export const serverSchema = z.strictObject({
   frame_retries: z.int().min(0).max(100).default(3).describe('How many times a failed frame is retried'),
   frame_timeout_s: z.int().min(0).max(604800).default(0).describe('Seconds a single frame may render before it is aborted; 0 disables the limit'),
   trust_loopback: z.boolean().default(true).describe('Let requests from 127.0.0.0/8 and ::1 through without a token'),
+  tail_duplicates: z
+    .boolean()
+    .default(true)
+    .describe('At the end of a job, let idle workers copy frames still running on slower workers; the first result wins'),
+  webhook_url: z
+    .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+    .optional()
+    .describe('URL that receives a POST with JSON {"event": "job.completed" | "job.failed", "job": {...}} when a job ends; unset sends nothing'),
   log_level: logLevel(),
 });
 

@@ -130,6 +130,11 @@ export const frameLogSchema = z.object({ number: z.number().int(), error: z.stri
 export type FrameLog = z.infer<typeof frameLogSchema>;
 
 export const loginSchema = z.strictObject({ token: z.string().min(1).max(512) });
+export const sessionSchema = z.object({ authenticated: z.boolean() });
+export type Session = z.infer<typeof sessionSchema>;
+/** `GET /api/info`: what a browser needs to open the live connection. */
+export const infoSchema = z.object({ protocol: z.number().int(), wsPort: z.number().int() });
+export type Info = z.infer<typeof infoSchema>;
 
 /**
  * Browsers must send this header on every state-changing request. A cross-site page

@@ -27,6 +27,8 @@ const helloSchema = z.object({
   host: z.string().min(1).max(255),
   threads: z.number().int().min(0).max(1024),
   blenderVersion: z.string().max(100).nullable(),
+  /** Frames rendered while the worker was away whose uploads are still on their way. */
+  holding: z.array(z.object({ jobId: idSchema, frame: z.number().int() })).max(10_000).default([]),
 });
 
 const readySchema = z.object({ type: z.literal('ready') });
@@ -163,7 +165,7 @@ export function parseMessage<T>(
   schema: z.ZodType<T>,
   raw: string,
 ): { ok: true; message: T } | { ok: false; error: string } {
-  if (Buffer.byteLength(raw) > MAX_MESSAGE_BYTES) {
+  if (new TextEncoder().encode(raw).length > MAX_MESSAGE_BYTES) {
     return { ok: false, error: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
   }
   let json: unknown;

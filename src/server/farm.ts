@@ -29,6 +29,10 @@ export interface FarmOptions {
   ffmpegPath: string;
   /** A frame is tried this many more times after its first failure. */
   frameRetries: number;
+  /** A frame rendering longer than this is stopped and counted as failed; 0 = no limit. */
+  frameTimeoutMs: number;
+  /** Idle workers copy the slowest frames at a job's tail (first result wins). */
+  duplicateTail?: boolean;
 }
 
 /** How the farm talks to one connected worker; the WebSocket edge implements it. */
@@ -71,6 +75,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly storedCounts = new Map<string, FrameCounts>();
   /** Render time totals per job, for averages and time estimates without a query per event. */
   private readonly renderTimes = new Map<string, { totalMs: number; frames: number }>();
+  /** worker -> the timer that stops its frame if it renders too long (frame_timeout_s). */
+  private readonly frameTimers = new Map<string, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<unknown>>();
   private stopping = false;
 
@@ -81,7 +87,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     private readonly log: Logger,
   ) {
     super();
-    this.scheduler = new Scheduler({ maxAttempts: options.frameRetries + 1, blockAfterFailures: 3 });
+    this.scheduler = new Scheduler({
+      maxAttempts: options.frameRetries + 1,
+      blockAfterFailures: 3,
+      duplicateTail: options.duplicateTail ?? true,
+    });
   }
 
   /** Rebuilds the in-memory queue from the store after a (re)start. */
@@ -185,11 +195,20 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (row.state !== 'paused') throw new FarmError(`job ${id} is ${row.state}, not paused`, 409);
     this.scheduler.setPaused(id, false);
     const started = this.scheduler.hasStarted(id);
-    await this.setState(row, started ? 'rendering' : 'queued');
+    await this.setState(row, started ? 'rendering' : 'queued', { error: null });
     this.pump();
     const counts = this.countsOf(id);
     if (counts.queued + counts.rendering === 0) await this.finishRendering(id);
     return this.getJob(id);
+  }
+
+  /** The server's disk filled while receiving a frame: pause rather than fail; nothing stored is touched. */
+  async storageFull(jobId: string, detail: string): Promise<void> {
+    const row = await this.store.getJob(jobId);
+    if (!row || !['queued', 'rendering'].includes(row.state)) return;
+    this.log.error({ jobId, detail }, 'disk full: pausing the job');
+    this.scheduler.setPaused(jobId, true);
+    await this.setState(row, 'paused', { error: `paused because the server's disk is full (${detail}); free space, then resume` });
   }
 
   /** Puts a job's failed frames back in the queue, with fresh attempts. */
@@ -309,6 +328,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     });
     const enabled = (await this.store.getWorker(id))?.enabled !== 0;
     this.workers.set(id, { id, link, enabled, current: null });
+    for (const { jobId, frame } of hello.holding) {
+      if (!this.scheduler.claim(jobId, frame, id)) continue;
+      await this.store.updateFrame(jobId, frame, { state: 'rendering', worker_id: id });
+      await this.publishFrame(jobId, frame);
+    }
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol });
     this.log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await this.publishWorker(id);
@@ -320,6 +344,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const worker = this.workers.get(workerId);
     if (!worker) return;
     worker.current = null;
+    this.clearFrameTimer(workerId);
     if (worker.enabled) this.scheduler.workerReady(workerId);
     this.background(this.publishWorker(workerId));
     this.pump();
@@ -330,13 +355,16 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (!worker?.current || worker.current.jobId !== jobId || worker.current.frame !== frame) return;
     worker.current.percent = percent;
     this.background(this.publishWorker(workerId));
-    this.background(this.publishFrame(jobId, frame));
+    // Only while it is still rendering: a late progress line must not re-announce a done frame.
+    const stillRendering = () => worker.current?.jobId === jobId && worker.current.frame === frame;
+    this.background(this.publishFrame(jobId, frame, stillRendering));
   }
 
   async workerDisconnected(workerId: string, link: WorkerLink): Promise<void> {
     const worker = this.workers.get(workerId);
     if (!worker || worker.link !== link || this.stopping) return; // an older, replaced connection, or shutdown
     this.workers.delete(workerId);
+    this.clearFrameTimer(workerId);
     this.log.warn({ workerId }, 'worker disconnected');
     this.returnFramesOf(workerId);
     for (const [jobId, prober] of this.probes) if (prober === workerId) this.probes.set(jobId, null);
@@ -359,7 +387,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (worker) {
       worker.enabled = enabled;
       if (enabled && !worker.current) this.scheduler.workerReady(workerId);
-      if (!enabled) this.scheduler.workerBusy(workerId);
+      if (!enabled) this.scheduler.workerParked(workerId);
       if (mode === 'disable' && worker.current) {
         const { jobId, frame } = worker.current;
         worker.link.send({ type: 'cancel', jobId, frame });
@@ -501,6 +529,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Stops taking part in events and waits for work under way; then the store may close. */
   async stop(): Promise<void> {
     this.stopping = true;
+    for (const workerId of [...this.frameTimers.keys()]) this.clearFrameTimer(workerId);
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
@@ -548,6 +577,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const row = await this.store.getJob(jobId);
     if (!worker || !row) return;
     worker.current = { jobId, frame, percent: 0 };
+    this.startFrameTimer(workerId, jobId, frame);
     worker.link.send({
       type: 'render',
       jobId,
@@ -561,6 +591,26 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (row.state === 'queued') await this.setState(row, 'rendering', { started_at: row.started_at ?? now() });
     await this.publishFrame(jobId, frame);
     await this.publishWorker(workerId);
+  }
+
+  private startFrameTimer(workerId: string, jobId: string, frame: number): void {
+    this.clearFrameTimer(workerId);
+    if (this.options.frameTimeoutMs <= 0) return;
+    const timer = setTimeout(() => {
+      const worker = this.workers.get(workerId);
+      if (worker?.current?.jobId !== jobId || worker.current.frame !== frame) return;
+      const seconds = Math.round(this.options.frameTimeoutMs / 1000);
+      this.log.warn({ workerId, jobId, frame, seconds }, 'frame timed out; stopping it');
+      worker.link.send({ type: 'cancel', jobId, frame });
+      this.background(this.frameFailed(workerId, jobId, frame, `frame took longer than the limit of ${seconds} s (frame_timeout_s) and was stopped`, ''));
+    }, this.options.frameTimeoutMs);
+    timer.unref();
+    this.frameTimers.set(workerId, timer);
+  }
+
+  private clearFrameTimer(workerId: string): void {
+    clearTimeout(this.frameTimers.get(workerId));
+    this.frameTimers.delete(workerId);
   }
 
   private returnFramesOf(workerId: string): void {
@@ -700,9 +750,9 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (row) this.emit('event', { type: 'job', job: await this.view(row) });
   }
 
-  private async publishFrame(jobId: string, frame: number): Promise<void> {
+  private async publishFrame(jobId: string, frame: number, stillTrue: () => boolean = () => true): Promise<void> {
     const row = await this.store.getFrame(jobId, frame);
-    if (row) this.emit('event', { type: 'frame', frame: frameView(row, this.progressOf(jobId, frame)) });
+    if (row && stillTrue()) this.emit('event', { type: 'frame', frame: frameView(row, this.progressOf(jobId, frame)) });
   }
 
   private async publishWorker(workerId: string): Promise<void> {

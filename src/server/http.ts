@@ -1,4 +1,5 @@
 import { createReadStream, existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -9,13 +10,15 @@ import { z } from 'zod';
 import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { bearerToken, hasSessionCookie, isLoopback, SESSION_COOKIE, sessionValue, tokenMatches } from './auth.ts';
-import { blendKindOf } from './blend-file.ts';
+import { blendKindOf, isTruncatedPlainBlend } from './blend-file.ts';
 import type { DataDir } from './data-dir.ts';
 import { frameFileName } from './data-dir.ts';
 import { FarmError, type Farm } from './farm.ts';
 import { parseJobFields } from './job-form.ts';
 import { canPreview, previewOf, type PreviewSize } from './thumbnails.ts';
-import { discardFile, formatBytes, receiveToTemp, UploadError, type ReceivedFile } from './upload.ts';
+import { registerMetrics } from './metrics.ts';
+import { registerOpenApi } from './openapi.ts';
+import { discardFile, formatBytes, isDiskFull, receiveToTemp, UploadError, type ReceivedFile } from './upload.ts';
 
 export interface HttpOptions {
   token: string;
@@ -45,6 +48,10 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
+    if (isDiskFull(error)) {
+      request.log.error({ err: error, url: request.url }, 'disk full');
+      return reply.status(507).send({ error: "the server's disk is full: free space in its data folder and try again" });
+    }
     const status = error instanceof FarmError || error instanceof UploadError ? error.statusCode : error.statusCode ?? 500;
     if (status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
     void reply.status(status).send({ error: status >= 500 ? 'internal server error' : error.message });
@@ -55,12 +62,15 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   /** How a request proved it may use the API, if it did. */
   const credentialOf = (request: FastifyRequest): 'token' | 'cookie' | 'loopback' | null => {
-    if (tokenMatches(bearerToken(request.headers.authorization), options.token)) return 'token';
+    const bearer = bearerToken(request.headers.authorization);
+    // A wrong token is refused even where none is needed, so a typo shows up at once.
+    if (bearer !== undefined) return tokenMatches(bearer, options.token) ? 'token' : null;
     if (hasSessionCookie(request.headers.cookie, options.token)) return 'cookie';
     if (options.trustLoopback && isLoopback(request.socket.remoteAddress)) return 'loopback';
     return null;
   };
-  const openRoutes = new Set(['/api/login', '/api/logout', '/api/session', '/api/info']);
+  // Nothing here reveals the farm's data: the API description, and what a login needs.
+  const openRoutes = new Set(['/api/login', '/api/logout', '/api/session', '/api/info', '/api/openapi.json', '/api/docs']);
 
   app.addHook('onRequest', async (request) => {
     const url = request.url.split('?')[0]!;
@@ -78,7 +88,8 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     }
   });
 
-  app.get('/healthz', async () => ({ ok: true }));
+  registerMetrics(app, farm);
+  registerOpenApi(app);
   app.get('/api/info', async () => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort }));
 
   app.get('/api/session', async (request) => ({ authenticated: credentialOf(request) !== null }));
@@ -104,8 +115,12 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       const { upload, fields, fileName } = await receiveJobUpload(request, dataDir, options.maxUploadBytes);
       try {
         if (upload.size === 0) throw new FarmError('the file is empty', 400);
-        if (!blendKindOf(upload.head)) {
+        const kind = blendKindOf(upload.head);
+        if (!kind) {
           throw new FarmError(`"${fileName}" is not a Blender file (a .blend starts with "BLENDER", or is zstd or gzip compressed)`, 415);
+        }
+        if (kind === 'plain' && (await isTruncatedPlainBlend(upload.tempPath, upload.head))) {
+          throw new FarmError(`"${fileName}" is cut short: it lacks the end marker every complete .blend has; upload the whole file`, 422);
         }
         const job = await farm.submitJob(upload, parseJobFields(fields), fileName);
         return reply.status(201).send(job);
@@ -187,7 +202,13 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     workerApi.put('/api/worker/jobs/:id/frames/:frame', async (request) => {
       const { id, frame } = parse(frameParams, request.params);
       const headers = parse(frameUploadHeaders, request.headers);
-      const upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes });
+      let upload: ReceivedFile;
+      try {
+        upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes });
+      } catch (error) {
+        if (isDiskFull(error)) await farm.storageFull(id, (error as Error).message);
+        throw error;
+      }
       if (upload.sha256 !== headers['x-archenland-sha256']) {
         await discardFile(upload.tempPath);
         throw new FarmError(`checksum mismatch: the upload has SHA-256 ${upload.sha256}, the worker said ${headers['x-archenland-sha256']}`, 422);
@@ -221,7 +242,11 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 async function sendFile(reply: FastifyReply, file: string, downloadName: string, type?: string) {
   if (type) void reply.header('content-type', type);
   else void reply.type(contentTypeOf(file));
-  return reply.header('content-disposition', `inline; filename="${downloadName}"`).send(createReadStream(file));
+  const { size } = await stat(file);
+  return reply
+    .header('content-length', size)
+    .header('content-disposition', `inline; filename="${downloadName}"`)
+    .send(createReadStream(file));
 }
 
 function contentTypeOf(file: string): string {

@@ -5,11 +5,14 @@ import { DataDir } from './data-dir.ts';
 import { Farm } from './farm.ts';
 import { buildHttpApp } from './http.ts';
 import { startWorkerSocket } from './worker-socket.ts';
+import { startWebhookNotifier } from './webhook.ts';
 
 export interface RunningServer {
   farm: Farm;
   dataDir: DataDir;
   token: string;
+  /** Where the token is kept, when the server generated it (null: it came from the settings). */
+  tokenFile: string | null;
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
   httpUrl: string;
   httpPort: number;
@@ -25,8 +28,14 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
   if (created) log.info({ tokenFile: dataDir.tokenFile }, `generated a farm token: ${token}`);
 
   const store = await Store.open(dataDir.database);
-  const farm = new Farm(store, dataDir, { ffmpegPath: settings.ffmpeg_path, frameRetries: settings.frame_retries }, log.child({ part: 'farm' }));
+  const farm = new Farm(store, dataDir, {
+      ffmpegPath: settings.ffmpeg_path,
+      frameRetries: settings.frame_retries,
+      frameTimeoutMs: settings.frame_timeout_s * 1000,
+      duplicateTail: settings.tail_duplicates,
+    }, log.child({ part: 'farm' }));
   await farm.restore();
+  startWebhookNotifier(farm, settings.webhook_url, log.child({ part: 'webhook' }));
 
   const sockets = await startWorkerSocket(
     farm,
@@ -54,6 +63,7 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
     farm,
     dataDir,
     token,
+    tokenFile: settings.token ? null : dataDir.tokenFile,
     httpUrl: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${httpPort}`,
     httpPort,
     wsPort: sockets.port,

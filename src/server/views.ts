@@ -18,7 +18,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     allowScripts: row.allow_scripts === 1,
     blendSha256: row.blend_sha256,
     blendSize: row.blend_size,
-    requested: JSON.parse(row.requested_json),
+    requested: requestedView(row.requested_json),
     scene: row.scene_json ? (JSON.parse(row.scene_json) as SceneInfo) : null,
     frames:
       row.frame_start === null || row.frame_end === null
@@ -35,6 +35,12 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     startedAt: row.started_at,
     finishedAt: row.finished_at,
   };
+}
+
+/** The render settings the user asked for, without submission-only flags such as `hold`. */
+function requestedView(json: string): Job['requested'] {
+  const { hold: _hold, ...requested } = JSON.parse(json) as Job['requested'] & { hold?: boolean };
+  return requested;
 }
 
 export function frameView(row: FrameRow, progress = 0): Frame {

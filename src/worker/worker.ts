@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +10,7 @@ import { BlenderSession, probeScene } from './blender/index.ts';
 import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
+import { UploadQueue } from './upload-queue.ts';
 
 /** Progress messages per frame are capped at this rate; Cycles prints a line per sample. */
 const PROGRESS_INTERVAL_MS = 250;
@@ -34,7 +34,10 @@ export class RenderWorker {
   private open: OpenSession | null = null;
   private current: RenderAssignment | null = null;
   private cancelled = false;
-  private uploads: Promise<void> = Promise.resolve();
+  private rendering: Promise<void> = Promise.resolve();
+  private draining = false;
+  private shutDown = false;
+  private readonly uploads: UploadQueue;
   private stopped: Promise<string>;
   private stop!: (reason: string) => void;
 
@@ -47,6 +50,12 @@ export class RenderWorker {
     this.cache = new BlendCache(path.join(settings.cache_dir, 'blends'), this.serverUrl, settings.token);
     this.workerId = readWorkerId(settings.cache_dir);
     this.stopped = new Promise((resolve) => (this.stop = resolve));
+    this.uploads = new UploadQueue(
+      (upload) => uploadFrame(this.serverUrl, settings.token, this.workerId!, upload),
+      (upload, error) =>
+        this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, error: error.message, log: '' }),
+      log,
+    );
     this.connection = new ServerConnection(
       `ws://${host}:${settings.port}`,
       {
@@ -60,6 +69,7 @@ export class RenderWorker {
           host: os.hostname(),
           threads: settings.threads,
           blenderVersion: this.blenderVersion,
+          holding: this.uploads.holding(),
         }),
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),
         onClose: () => this.log.warn('connection to the server closed'),
@@ -77,15 +87,47 @@ export class RenderWorker {
   async run(): Promise<string> {
     this.blenderVersion = await readBlenderVersion(this.settings.blender_path);
     this.log.info({ blender: this.blenderVersion, threads: this.settings.threads }, 'worker starting');
+    // The id must be known before uploading; a first-time worker gets one at welcome.
+    if (this.workerId) {
+      const recovered = await this.uploads.recover(this.outputRoot);
+      if (recovered) this.log.info({ recovered }, 'uploading frames rendered before a restart');
+    }
     this.connection.start();
     return this.stopped;
   }
 
+  private get outputRoot(): string {
+    return path.join(this.settings.cache_dir, 'output');
+  }
+
+  /** Stops at once: a frame being rendered is abandoned and the server hands it to another worker. */
   async shutdown(): Promise<void> {
+    this.shutDown = true;
     this.connection.stop();
     this.open?.session.kill();
     this.open = null;
     this.stop('shut down');
+  }
+
+  /**
+   * Stops gracefully (SIGTERM): takes no new frame, lets the current one finish and
+   * upload, then leaves. If that takes longer than `graceMs`, stops at once; the frame
+   * is then handed back to the farm, and its upload resumes on the next start.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    this.log.info({ rendering: this.current !== null, uploads: this.uploads.pending }, 'draining: finishing the current frame');
+    const finished = (async () => {
+      await this.rendering;
+      await this.uploads.drained();
+    })();
+    await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+    await this.closeSession();
+    await this.shutdown();
+  }
+
+  private askForWork(): void {
+    if (!this.draining && !this.current) this.connection.send({ type: 'ready' });
   }
 
   private handle(message: ServerToWorker): void {
@@ -96,10 +138,10 @@ export class RenderWorker {
           writeWorkerId(this.settings.cache_dir, message.workerId);
         }
         // A frame still rendering from before a reconnect finishes first, then asks for more.
-        if (!this.current) this.connection.send({ type: 'ready' });
+        this.askForWork();
         return;
       case 'render':
-        void this.render(message);
+        this.rendering = this.render(message);
         return;
       case 'probe':
         void this.probe(message);
@@ -130,10 +172,11 @@ export class RenderWorker {
       });
       log.info({ ms: Math.round(result.renderMs) }, 'frame rendered');
       this.connection.send({ type: 'frame_log', jobId, frame, log: result.log.slice(-60_000) });
-      this.queueUpload({ jobId, frame, file: result.path, renderMs: result.renderMs });
+      await this.uploads.add({ jobId, frame, file: result.path, renderMs: result.renderMs });
     } catch (error) {
-      if (this.cancelled) {
-        log.info('render cancelled');
+      if (this.cancelled || this.draining) {
+        // Stopped on purpose: the server hands the frame to another worker when we leave.
+        log.info('render stopped');
       } else {
         const message = (error as Error).message;
         log.warn({ error: message }, 'frame failed');
@@ -147,7 +190,7 @@ export class RenderWorker {
       }
     } finally {
       this.current = null;
-      this.connection.send({ type: 'ready' });
+      this.askForWork();
     }
   }
 
@@ -164,6 +207,11 @@ export class RenderWorker {
       overrides: assignment.overrides,
       logger: this.log,
     });
+    if (this.shutDown || this.cancelled) {
+      // Stopped or cancelled while Blender was starting: nobody would ever use this one.
+      session.kill();
+      throw new Error(this.shutDown ? 'the worker is shutting down' : 'the frame was cancelled');
+    }
     this.open = { jobId: assignment.jobId, session };
     return session;
   }
@@ -172,30 +220,6 @@ export class RenderWorker {
     const open = this.open;
     this.open = null;
     if (open) await open.session.close();
-  }
-
-  private queueUpload(upload: { jobId: string; frame: number; file: string; renderMs: number }): void {
-    this.uploads = this.uploads.then(async () => {
-      const log = this.log.child({ jobId: upload.jobId, frame: upload.frame });
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const answer = await uploadFrame(this.serverUrl, this.settings.token, this.workerId!, upload);
-          log.info({ accepted: answer.accepted, reason: answer.reason }, 'frame uploaded');
-          await rm(upload.file, { force: true });
-          return;
-        } catch (error) {
-          const status = (error as { statusCode?: number }).statusCode;
-          const permanent = status !== undefined && status >= 400 && status < 500;
-          if (permanent || attempt >= 5) {
-            log.error({ err: error }, 'could not upload the frame');
-            this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, error: (error as Error).message, log: '' });
-            await rm(upload.file, { force: true });
-            return;
-          }
-          await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
-        }
-      }
-    });
   }
 
   private async probe(request: ProbeRequest): Promise<void> {

@@ -53,16 +53,17 @@ export async function startTestFarm(opts: { workers?: number; server?: Partial<S
     return worker;
   };
   for (let i = 0; i < (opts.workers ?? 0); i++) addWorker();
-  return {
+  const farm: TestFarm = {
     server,
     workers,
     root,
     addWorker,
     async close() {
       await Promise.all(workers.map((w) => w.shutdown()));
-      await server.close();
+      await farm.server.close(); // a test may have replaced the server with a restarted one
     },
   };
+  return farm;
 }
 
 /** Uploads a file through the real HTTP API, as the web UI and CLI do. */

@@ -23,6 +23,8 @@ export type TestSceneOptions = {
   denoise?: boolean;
   engine?: string;
   fps?: number;
+  /** "crash:N" or "hang:N": embedded Python that kills or stalls Blender on frame N (needs allowScripts). */
+  misbehave?: string;
 };
 
 /**
@@ -39,6 +41,7 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
     engine: opts.engine ?? 'CYCLES',
     fps: opts.fps ?? 24,
     denoise: opts.denoise ?? false,
+    misbehave: opts.misbehave ?? null,
   };
   const key = createHash('sha256')
     .update(readFileSync(MAKE_SCENE_SCRIPT))
@@ -61,6 +64,7 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
     '--engine', settings.engine,
     '--fps', String(settings.fps),
     ...(settings.denoise ? ['--denoise'] : []),
+    ...(settings.misbehave ? ['--misbehave', settings.misbehave] : []),
   ];
   try {
     await run(BLENDER, args, { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });

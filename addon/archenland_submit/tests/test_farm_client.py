@@ -1,0 +1,222 @@
+"""Unit tests for the add-on's network code, with plain python3 (no Blender).
+
+  PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s addon/archenland_submit/tests -t addon/archenland_submit
+
+A local http.server stands in for the farm and records what arrives. Run by
+test/addon.test.ts too. Not shipped in the add-on zip.
+"""
+
+import email.parser
+import email.policy
+import hashlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import tracemalloc
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import farm_client  # noqa: E402
+import submission  # noqa: E402
+
+
+class FakeFarm(BaseHTTPRequestHandler):
+    """Answers like the farm; keeps the last request (body hashed, or kept if small)."""
+
+    token = "right-token"
+    keep_body = True
+    requests = []
+    reply = None  # (status, content type, bytes) to force an answer
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, payload, content_type="application/json"):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self):
+        return self.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def do_GET(self):
+        type(self).requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
+        if not self._authorized():
+            return self._send(401, {"error": "missing or wrong access token"})
+        if self.path == "/api/workers":
+            return self._send(200, [{"name": "w1", "state": "idle"}, {"name": "w2", "state": "offline"}])
+        if self.path == "/api/jobs/abc123":
+            counts = {"total": 10, "queued": 4, "rendering": 1, "done": 5, "failed": 0}
+            return self._send(200, {"id": "abc123", "state": "rendering", "counts": counts, "error": None})
+        return self._send(404, {"error": f"no route GET {self.path}"})
+
+    def do_POST(self):
+        length = int(self.headers["Content-Length"])
+        digest = hashlib.sha256()
+        kept = bytearray()
+        remaining = length
+        while remaining:
+            chunk = self.rfile.read(min(65536, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            digest.update(chunk)
+            if type(self).keep_body:
+                kept += chunk
+        type(self).requests.append({
+            "method": "POST", "path": self.path, "headers": dict(self.headers),
+            "length": length, "received": length - remaining, "sha256": digest.hexdigest(), "body": bytes(kept),
+        })
+        if type(self).reply:
+            status, content_type, payload = type(self).reply
+            return self._send(status, payload, content_type)
+        if not self._authorized():
+            return self._send(401, {"error": "missing or wrong access token"})
+        return self._send(201, {"id": "abc123", "state": "probing", "counts": {"total": 0, "done": 0}})
+
+
+def parse_multipart(content_type, body):
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    parts = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        parts[name] = (part.get_filename(), part.get_payload(decode=True))
+    return parts
+
+
+class FarmClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeFarm)
+        cls.address = f"http://127.0.0.1:{cls.server.server_address[1]}"
+        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+
+    def setUp(self):
+        FakeFarm.requests = []
+        FakeFarm.keep_body = True
+        FakeFarm.reply = None
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def blend(self, size, name="scene.blend"):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "wb") as handle:
+            handle.write(b"BLENDER-v304")
+            block = bytes(range(256)) * 4096  # 1 MiB
+            remaining = size - 12
+            while remaining > 0:
+                handle.write(block[:remaining])
+                remaining -= len(block)
+        return path
+
+    def test_upload_is_a_valid_multipart_form_with_token_and_fields(self):
+        path = self.blend(300_000, "my scène.blend")
+        progress = []
+        job = farm_client.submit_job(
+            self.address + "/", "right-token", path, {"frames": "1-250", "allowScripts": "false"},
+            progress=lambda sent, total: progress.append((sent, total)),
+        )
+        self.assertEqual(job["id"], "abc123")
+        request = FakeFarm.requests[-1]
+        self.assertEqual(request["path"], "/api/jobs")
+        self.assertEqual(request["headers"]["Authorization"], "Bearer right-token")
+        self.assertEqual(request["headers"]["X-Archenland-Client"], "blender-addon")
+        self.assertNotIn("Transfer-Encoding", request["headers"])
+        self.assertEqual(request["received"], request["length"])
+        parts = parse_multipart(request["headers"]["Content-Type"], request["body"])
+        self.assertEqual(parts["frames"], (None, b"1-250"))
+        self.assertEqual(parts["allowScripts"], (None, b"false"))
+        filename, data = parts["file"]
+        self.assertEqual(filename, "my scène.blend")
+        with open(path, "rb") as handle:
+            self.assertEqual(data, handle.read())
+        self.assertEqual(progress[-1], (request["length"], request["length"]))
+        self.assertEqual([sent for sent, _ in progress], sorted(sent for sent, _ in progress))
+
+    def test_the_file_is_streamed_not_read_whole(self):
+        size = 24 * 1024 * 1024
+        path = self.blend(size)
+        body = farm_client.MultipartFile({"frames": "1"}, "file", path, chunk_size=256 * 1024)
+        self.assertEqual(body.length, len(body.head) + size + len(body.tail))
+        self.assertLessEqual(max(len(chunk) for chunk in body.chunks()), 256 * 1024)
+        # Uploading through urllib keeps Python's memory far below the file size.
+        FakeFarm.keep_body = False
+        tracemalloc.start()
+        try:
+            farm_client.submit_job(self.address, "right-token", path, {"frames": "1"})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak, 8 * 1024 * 1024, f"peak {peak} bytes while uploading {size}")
+        self.assertEqual(FakeFarm.requests[-1]["received"], body.length)
+
+    def test_a_wrong_token_is_reported_with_the_farms_words(self):
+        workers = farm_client.check_farm(self.address, "right-token")
+        self.assertEqual([w["name"] for w in farm_client.online_workers(workers)], ["w1"])
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.check_farm(self.address, "wrong-token")
+        self.assertEqual(caught.exception.status, 401)
+        self.assertIn("missing or wrong access token", str(caught.exception))
+        self.assertIn("HTTP 401", str(caught.exception))
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.submit_job(self.address, "wrong-token", self.blend(1000), {})
+        self.assertIn("The farm refused the job: missing or wrong access token", str(caught.exception))
+
+    def test_server_errors_that_are_not_json_still_read_plainly(self):
+        FakeFarm.reply = (502, "text/html", b"<html>Bad Gateway</html>")
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.submit_job(self.address, "right-token", self.blend(1000), {})
+        self.assertIn("Bad Gateway", str(caught.exception))
+        self.assertIn("HTTP 502", str(caught.exception))
+
+    def test_an_unreachable_farm_names_the_address(self):
+        with socket.socket() as probe:  # a port that was free a moment ago
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.check_farm(f"127.0.0.1:{port}", "t", timeout=5)
+        self.assertIn(f"Cannot reach the farm at http://127.0.0.1:{port}", str(caught.exception))
+
+    def test_job_status(self):
+        job = farm_client.get_job(self.address, "right-token", "abc123")
+        self.assertEqual(farm_client.describe_job(job), "rendering: 5/10 frames done")
+        watcher = submission.JobWatcher(self.address, "right-token", {"id": "abc123", "state": "probing"})
+        self.assertEqual(watcher.url, f"{self.address}/#/jobs/abc123")
+        watcher.refresh()
+        self.assertEqual(watcher.text, "rendering: 5/10 frames done")
+        self.assertFalse(watcher.finished)
+        gone = submission.JobWatcher(self.address, "right-token", {"id": "nojob1", "state": "queued"})
+        gone.refresh()
+        self.assertTrue(gone.finished)
+        self.assertIn("no route", gone.problem)
+
+    def test_addresses_and_frame_ranges(self):
+        self.assertEqual(farm_client.normalize_address(" farm.local:8080/ "), "http://farm.local:8080")
+        self.assertEqual(farm_client.normalize_address("https://farm/x/"), "https://farm/x")
+        for bad in ["", "ftp://farm", "http://", "http://farm:99999", "http://farm/#/jobs"]:
+            with self.assertRaises(farm_client.FarmError, msg=bad):
+                farm_client.normalize_address(bad)
+        self.assertEqual(farm_client.frame_range_text(1, 250), "1-250")
+        self.assertEqual(farm_client.frame_range_text(7, 7), "7")
+        self.assertEqual(farm_client.frame_range_text(1, 250, 5), "1-250:5")
+        with self.assertRaises(farm_client.FarmError):
+            farm_client.frame_range_text(10, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,85 @@
+/**
+ * Entry point of a server run as a child process by bench/lib/server-process.ts, so its
+ * memory can be read cleanly (/proc/PID/status) and its CPU is its own. Settings come as
+ * JSON in ARCHENLAND_BENCH_SERVER; the parent talks to it over the IPC channel:
+ *   child -> parent: {type:'ready', …ports}, {type:'job', job, at} on each job state change,
+ *                    {type:'stats', id, …} in answer to a stats request
+ *   parent -> child: {type:'stats', id, resetLoop?, gc?}, {type:'stop'}
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { serverSchema, type ServerSettings } from '../../src/config/index.ts';
+import type { Job } from '../../src/protocol/index.ts';
+import { startServer } from '../../src/server/index.ts';
+import { createLogger, silentLogger } from '../../src/util/log.ts';
+
+/** What the farm service emits on 'event'; only job changes are read here. */
+type FarmChangeLike = { type: string; job?: Job };
+
+/**
+ * With ARCHENLAND_BENCH_COUNT_SQL=1, every statement the store prepares is counted by its SQL
+ * text (Kysely prepares each query it runs), for a per-frame query census in the stats.
+ */
+const sqlCounts = new Map<string, number>();
+if (process.env.ARCHENLAND_BENCH_COUNT_SQL) {
+  const { default: SQLite } = await import('better-sqlite3');
+  const prototype = SQLite.prototype as unknown as { prepare(sql: string): unknown };
+  const prepare = prototype.prepare;
+  prototype.prepare = function (this: unknown, sql: string) {
+    sqlCounts.set(sql, (sqlCounts.get(sql) ?? 0) + 1);
+    return prepare.call(this, sql);
+  };
+}
+
+const send = (message: unknown) => process.send?.(message);
+
+const settings = { ...serverSchema.parse({}), ...JSON.parse(process.env.ARCHENLAND_BENCH_SERVER ?? '{}') } as ServerSettings;
+const log = process.env.ARCHENLAND_BENCH_LOGS ? createLogger('bench-server', 'info') : silentLogger;
+const server = await startServer(settings, log);
+
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
+const events: Record<string, number> = {};
+const lastState = new Map<string, string>();
+server.farm.on('event', (event: FarmChangeLike) => {
+  events[event.type] = (events[event.type] ?? 0) + 1;
+  const job = event.type === 'job' ? event.job : undefined;
+  if (!job) return;
+  if (lastState.get(job.id) === job.state) return;
+  lastState.set(job.id, job.state);
+  send({ type: 'job', at: Date.now(), job: { id: job.id, state: job.state, counts: job.counts, error: job.error } });
+});
+
+process.on('message', (message: { type: string; id?: number; resetLoop?: boolean; gc?: boolean }) => {
+  if (message.type === 'stats') {
+    // A full collection first (only when asked: it pauses the server) makes heap figures comparable.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (message.gc && gc) gc();
+    send({
+      type: 'stats',
+      id: message.id,
+      memory: process.memoryUsage(),
+      cpu: process.cpuUsage(),
+      loop: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6, mean: loop.mean / 1e6 },
+      events: { ...events },
+      sql: Object.fromEntries(sqlCounts),
+    });
+    if (message.resetLoop) loop.reset();
+  } else if (message.type === 'stop') {
+    void server
+      .close()
+      .catch(() => undefined)
+      .finally(() => process.exit(0));
+  }
+});
+// The parent died or let go: do not linger.
+process.on('disconnect', () => process.exit(0));
+
+send({
+  type: 'ready',
+  pid: process.pid,
+  httpUrl: server.httpUrl,
+  httpPort: server.httpPort,
+  wsPort: server.wsPort,
+  token: server.token,
+  dataDir: server.dataDir.root,
+});

@@ -1,0 +1,500 @@
+/**
+ * Simulated render workers: real WebSocket clients speaking the real worker protocol
+ * (src/protocol/messages.ts) and uploading frames over the real HTTP endpoint with the
+ * headers src/worker/frame-uploader.ts sends, but "rendering" with a timer instead of
+ * Blender. Used by the scale and big-files benchmarks and by test/scale-smoke.test.ts.
+ *
+ * Each worker: `hello` with the farm token → waits for `welcome` → `ready`; on `probe`
+ * answers `probe_result` with a made-up SceneInfo; on `render` waits the simulated render
+ * time (optionally sending `progress` as it goes), sends `frame_log`, PUTs a fake frame to
+ * /api/worker/jobs/:id/frames/:n, then sends `ready` again.
+ * (The real worker sends `ready` as soon as Blender saved the frame and uploads in the
+ * background; uploading first is the conservative order: upload latency counts against
+ * the farm.)
+ *
+ * Messages from the server are parsed with plain JSON.parse, not the zod schemas, so the
+ * client side costs as little CPU as possible: on a 2-core machine it shares the CPU with
+ * the server under test.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import http from 'node:http';
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
+import { WebSocket } from 'ws';
+import { PROTOCOL_VERSION, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../../src/protocol/index.ts';
+
+export type FrameBody = { kind: 'buffer'; body: Buffer; sha256: string } | { kind: 'file'; file: string; size: number; sha256: string };
+
+export interface SimWorkerOptions {
+  /** ws://127.0.0.1:PORT, the server's WebSocket port. */
+  wsUrl: string;
+  /** http://127.0.0.1:PORT, the server's HTTP port. */
+  httpUrl: string;
+  token: string;
+  count: number;
+  /** Simulated render time of one frame, in ms (draw jitter here). */
+  renderMs: (jobId: string, frame: number, workerIndex: number) => number;
+  /** What probing a job's .blend "finds". */
+  scene: (jobId: string) => SceneInfo;
+  /** Simulated probe time, ms (a real probe takes ~2 s). Default 0. */
+  probeMs?: number;
+  /** What is uploaded as every frame. */
+  frame: FrameBody;
+  /** Download each .blend once per worker before its first probe or render, as real workers do. Default true. */
+  downloadBlends?: boolean;
+  /**
+   * Send `progress` messages this often while "rendering", as the real worker does (it
+   * caps them at one per 250 ms). 0 or absent: none.
+   */
+  progressMs?: number;
+  /**
+   * Blender's output the real worker sends as `frame_log` after each frame, before the
+   * upload. null or absent: not sent.
+   */
+  frameLog?: string | null;
+  /** Workers connect this many at a time. Default 50. */
+  connectBatch?: number;
+  namePrefix?: string;
+}
+
+export interface SimStats {
+  /** ms from sending `ready` (after a finished frame) to receiving the next `render`. */
+  readyToRender: number[];
+  /** The same for each worker's very first `ready` (includes waiting for a job to exist). */
+  firstReadyToRender: number[];
+  /** ms of each frame upload (request start to response end). */
+  uploadMs: number[];
+  renders: number;
+  uploadsAccepted: number;
+  uploadsRefused: number;
+  uploadRetries: number;
+  uploadErrors: number;
+  cancelsDuringRender: number;
+  probes: number;
+  blendDownloads: number;
+  blendBytes: number;
+  blendDownloadMs: number[];
+  /** Sum of the simulated render times of frames whose upload was accepted. */
+  simulatedMs: number;
+  /** performance.now() of the first `render` received, and of the last accepted upload's answer. */
+  firstRenderAt: number;
+  lastUploadAt: number;
+  /** jobId -> frame -> how many times that frame was assigned / accepted. */
+  assigned: Map<string, Map<number, number>>;
+  accepted: Map<string, Map<number, number>>;
+  errors: string[];
+}
+
+export function frameFromBuffer(body: Buffer): FrameBody {
+  return { kind: 'buffer', body, sha256: createHash('sha256').update(body).digest('hex') };
+}
+
+/** A valid 2x2 PNG: small enough for 100k uploads, and ffmpeg can still encode the job's video. */
+export const TINY_PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAEklEQVQImWM4kWJ0IsWIAUIBACiuBXmfXj+VAAAAAElFTkSuQmCC',
+  'base64',
+);
+
+/** A SceneInfo as blender/probe.py would report it, for frames `start..end`. */
+export function fakeScene(start: number, end: number, overrides: Partial<SceneInfo> = {}): SceneInfo {
+  return {
+    sceneName: 'Simulated',
+    frameStart: start,
+    frameEnd: end,
+    frameStep: 1,
+    fps: 24,
+    resolutionX: 2,
+    resolutionY: 2,
+    resolutionPercentage: 100,
+    engine: 'CYCLES',
+    fileFormat: 'PNG',
+    samples: 1,
+    denoising: false,
+    blenderVersion: '3.4.1',
+    ...overrides,
+  };
+}
+
+const MAX_ERRORS = 50;
+
+export class SimulatedWorkers {
+  readonly stats: SimStats = {
+    readyToRender: [],
+    firstReadyToRender: [],
+    uploadMs: [],
+    renders: 0,
+    uploadsAccepted: 0,
+    uploadsRefused: 0,
+    uploadRetries: 0,
+    uploadErrors: 0,
+    cancelsDuringRender: 0,
+    probes: 0,
+    blendDownloads: 0,
+    blendBytes: 0,
+    blendDownloadMs: [],
+    simulatedMs: 0,
+    firstRenderAt: Number.NaN,
+    lastUploadAt: Number.NaN,
+    assigned: new Map(),
+    accepted: new Map(),
+    errors: [],
+  };
+  readonly workers: SimWorker[] = [];
+  /** The client process's own event-loop delay while the workers run: high values mean the client, not the server, was slow. */
+  readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  private frameListeners: Array<() => void> = [];
+
+  private constructor(readonly options: SimWorkerOptions) {}
+
+  /** Connects `count` workers and resolves when every one has been welcomed and said `ready`. */
+  static async start(options: SimWorkerOptions): Promise<SimulatedWorkers> {
+    const farm = new SimulatedWorkers(options);
+    farm.loopDelay.enable();
+    const batch = options.connectBatch ?? 50;
+    for (let i = 0; i < options.count; i += batch) {
+      const group: Promise<void>[] = [];
+      for (let j = i; j < Math.min(options.count, i + batch); j++) {
+        const worker = new SimWorker(farm, j);
+        farm.workers.push(worker);
+        group.push(worker.connect());
+      }
+      await Promise.all(group);
+    }
+    return farm;
+  }
+
+  /** Server-side ids of the workers, as the welcome messages gave them. */
+  get workerIds(): string[] {
+    return this.workers.map((w) => w.id!).filter(Boolean);
+  }
+
+  /** Called after every accepted upload (for progress reporting and waiting). */
+  onFrameAccepted(listener: () => void): void {
+    this.frameListeners.push(listener);
+  }
+
+  /** @internal */
+  frameAccepted(): void {
+    for (const listener of this.frameListeners) listener();
+  }
+
+  /** @internal */
+  error(message: string): void {
+    if (this.stats.errors.length < MAX_ERRORS) this.stats.errors.push(message);
+  }
+
+  async close(): Promise<void> {
+    this.loopDelay.disable();
+    await Promise.all(this.workers.map((w) => w.close()));
+    this.agent.destroy();
+  }
+}
+
+/** One simulated render: a timer, optional progress ticks, and a way to stop both. */
+class Rendering {
+  cancelled = false;
+  uploading = false;
+  progress: NodeJS.Timeout | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private settle: ((finished: boolean) => void) | null = null;
+
+  constructor(
+    readonly jobId: string,
+    readonly frame: number,
+  ) {}
+
+  /** Resolves true after `ms`, or false as soon as the render is cancelled. */
+  wait(ms: number): Promise<boolean> {
+    if (this.cancelled) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.settle = resolve;
+      this.timer = setTimeout(() => this.stop(true), ms);
+    });
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.stop(false);
+  }
+
+  private stop(finished: boolean): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.progress) clearInterval(this.progress);
+    this.timer = this.progress = null;
+    this.settle?.(finished);
+    this.settle = null;
+  }
+}
+
+function bump(map: Map<string, Map<number, number>>, jobId: string, frame: number): void {
+  let frames = map.get(jobId);
+  if (!frames) map.set(jobId, (frames = new Map()));
+  frames.set(frame, (frames.get(frame) ?? 0) + 1);
+}
+
+class SimWorker {
+  id: string | undefined;
+  private socket: WebSocket | null = null;
+  private readySentAt = Number.NaN;
+  private firstReady = true;
+  private current: Rendering | null = null;
+  private readonly blends = new Map<string, Promise<void>>();
+  private closing = false;
+
+  constructor(
+    private readonly farm: SimulatedWorkers,
+    readonly index: number,
+  ) {}
+
+  private get opts() {
+    return this.farm.options;
+  }
+
+  connect(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(this.opts.wsUrl, { handshakeTimeout: 30_000, perMessageDeflate: false });
+      this.socket = socket;
+      let welcomed = false;
+      socket.on('open', () => {
+        this.send({
+          type: 'hello',
+          role: 'worker',
+          protocol: PROTOCOL_VERSION,
+          token: this.opts.token,
+          name: `${this.opts.namePrefix ?? 'sim'}-${String(this.index).padStart(4, '0')}`,
+          host: 'simulated',
+          threads: 1,
+          blenderVersion: '3.4.1',
+          holding: [],
+        } as WorkerMessage);
+      });
+      socket.on('message', (data) => {
+        let message: ServerToWorker;
+        try {
+          message = JSON.parse(String(data)) as ServerToWorker;
+        } catch {
+          this.farm.error(`worker ${this.index}: invalid JSON from the server`);
+          return;
+        }
+        if (message.type === 'welcome') {
+          this.id = message.workerId;
+          welcomed = true;
+          this.ready();
+          resolve();
+          return;
+        }
+        this.handle(message);
+      });
+      socket.on('error', (error) => {
+        if (!welcomed) reject(error);
+        else if (!this.closing) this.farm.error(`worker ${this.index}: socket error ${error.message}`);
+      });
+      socket.on('close', (code, reason) => {
+        if (!welcomed) reject(new Error(`worker ${this.index}: closed before welcome (${code} ${String(reason)})`));
+        else if (!this.closing) this.farm.error(`worker ${this.index}: connection closed by the server (${code} ${String(reason)})`);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing = true;
+    this.current?.cancel();
+    const socket = this.socket;
+    if (!socket || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      socket.once('close', () => resolve());
+      socket.terminate();
+    });
+  }
+
+  private send(message: WorkerMessage): void {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  private ready(): void {
+    this.readySentAt = performance.now();
+    this.send({ type: 'ready' });
+  }
+
+  private handle(message: ServerToWorker): void {
+    const stats = this.farm.stats;
+    switch (message.type) {
+      case 'render': {
+        const at = performance.now();
+        if (!Number.isNaN(this.readySentAt)) {
+          (this.firstReady ? stats.firstReadyToRender : stats.readyToRender).push(at - this.readySentAt);
+        }
+        this.firstReady = false;
+        this.readySentAt = Number.NaN;
+        if (Number.isNaN(stats.firstRenderAt)) stats.firstRenderAt = at;
+        stats.renders++;
+        bump(stats.assigned, message.jobId, message.frame);
+        void this.render(message.jobId, message.frame, message.blend.sha256);
+        return;
+      }
+      case 'probe':
+        stats.probes++;
+        void this.probe(message.jobId, message.blend.sha256);
+        return;
+      case 'cancel': {
+        // Like the real worker, only a render in progress is stopped; an upload under way goes on.
+        const current = this.current;
+        if (current && !current.uploading && current.jobId === message.jobId && (message.frame === undefined || message.frame === current.frame)) {
+          current.cancel();
+          stats.cancelsDuringRender++;
+          this.current = null;
+          this.ready();
+        }
+        return;
+      }
+      case 'error':
+        this.farm.error(`worker ${this.index}: server error: ${message.message}`);
+        return;
+    }
+  }
+
+  private async probe(jobId: string, sha256: string): Promise<void> {
+    try {
+      await this.blend(sha256);
+      if (this.opts.probeMs) await new Promise((r) => setTimeout(r, this.opts.probeMs));
+      this.send({ type: 'probe_result', jobId, scene: this.opts.scene(jobId) });
+    } catch (error) {
+      this.send({ type: 'probe_failed', jobId, error: (error as Error).message });
+    }
+  }
+
+  private async render(jobId: string, frame: number, sha256: string): Promise<void> {
+    const current = new Rendering(jobId, frame);
+    this.current = current;
+    try {
+      await this.blend(sha256);
+    } catch (error) {
+      this.farm.error(`worker ${this.index}: blend download failed: ${(error as Error).message}`);
+    }
+    if (current.cancelled) return;
+    const renderMs = Math.max(0, this.opts.renderMs(jobId, frame, this.index));
+    const every = this.opts.progressMs ?? 0;
+    const started = performance.now();
+    if (every > 0) {
+      current.progress = setInterval(() => {
+        const percent = Math.min(99, Math.round(((performance.now() - started) / renderMs) * 100));
+        this.send({ type: 'progress', jobId, frame, percent });
+      }, every);
+    }
+    const finished = await current.wait(renderMs);
+    if (!finished || this.closing) return;
+    if (this.opts.frameLog) this.send({ type: 'frame_log', jobId, frame, log: this.opts.frameLog } as WorkerMessage);
+    current.uploading = true;
+    const answer = await this.upload(jobId, frame, renderMs);
+    if (this.closing) return;
+    const stats = this.farm.stats;
+    if (answer?.accepted) {
+      stats.uploadsAccepted++;
+      stats.simulatedMs += renderMs;
+      stats.lastUploadAt = performance.now();
+      bump(stats.accepted, jobId, frame);
+      this.farm.frameAccepted();
+    } else if (answer) {
+      stats.uploadsRefused++;
+    }
+    this.current = null;
+    this.ready();
+  }
+
+  /** Each .blend is fetched once per worker, like src/worker/blend-cache.ts (bytes counted, not stored). */
+  private blend(sha256: string): Promise<void> {
+    if (this.opts.downloadBlends === false) return Promise.resolve();
+    let download = this.blends.get(sha256);
+    if (!download) {
+      download = this.download(sha256);
+      this.blends.set(sha256, download);
+    }
+    return download;
+  }
+
+  private download(sha256: string): Promise<void> {
+    const started = performance.now();
+    const stats = this.farm.stats;
+    return new Promise((resolve, reject) => {
+      const request = http.get(`${this.opts.httpUrl}/api/worker/blends/${sha256}`, {
+        agent: this.farm.agent,
+        headers: { authorization: `Bearer ${this.opts.token}` },
+      });
+      request.on('response', (response) => {
+        if (response.statusCode !== 200) {
+          response.resume();
+          reject(new Error(`HTTP ${response.statusCode}`));
+          return;
+        }
+        response.on('data', (chunk: Buffer) => (stats.blendBytes += chunk.length));
+        response.on('end', () => {
+          stats.blendDownloads++;
+          stats.blendDownloadMs.push(performance.now() - started);
+          resolve();
+        });
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+    });
+  }
+
+  private async upload(jobId: string, frame: number, renderMs: number): Promise<{ accepted: boolean } | null> {
+    const stats = this.farm.stats;
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      try {
+        const answer = await this.put(jobId, frame, renderMs);
+        stats.uploadMs.push(performance.now() - started);
+        return answer;
+      } catch (error) {
+        const status = (error as { statusCode?: number }).statusCode;
+        if ((status !== undefined && status < 500) || attempt >= 3 || this.closing) {
+          stats.uploadErrors++;
+          this.farm.error(`worker ${this.index}: upload of ${jobId}#${frame} failed: ${(error as Error).message}`);
+          return null;
+        }
+        stats.uploadRetries++;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  }
+
+  /** The same request as src/worker/frame-uploader.ts. */
+  private put(jobId: string, frame: number, renderMs: number): Promise<{ accepted: boolean }> {
+    const body = this.opts.frame;
+    const size = body.kind === 'buffer' ? body.body.length : body.size;
+    return new Promise((resolve, reject) => {
+      const request = http.request(`${this.opts.httpUrl}/api/worker/jobs/${jobId}/frames/${frame}`, {
+        method: 'PUT',
+        agent: this.farm.agent,
+        headers: {
+          authorization: `Bearer ${this.opts.token}`,
+          'content-type': 'application/octet-stream',
+          'content-length': size,
+          'x-archenland-worker': this.id!,
+          'x-archenland-sha256': body.sha256,
+          'x-archenland-render-ms': String(Math.round(renderMs)),
+        },
+      });
+      request.on('response', (response) => {
+        let text = '';
+        response.setEncoding('utf8').on('data', (chunk) => (text += chunk));
+        response.on('end', () => {
+          if (response.statusCode === 200) {
+            try {
+              resolve(JSON.parse(text) as { accepted: boolean });
+            } catch {
+              reject(new Error(`invalid answer: ${text.slice(0, 200)}`));
+            }
+          } else {
+            reject(Object.assign(new Error(`HTTP ${response.statusCode}: ${text.slice(0, 300)}`), { statusCode: response.statusCode }));
+          }
+        });
+      });
+      request.on('error', reject);
+      if (body.kind === 'buffer') request.end(body.body);
+      else createReadStream(body.file).on('error', reject).pipe(request);
+    });
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * Farm overhead on real Blender. The same frames of the same scene, rendered
+ *   (a) by plain `blender -b scene.blend -o … -F PNG -s 1 -e N -a` (one process, Blender's own loop),
+ *   (b) by one `blender -b scene.blend -o … -F PNG -f n` process per frame,
+ *   (c) through Archenland: a real server and one real worker in this process,
+ *       timed from the submit to the job completed (video included),
+ * all with the same `-t` thread count, interleaved round by round so they share the
+ * machine's noise. Reported: medians and the ratios (c)/(a) and (b)/(c).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, openAsBlob, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { BLENDER, makeTestScene } from '../test/helpers/scenes.ts';
+import type { JobDetail } from '../src/protocol/index.ts';
+import { getJson, submitJob } from './lib/api.ts';
+import { fmtMs, fmtRatio, fmtS, mdTable, median, numberOption, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { RealFarm } from './lib/real-farm.ts';
+
+const run = promisify(execFile);
+
+interface FarmTimes {
+  /** submit (request sent) → job completed: what a user waits for. */
+  total: number;
+  /** job queued (scene probed) → job completed: the farm without the probe. */
+  queuedToCompleted: number;
+  /** first frame handed out → last frame uploaded: rendering only. */
+  firstToLast: number;
+  probe: number;
+  encode: number;
+  /** Σ of the worker's per-frame render times (command sent to Blender → file saved). */
+  renderSum: number;
+  /** first assigned → first frame uploaded, less its render time: .blend download + Blender session start. */
+  startup: number;
+}
+
+/** Σ of Blender's own per-frame " Time: mm:ss.xx (Saving: mm:ss.xx)" lines of an `-a` render, ms. */
+function blenderFrameTimes(stdout: string): number {
+  let total = 0;
+  for (const m of stdout.matchAll(/^ Time: (\d+):(\d+\.\d+) \(Saving: (\d+):(\d+\.\d+)\)/gm)) {
+    total += (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000;
+  }
+  return total;
+}
+
+export const overhead: Benchmark = {
+  name: 'overhead',
+  title: 'Farm overhead on real Blender',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const frames = numberOption(ctx, 'frames', 20, 10);
+    const rounds = numberOption(ctx, 'rounds', 3, 2);
+    const threads = numberOption(ctx, 'threads', os.cpus().length, os.cpus().length);
+    // 10 % of 1920×1080, 4 samples: tiny frames, so start-up and hand-off costs show.
+    const scene = await makeTestScene({ frames: `1-${frames}`, width: 192, height: 108, samples: 4 });
+    const work = mkdtempSync(path.join(os.tmpdir(), 'archenland-overhead-'));
+    const farm = await RealFarm.start(threads);
+    const times = { a: [] as number[], aFrames: [] as number[], b: [] as number[], c: [] as FarmTimes[] };
+    const blender = (args: string[]) => run(BLENDER, ['-b', scene, '-Y', '-t', String(threads), ...args], { timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
+    const countPngs = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.png')).length;
+
+    const variants: Record<'a' | 'b' | 'c', (round: number) => Promise<void>> = {
+      a: async (round) => {
+        const dir = path.join(work, `a${round}`);
+        const start = performance.now();
+        const { stdout } = await blender(['-o', path.join(dir, 'f_####'), '-F', 'PNG', '-s', '1', '-e', String(frames), '-a']);
+        times.a.push(performance.now() - start);
+        times.aFrames.push(blenderFrameTimes(stdout));
+        if (countPngs(dir) !== frames) throw new Error(`(a) wrote ${countPngs(dir)} of ${frames} frames`);
+      },
+      b: async (round) => {
+        const dir = path.join(work, `b${round}`);
+        const start = performance.now();
+        for (let f = 1; f <= frames; f++) await blender(['-o', path.join(dir, 'f_####'), '-F', 'PNG', '-f', String(f)]);
+        times.b.push(performance.now() - start);
+        if (countPngs(dir) !== frames) throw new Error(`(b) wrote ${countPngs(dir)} of ${frames} frames`);
+      },
+      c: async () => {
+        const start = performance.now();
+        const job = await submitJob(farm.httpUrl, farm.token, await openAsBlob(scene));
+        const t = farm.timeline(job.id);
+        await farm.until(`job ${job.id} to end`, () => ['completed', 'failed', 'cancelled'].some((s) => t.states.has(s)), 600_000);
+        const completed = t.states.get('completed');
+        if (completed === undefined) throw new Error(`(c) job ended ${[...t.states.keys()].pop()}: ${t.error}`);
+        const queued = t.states.get('queued')!;
+        const lastDone = Math.max(...t.framesDone.values());
+        if (t.framesDone.size !== frames) throw new Error(`(c) ${t.framesDone.size} of ${frames} frames done`);
+        const detail = await getJson<JobDetail>(farm.httpUrl, farm.token, `/api/jobs/${job.id}`);
+        const renderMs = new Map(detail.frameList.map((f) => [f.number, f.renderMs ?? 0]));
+        const [firstFrame, firstDoneAt] = [...t.framesDone].sort((x, y) => x[1] - y[1])[0]!;
+        times.c.push({
+          renderSum: [...renderMs.values()].reduce((x, y) => x + y, 0),
+          startup: firstDoneAt - t.firstAssigned! - renderMs.get(firstFrame)!,
+          total: completed - start,
+          queuedToCompleted: completed - queued,
+          firstToLast: lastDone - t.firstAssigned!,
+          probe: queued - (t.states.get('probing') ?? start),
+          encode: completed - (t.states.get('encoding') ?? completed),
+        });
+        await farm.waitForIdleWorker();
+      },
+    };
+
+    try {
+      for (let round = 0; round < rounds; round++) {
+        // Rotate the order each round (abc, bca, cab) so no variant always runs first or last.
+        const order = (['a', 'b', 'c'] as const).map((_, i, all) => all[(i + round) % 3]!);
+        for (const v of order) {
+          ctx.log(`round ${round + 1}/${rounds}: (${v})`);
+          await variants[v](round);
+        }
+      }
+    } finally {
+      await farm.close();
+      rmSync(work, { recursive: true, force: true });
+    }
+
+    const a = median(times.a);
+    const b = median(times.b);
+    const c = {
+      total: median(times.c.map((t) => t.total)),
+      queuedToCompleted: median(times.c.map((t) => t.queuedToCompleted)),
+      firstToLast: median(times.c.map((t) => t.firstToLast)),
+      probe: median(times.c.map((t) => t.probe)),
+      encode: median(times.c.map((t) => t.encode)),
+      renderSum: median(times.c.map((t) => t.renderSum)),
+      startup: median(times.c.map((t) => t.startup)),
+    };
+    const aFrames = median(times.aFrames);
+    const handoff = c.firstToLast - c.startup - c.renderSum;
+    const rows = [
+      { figure: `(a) plain \`-a\`, ${frames} frames, -t ${threads}`, value: fmtS(a) },
+      { figure: '(b) one process per frame', value: fmtS(b) },
+      { figure: '(c) farm, job queued → completed (no probe)', value: fmtS(c.queuedToCompleted) },
+      { figure: '(c) farm, submit → completed (with the probe)', value: fmtS(c.total) },
+      { figure: '(c)/(a), fair: queued → completed', value: fmtRatio(c.queuedToCompleted / a), target: '≤ 1.05', pass: c.queuedToCompleted / a <= 1.05 },
+      { figure: '(c)/(a) with the probe (informational)', value: fmtRatio(c.total / a) },
+      { figure: '(b)/(c), fair: queued → completed', value: fmtRatio(b / c.queuedToCompleted), target: '≥ 5', pass: b / c.queuedToCompleted >= 5 },
+    ];
+    const details = [
+      `Scene: \`makeTestScene\` (Cycles, 192×108 = 10 % of 1080p, 4 samples, no denoising), frames 1–${frames}; every`,
+      `variant renders with \`-t ${threads}\` and \`-Y\`, PNG. (c) is a real server and one real worker (\`RenderWorker\`, one`,
+      'Blender session kept open for the job) in the benchmark process, submitted over HTTP; its times come from the',
+      "farm's own events. The fair (c) starts when the job is queued, i.e. after the ~2 s scene probe that (a) and (b)",
+      'do not need, and ends at `completed`, so it includes the video encoding. ' +
+        `${rounds} rounds, order rotated each round (abc, bca, cab); medians.`,
+      '',
+      mdTable(
+        ['round', '(a) -a', '(b) per frame', '(c) submit→completed', '(c) queued→completed', '(c) first assigned→last uploaded', 'probe', 'encode'],
+        times.a.map((_, i) => [
+          i + 1,
+          fmtS(times.a[i]!),
+          fmtS(times.b[i]!),
+          fmtS(times.c[i]!.total),
+          fmtS(times.c[i]!.queuedToCompleted),
+          fmtS(times.c[i]!.firstToLast),
+          fmtS(times.c[i]!.probe),
+          fmtS(times.c[i]!.encode),
+        ]),
+      ),
+      '',
+      mdTable(
+        ['median', 'value'],
+        [
+          ['(c) first frame assigned → last frame uploaded (rendering only)', `${fmtS(c.firstToLast)} = ${fmtRatio(c.firstToLast / a)} of (a)`],
+          ['(c) probe (probing → queued)', fmtS(c.probe)],
+          ['(c) video encoding (encoding → completed)', fmtS(c.encode)],
+          ['per frame: (a) / (b) / (c) queued→completed', `${fmtS(a / frames)} / ${fmtS(b / frames)} / ${fmtS(c.queuedToCompleted / frames)}`],
+        ],
+      ),
+      '',
+      'Where the time goes (medians):',
+      '',
+      mdTable(
+        ['part', '(a) plain -a', '(c) farm'],
+        [
+          ['Blender start-up and scene load (c: .blend download + session start)', fmtS(a - aFrames), fmtS(c.startup)],
+          ["frames: Blender's `Time:` lines (a); worker's command→saved render times (c)", fmtS(aFrames), fmtS(c.renderSum)],
+          ['hand-off between frames (c: saved → upload, `ready`, next `render`, command)', '—', `${fmtS(handoff)} (${fmtMs(handoff / Math.max(1, frames - 1))} per frame)`],
+          ['probe before (c); video after (c)', '—', `${fmtS(c.probe)}; ${fmtS(c.encode)}`],
+        ],
+      ),
+    ].join('\n');
+    return { rows, details };
+  },
+};

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, openAsBlob, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { CLIENT_HEADER, type JobDetail } from '../src/protocol/index.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { until } from './helpers/processes.ts';
+import { makeTestScene } from './helpers/scenes.ts';
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+function putFrame(farm: TestFarm, jobId: string, frame: number, body: Buffer, workerId: string) {
+  return fetch(`${farm.server.httpUrl}/api/worker/jobs/${jobId}/frames/${frame}`, {
+    method: 'PUT',
+    body: new Uint8Array(body),
+    headers: {
+      authorization: `Bearer ${farm.server.token}`,
+      'x-archenland-worker': workerId,
+      'x-archenland-sha256': sha256(body),
+      'x-archenland-render-ms': '5',
+    },
+  });
+}
+
+/** Sends the headers and part of the body of a frame upload, then drops the connection. */
+async function cutUpload(farm: TestFarm, jobId: string, frame: number, workerId: string) {
+  const { port } = new URL(farm.server.httpUrl);
+  const socket = connect(Number(port), '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(
+    `PUT /api/worker/jobs/${jobId}/frames/${frame} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${farm.server.token}\r\n` +
+      `x-archenland-worker: ${workerId}\r\nx-archenland-sha256: ${'0'.repeat(64)}\r\nx-archenland-render-ms: 5\r\n` +
+      `Content-Length: 100000\r\n\r\n`,
+  );
+  socket.write(Buffer.alloc(20_000, 7));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  socket.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+}
+
+describe('uploads cut short, duplicated, or hitting a full disk', () => {
+  const farms: TestFarm[] = [];
+  const mounts: string[] = [];
+  after(async () => {
+    await Promise.all(farms.map((f) => f.close()));
+    for (const m of mounts) execFileSync('umount', ['-l', m]);
+  });
+
+  it('a frame upload cut mid-file leaves nothing behind; a duplicate result is refused; the first valid result stands', async () => {
+    const farm = await startTestFarm({ workers: 1 });
+    farms.push(farm);
+    const scene = await openAsBlob(await makeTestScene({ frames: '1-3', width: 48, height: 32, samples: 2 }));
+    const { body } = await submitBlend(farm.server.httpUrl, scene, { hold: 'true' });
+    await waitForJob(farm.server, body.id, ['paused']);
+    const [worker] = await (await fetch(`${farm.server.httpUrl}/api/workers`)).json();
+
+    await cutUpload(farm, body.id, 1, worker.id);
+    assert.deepEqual(readdirSync(farm.server.dataDir.tmp), [], 'no temp file left');
+    let job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;
+    assert.equal(job.frameList[0]!.state, 'queued', 'the frame is still to be rendered');
+
+    const first = Buffer.from('first valid result');
+    assert.deepEqual(await (await putFrame(farm, body.id, 1, first, worker.id)).json(), { accepted: true });
+    const late = await putFrame(farm, body.id, 1, Buffer.from('a late duplicate'), worker.id);
+    assert.deepEqual(await late.json(), { accepted: false, reason: 'frame already done' });
+    const served = Buffer.from(await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}/frames/1`)).arrayBuffer());
+    assert.equal(served.toString(), 'first valid result');
+    job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;
+    assert.equal(job.counts.done, 1);
+  });
+
+  it('a full disk on the server pauses the job with a clear error, damages nothing, and the job completes once space is freed', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'archenland-diskfull-'));
+    const dataDir = join(root, 'data');
+    mkdirSync(dataDir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', dataDir]);
+    mounts.push(dataDir);
+    const farm = await startTestFarm({ workers: 1, server: { data_dir: dataDir } });
+    farms.push(farm);
+    const scene = await openAsBlob(await makeTestScene({ frames: '1-3', width: 256, height: 192, samples: 2 }));
+    const { body } = await submitBlend(farm.server.httpUrl, scene, { hold: 'true' });
+    await waitForJob(farm.server, body.id, ['paused']);
+    const blendBefore = readFileSync(farm.server.dataDir.blend(body.blendSha256));
+
+    // Fill the disk, leaving only a little room for the database's own writes.
+    const filler = join(dataDir, 'filler');
+    const free = Number(execFileSync('df', ['--output=avail', '-B1', dataDir]).toString().split('\n')[1]);
+    writeFileSync(filler, Buffer.alloc(Math.max(0, free - 64 * 1024)));
+
+    await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}/resume`, { method: 'POST', headers: { [CLIENT_HEADER]: 't' } });
+    let job: JobDetail | undefined;
+    await until(async () => {
+      job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;
+      return job.state === 'paused' && /disk is full/.test(job.error ?? '');
+    }, 60_000, 'the job to pause for the full disk');
+    assert.match(job!.error!, /paused because the server's disk is full/);
+    assert.deepEqual(readFileSync(farm.server.dataDir.blend(body.blendSha256)), blendBefore, 'the stored .blend is intact');
+
+    rmSync(filler);
+    await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}/resume`, { method: 'POST', headers: { [CLIENT_HEADER]: 't' } });
+    const final = await waitForJob(farm.server, body.id, ['completed', 'failed'], 120_000);
+    assert.equal(final.state, 'completed', final.error ?? '');
+    assert.equal(final.counts.done, 3);
+  });
+});

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import {
+  apiErrorSchema,
+  CLIENT_HEADER,
+  frameLogSchema,
+  jobDetailSchema,
+  jobSchema,
+  workerSchema,
+  type FrameLog,
+  type Job,
+  type JobDetail,
+  type JobPatch,
+  type Worker,
+} from '../../src/protocol/index.ts';
+
+// The two small shapes below are answered by src/server/http.ts but not (yet) defined in
+// src/protocol; they are kept minimal and validated all the same.
+const sessionSchema = z.object({ authenticated: z.boolean() });
+const infoSchema = z.object({ protocol: z.number().int(), wsPort: z.number().int() });
+export type FarmInfo = z.infer<typeof infoSchema>;
+
+/** An API answer other than success, with the server's own `{error}` text. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Called whenever the API says 401: the page shows the login form. */
+let onUnauthorized: () => void = () => {};
+export function whenUnauthorized(handler: () => void): void {
+  onUnauthorized = handler;
+}
+
+async function errorOf(response: Response): Promise<ApiError> {
+  let message = `${response.status} ${response.statusText}`.trim();
+  try {
+    const parsed = apiErrorSchema.safeParse(await response.json());
+    if (parsed.success) message = parsed.data.error;
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new ApiError(message, response.status);
+}
+
+async function request<T>(method: string, path: string, schema: z.ZodType<T> | null, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (method !== 'GET') headers[CLIENT_HEADER] = 'web';
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError('the farm server cannot be reached', 0);
+  }
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 401 && path !== '/api/login') onUnauthorized();
+    throw error;
+  }
+  if (schema === null || response.status === 204) return undefined as T;
+  const parsed = schema.safeParse(await response.json());
+  if (!parsed.success) throw new ApiError(`unexpected answer from ${path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`, 0);
+  return parsed.data;
+}
+
+export type JobAction = 'cancel' | 'pause' | 'resume' | 'retry';
+export type WorkerMode = 'enable' | 'drain' | 'disable';
+
+export const api = {
+  session: () => request('GET', '/api/session', sessionSchema),
+  login: (token: string) => request('POST', '/api/login', sessionSchema, { token }),
+  logout: () => request('POST', '/api/logout', sessionSchema),
+  info: (): Promise<FarmInfo> => request('GET', '/api/info', infoSchema),
+  jobs: (): Promise<Job[]> => request('GET', '/api/jobs', z.array(jobSchema)),
+  job: (id: string): Promise<JobDetail> => request('GET', `/api/jobs/${id}`, jobDetailSchema),
+  patchJob: (id: string, patch: JobPatch): Promise<Job> => request('PATCH', `/api/jobs/${id}`, jobSchema, patch),
+  jobAction: (id: string, action: JobAction): Promise<Job> => request('POST', `/api/jobs/${id}/${action}`, jobSchema),
+  deleteJob: (id: string): Promise<void> => request('DELETE', `/api/jobs/${id}`, null),
+  frameLog: (id: string, frame: number): Promise<FrameLog> => request('GET', `/api/jobs/${id}/frames/${frame}/log`, frameLogSchema),
+  workers: (): Promise<Worker[]> => request('GET', '/api/workers', z.array(workerSchema)),
+  workerMode: (id: string, mode: WorkerMode): Promise<Worker> => request('POST', `/api/workers/${id}/${mode}`, workerSchema),
+};
+
+export const urls = {
+  frame: (jobId: string, frame: number) => `/api/jobs/${jobId}/frames/${frame}`,
+  preview: (jobId: string, frame: number, size: 'small' | 'large') => `/api/jobs/${jobId}/frames/${frame}/preview?size=${size}`,
+  video: (jobId: string) => `/api/jobs/${jobId}/video`,
+  zip: (jobId: string) => `/api/jobs/${jobId}/frames.zip`,
+};
+
+export interface Upload {
+  promise: Promise<Job>;
+  abort(): void;
+}
+
+/**
+ * Sends a .blend as `POST /api/jobs`. XMLHttpRequest rather than fetch, because only it
+ * reports upload progress.
+ */
+export function uploadBlend(file: File, fields: Record<string, string>, onProgress: (sent: number, total: number) => void): Upload {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise<Job>((resolve, reject) => {
+    const form = new FormData();
+    for (const [key, value] of Object.entries(fields)) form.append(key, value);
+    form.append('file', file, file.name);
+    xhr.open('POST', '/api/jobs');
+    xhr.setRequestHeader(CLIENT_HEADER, 'web');
+    xhr.responseType = 'text';
+    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+    xhr.onload = () => {
+      let body: unknown = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // handled below
+      }
+      if (xhr.status === 201) {
+        const job = jobSchema.safeParse(body);
+        if (job.success) resolve(job.data);
+        else reject(new ApiError('the server accepted the file but answered something unexpected', xhr.status));
+        return;
+      }
+      if (xhr.status === 401) onUnauthorized();
+      const error = apiErrorSchema.safeParse(body);
+      const fallback = xhr.status === 413 ? 'the file is too large for this farm' : `upload refused (${xhr.status})`;
+      reject(new ApiError(error.success ? error.data.error : fallback, xhr.status));
+    };
+    xhr.onerror = () => reject(new ApiError('the upload was interrupted: the server closed the connection or cannot be reached', 0));
+    xhr.onabort = () => reject(new ApiError('upload cancelled', -1));
+    xhr.send(form);
+  });
+  return { promise, abort: () => xhr.abort() };
+}
