@@ -491,7 +491,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       await this.failJob(row, error.message);
       return;
     }
-    await this.store.insertFrames(jobId, framesOf(compiled.range));
+    const frames = framesOf(compiled.range);
+    await this.store.insertFrames(jobId, frames);
     const fields = {
       scene_json: JSON.stringify(scene),
       overrides_json: JSON.stringify(compiled.overrides),
@@ -502,7 +503,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       file_extension: compiled.fileExtension,
     };
     await this.store.updateJob(jobId, fields);
-    await this.enqueue({ ...row, ...fields }, request.hold === true);
+    await this.enqueue({ ...row, ...fields }, request.hold === true, frames);
     await this.setState(row, request.hold ? 'paused' : 'queued');
     this.log.info({ jobId, frames: this.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
     this.pump();
@@ -536,9 +537,10 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   // ---- internals -----------------------------------------------------------------
 
   /** Puts a job's queued frames into the scheduler, with the counts of its finished ones. */
-  private async enqueue(row: JobRow, paused: boolean): Promise<void> {
-    const open = await this.store.listFrames(row.id, 'queued');
-    const counts = (await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts();
+  private async enqueue(row: JobRow, paused: boolean, fresh?: number[]): Promise<void> {
+    // A job just compiled passes its frames; otherwise they are read back from the store.
+    const open = fresh ? fresh.map((number) => ({ number })) : await this.store.listFrames(row.id, 'queued');
+    const counts = fresh ? emptyCounts() : ((await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
     this.storedCounts.delete(row.id);
     this.scheduler.addJob({
       jobId: row.id,
@@ -661,7 +663,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       return;
     }
     await this.setState(row, 'encoding');
-    await this.encode(jobId);
+    // Not awaited: the upload that finished the last frame gets its answer now, not after ffmpeg.
+    this.background(this.encode(jobId));
   }
 
   private async encode(jobId: string): Promise<void> {

@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import sharp from 'sharp';
 
 /** Preview sizes the UI asks for: grid thumbnails and the large "latest frame". */
 export const previewWidths = { small: 320, large: 1280 } as const;
@@ -36,6 +35,8 @@ export function previewOf(frameFile: string, previewDir: string, size: PreviewSi
 async function makePreview(source: string, target: string, width: number): Promise<string> {
   await mkdir(path.dirname(target), { recursive: true });
   const temp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+  // Loaded on first use: sharp costs ~27 MB of memory that a server showing no previews never needs.
+  const { default: sharp } = await import('sharp');
   await sharp(source).resize({ width, withoutEnlargement: true }).webp({ quality: 75 }).toFile(temp);
   await rename(temp, target);
   return target;

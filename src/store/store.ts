@@ -1,5 +1,5 @@
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, type Selectable } from 'kysely';
+import { Kysely, Migrator, SqliteDialect, type Selectable, type SqliteDatabase } from 'kysely';
 import type { FrameCounts, FrameState, JobState } from '../protocol/index.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts';
@@ -13,6 +13,30 @@ export type NewJobRow = Omit<JobRow, 'seq'>;
 const INSERT_CHUNK = 2000;
 
 const now = () => new Date().toISOString();
+
+/** Distinct statements kept prepared; the farm uses a few dozen, so this never evicts in practice. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely prepares every query afresh; preparing was the largest single cost per frame on a
+ * busy farm (see docs/benchmarks.md). The farm's queries repeat with new parameters, so
+ * each SQL text is prepared once and reused.
+ */
+function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
+  const prepared = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string) {
+      let statement = prepared.get(sql);
+      if (!statement) {
+        statement = sqlite.prepare(sql);
+        if (prepared.size >= STATEMENT_CACHE_SIZE) prepared.delete(prepared.keys().next().value!);
+        prepared.set(sql, statement);
+      }
+      return statement;
+    },
+  };
+}
 
 /**
  * The farm's durable state: jobs, frames and workers in SQLite (WAL), through Kysely so
@@ -30,7 +54,7 @@ export class Store {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     const { error } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
     if (error) throw new Error(`could not migrate the database ${file}: ${String(error)}`);
     return new Store(db);

@@ -60,6 +60,11 @@ export class FarmProcess {
     this.child.kill(signal);
   }
 
+  /** Resolves with the exit code once the process has ended by itself. */
+  exit(): Promise<number | null> {
+    return this.exited;
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
