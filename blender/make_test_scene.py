@@ -13,9 +13,13 @@ OpenImageDenoise) unless --denoise asks for it, to reproduce that failure.
 
 import argparse
 import math
+import os
 import sys
 
 import bpy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scene_kit import clear_scene, configure_render, make_material, parse_frames  # noqa: E402
 
 
 def parse_args():
@@ -34,31 +38,6 @@ def parse_args():
                         help="embed a script that makes Blender crash or hang on FRAME "
                              "(crash:3, hang:3); it runs only when Python auto-exec is allowed")
     return parser.parse_args(argv)
-
-
-def parse_frames(text):
-    start, _, end = text.partition("-")
-    start = int(start)
-    end = int(end) if end else start
-    if end < start:
-        raise ValueError(f"frame range {text!r} ends before it starts")
-    return start, end
-
-
-def clear_scene():
-    # --factory-startup brings a cube, a light and a camera; start from nothing
-    # so the scene is fully described by this script.
-    for obj in list(bpy.data.objects):
-        bpy.data.objects.remove(obj, do_unlink=True)
-
-
-def make_material(name, rgba):
-    mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
-    bsdf = mat.node_tree.nodes["Principled BSDF"]
-    bsdf.inputs["Base Color"].default_value = rgba
-    mat.diffuse_color = rgba  # what Workbench shows
-    return mat
 
 
 def build_objects(scene, frame_start, frame_end):
@@ -108,36 +87,6 @@ def configure_world(scene):
     world.color = (0.3, 0.4, 0.7)
 
 
-def configure_render(scene, args, frame_start, frame_end):
-    scene.frame_start = frame_start
-    scene.frame_end = frame_end
-    scene.frame_step = 1
-    scene.frame_current = frame_start
-    scene.render.fps = args.fps
-    scene.render.fps_base = 1.0
-
-    render = scene.render
-    render.engine = args.engine
-    render.resolution_x = args.width
-    render.resolution_y = args.height
-    render.resolution_percentage = 100
-    render.image_settings.file_format = "PNG"
-    render.image_settings.color_mode = "RGBA"
-    render.image_settings.color_depth = "8"
-    render.image_settings.compression = 15
-
-    cycles = scene.cycles
-    cycles.device = "CPU"
-    cycles.samples = args.samples
-    cycles.use_denoising = args.denoise
-    # A fixed sample count makes progress lines predictable (a/N up to N).
-    cycles.use_adaptive_sampling = False
-    cycles.seed = 0
-    cycles.use_animated_seed = False
-
-    scene.eevee.taa_render_samples = args.samples
-
-
 # Embedded in the .blend as a registered text block, so it runs on load only when
 # auto-execution is allowed (-y): the farm's fault tests use it to make Blender die or
 # stall on one frame, the way a broken add-on or driver would.
@@ -170,7 +119,9 @@ def main():
     clear_scene()
     build_objects(scene, frame_start, frame_end)
     configure_world(scene)
-    configure_render(scene, args, frame_start, frame_end)
+    configure_render(scene, frame_start=frame_start, frame_end=frame_end, width=args.width,
+                     height=args.height, samples=args.samples, engine=args.engine, fps=args.fps,
+                     denoise=args.denoise)
     if args.misbehave:
         embed_misbehaviour(args.misbehave)
     # Uncompressed, so the file starts with the plain "BLENDER" header.

@@ -25,6 +25,9 @@ import sys
 
 import bpy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scene_kit import clear_scene, configure_render, make_material, parse_frames  # noqa: E402
+
 
 def parse_args():
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
@@ -38,20 +41,6 @@ def parse_args():
     parser.add_argument("--height", type=int, default=48)
     parser.add_argument("--samples", type=int, default=4)
     return parser.parse_args(argv)
-
-
-def parse_frames(text):
-    start, _, end = text.partition("-")
-    start = int(start)
-    end = int(end) if end else start
-    if end < start:
-        raise ValueError(f"frame range {text!r} ends before it starts")
-    return start, end
-
-
-def clear_scene():
-    for obj in list(bpy.data.objects):
-        bpy.data.objects.remove(obj, do_unlink=True)
 
 
 def textured_material(image):
@@ -72,14 +61,6 @@ def textured_material(image):
     return mat
 
 
-def plain_material(name, rgba):
-    mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
-    mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = rgba
-    mat.diffuse_color = rgba
-    return mat
-
-
 def build_objects(scene, image, frame_start, frame_end):
     # A plane facing the camera (rotated up from the ground), filling most of the view.
     bpy.ops.mesh.primitive_plane_add(size=8, location=(0, 0, 0), rotation=(math.radians(90), 0, 0))
@@ -90,7 +71,7 @@ def build_objects(scene, image, frame_start, frame_end):
     bpy.ops.mesh.primitive_cube_add(size=1.0, location=(-2, -1.5, 0))
     cube = bpy.context.active_object
     cube.name = "Mover"
-    cube.data.materials.append(plain_material("MoverRed", (0.85, 0.1, 0.05, 1.0)))
+    cube.data.materials.append(make_material("MoverRed", (0.85, 0.1, 0.05, 1.0)))
     span = max(frame_end - frame_start, 1)
     cube.keyframe_insert("location", frame=frame_start)
     cube.location = (2, -1.5, 0)
@@ -117,29 +98,8 @@ def configure(scene, args, frame_start, frame_end):
     world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.05, 0.05, 0.08, 1.0)
 
-    scene.frame_start = frame_start
-    scene.frame_end = frame_end
-    scene.frame_step = 1
-    scene.frame_current = frame_start
-    scene.render.fps = 24
-
-    render = scene.render
-    render.engine = "CYCLES"
-    render.resolution_x = args.width
-    render.resolution_y = args.height
-    render.resolution_percentage = 100
-    render.image_settings.file_format = "PNG"
-    render.image_settings.color_mode = "RGBA"
-    render.image_settings.color_depth = "8"
-
-    cycles = scene.cycles
-    cycles.device = "CPU"
-    cycles.samples = args.samples
-    cycles.use_denoising = False
-    cycles.use_adaptive_sampling = False
-    cycles.seed = 0
-    cycles.use_animated_seed = False
-
+    configure_render(scene, frame_start=frame_start, frame_end=frame_end, width=args.width,
+                     height=args.height, samples=args.samples)
 
 def main():
     args = parse_args()

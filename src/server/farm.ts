@@ -13,6 +13,7 @@ import {
   type JobOptions,
   type JobPatch,
   type JobState,
+  type RenderAssignment,
   type SceneInfo,
   type ServerToWorker,
   type Worker,
@@ -48,6 +49,12 @@ interface ConnectedWorker {
   current: { jobId: string; frame: number; percent: number } | null;
 }
 
+interface RenderInfo {
+  message: Omit<RenderAssignment, 'frame'>;
+  /** Whether a frame was handed out since the job was (re)queued. */
+  started: boolean;
+}
+
 export class FarmError extends Error {
   constructor(
     message: string,
@@ -75,6 +82,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly storedCounts = new Map<string, FrameCounts>();
   /** Render time totals per job, for averages and time estimates without a query per event. */
   private readonly renderTimes = new Map<string, { totalMs: number; frames: number }>();
+  /** What a `render` message needs, per queued job, so handing out a frame waits on no query. */
+  private readonly renderInfo = new Map<string, RenderInfo>();
   /** worker -> the timer that stops its frame if it renders too long (frame_timeout_s). */
   private readonly frameTimers = new Map<string, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<unknown>>();
@@ -234,6 +243,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (!endStates.includes(row.state)) await this.cancelJob(id);
     this.storedCounts.delete(id);
     this.renderTimes.delete(id);
+    this.renderInfo.delete(id);
     await this.store.deleteJob(id);
     await rm(this.dataDir.jobDir(id), { recursive: true, force: true });
     if ((await this.store.jobsUsingBlend(row.blend_sha256)) === 0) await rm(this.dataDir.blend(row.blend_sha256), { force: true });
@@ -542,6 +552,17 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const open = fresh ? fresh.map((number) => ({ number })) : await this.store.listFrames(row.id, 'queued');
     const counts = fresh ? emptyCounts() : ((await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
     this.storedCounts.delete(row.id);
+    this.renderInfo.set(row.id, {
+      started: false,
+      message: {
+        type: 'render',
+        jobId: row.id,
+        blend: { sha256: row.blend_sha256, size: row.blend_size },
+        allowScripts: row.allow_scripts === 1,
+        overrides: JSON.parse(row.overrides_json),
+        fileExtension: row.file_extension ?? 'png',
+      },
+    });
     this.scheduler.addJob({
       jobId: row.id,
       priority: row.priority,
@@ -576,21 +597,18 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   private async assign({ workerId, jobId, frame }: Assignment): Promise<void> {
     const worker = this.workers.get(workerId);
-    const row = await this.store.getJob(jobId);
-    if (!worker || !row) return;
+    const info = this.renderInfo.get(jobId);
+    if (!worker || !info) return;
     worker.current = { jobId, frame, percent: 0 };
     this.startFrameTimer(workerId, jobId, frame);
-    worker.link.send({
-      type: 'render',
-      jobId,
-      frame,
-      blend: { sha256: row.blend_sha256, size: row.blend_size },
-      allowScripts: row.allow_scripts === 1,
-      overrides: JSON.parse(row.overrides_json),
-      fileExtension: row.file_extension ?? 'png',
-    });
+    // Sent before any query: the worker starts while the store catches up.
+    worker.link.send({ ...info.message, frame });
     await this.store.updateFrame(jobId, frame, { state: 'rendering', worker_id: workerId });
-    if (row.state === 'queued') await this.setState(row, 'rendering', { started_at: row.started_at ?? now() });
+    if (!info.started) {
+      info.started = true;
+      const row = await this.store.getJob(jobId);
+      if (row?.state === 'queued') await this.setState(row, 'rendering', { started_at: row.started_at ?? now() });
+    }
     await this.publishFrame(jobId, frame);
     await this.publishWorker(workerId);
   }

@@ -13,6 +13,7 @@ const run = promisify(execFile);
 
 export const BLENDER = process.env.BLENDER ?? 'blender';
 const MAKE_SCENE_SCRIPT = fileURLToPath(new URL('../../blender/make_test_scene.py', import.meta.url));
+const SCENE_KIT = fileURLToPath(new URL('../../blender/scene_kit.py', import.meta.url));
 const CACHE_DIR = join(tmpdir(), 'archenland-test-scenes');
 
 export type TestSceneOptions = {
@@ -45,6 +46,7 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
   };
   const key = createHash('sha256')
     .update(readFileSync(MAKE_SCENE_SCRIPT))
+    .update(readFileSync(SCENE_KIT))
     .update(JSON.stringify(settings))
     .digest('hex')
     .slice(0, 16);

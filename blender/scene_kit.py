@@ -1,0 +1,62 @@
+"""Building blocks shared by the scripts that generate Archenland's test scenes.
+
+Run inside Blender; the generator scripts put this folder on sys.path to import it.
+"""
+
+import bpy
+
+
+def parse_frames(text):
+    start, _, end = text.partition("-")
+    start = int(start)
+    end = int(end) if end else start
+    if end < start:
+        raise ValueError(f"frame range {text!r} ends before it starts")
+    return start, end
+
+
+def clear_scene():
+    # --factory-startup brings a cube, a light and a camera; start from nothing
+    # so the scene is fully described by the generator script.
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj, do_unlink=True)
+
+
+def make_material(name, rgba):
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = rgba
+    mat.diffuse_color = rgba  # what Workbench shows
+    return mat
+
+
+def configure_render(scene, *, frame_start, frame_end, width, height, samples,
+                     engine="CYCLES", fps=24, denoise=False):
+    """Deterministic output: fixed seed and sample count, 8-bit RGBA PNG, CPU Cycles."""
+    scene.frame_start = frame_start
+    scene.frame_end = frame_end
+    scene.frame_step = 1
+    scene.frame_current = frame_start
+    scene.render.fps = fps
+    scene.render.fps_base = 1.0
+
+    render = scene.render
+    render.engine = engine
+    render.resolution_x = width
+    render.resolution_y = height
+    render.resolution_percentage = 100
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGBA"
+    render.image_settings.color_depth = "8"
+    render.image_settings.compression = 15
+
+    cycles = scene.cycles
+    cycles.device = "CPU"
+    cycles.samples = samples
+    cycles.use_denoising = denoise
+    # A fixed sample count makes progress lines predictable (a/N up to N).
+    cycles.use_adaptive_sampling = False
+    cycles.seed = 0
+    cycles.use_animated_seed = False
+
+    scene.eevee.taa_render_samples = samples
