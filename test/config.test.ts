@@ -58,6 +58,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     port: 7411,
     web_port: 8080,
     cache_dir: path.join(process.cwd(), 'archenland-worker'),
+    min_free_mb: 200,
     log_level: 'info',
   });
 });
@@ -118,6 +119,7 @@ test('a full valid worker file is read as typed values', (t) => {
     web_port: 9080,
     name: 'render-01',
     cache_dir: path.join(path.dirname(file), 'cache'),
+    min_free_mb: 200,
     token: '0123456789abcdef0123',
     log_level: 'warn',
   });

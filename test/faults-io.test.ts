@@ -73,6 +73,47 @@ describe('uploads cut short, duplicated, or hitting a full disk', () => {
     assert.equal(job.counts.done, 1);
   });
 
+  it('a worker whose disk is full hands its frame back: no failure is counted, the job waits, then completes once space is freed', async () => {
+    const farm = await startTestFarm({ workers: 1 });
+    farms.push(farm);
+    const scene = await openAsBlob(await makeTestScene({ frames: '1-3', width: 48, height: 32, samples: 2 }));
+    const { body } = await submitBlend(farm.server.httpUrl, scene, { hold: 'true' });
+    await waitForJob(farm.server, body.id, ['paused']);
+    const call = (path: string) => fetch(`${farm.server.httpUrl}${path}`, { method: 'POST', headers: { [CLIENT_HEADER]: 't' } });
+    const [roomy] = await (await fetch(`${farm.server.httpUrl}/api/workers`)).json();
+    await call(`/api/workers/${roomy.id}/drain`);
+
+    const cacheDir = join(mkdtempSync(join(tmpdir(), 'archenland-workerfull-')), 'cache');
+    mkdirSync(cacheDir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', cacheDir]);
+    mounts.push(cacheDir);
+    const filler = join(cacheDir, 'filler');
+    writeFileSync(filler, Buffer.alloc(7 * 1024 * 1024));
+    farm.addWorker('cramped', { cache_dir: cacheDir, min_free_mb: 2 });
+    await call(`/api/jobs/${body.id}/resume`);
+
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    let job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;
+    assert.ok(['queued', 'rendering'].includes(job.state), `the job waits (${job.state})`);
+    assert.equal(job.counts.failed, 0);
+    assert.equal(job.counts.done, 0);
+    assert.ok(job.frameList.every((f) => f.attempts === 0), 'a frame handed back costs no attempt');
+
+    // A new job submitted now must be probed; the cramped worker hands the probe back too.
+    const { body: second } = await submitBlend(farm.server.httpUrl, scene);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    assert.equal((await (await fetch(`${farm.server.httpUrl}/api/jobs/${second.id}`)).json()).state, 'probing', 'the probe waits too');
+
+    rmSync(filler);
+    assert.equal((await waitForJob(farm.server, second.id, ['completed', 'failed'], 60_000)).state, 'completed');
+    const final = await waitForJob(farm.server, body.id, ['completed', 'failed'], 60_000);
+    assert.equal(final.state, 'completed', final.error ?? '');
+    job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;
+    const workers = await (await fetch(`${farm.server.httpUrl}/api/workers`)).json();
+    const cramped = workers.find((w: { name: string }) => w.name === 'cramped');
+    assert.ok(job.frameList.every((f) => f.workerId === cramped.id), 'the cramped worker rendered them once it had room');
+  });
+
   it('a full disk on the server pauses the job with a clear error, damages nothing, and the job completes once space is freed', async () => {
     const root = mkdtempSync(join(tmpdir(), 'archenland-diskfull-'));
     const dataDir = join(root, 'data');

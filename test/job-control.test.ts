@@ -98,20 +98,19 @@ describe('steering jobs and workers through the API (real Blender)', () => {
     const disabled = await call('POST', `/api/workers/${worker!.id}/disable`);
     assert.equal(disabled.body.enabled, false);
     const { body } = await submitBlend(url, scene, { frames: '1' });
-    await waitForJob(farm.server, body.id, ['queued']);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.equal((await call('GET', `/api/jobs/${body.id}`)).body.state, 'queued', 'nothing was handed out');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal((await call('GET', `/api/jobs/${body.id}`)).body.state, 'probing', 'not even the scene probe was handed out');
     const enabled = await call('POST', `/api/workers/${worker!.id}/enable`);
     assert.equal(enabled.body.enabled, true);
     assert.equal((await waitForJob(farm.server, body.id, ['completed', 'failed'])).state, 'completed');
     assert.equal((await call('POST', `/api/workers/0123456789abcdef/drain`)).status, 404);
   });
 
-  it('cancels a queued job and deletes a job with its files', async () => {
+  it('cancels a waiting job and deletes a job with its files', async () => {
     const [worker] = (await call('GET', '/api/workers')).body as Worker[];
     await call('POST', `/api/workers/${worker!.id}/drain`);
     const { body } = await submitBlend(url, scene);
-    await waitForJob(farm.server, body.id, ['queued']);
+    await waitForJob(farm.server, body.id, ['probing']);
     const cancelled = await call('POST', `/api/jobs/${body.id}/cancel`);
     assert.equal(cancelled.body.state, 'cancelled');
     assert.equal((await call('POST', `/api/jobs/${body.id}/cancel`)).status, 409);

@@ -124,6 +124,18 @@ describe('Scheduler', () => {
     assert.deepEqual(s.dispatch(), [{ workerId: 'w1', jobId: 'a', frame: 1 }]);
   });
 
+  test('a frame handed back unrendered goes to the front of the queue and costs no attempt', () => {
+    const s = make(1, 99);
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });
+    s.workerReady('full');
+    s.dispatch(); // full: 1
+    assert.equal(s.handBack('a', 1, 'full'), true);
+    assert.equal(s.handBack('a', 1, 'full'), false, 'only a frame the worker holds');
+    s.workerReady('roomy');
+    assert.deepEqual(s.dispatch(), [{ workerId: 'roomy', jobId: 'a', frame: 1 }]);
+    assert.equal(s.frameFailed('a', 1, 'roomy').kind, 'failed', 'with maxAttempts 1, the first real failure is final: the hand-back did not count');
+  });
+
   test('a reconnecting worker reclaims a frame it finished while away', () => {
     const s = make();
     s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2] });

@@ -360,7 +360,7 @@ class SimWorker {
       if (this.opts.probeMs) await new Promise((r) => setTimeout(r, this.opts.probeMs));
       this.send({ type: 'probe_result', jobId, scene: this.opts.scene(jobId) });
     } catch (error) {
-      this.send({ type: 'probe_failed', jobId, error: (error as Error).message });
+      this.send({ type: 'probe_failed', jobId, error: (error as Error).message, reason: 'scene' });
     }
   }
 

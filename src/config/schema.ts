@@ -50,6 +50,7 @@ export const workerSchema = z.strictObject({
   web_port: port(8080, "The server's HTTP port"),
   name: z.string().min(1).optional().describe('Name shown in the web UI; defaults to the host name'),
   cache_dir: text('archenland-worker', 'Folder for downloaded files and rendered frames; a relative path is resolved against the folder of the settings file'),
+  min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   token: token("The server's token"),
   log_level: logLevel(),
 });

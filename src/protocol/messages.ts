@@ -46,6 +46,8 @@ const frameFailedSchema = z.object({
   frame: z.number().int(),
   error: z.string().max(4000),
   log: z.string().max(64 * 1024),
+  /** `disk_full`: the worker could not take the frame; it is no fault of the frame and costs no attempt. */
+  reason: z.enum(['render', 'disk_full']).default('render'),
 });
 
 /** Blender's output for a rendered frame, kept for the UI's per-frame log view. */
@@ -66,6 +68,8 @@ const probeFailedSchema = z.object({
   type: z.literal('probe_failed'),
   jobId: idSchema,
   error: z.string().max(4000),
+  /** `disk_full`: this worker could not look; another (or this one, later) should. */
+  reason: z.enum(['scene', 'disk_full']).default('scene'),
 });
 
 export const workerMessageSchema = z.discriminatedUnion('type', [

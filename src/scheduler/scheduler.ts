@@ -221,6 +221,19 @@ export class Scheduler {
     return true;
   }
 
+  /** The worker gives a frame back unrendered (it cannot take it now): no attempt is counted. */
+  handBack(jobId: string, frame: number, workerId: string): boolean {
+    const entry = this.jobs.get(jobId);
+    const holders = entry?.inFlight.get(frame);
+    if (!entry || !holders?.delete(workerId)) return false;
+    this.held.get(workerId)?.delete(key(jobId, frame));
+    if (holders.size === 0) {
+      entry.inFlight.delete(frame);
+      if (entry.open.has(frame)) entry.retry.unshift(frame);
+    }
+    return true;
+  }
+
   /** Pairs idle workers with pending frames; call after anything that frees either. */
   dispatch(): Assignment[] {
     const assignments: Assignment[] = [];

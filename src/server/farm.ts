@@ -78,6 +78,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly workers = new Map<string, ConnectedWorker>();
   /** job id -> worker probing its scene (null: waiting for a worker). */
   private readonly probes = new Map<string, string | null>();
+  /** Workers that handed a probe back (disk full), until they say they are ready again. */
+  private readonly cannotProbe = new Set<string>();
   /** Counts of jobs outside the scheduler (probing or ended), read from the store once. */
   private readonly storedCounts = new Map<string, FrameCounts>();
   /** Render time totals per job, for averages and time estimates without a query per event. */
@@ -355,6 +357,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (!worker) return;
     worker.current = null;
     this.clearFrameTimer(workerId);
+    if (this.cannotProbe.delete(workerId)) this.requestProbes();
     if (worker.enabled) this.scheduler.workerReady(workerId);
     this.background(this.publishWorker(workerId));
     this.pump();
@@ -375,6 +378,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (!worker || worker.link !== link || this.stopping) return; // an older, replaced connection, or shutdown
     this.workers.delete(workerId);
     this.clearFrameTimer(workerId);
+    this.cannotProbe.delete(workerId);
     this.log.warn({ workerId }, 'worker disconnected');
     this.returnFramesOf(workerId);
     for (const [jobId, prober] of this.probes) if (prober === workerId) this.probes.set(jobId, null);
@@ -406,6 +410,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       }
     }
     this.log.info({ workerId, mode }, 'worker mode changed');
+    this.requestProbes();
     this.pump();
     await this.publishWorker(workerId);
     return workerView((await this.store.getWorker(workerId))!, this.liveState(workerId));
@@ -480,6 +485,22 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.pump();
   }
 
+  /**
+   * The worker could not take the frame (its disk is full): the frame goes back to the
+   * front of the queue without counting as a failure, so the job waits rather than fails.
+   */
+  async frameHandedBack(workerId: string, jobId: string, frame: number, reason: string): Promise<void> {
+    if (!this.scheduler.handBack(jobId, frame, workerId)) return;
+    this.log.warn({ workerId, jobId, frame, reason }, 'worker handed a frame back');
+    const worker = this.workers.get(workerId);
+    if (worker?.current?.jobId === jobId && worker.current.frame === frame) worker.current = null;
+    this.clearFrameTimer(workerId);
+    await this.store.updateFrame(jobId, frame, { state: 'queued', worker_id: null });
+    await this.publishFrame(jobId, frame);
+    await this.publishWorker(workerId);
+    this.pump();
+  }
+
   /** Keeps Blender's output for a frame; it arrives beside the upload, in either order. */
   async frameLogReceived(workerId: string, jobId: string, frame: number, log: string): Promise<void> {
     const row = await this.store.getFrame(jobId, frame);
@@ -517,6 +538,15 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     await this.setState(row, request.hold ? 'paused' : 'queued');
     this.log.info({ jobId, frames: this.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
     this.pump();
+  }
+
+  /** The worker could not probe (its disk is full): another worker probes, or this one once it is ready again. */
+  async probeHandedBack(workerId: string, jobId: string, reason: string): Promise<void> {
+    if (this.probes.get(jobId) !== workerId) return;
+    this.log.warn({ workerId, jobId, reason }, 'worker handed a probe back');
+    this.probes.set(jobId, null);
+    this.cannotProbe.add(workerId);
+    this.requestProbes();
   }
 
   async probeFailed(workerId: string, jobId: string, error: string): Promise<void> {
@@ -662,9 +692,9 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     }
   }
 
-  /** Probing takes a couple of seconds beside a render, so an idle worker is best but any will do. */
+  /** Probing takes a couple of seconds beside a render, so an idle worker is best but any enabled one will do. */
   private pickProber(): ConnectedWorker | undefined {
-    const all = [...this.workers.values()];
+    const all = [...this.workers.values()].filter((w) => w.enabled && !this.cannotProbe.has(w.id));
     return all.find((w) => this.scheduler.isIdle(w.id)) ?? all.find((w) => !w.current) ?? all[0];
   }
 

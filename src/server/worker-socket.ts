@@ -137,12 +137,14 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
     case 'progress':
       return farm.workerProgress(workerId, message.jobId, message.frame, message.percent);
     case 'frame_failed':
+      if (message.reason === 'disk_full') return farm.frameHandedBack(workerId, message.jobId, message.frame, message.error);
       return farm.frameFailed(workerId, message.jobId, message.frame, message.error, message.log);
     case 'frame_log':
       return farm.frameLogReceived(workerId, message.jobId, message.frame, message.log);
     case 'probe_result':
       return farm.probeSucceeded(workerId, message.jobId, message.scene);
     case 'probe_failed':
+      if (message.reason === 'disk_full') return farm.probeHandedBack(workerId, message.jobId, message.error);
       return farm.probeFailed(workerId, message.jobId, message.error);
   }
 }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +12,9 @@ import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
 import { UploadQueue } from './upload-queue.ts';
+
+/** How often a worker short of disk space looks again. */
+const SPACE_RECHECK_MS = 3000;
 
 /** Progress messages per frame are capped at this rate; Cycles prints a line per sample. */
 const PROGRESS_INTERVAL_MS = 250;
@@ -37,6 +41,7 @@ export class RenderWorker {
   private rendering: Promise<void> = Promise.resolve();
   private draining = false;
   private shutDown = false;
+  private waitingForSpace = false;
   private readonly uploads: UploadQueue;
   private stopped: Promise<string>;
   private stop!: (reason: string) => void;
@@ -53,7 +58,7 @@ export class RenderWorker {
     this.uploads = new UploadQueue(
       (upload) => uploadFrame(this.serverUrl, settings.token, this.workerId!, upload),
       (upload, error) =>
-        this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, error: error.message, log: '' }),
+        this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, error: error.message, log: '', reason: 'render' }),
       log,
     );
     this.connection = new ServerConnection(
@@ -161,6 +166,14 @@ export class RenderWorker {
     this.cancelled = false;
     const log = this.log.child({ jobId, frame });
     let lastProgress = 0;
+    const short = await this.spaceShortage();
+    if (short) {
+      log.error({ reason: short }, 'disk full: handing the frame back');
+      this.connection.send({ type: 'frame_failed', jobId, frame, error: short, log: '', reason: 'disk_full' });
+      this.current = null;
+      this.waitForSpace();
+      return;
+    }
     try {
       const session = await this.sessionFor(assignment);
       const outputPattern = path.join(this.settings.cache_dir, 'output', jobId, 'frame_####');
@@ -186,12 +199,38 @@ export class RenderWorker {
           frame,
           error: message.slice(0, 4000),
           log: String((error as { log?: string }).log ?? '').slice(-60_000),
+          reason: 'render',
         });
       }
     } finally {
       this.current = null;
       this.askForWork();
     }
+  }
+
+  /** Why the cache folder cannot take another frame, or null when it has room (min_free_mb). */
+  private async spaceShortage(): Promise<string | null> {
+    await mkdir(this.settings.cache_dir, { recursive: true });
+    const { bavail, bsize } = await statfs(this.settings.cache_dir);
+    const freeMb = (bavail * bsize) / 1024 / 1024;
+    if (freeMb >= this.settings.min_free_mb) return null;
+    return `worker ${this.settings.name ?? os.hostname()} has only ${freeMb.toFixed(0)} MiB free in ${this.settings.cache_dir} (min_free_mb = ${this.settings.min_free_mb}); free space there`;
+  }
+
+  /** Takes no work until the disk has room again, checking now and then. */
+  private waitForSpace(): void {
+    if (this.waitingForSpace) return;
+    this.waitingForSpace = true;
+    const check = setInterval(() => {
+      void this.spaceShortage().then((short) => {
+        if (short || this.shutDown) return;
+        clearInterval(check);
+        this.waitingForSpace = false;
+        this.log.info('disk has room again: taking work');
+        this.askForWork();
+      });
+    }, SPACE_RECHECK_MS);
+    check.unref();
   }
 
   /** One Blender per job: reused frame after frame, replaced when the job changes or Blender died. */
@@ -223,12 +262,19 @@ export class RenderWorker {
   }
 
   private async probe(request: ProbeRequest): Promise<void> {
+    const short = await this.spaceShortage();
+    if (short) {
+      this.log.error({ jobId: request.jobId, reason: short }, 'disk full: handing the probe back');
+      this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: short, reason: 'disk_full' });
+      this.waitForSpace();
+      return;
+    }
     try {
       const blendFile = await this.cache.get(request.blend);
       const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts: request.allowScripts });
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
     } catch (error) {
-      this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: (error as Error).message.slice(0, 4000) });
+      this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: (error as Error).message.slice(0, 4000), reason: 'scene' });
     }
   }
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { silentLogger, createLogger } from '../../src/util/log.ts';
 import { startServer, type RunningServer } from '../../src/server/index.ts';
 import { RenderWorker } from '../../src/worker/index.ts';
-import { serverSchema, workerSchema, type ServerSettings } from '../../src/config/index.ts';
+import { serverSchema, workerSchema, type ServerSettings, type WorkerSettings } from '../../src/config/index.ts';
 import { CLIENT_HEADER, type Job } from '../../src/protocol/index.ts';
 import { BLENDER } from './scenes.ts';
 
@@ -15,7 +15,7 @@ export interface TestFarm {
   server: RunningServer;
   workers: RenderWorker[];
   root: string;
-  addWorker(name?: string): RenderWorker;
+  addWorker(name?: string, settings?: Partial<WorkerSettings>): RenderWorker;
   close(): Promise<void>;
 }
 
@@ -33,7 +33,7 @@ export async function startTestFarm(opts: { workers?: number; server?: Partial<S
   } as ServerSettings;
   const server = await startServer(settings, testLogger('server'));
   const workers: RenderWorker[] = [];
-  const addWorker = (name = `worker${workers.length + 1}`) => {
+  const addWorker = (name = `worker${workers.length + 1}`, overrides: Partial<WorkerSettings> = {}) => {
     const worker = new RenderWorker(
       {
         ...workerSchema.parse({}),
@@ -45,6 +45,7 @@ export async function startTestFarm(opts: { workers?: number; server?: Partial<S
         name,
         cache_dir: path.join(root, name),
         token: server.token,
+        ...overrides,
       },
       testLogger(name),
     );
