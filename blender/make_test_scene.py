@@ -19,7 +19,9 @@ import sys
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scene_kit import clear_scene, configure_render, make_material, parse_frames  # noqa: E402
+from scene_kit import (  # noqa: E402
+    add_camera, add_sun, clear_scene, configure_render, make_linear, make_material, parse_frames,
+)
 
 
 def parse_args():
@@ -62,21 +64,10 @@ def build_objects(scene, frame_start, frame_end):
     cube.rotation_euler = (0, 0, math.pi)
     cube.keyframe_insert("location", frame=frame_start + span)
     cube.keyframe_insert("rotation_euler", frame=frame_start + span)
-    for fcurve in cube.animation_data.action.fcurves:
-        for key in fcurve.keyframe_points:
-            key.interpolation = "LINEAR"
+    make_linear(cube)
 
-    bpy.ops.object.light_add(type="SUN", location=(4, -4, 8))
-    sun = bpy.context.active_object
-    sun.name = "Sun"
-    sun.data.energy = 4.0
-    sun.rotation_euler = (math.radians(40), math.radians(10), math.radians(30))
-
-    bpy.ops.object.camera_add(location=(0, -10, 5))
-    camera = bpy.context.active_object
-    camera.name = "Camera"
-    camera.rotation_euler = (math.radians(65), 0, 0)
-    scene.camera = camera
+    add_sun((4, -4, 8), (math.radians(40), math.radians(10), math.radians(30)), energy=4.0)
+    add_camera(scene, (0, -10, 5), (math.radians(65), 0, 0))
 
 
 def configure_world(scene):

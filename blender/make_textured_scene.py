@@ -26,7 +26,9 @@ import sys
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scene_kit import clear_scene, configure_render, make_material, parse_frames  # noqa: E402
+from scene_kit import (  # noqa: E402
+    add_camera, add_sun, clear_scene, configure_render, make_linear, make_material, parse_frames,
+)
 
 
 def parse_args():
@@ -76,20 +78,10 @@ def build_objects(scene, image, frame_start, frame_end):
     cube.keyframe_insert("location", frame=frame_start)
     cube.location = (2, -1.5, 0)
     cube.keyframe_insert("location", frame=frame_start + span)
-    for fcurve in cube.animation_data.action.fcurves:
-        for key in fcurve.keyframe_points:
-            key.interpolation = "LINEAR"
+    make_linear(cube)
 
-    bpy.ops.object.light_add(type="SUN", location=(0, -6, 6))
-    sun = bpy.context.active_object
-    sun.name = "Sun"
-    sun.data.energy = 3.0
-    sun.rotation_euler = (math.radians(45), 0, 0)
-
-    bpy.ops.object.camera_add(location=(0, -10, 0), rotation=(math.radians(90), 0, 0))
-    camera = bpy.context.active_object
-    camera.name = "Camera"
-    scene.camera = camera
+    add_sun((0, -6, 6), (math.radians(45), 0, 0), energy=3.0)
+    add_camera(scene, (0, -10, 0), (math.radians(90), 0, 0))
 
 
 def configure(scene, args, frame_start, frame_end):

@@ -60,3 +60,28 @@ def configure_render(scene, *, frame_start, frame_end, width, height, samples,
     cycles.use_animated_seed = False
 
     scene.eevee.taa_render_samples = samples
+
+
+def make_linear(obj):
+    """Constant speed between keyframes, so each frame differs from the next."""
+    for fcurve in obj.animation_data.action.fcurves:
+        for key in fcurve.keyframe_points:
+            key.interpolation = "LINEAR"
+
+
+def add_sun(location, rotation, energy):
+    bpy.ops.object.light_add(type="SUN", location=location)
+    sun = bpy.context.active_object
+    sun.name = "Sun"
+    sun.data.energy = energy
+    sun.rotation_euler = rotation
+    return sun
+
+
+def add_camera(scene, location, rotation):
+    bpy.ops.object.camera_add(location=location)
+    camera = bpy.context.active_object
+    camera.name = "Camera"
+    camera.rotation_euler = rotation
+    scene.camera = camera
+    return camera

@@ -1,3 +1,3 @@
 export { Scheduler } from './scheduler.ts';
 export type { Assignment, QueuedJob, FrameOutcome, FailureOutcome, SchedulerOptions, JobCounts } from './scheduler.ts';
-export { canTransition, assertTransition } from './job-state.ts';
+export { canTransition, assertTransition, finishedStates } from './job-state.ts';

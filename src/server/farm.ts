@@ -19,7 +19,7 @@ import {
   type Worker,
   type WorkerHello,
 } from '../protocol/index.ts';
-import { Scheduler, assertTransition, type Assignment } from '../scheduler/index.ts';
+import { Scheduler, assertTransition, finishedStates, type Assignment } from '../scheduler/index.ts';
 import type { JobRow, Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from './data-dir.ts';
@@ -66,7 +66,6 @@ export class FarmError extends Error {
 
 export const newId = () => randomBytes(8).toString('hex');
 const now = () => new Date().toISOString();
-const endStates: readonly string[] = ['completed', 'failed', 'cancelled'];
 
 /**
  * The farm's application service: it owns the job life cycle and applies the
@@ -183,7 +182,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   async cancelJob(id: string): Promise<Job> {
     const row = await this.requireJob(id);
-    if (endStates.includes(row.state)) throw new FarmError(`job ${id} is already ${row.state}`, 409);
+    if (finishedStates.includes(row.state as JobState)) throw new FarmError(`job ${id} is already ${row.state}`, 409);
     this.probes.delete(id);
     await this.leaveScheduler(id);
     await this.setState(row, 'cancelled', { finished_at: now() });
@@ -242,7 +241,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Removes a job with its frames and files; a running job is cancelled first. */
   async deleteJob(id: string): Promise<void> {
     const row = await this.requireJob(id);
-    if (!endStates.includes(row.state)) await this.cancelJob(id);
+    if (!finishedStates.includes(row.state as JobState)) await this.cancelJob(id);
     this.storedCounts.delete(id);
     this.renderTimes.delete(id);
     this.renderInfo.delete(id);
