@@ -7,7 +7,15 @@ Started by src/worker/blender/session.ts as:
 Keeping one Blender process open avoids paying start-up and scene loading for
 every frame (about 1.5 s each on small scenes). Commands:
   {"cmd": "render", "frame": N, "output": "/abs/dir/frame_####"}
+  {"cmd": "render", "frame": N, "output": "/abs/dir/tile_####",
+   "tile": {"x": X, "y": Y, "width": W, "height": H,
+            "frameWidth": FW, "frameHeight": FH, ...}}
   {"cmd": "quit"}
+With "tile" (a TileRegion from src/protocol/tiles.ts: pixels, origin at the
+TOP-LEFT, extra keys such as index/cols/rows ignored) only that rectangle is
+rendered (border render, cropped) and the saved image is exactly W x H. The
+scene's own border settings are restored afterwards, so a following
+whole-frame render is unaffected.
 Replies are single lines starting with "@@ARCHENLAND " followed by JSON, mixed
 into Blender's own stdout (progress lines such as "Fra:1 ... | Sample 2/4"
 stay there on purpose: the worker parses them for progress).
@@ -104,7 +112,7 @@ def apply_overrides(scene, overrides):
         render.image_settings.file_format = name
 
 
-def render_frame(scene, frame, output):
+def render_to_file(scene, frame, output):
     scene.frame_set(frame)
     # Expand "#" (and the extension) the way `blender -o PATTERN -f N` does.
     # A still render with write_still=True does NOT expand "#": given the
@@ -118,6 +126,114 @@ def render_frame(scene, frame, output):
         # the one Blender wrote to (e.g. a future change in frame_path).
         raise RuntimeError(f"render finished but no file was written at {path}")
     return path
+
+
+def render_frame(scene, frame, output, tile=None):
+    """Render a whole frame, or only `tile` of it; return the saved file's path."""
+    render = scene.render
+    previous = read_border(render)
+    try:
+        if tile is not None:
+            check_frame_size(render, tile)
+            set_border(render, tile)
+        path = render_to_file(scene, frame, output)
+    finally:
+        # Also after a failure: the next command may be a whole frame.
+        write_border(render, previous)
+    if tile is not None:
+        check_image_size(path, tile)
+    return path
+
+
+# --- Tiles: one rectangle of the frame, rendered as a cropped border render ---
+
+TILE_INT_FIELDS = ("x", "y", "width", "height", "frameWidth", "frameHeight")
+BORDER_SETTINGS = ("use_border", "use_crop_to_border",
+                   "border_min_x", "border_max_x", "border_min_y", "border_max_y")
+
+
+def parse_tile(tile):
+    """The tile's pixel fields, checked; raises ValueError with the reason."""
+    if not isinstance(tile, dict):
+        raise ValueError(f"tile must be a JSON object, got {tile!r}")
+    fields = {}
+    for key in TILE_INT_FIELDS:
+        value = tile.get(key)
+        # JSON true/false arrive as bool, which Python counts as int.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"tile.{key} must be an integer, got {value!r}")
+        fields[key] = value
+    x, y, width, height = fields["x"], fields["y"], fields["width"], fields["height"]
+    frame_width, frame_height = fields["frameWidth"], fields["frameHeight"]
+    if width < 1 or height < 1:
+        raise ValueError(f"tile size must be at least 1x1, got {width}x{height}")
+    if x < 0 or y < 0:
+        raise ValueError(f"tile position must not be negative, got ({x}, {y})")
+    if x + width > frame_width or y + height > frame_height:
+        raise ValueError(f"tile {width}x{height} at ({x}, {y}) does not fit in "
+                         f"the {frame_width}x{frame_height} frame")
+    return fields
+
+
+def effective_frame_size(render):
+    # Blender scales by the percentage with integer division, as here.
+    percentage = render.resolution_percentage
+    return (render.resolution_x * percentage // 100,
+            render.resolution_y * percentage // 100)
+
+
+def check_frame_size(render, tile):
+    # The server cut the frame for a size it read earlier (probe + overrides);
+    # tiles of a frame of another size would not stitch together.
+    width, height = effective_frame_size(render)
+    if (width, height) != (tile["frameWidth"], tile["frameHeight"]):
+        raise ValueError(
+            f"tile is for a {tile['frameWidth']}x{tile['frameHeight']} frame but the "
+            f"scene renders {width}x{height} (resolution {render.resolution_x}x"
+            f"{render.resolution_y} at {render.resolution_percentage}%)")
+
+
+def border_fraction(pixel, size):
+    # Blender turns a border edge into a pixel as int(fraction * size),
+    # truncating. Aiming a quarter pixel past the edge keeps float rounding
+    # from truncating onto the pixel before it.
+    return min(max((pixel + 0.25) / size, 0.0), 1.0)
+
+
+def set_border(render, tile):
+    frame_width, frame_height = tile["frameWidth"], tile["frameHeight"]
+    left, right = tile["x"], tile["x"] + tile["width"]
+    # The tile's y runs down from the top; Blender's border runs up from the bottom.
+    bottom = frame_height - (tile["y"] + tile["height"])
+    top = frame_height - tile["y"]
+    render.use_border = True
+    render.use_crop_to_border = True  # save just the tile, not a black frame around it
+    render.border_min_x = border_fraction(left, frame_width)
+    render.border_max_x = border_fraction(right, frame_width)
+    render.border_min_y = border_fraction(bottom, frame_height)
+    render.border_max_y = border_fraction(top, frame_height)
+
+
+def read_border(render):
+    return {name: getattr(render, name) for name in BORDER_SETTINGS}
+
+
+def write_border(render, settings):
+    for name, value in settings.items():
+        setattr(render, name, value)
+
+
+def check_image_size(path, tile):
+    # Read the size back from the file itself: the stitcher trusts it, and a
+    # border Blender rounded differently would leave a seam or an overlap.
+    image = bpy.data.images.load(path, check_existing=False)
+    try:
+        width, height = image.size
+    finally:
+        bpy.data.images.remove(image)
+    if (width, height) != (tile["width"], tile["height"]):
+        raise RuntimeError(f"tile render saved a {width}x{height} image at {path}, "
+                           f"expected {tile['width']}x{tile['height']}")
 
 
 def handle(scene, line):
@@ -144,8 +260,15 @@ def handle(scene, line):
         emit("error", frame=frame if isinstance(frame, int) else None,
              message="render needs an integer frame and an output path")
         return True
+    tile = None
+    if command.get("tile") is not None:
+        try:
+            tile = parse_tile(command["tile"])
+        except ValueError as error:
+            emit("error", frame=frame, message=f"invalid tile: {error}")
+            return True
     try:
-        path = render_frame(scene, frame, output)
+        path = render_frame(scene, frame, output, tile)
     except Exception as error:  # report and keep serving the next command
         emit("error", frame=frame, message=error_message(error))
         return True

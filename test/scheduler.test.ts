@@ -75,7 +75,7 @@ describe('Scheduler', () => {
     s.workerReady('w2');
     s.dispatch(); // w2 renders frame 1 again
     const late = s.frameDone('a', 1, 'w1');
-    assert.deepEqual(late, { kind: 'accepted', jobFinished: false, cancel: [{ workerId: 'w2', jobId: 'a', frame: 1 }] });
+    assert.deepEqual(late, { kind: 'accepted', jobFinished: false, cancel: [{ workerId: 'w2', jobId: 'a', frame: 1 }], stitch: false });
     assert.deepEqual(s.frameDone('a', 1, 'w2'), { kind: 'duplicate' });
     assert.equal(s.pendingCount('a'), 1);
   });
@@ -85,7 +85,7 @@ describe('Scheduler', () => {
     s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1] });
     s.workerReady('w');
     s.dispatch();
-    assert.deepEqual(s.frameDone('a', 1, 'w'), { kind: 'accepted', jobFinished: true, cancel: [] });
+    assert.deepEqual(s.frameDone('a', 1, 'w'), { kind: 'accepted', jobFinished: true, cancel: [], stitch: false });
     assert.deepEqual(s.frameDone('zzz', 1, 'w'), { kind: 'unknown' });
   });
 
@@ -97,7 +97,7 @@ describe('Scheduler', () => {
     assert.deepEqual(s.frameFailed('a', 1, 'w'), { kind: 'requeued', attempts: 1 });
     s.workerReady('w');
     assert.equal(s.dispatch().length, 1);
-    assert.deepEqual(s.frameFailed('a', 1, 'w'), { kind: 'failed', attempts: 2, jobFinished: true });
+    assert.deepEqual(s.frameFailed('a', 1, 'w'), { kind: 'failed', attempts: 2, jobFinished: true, cancel: [] });
   });
 
   test('a failed frame is retried on another worker when there is one', () => {
@@ -192,7 +192,7 @@ describe('Scheduler', () => {
     assert.deepEqual(s.dispatch(), [{ workerId: 'fast', jobId: 'a', frame: 2 }], 'slow has run 150 ms on frame 2: fast copies it');
     assert.deepEqual(s.counts('a'), { total: 3, queued: 0, rendering: 1, done: 2, failed: 0 }, 'a copy is not a second frame');
     clock = 250;
-    assert.deepEqual(s.frameDone('a', 2, 'fast'), { kind: 'accepted', jobFinished: true, cancel: [{ workerId: 'slow', jobId: 'a', frame: 2 }] });
+    assert.deepEqual(s.frameDone('a', 2, 'fast'), { kind: 'accepted', jobFinished: true, cancel: [{ workerId: 'slow', jobId: 'a', frame: 2 }], stitch: false });
     assert.deepEqual(s.frameDone('a', 2, 'slow'), { kind: 'duplicate' });
   });
 

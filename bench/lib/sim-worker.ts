@@ -2,12 +2,16 @@
  * Simulated render workers: real WebSocket clients speaking the real worker protocol
  * (src/protocol/messages.ts) and uploading frames over the real HTTP endpoint with the
  * headers src/worker/frame-uploader.ts sends, but "rendering" with a timer instead of
- * Blender. Used by the scale and big-files benchmarks and by test/scale-smoke.test.ts.
+ * Blender. Used by the scale, big-files, tail-duplication and ui-load benchmarks and by
+ * test/scale-smoke.test.ts.
  *
  * Each worker: `hello` with the farm token → waits for `welcome` → `ready`; on `probe`
  * answers `probe_result` with a made-up SceneInfo; on `render` waits the simulated render
  * time (optionally sending `progress` as it goes), sends `frame_log`, PUTs a fake frame to
- * /api/worker/jobs/:id/frames/:n, then sends `ready` again.
+ * /api/worker/jobs/:id/frames/:n, then sends `ready` again. On `cancel` it stops a render in
+ * progress (not an upload under way, like the real worker) and sends `ready`. Render times
+ * come from `renderMs(job, frame, worker index)`, so workers can differ in speed; `trace`
+ * reports each assignment, cancel and upload answer with its time.
  * (The real worker sends `ready` as soon as Blender saved the frame and uploads in the
  * background; uploading first is the conservative order: upload latency counts against
  * the farm.)
@@ -55,6 +59,26 @@ export interface SimWorkerOptions {
   /** Workers connect this many at a time. Default 50. */
   connectBatch?: number;
   namePrefix?: string;
+  /**
+   * Called on each assignment, cancel and upload answer as it happens, with the worker's
+   * index and performance.now(): a timeline for benchmarks that look at when things happen.
+   */
+  trace?: (event: SimEvent) => void;
+}
+
+/**
+ * What a worker saw or did, for `trace`. `render`: an assignment arrived. `cancel`: a cancel
+ * arrived (`stopped`: it stopped a render in progress). `accepted` / `refused`: the answer to
+ * a frame upload.
+ */
+export interface SimEvent {
+  type: 'render' | 'cancel' | 'accepted' | 'refused';
+  worker: number;
+  jobId: string;
+  /** Absent for a cancel of the whole job. */
+  frame: number | undefined;
+  at: number;
+  stopped?: boolean;
 }
 
 export interface SimStats {
@@ -69,6 +93,9 @@ export interface SimStats {
   uploadsRefused: number;
   uploadRetries: number;
   uploadErrors: number;
+  /** Every `cancel` message received, whether or not it stopped anything. */
+  cancelsReceived: number;
+  /** Cancels that stopped a render in progress (not one already uploading). */
   cancelsDuringRender: number;
   probes: number;
   blendDownloads: number;
@@ -111,6 +138,7 @@ export function fakeScene(start: number, end: number, overrides: Partial<SceneIn
     samples: 1,
     denoising: false,
     blenderVersion: '3.4.1',
+    tileBlockers: [],
     ...overrides,
   };
 }
@@ -127,6 +155,7 @@ export class SimulatedWorkers {
     uploadsRefused: 0,
     uploadRetries: 0,
     uploadErrors: 0,
+    cancelsReceived: 0,
     cancelsDuringRender: 0,
     probes: 0,
     blendDownloads: 0,
@@ -330,6 +359,7 @@ class SimWorker {
         if (Number.isNaN(stats.firstRenderAt)) stats.firstRenderAt = at;
         stats.renders++;
         bump(stats.assigned, message.jobId, message.frame);
+        this.opts.trace?.({ type: 'render', worker: this.index, jobId: message.jobId, frame: message.frame, at });
         void this.render(message.jobId, message.frame, message.blend.sha256);
         return;
       }
@@ -339,8 +369,11 @@ class SimWorker {
         return;
       case 'cancel': {
         // Like the real worker, only a render in progress is stopped; an upload under way goes on.
+        stats.cancelsReceived++;
         const current = this.current;
-        if (current && !current.uploading && current.jobId === message.jobId && (message.frame === undefined || message.frame === current.frame)) {
+        const stops = current !== null && !current.uploading && current.jobId === message.jobId && (message.frame === undefined || message.frame === current.frame);
+        this.opts.trace?.({ type: 'cancel', worker: this.index, jobId: message.jobId, frame: message.frame, at: performance.now(), stopped: stops });
+        if (stops) {
           current.cancel();
           stats.cancelsDuringRender++;
           this.current = null;
@@ -394,9 +427,11 @@ class SimWorker {
       stats.simulatedMs += renderMs;
       stats.lastUploadAt = performance.now();
       bump(stats.accepted, jobId, frame);
+      this.opts.trace?.({ type: 'accepted', worker: this.index, jobId, frame, at: stats.lastUploadAt });
       this.farm.frameAccepted();
     } else if (answer) {
       stats.uploadsRefused++;
+      this.opts.trace?.({ type: 'refused', worker: this.index, jobId, frame, at: performance.now() });
     }
     this.current = null;
     this.ready();

@@ -6,7 +6,10 @@ import {
   type OutputFormat,
   type SceneInfo,
   type SceneOverrides,
+  type TileRequest,
 } from '../protocol/index.ts';
+import { CompileError } from './errors.ts';
+import { planTiling, type JobTilingPlan } from './tiling.ts';
 
 /** What the user asked for, each field falling back to the scene's own value when absent. */
 export interface RenderRequest {
@@ -14,15 +17,18 @@ export interface RenderRequest {
   fileFormat?: OutputFormat;
   resolutionPercentage?: number | null;
   samples?: number | null;
+  tiles?: TileRequest;
+  forceTiles?: boolean;
 }
 
 export interface CompiledJob {
   range: FrameRange;
   fileExtension: string;
   overrides: SceneOverrides;
+  tiling: JobTilingPlan;
 }
 
-export class CompileError extends Error {}
+export { CompileError };
 
 /**
  * Turns a probed scene and the user's request into what the farm renders (Flamenco calls
@@ -41,9 +47,16 @@ export function compileJob(scene: SceneInfo, request: RenderRequest): CompiledJo
   if (!fileExtension) {
     throw new CompileError(`the scene saves ${format} images, which the farm cannot collect; choose PNG, JPEG, OPEN_EXR or TIFF`);
   }
+  const tiling = planTiling(scene, {
+    tiles: request.tiles ?? 'auto',
+    forceTiles: request.forceTiles ?? false,
+    fileFormat: format,
+    resolutionPercentage: request.resolutionPercentage ?? scene.resolutionPercentage,
+  });
   return {
     range,
     fileExtension,
+    tiling,
     overrides: {
       engine: null,
       resolutionPercentage: request.resolutionPercentage ?? null,

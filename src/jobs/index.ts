@@ -1,1 +1,2 @@
 export { compileJob, CompileError, type CompiledJob, type RenderRequest } from './compile.ts';
+export { planTiling, tileBlockers, type JobTilingPlan } from './tiling.ts';

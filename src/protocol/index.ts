@@ -3,3 +3,4 @@ export * from './api.ts';
 export * from './frames.ts';
 export * from './messages.ts';
 export * from './scene.ts';
+export * from './tiles.ts';

@@ -1,15 +1,19 @@
 import { z } from 'zod';
 import { frameSchema, idSchema, jobSchema, sha256Schema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
+import { MAX_TILE_SIDE, tileRegionSchema } from './tiles.ts';
 
 /**
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
+
+/** Which tile of a split frame a message is about; absent for a whole frame. */
+const tileIndexSchema = z.number().int().min(0).max(MAX_TILE_SIDE * MAX_TILE_SIDE - 1).optional();
 
 const blendRefSchema = z.object({ sha256: sha256Schema, size: z.number().int().nonnegative() });
 export type BlendRef = z.infer<typeof blendRefSchema>;
@@ -28,7 +32,7 @@ const helloSchema = z.object({
   threads: z.number().int().min(0).max(1024),
   blenderVersion: z.string().max(100).nullable(),
   /** Frames rendered while the worker was away whose uploads are still on their way. */
-  holding: z.array(z.object({ jobId: idSchema, frame: z.number().int() })).max(10_000).default([]),
+  holding: z.array(z.object({ jobId: idSchema, frame: z.number().int(), tile: tileIndexSchema })).max(10_000).default([]),
 });
 
 const readySchema = z.object({ type: z.literal('ready') });
@@ -37,6 +41,7 @@ const progressSchema = z.object({
   type: z.literal('progress'),
   jobId: idSchema,
   frame: z.number().int(),
+  tile: tileIndexSchema,
   percent: z.number().min(0).max(100),
 });
 
@@ -44,6 +49,7 @@ const frameFailedSchema = z.object({
   type: z.literal('frame_failed'),
   jobId: idSchema,
   frame: z.number().int(),
+  tile: tileIndexSchema,
   error: z.string().max(4000),
   log: z.string().max(64 * 1024),
   /** `disk_full`: the worker could not take the frame; it is no fault of the frame and costs no attempt. */
@@ -55,6 +61,7 @@ const frameLogSchema = z.object({
   type: z.literal('frame_log'),
   jobId: idSchema,
   frame: z.number().int(),
+  tile: tileIndexSchema,
   log: z.string().max(64 * 1024),
 });
 
@@ -106,6 +113,8 @@ export const renderAssignmentSchema = z.object({
   allowScripts: z.boolean(),
   overrides: sceneOverridesSchema,
   fileExtension: z.string(),
+  /** Render only this region of the frame (a tile), cropped to it. */
+  tile: tileRegionSchema.optional(),
 });
 export type RenderAssignment = z.infer<typeof renderAssignmentSchema>;
 
@@ -122,7 +131,7 @@ export const serverToWorkerSchema = z.discriminatedUnion('type', [
   renderAssignmentSchema,
   probeRequestSchema,
   /** The job ended or the frame went to someone else: stop and drop it. */
-  z.object({ type: z.literal('cancel'), jobId: idSchema, frame: z.number().int().optional() }),
+  z.object({ type: z.literal('cancel'), jobId: idSchema, frame: z.number().int().optional(), tile: tileIndexSchema }),
   z.object({ type: z.literal('error'), message: z.string() }),
 ]);
 export type ServerToWorker = z.infer<typeof serverToWorkerSchema>;

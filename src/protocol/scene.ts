@@ -15,6 +15,12 @@ export const sceneInfoSchema = z.object({
   samples: z.number().int().nullable(),
   denoising: z.boolean(),
   blenderVersion: z.string(),
+  /**
+   * Why frames of this scene should not be split into tiles: settings that work on the
+   * whole image (denoising, glare and blur in the compositor, screen-space effects), each
+   * said in words a user understands. Empty when tiles are safe.
+   */
+  tileBlockers: z.array(z.string().max(300)).max(20).default([]),
 });
 export type SceneInfo = z.infer<typeof sceneInfoSchema>;
 

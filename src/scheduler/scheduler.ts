@@ -1,16 +1,27 @@
 /**
- * Decides which frame each free worker renders next. Pure bookkeeping, no I/O: the farm
- * applies its decisions to the store and the sockets, and tests drive it directly.
+ * Decides which frame, or which tile of a frame, each free worker renders next. Pure
+ * bookkeeping, no I/O: the farm applies its decisions to the store and the sockets, and
+ * tests drive it directly.
  *
  * Workers pull: a worker that says it is ready joins the idle set, and `dispatch` pairs
- * idle workers with pending frames in queue order (priority, then submission), so fast
+ * idle workers with pending work in queue order (priority, then submission), so fast
  * workers come back sooner and render more frames. When the first job in the queue has
  * nothing left to hand out, idle workers flow on to the next job.
+ *
+ * The unit of work is a whole frame or one tile of a split frame (see tile-policy.ts).
+ * Units are retried, handed back and duplicated alike; a split frame is done once every
+ * tile is in and the farm has stitched them (`frameStitched`).
  */
+import type { JobTilingPlan } from '../jobs/index.ts';
+import { tileCount, tileRegions, type FrameState, type TileGrid, type TileRegion } from '../protocol/index.ts';
+import { chooseSplit } from './tile-policy.ts';
+
 export interface Assignment {
   workerId: string;
   jobId: string;
   frame: number;
+  /** Present when the worker renders one tile of the frame rather than all of it. */
+  tile?: TileRegion;
 }
 
 export interface QueuedJob {
@@ -24,6 +35,8 @@ export interface QueuedJob {
   done?: number;
   failed?: number;
   paused?: boolean;
+  /** How frames may be split into tiles; whole frames when absent. */
+  tiling?: JobTilingPlan;
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -36,46 +49,66 @@ export interface JobCounts {
 }
 
 export type FrameOutcome =
-  | { kind: 'accepted'; jobFinished: boolean; cancel: Assignment[] }
+  /** `stitch`: that was the last tile of a split frame; the farm stitches, then calls `frameStitched`. */
+  | { kind: 'accepted'; jobFinished: boolean; cancel: Assignment[]; stitch: boolean }
   | { kind: 'duplicate' }
   | { kind: 'unknown' };
 
 export type FailureOutcome =
   | { kind: 'requeued'; attempts: number }
-  | { kind: 'failed'; attempts: number; jobFinished: boolean }
+  /** `cancel`: other tiles of the frame still rendering, now pointless. */
+  | { kind: 'failed'; attempts: number; jobFinished: boolean; cancel: Assignment[] }
   | { kind: 'unknown' };
+
+/** The tiles of a split frame. */
+interface SplitFrame {
+  grid: TileGrid;
+  regions: TileRegion[];
+  done: Set<number>;
+  /** Tile render times so far, for the frame's total. */
+  renderMs: number;
+}
 
 interface JobEntry {
   jobId: string;
   priority: number;
   seq: number;
   paused: boolean;
+  tiling: JobTilingPlan;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
   fresh: number[];
   next: number;
-  /** Frames handed back (worker lost or failed) go ahead of fresh ones. */
-  retry: number[];
-  /** frame -> workers currently rendering it -> when each started. */
-  inFlight: Map<number, Map<string, number>>;
-  attempts: Map<number, number>;
+  /** Units handed back (worker lost or failed) go ahead of fresh ones; tiles of split frames next. */
+  retry: string[];
+  tileQueue: string[];
+  /** unit -> workers currently rendering it -> when each started. */
+  inFlight: Map<string, Map<string, number>>;
+  /** Whole frames (not tiles) in flight, so counts cost nothing. */
+  wholeInFlight: number;
+  split: Map<number, SplitFrame>;
+  /** Split frames whose tiles are all in, waiting for the farm's stitch. */
+  stitching: Set<number>;
+  attempts: Map<string, number>;
   /** Frames neither done nor finally failed; the job is finished when this reaches 0. */
   open: Set<number>;
   /** Workers that failed this job too often (issue: blocklist); they get none of its frames. */
   blocked: Set<string>;
   failuresByWorker: Map<string, number>;
-  /** frame -> workers it failed on, so a retry goes to another worker when there is one. */
-  failedOn: Map<number, Set<string>>;
+  /** unit -> workers it failed on, so a retry goes to another worker when there is one. */
+  failedOn: Map<string, Set<string>>;
+  /** Running average of one whole frame's render time in this job (tiles scaled up). */
+  frameMs: number | undefined;
   done: number;
   failed: number;
 }
 
 export interface SchedulerOptions {
-  /** A frame is tried until it has failed this many times in all. */
+  /** A frame (or tile) is tried until it has failed this many times in all. */
   maxAttempts: number;
   /** A worker that fails this many frames of one job gets no more of that job. */
   blockAfterFailures: number;
   /**
-   * At the tail of the queue, an idle worker takes a copy of the frame expected to finish
+   * At the tail of the queue, an idle worker takes a copy of the unit expected to finish
    * last, when it would likely finish it sooner; the first result wins.
    */
   duplicateTail?: boolean;
@@ -83,10 +116,16 @@ export interface SchedulerOptions {
   now?: () => number;
 }
 
-/** Weight of the newest frame in a worker's running average of frame times. */
+/** Weight of the newest frame in a running average of frame times. */
 const SPEED_WEIGHT = 0.3;
 
-const key = (jobId: string, frame: number) => `${jobId}#${frame}`;
+/** A unit of work within a job: "12" is frame 12, "12/3" its tile 3. */
+const unitKey = (frame: number, tile?: number) => (tile === undefined ? `${frame}` : `${frame}/${tile}`);
+function parseUnit(unit: string): { frame: number; tile?: number } {
+  const slash = unit.indexOf('/');
+  return slash < 0 ? { frame: Number(unit) } : { frame: Number(unit.slice(0, slash)), tile: Number(unit.slice(slash + 1)) };
+}
+const heldKey = (jobId: string, unit: string) => `${jobId}#${unit}`;
 
 export class Scheduler {
   private readonly jobs = new Map<string, JobEntry>();
@@ -94,10 +133,10 @@ export class Scheduler {
   private readonly idle = new Set<string>();
   /** Workers told to take no work (disabled, draining): they cannot take a retry either. */
   private readonly parked = new Set<string>();
-  /** worker -> "job#frame" keys it holds, to hand them back if it vanishes. */
+  /** worker -> "job#unit" keys it holds, to hand them back if it vanishes. */
   private readonly held = new Map<string, Set<string>>();
 
-  /** worker -> running average of its frame times (ms), learnt from finished frames. */
+  /** worker -> running average of its whole-frame times (ms), learnt from finished work. */
   private readonly averageMs = new Map<string, number>();
   private readonly now: () => number;
 
@@ -112,15 +151,21 @@ export class Scheduler {
       priority: job.priority,
       seq: job.seq,
       paused: job.paused ?? false,
+      tiling: job.tiling ?? { mode: 'off' },
       fresh: [...job.frames],
       next: 0,
       retry: [],
+      tileQueue: [],
       inFlight: new Map(),
+      wholeInFlight: 0,
+      split: new Map(),
+      stitching: new Set(),
       attempts: new Map(),
       open: new Set(job.frames),
       blocked: new Set(),
       failuresByWorker: new Map(),
       failedOn: new Map(),
+      frameMs: undefined,
       done: job.done ?? 0,
       failed: job.failed ?? 0,
     };
@@ -136,7 +181,8 @@ export class Scheduler {
   counts(jobId: string): JobCounts | undefined {
     const entry = this.jobs.get(jobId);
     if (!entry) return undefined;
-    const rendering = entry.inFlight.size;
+    // A split frame counts as rendering from its split until it is stitched.
+    const rendering = entry.wholeInFlight + entry.split.size;
     const queued = entry.open.size - rendering;
     return { total: entry.open.size + entry.done + entry.failed, queued, rendering, done: entry.done, failed: entry.failed };
   }
@@ -147,12 +193,34 @@ export class Scheduler {
     return entry !== undefined && (entry.next > 0 || entry.done + entry.failed > 0 || entry.inFlight.size > 0);
   }
 
+  /** The tiles of a split frame and how each stands; null for a frame rendered whole. */
+  tilesOf(jobId: string, frame: number): { grid: TileGrid; states: FrameState[] } | null {
+    const entry = this.jobs.get(jobId);
+    const split = entry?.split.get(frame);
+    if (!entry || !split) return null;
+    const states = split.regions.map(({ index }): FrameState => {
+      if (split.done.has(index)) return 'done';
+      return entry.inFlight.has(unitKey(frame, index)) ? 'rendering' : 'queued';
+    });
+    return { grid: split.grid, states };
+  }
+
+  /** Total render time of a split frame's tiles, once they are all in. */
+  tileRenderMs(jobId: string, frame: number): number | undefined {
+    return this.jobs.get(jobId)?.split.get(frame)?.renderMs;
+  }
+
   /** Removes a job (cancelled or deleted) and returns the renders that should be stopped. */
   removeJob(jobId: string): Assignment[] {
     const entry = this.jobs.get(jobId);
     if (!entry) return [];
-    const stop = this.inFlightOf(entry);
-    for (const a of stop) this.held.get(a.workerId)?.delete(key(jobId, a.frame));
+    const stop: Assignment[] = [];
+    for (const [unit, holders] of entry.inFlight) {
+      for (const workerId of holders.keys()) {
+        this.held.get(workerId)?.delete(heldKey(jobId, unit));
+        stop.push(this.assignment(entry, workerId, unit));
+      }
+    }
     this.jobs.delete(jobId);
     this.order = this.order.filter((e) => e !== entry);
     return stop;
@@ -186,59 +254,50 @@ export class Scheduler {
     return this.idle.has(workerId);
   }
 
-  /** The worker is gone: its unfinished frames go back to the front of their jobs. */
+  /** The worker is gone: its unfinished units go back to the front of their jobs. */
   workerLost(workerId: string): Assignment[] {
     this.idle.delete(workerId);
     this.parked.delete(workerId);
     const returned: Assignment[] = [];
     for (const k of this.held.get(workerId) ?? []) {
-      const [jobId, frameText] = splitKey(k);
-      const entry = this.jobs.get(jobId);
+      const hash = k.lastIndexOf('#');
+      const entry = this.jobs.get(k.slice(0, hash));
       if (!entry) continue;
-      const frame = Number(frameText);
-      const holders = entry.inFlight.get(frame);
-      holders?.delete(workerId);
-      if (holders && holders.size === 0) {
-        entry.inFlight.delete(frame);
-        if (entry.open.has(frame)) entry.retry.push(frame);
-      }
-      returned.push({ workerId, jobId, frame });
+      const unit = k.slice(hash + 1);
+      returned.push(this.assignment(entry, workerId, unit));
+      if (this.dropHolder(entry, unit, workerId) && this.isOpenUnit(entry, unit)) entry.retry.push(unit);
     }
     this.held.delete(workerId);
     return returned;
   }
 
   /**
-   * A reconnecting worker still holds a frame it finished while it was away (its upload
-   * is on the way): it is marked as the worker's again, so nobody renders it twice.
+   * A reconnecting worker still holds a frame (or tile) it finished while it was away (its
+   * upload is on the way): it is marked as the worker's again, so nobody renders it twice.
    */
-  claim(jobId: string, frame: number, workerId: string): boolean {
+  claim(jobId: string, frame: number, workerId: string, tile?: number): boolean {
     const entry = this.jobs.get(jobId);
-    if (!entry || !entry.open.has(frame) || entry.inFlight.has(frame)) return false;
+    const unit = unitKey(frame, tile);
+    if (!entry || !this.isOpenUnit(entry, unit) || entry.inFlight.has(unit)) return false;
     if (!this.held.has(workerId)) this.held.set(workerId, new Set());
-    entry.inFlight.set(frame, new Map([[workerId, this.now()]]));
-    this.held.get(workerId)!.add(key(jobId, frame));
+    this.addHolder(entry, unit, workerId);
     return true;
   }
 
-  /** The worker gives a frame back unrendered (it cannot take it now): no attempt is counted. */
-  handBack(jobId: string, frame: number, workerId: string): boolean {
+  /** The worker gives a unit back unrendered (it cannot take it now): no attempt is counted. */
+  handBack(jobId: string, frame: number, workerId: string, tile?: number): boolean {
     const entry = this.jobs.get(jobId);
-    const holders = entry?.inFlight.get(frame);
-    if (!entry || !holders?.delete(workerId)) return false;
-    this.held.get(workerId)?.delete(key(jobId, frame));
-    if (holders.size === 0) {
-      entry.inFlight.delete(frame);
-      if (entry.open.has(frame)) entry.retry.unshift(frame);
-    }
+    const unit = unitKey(frame, tile);
+    if (!entry || !entry.inFlight.get(unit)?.has(workerId)) return false;
+    if (this.dropHolder(entry, unit, workerId) && this.isOpenUnit(entry, unit)) entry.retry.unshift(unit);
     return true;
   }
 
-  /** Pairs idle workers with pending frames; call after anything that frees either. */
+  /** Pairs idle workers with pending units; call after anything that frees either. */
   dispatch(): Assignment[] {
     const assignments: Assignment[] = [];
     for (const workerId of [...this.idle]) {
-      const assignment = this.takeFrameFor(workerId) ?? this.takeDuplicateFor(workerId);
+      const assignment = this.takeWorkFor(workerId) ?? this.takeDuplicateFor(workerId);
       if (!assignment) continue;
       this.idle.delete(workerId);
       assignments.push(assignment);
@@ -246,51 +305,84 @@ export class Scheduler {
     return assignments;
   }
 
-  frameDone(jobId: string, frame: number, workerId: string): FrameOutcome {
+  /** A worker delivered a frame or one tile of it: the first valid result wins. */
+  frameDone(jobId: string, frame: number, workerId: string, tile?: number): FrameOutcome {
     const entry = this.jobs.get(jobId);
     if (!entry) return { kind: 'unknown' };
-    if (!entry.open.has(frame)) return { kind: 'duplicate' };
+    const unit = unitKey(frame, tile);
+    const split = entry.split.get(frame);
+    if (!entry.open.has(frame) || (tile === undefined) !== (split === undefined)) return { kind: 'duplicate' };
+    if (split && (tile! >= split.regions.length || split.done.has(tile!))) return { kind: 'duplicate' };
+
+    const holders = entry.inFlight.get(unit);
+    const startedAt = holders?.get(workerId);
+    if (startedAt !== undefined) this.recordDuration(entry, workerId, (this.now() - startedAt) / this.shareOf(entry, unit));
+    const cancel: Assignment[] = [];
+    for (const holder of [...(holders?.keys() ?? [])]) {
+      if (holder !== workerId) cancel.push(this.assignment(entry, holder, unit));
+      this.dropHolder(entry, unit, holder);
+    }
+    // A unit handed back earlier may still wait in `retry`; it is skipped when taken.
+    if (split) {
+      split.done.add(tile!);
+      if (startedAt !== undefined) split.renderMs += this.now() - startedAt;
+      if (split.done.size < split.regions.length) return { kind: 'accepted', jobFinished: false, cancel, stitch: false };
+      entry.stitching.add(frame);
+      return { kind: 'accepted', jobFinished: false, cancel, stitch: true };
+    }
     entry.open.delete(frame);
     entry.done++;
-    const cancel: Assignment[] = [];
-    const holders = entry.inFlight.get(frame);
-    const startedAt = holders?.get(workerId);
-    if (startedAt !== undefined) this.recordDuration(workerId, this.now() - startedAt);
-    for (const holder of holders?.keys() ?? []) {
-      this.held.get(holder)?.delete(key(jobId, frame));
-      if (holder !== workerId) cancel.push({ workerId: holder, jobId, frame });
-    }
-    entry.inFlight.delete(frame);
-    // A frame handed back earlier may still wait in `retry`; it is skipped when taken.
-    return { kind: 'accepted', jobFinished: entry.open.size === 0, cancel };
+    return { kind: 'accepted', jobFinished: entry.open.size === 0, cancel, stitch: false };
   }
 
-  frameFailed(jobId: string, frame: number, workerId: string): FailureOutcome {
+  /** The farm stitched a split frame's tiles: the frame is done. */
+  frameStitched(jobId: string, frame: number): { jobFinished: boolean } | null {
     const entry = this.jobs.get(jobId);
-    if (!entry || !entry.open.has(frame)) return { kind: 'unknown' };
-    const attempts = (entry.attempts.get(frame) ?? 0) + 1;
-    entry.attempts.set(frame, attempts);
-    let failedOn = entry.failedOn.get(frame);
-    if (!failedOn) entry.failedOn.set(frame, (failedOn = new Set()));
+    if (!entry || !entry.stitching.delete(frame)) return null;
+    entry.split.delete(frame);
+    entry.open.delete(frame);
+    entry.done++;
+    return { jobFinished: entry.open.size === 0 };
+  }
+
+  /** Stitching failed (a bad tile, say): the frame starts over, and that counts as an attempt. */
+  stitchFailed(jobId: string, frame: number): FailureOutcome {
+    const entry = this.jobs.get(jobId);
+    if (!entry || !entry.stitching.delete(frame)) return { kind: 'unknown' };
+    entry.split.delete(frame);
+    const unit = unitKey(frame);
+    const attempts = (entry.attempts.get(unit) ?? 0) + 1;
+    entry.attempts.set(unit, attempts);
+    if (attempts < this.options.maxAttempts) {
+      entry.retry.push(unit);
+      return { kind: 'requeued', attempts };
+    }
+    entry.open.delete(frame);
+    entry.failed++;
+    return { kind: 'failed', attempts, jobFinished: entry.open.size === 0, cancel: [] };
+  }
+
+  frameFailed(jobId: string, frame: number, workerId: string, tile?: number): FailureOutcome {
+    const entry = this.jobs.get(jobId);
+    const unit = unitKey(frame, tile);
+    if (!entry || !this.isOpenUnit(entry, unit)) return { kind: 'unknown' };
+    const attempts = (entry.attempts.get(unit) ?? 0) + 1;
+    entry.attempts.set(unit, attempts);
+    let failedOn = entry.failedOn.get(unit);
+    if (!failedOn) entry.failedOn.set(unit, (failedOn = new Set()));
     failedOn.add(workerId);
     const failures = (entry.failuresByWorker.get(workerId) ?? 0) + 1;
     entry.failuresByWorker.set(workerId, failures);
     if (failures >= this.options.blockAfterFailures) entry.blocked.add(workerId);
 
-    const holders = entry.inFlight.get(frame);
-    holders?.delete(workerId);
-    this.held.get(workerId)?.delete(key(jobId, frame));
-    const stillRendering = holders !== undefined && holders.size > 0;
-    if (!stillRendering) entry.inFlight.delete(frame);
-
+    const wasHolder = entry.inFlight.get(unit)?.has(workerId) ?? false;
+    const nobodyLeft = wasHolder ? this.dropHolder(entry, unit, workerId) : !entry.inFlight.has(unit);
     if (attempts < this.options.maxAttempts) {
-      if (!stillRendering) entry.retry.push(frame);
+      if (nobodyLeft) entry.retry.push(unit);
       return { kind: 'requeued', attempts };
     }
-    if (stillRendering) return { kind: 'requeued', attempts };
-    entry.open.delete(frame);
-    entry.failed++;
-    return { kind: 'failed', attempts, jobFinished: entry.open.size === 0 };
+    if (!nobodyLeft) return { kind: 'requeued', attempts }; // a copy still runs elsewhere
+    return { kind: 'failed', attempts, ...this.failFrame(entry, frame) };
   }
 
   /** Workers that may not take frames of this job after repeated failures there. */
@@ -298,51 +390,75 @@ export class Scheduler {
     return [...(this.jobs.get(jobId)?.blocked ?? [])];
   }
 
+  /** Units waiting to be handed out (frames never started, retries, tiles of split frames). */
   pendingCount(jobId: string): number {
     const entry = this.jobs.get(jobId);
     if (!entry) return 0;
-    return entry.fresh.length - entry.next + entry.retry.filter((f) => entry.open.has(f)).length;
+    const waiting = (units: string[]) => units.filter((u) => this.isOpenUnit(entry, u) && !entry.inFlight.has(u)).length;
+    return entry.fresh.length - entry.next + waiting(entry.retry) + waiting(entry.tileQueue);
   }
 
-  private takeFrameFor(workerId: string): Assignment | null {
+  // ---- internals -----------------------------------------------------------------
+
+  private takeWorkFor(workerId: string): Assignment | null {
     for (const entry of this.order) {
       if (entry.paused || entry.blocked.has(workerId)) continue;
-      const frame = this.takePending(entry, workerId);
-      if (frame === undefined) continue;
-      let holders = entry.inFlight.get(frame);
-      if (!holders) entry.inFlight.set(frame, (holders = new Map()));
-      holders.set(workerId, this.now());
-      this.held.get(workerId)?.add(key(entry.jobId, frame));
-      return { workerId, jobId: entry.jobId, frame };
+      const unit = this.takePending(entry, workerId);
+      if (unit === undefined) continue;
+      this.addHolder(entry, unit, workerId);
+      return this.assignment(entry, workerId, unit);
     }
     return null;
   }
 
-  private takePending(entry: JobEntry, workerId: string): number | undefined {
-    for (let i = 0; i < entry.retry.length; ) {
-      const frame = entry.retry[i]!;
-      if (!entry.open.has(frame) || entry.inFlight.has(frame)) {
-        entry.retry.splice(i, 1);
-        continue;
-      }
-      if (this.othersCouldTake(entry, frame, workerId)) {
-        i++;
-        continue;
-      }
-      entry.retry.splice(i, 1);
-      return frame;
-    }
+  private takePending(entry: JobEntry, workerId: string): string | undefined {
+    const retried = this.takeFrom(entry, entry.retry, workerId);
+    if (retried !== undefined) return this.splitIfWanted(entry, retried);
+    const tile = this.takeFrom(entry, entry.tileQueue, workerId);
+    if (tile !== undefined) return tile;
     while (entry.next < entry.fresh.length) {
       const frame = entry.fresh[entry.next++]!;
-      if (entry.open.has(frame) && !entry.inFlight.has(frame)) return frame;
+      const unit = unitKey(frame);
+      if (this.isOpenUnit(entry, unit) && !entry.inFlight.has(unit)) return this.splitIfWanted(entry, unit);
     }
     return undefined;
   }
 
+  /** Takes the first unit of `queue` still worth rendering that this worker should take. */
+  private takeFrom(entry: JobEntry, queue: string[], workerId: string): string | undefined {
+    for (let i = 0; i < queue.length; ) {
+      const unit = queue[i]!;
+      if (!this.isOpenUnit(entry, unit) || entry.inFlight.has(unit)) {
+        queue.splice(i, 1);
+        continue;
+      }
+      if (this.othersCouldTake(entry, unit, workerId)) {
+        i++;
+        continue;
+      }
+      queue.splice(i, 1);
+      return unit;
+    }
+    return undefined;
+  }
+
+  /** A whole frame about to be handed out may be cut into tiles first; returns the unit to hand out. */
+  private splitIfWanted(entry: JobEntry, unit: string): string {
+    const { frame, tile } = parseUnit(unit);
+    if (tile !== undefined || entry.split.has(frame)) return unit;
+    const framesLeft = 1 + entry.fresh.length - entry.next + entry.retry.length;
+    const grid = chooseSplit(entry.tiling, { idleWorkers: this.idle.size, framesLeft, frameMs: entry.frameMs });
+    if (!grid || entry.tiling.mode === 'off') return unit;
+    const regions = tileRegions(entry.tiling.frameWidth, entry.tiling.frameHeight, grid);
+    entry.split.set(frame, { grid, regions, done: new Set(), renderMs: 0 });
+    for (let i = 1; i < regions.length; i++) entry.tileQueue.push(unitKey(frame, i));
+    return unitKey(frame, 0);
+  }
+
   /**
-   * Nothing is left to hand out: copy the running frame with the most time left, if this
+   * Nothing is left to hand out: copy the running unit with the most time left, if this
    * worker would likely finish it sooner than its holder. Time left is the holder's
-   * average minus time spent; for a frame already running longer than that, or on a
+   * average minus time spent; for a unit already running longer than that, or on a
    * worker not yet measured, it is guessed as long again as it has run so far.
    */
   private takeDuplicateFor(workerId: string): Assignment | null {
@@ -350,32 +466,95 @@ export class Scheduler {
     const mine = this.averageMs.get(workerId);
     if (mine === undefined) return null; // unmeasured: no grounds to think it is faster
     const now = this.now();
-    let best: { entry: JobEntry; frame: number; left: number } | null = null;
+    let best: { entry: JobEntry; unit: string; left: number; share: number } | null = null;
     for (const entry of this.order) {
       if (entry.paused || entry.blocked.has(workerId)) continue;
-      for (const [frame, holders] of entry.inFlight) {
+      for (const [unit, holders] of entry.inFlight) {
         if (holders.size !== 1 || holders.has(workerId)) continue;
         const [[holder, startedAt]] = holders;
+        const share = this.shareOf(entry, unit);
         const elapsed = now - startedAt;
-        const expected = this.averageMs.get(holder);
+        const average = this.averageMs.get(holder);
+        const expected = average === undefined ? undefined : average * share;
         const left = expected !== undefined && expected > elapsed ? expected - elapsed : elapsed;
-        if (!best || left > best.left) best = { entry, frame, left };
+        if (!best || left > best.left) best = { entry, unit, left, share };
       }
     }
-    if (!best || mine >= best.left) return null;
-    best.entry.inFlight.get(best.frame)!.set(workerId, now);
-    this.held.get(workerId)?.add(key(best.entry.jobId, best.frame));
-    return { workerId, jobId: best.entry.jobId, frame: best.frame };
+    if (!best || mine * best.share >= best.left) return null;
+    this.addHolder(best.entry, best.unit, workerId);
+    return this.assignment(best.entry, workerId, best.unit);
   }
 
-  private recordDuration(workerId: string, ms: number): void {
+  /** A unit failed for good: its frame fails, and other tiles of it stop. */
+  private failFrame(entry: JobEntry, frame: number): { jobFinished: boolean; cancel: Assignment[] } {
+    const cancel: Assignment[] = [];
+    const split = entry.split.get(frame);
+    for (const { index } of split?.regions ?? []) {
+      const unit = unitKey(frame, index);
+      for (const holder of [...(entry.inFlight.get(unit)?.keys() ?? [])]) {
+        cancel.push(this.assignment(entry, holder, unit));
+        this.dropHolder(entry, unit, holder);
+      }
+    }
+    entry.split.delete(frame);
+    entry.open.delete(frame);
+    entry.failed++;
+    return { jobFinished: entry.open.size === 0, cancel };
+  }
+
+  private addHolder(entry: JobEntry, unit: string, workerId: string): void {
+    let holders = entry.inFlight.get(unit);
+    if (!holders) {
+      entry.inFlight.set(unit, (holders = new Map()));
+      if (!unit.includes('/')) entry.wholeInFlight++;
+    }
+    holders.set(workerId, this.now());
+    this.held.get(workerId)?.add(heldKey(entry.jobId, unit));
+  }
+
+  /** Removes one holder of a unit; true when nobody renders the unit any more. */
+  private dropHolder(entry: JobEntry, unit: string, workerId: string): boolean {
+    this.held.get(workerId)?.delete(heldKey(entry.jobId, unit));
+    const holders = entry.inFlight.get(unit);
+    if (!holders) return true;
+    holders.delete(workerId);
+    if (holders.size > 0) return false;
+    entry.inFlight.delete(unit);
+    if (!unit.includes('/')) entry.wholeInFlight--;
+    return true;
+  }
+
+  /** Whether a unit still needs rendering: its frame is open and, for a tile, the tile is not in. */
+  private isOpenUnit(entry: JobEntry, unit: string): boolean {
+    const { frame, tile } = parseUnit(unit);
+    if (!entry.open.has(frame)) return false;
+    const split = entry.split.get(frame);
+    if (tile === undefined) return split === undefined;
+    return split !== undefined && tile < split.regions.length && !split.done.has(tile);
+  }
+
+  /** The part of a whole frame a unit is: 1 for a frame, 1/N for one of N tiles. */
+  private shareOf(entry: JobEntry, unit: string): number {
+    const { frame, tile } = parseUnit(unit);
+    const split = tile === undefined ? undefined : entry.split.get(frame);
+    return split ? 1 / tileCount(split.grid) : 1;
+  }
+
+  private assignment(entry: JobEntry, workerId: string, unit: string): Assignment {
+    const { frame, tile } = parseUnit(unit);
+    const region = tile === undefined ? undefined : entry.split.get(frame)?.regions[tile];
+    return region ? { workerId, jobId: entry.jobId, frame, tile: region } : { workerId, jobId: entry.jobId, frame };
+  }
+
+  private recordDuration(entry: JobEntry, workerId: string, frameMs: number): void {
     const previous = this.averageMs.get(workerId);
-    this.averageMs.set(workerId, previous === undefined ? ms : previous + SPEED_WEIGHT * (ms - previous));
+    this.averageMs.set(workerId, previous === undefined ? frameMs : previous + SPEED_WEIGHT * (frameMs - previous));
+    entry.frameMs = entry.frameMs === undefined ? frameMs : entry.frameMs + SPEED_WEIGHT * (frameMs - entry.frameMs);
   }
 
-  /** True when this worker failed the frame before and another known worker has not. */
-  private othersCouldTake(entry: JobEntry, frame: number, workerId: string): boolean {
-    const failedOn = entry.failedOn.get(frame);
+  /** True when this worker failed the unit before and another known worker has not. */
+  private othersCouldTake(entry: JobEntry, unit: string, workerId: string): boolean {
+    const failedOn = entry.failedOn.get(unit);
     if (!failedOn?.has(workerId)) return false;
     for (const other of this.held.keys()) {
       if (!failedOn.has(other) && !entry.blocked.has(other) && !this.parked.has(other)) return true;
@@ -383,20 +562,7 @@ export class Scheduler {
     return false;
   }
 
-  private inFlightOf(entry: JobEntry): Assignment[] {
-    const result: Assignment[] = [];
-    for (const [frame, holders] of entry.inFlight) {
-      for (const workerId of holders.keys()) result.push({ workerId, jobId: entry.jobId, frame });
-    }
-    return result;
-  }
-
   private sortQueue(): void {
     this.order.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
   }
-}
-
-function splitKey(k: string): [string, string] {
-  const i = k.lastIndexOf('#');
-  return [k.slice(0, i), k.slice(i + 1)];
 }

@@ -1,4 +1,5 @@
-import type { FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
+import { tileBlockers } from '../jobs/index.ts';
+import type { FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo, TileRequest } from '../protocol/index.ts';
 import type { FrameRow, JobRow, WorkerRow } from '../store/index.ts';
 
 /** Turns stored rows into the API's shapes; the only place that knows both. */
@@ -10,6 +11,8 @@ export interface JobTimes {
 }
 
 export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times: JobTimes = { averageFrameMs: null, etaMs: null }): Job {
+  const scene = row.scene_json ? (JSON.parse(row.scene_json) as SceneInfo) : null;
+  const submitted = JSON.parse(row.requested_json) as StoredRequest;
   return {
     id: row.id,
     name: row.name,
@@ -18,8 +21,9 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     allowScripts: row.allow_scripts === 1,
     blendSha256: row.blend_sha256,
     blendSize: row.blend_size,
-    requested: requestedView(row.requested_json),
-    scene: row.scene_json ? (JSON.parse(row.scene_json) as SceneInfo) : null,
+    requested: requestedView(submitted),
+    tiling: tilingView(submitted, scene),
+    scene,
     frames:
       row.frame_start === null || row.frame_end === null
         ? null
@@ -37,10 +41,21 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
   };
 }
 
+/** What a job was submitted with, as kept in `requested_json`. */
+type StoredRequest = Job['requested'] & { hold?: boolean; tiles?: TileRequest; forceTiles?: boolean };
+
 /** The render settings the user asked for, without submission-only flags such as `hold`. */
-function requestedView(json: string): Job['requested'] {
-  const { hold: _hold, ...requested } = JSON.parse(json) as Job['requested'] & { hold?: boolean };
+function requestedView(submitted: StoredRequest): Job['requested'] {
+  const { hold: _hold, tiles: _tiles, forceTiles: _forceTiles, ...requested } = submitted;
   return requested;
+}
+
+function tilingView(submitted: StoredRequest, scene: SceneInfo | null): Job['tiling'] {
+  const requested = submitted.tiles ?? 'auto';
+  const forced = submitted.forceTiles ?? false;
+  const format = submitted.fileFormat ?? scene?.fileFormat;
+  const blockers = requested === 'off' || !scene || !format ? [] : tileBlockers(scene, format, forced);
+  return { requested, forced, blockers };
 }
 
 export function frameView(row: FrameRow, progress = 0): Frame {
@@ -55,6 +70,7 @@ export function frameView(row: FrameRow, progress = 0): Frame {
     renderMs: row.render_ms,
     error: row.error,
     finishedAt: row.finished_at,
+    tiles: null,
   };
 }
 

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { TileRegion } from '../../protocol/tiles.ts';
 import { silentLogger, type Logger } from '../../util/log.ts';
 import {
   findBlenderError,
@@ -127,13 +128,16 @@ export class BlenderSession {
   /**
    * Render one frame to outputPattern ("/abs/dir/frame_####", "#" = frame
    * digits, extension added by Blender). Queued behind any render in progress.
+   * With `tile`, only that rectangle is rendered and saved, cropped to exactly
+   * its size; Blender rejects a tile cut for another frame size.
    */
   render(
     frame: number,
     outputPattern: string,
     onProgress?: (p: FrameProgress) => void,
+    tile?: TileRegion,
   ): Promise<RenderResult> {
-    const run = () => this.renderNow(frame, outputPattern, onProgress);
+    const run = () => this.renderNow(frame, outputPattern, onProgress, tile);
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
     return result;
@@ -168,6 +172,7 @@ export class BlenderSession {
     frame: number,
     outputPattern: string,
     onProgress?: (p: FrameProgress) => void,
+    tile?: TileRegion,
   ): Promise<RenderResult> {
     if (!Number.isInteger(frame)) {
       return Promise.reject(new Error(`frame must be an integer, got ${frame}`));
@@ -182,7 +187,8 @@ export class BlenderSession {
     }
     return new Promise<RenderResult>((resolve, reject) => {
       this.pending = { frame, startedAt: performance.now(), log: [], onProgress, resolve, reject };
-      this.send({ cmd: 'render', frame, output: outputPattern });
+      // A whole frame sends no "tile" key at all, as before tiles existed.
+      this.send({ cmd: 'render', frame, output: outputPattern, ...(tile ? { tile } : {}) });
     });
   }
 
