@@ -3,12 +3,19 @@
 Run:
   blender -b --factory-startup --python blender/make_test_scene.py -- \
       --output X.blend [--frames 1-10] [--width 64 --height 48] [--samples 4] \
-      [--engine CYCLES] [--fps 24] [--denoise]
+      [--engine CYCLES] [--fps 24] [--denoise] [--glare] [--detail] \
+      [--format PNG|OPEN_EXR] [--color-depth 8|16|32]
 
 The scene has a coloured cube that moves and turns across the frame range, a
 ground plane, a sun light and a camera, so consecutive frames differ visibly.
 Cycles renders on the CPU with denoising off (Debian's Blender has no
 OpenImageDenoise) unless --denoise asks for it, to reproduce that failure.
+--detail adds a checkered ground and more objects, so every part of the frame
+has edges and shading (tests comparing regions of a frame need that).
+--glare puts a compositor Glare node between Render Layers and Composite: an
+effect that spreads light across pixels, so such frames must not be tiled.
+--format and --color-depth choose the output files (8/16-bit PNG, half/full
+float OpenEXR), e.g. to test stitching tiles of each kind.
 """
 
 import argparse
@@ -36,6 +43,14 @@ def parse_args():
                         choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--denoise", action="store_true")
+    parser.add_argument("--detail", action="store_true",
+                        help="checkered ground and more objects all over the frame")
+    parser.add_argument("--glare", action="store_true",
+                        help="compositor: Render Layers -> Glare -> Composite")
+    parser.add_argument("--format", default="PNG", choices=["PNG", "OPEN_EXR"],
+                        help="output file format")
+    parser.add_argument("--color-depth", default=None, choices=["8", "16", "32"],
+                        help="bits per channel; default 8 for PNG, 32 for OPEN_EXR")
     parser.add_argument("--misbehave", default=None, metavar="KIND:FRAME",
                         help="embed a script that makes Blender crash or hang on FRAME "
                              "(crash:3, hang:3); it runs only when Python auto-exec is allowed")
@@ -68,6 +83,51 @@ def build_objects(scene, frame_start, frame_end):
 
     add_sun((4, -4, 8), (math.radians(40), math.radians(10), math.radians(30)), energy=4.0)
     add_camera(scene, (0, -10, 5), (math.radians(65), 0, 0))
+
+
+def checker_material(name, color1, color2, scale):
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    checker = nodes.new("ShaderNodeTexChecker")
+    checker.inputs["Color1"].default_value = color1
+    checker.inputs["Color2"].default_value = color2
+    checker.inputs["Scale"].default_value = scale
+    links.new(checker.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
+    mat.diffuse_color = color1  # what Workbench shows
+    return mat
+
+
+def add_detail():
+    """Edges, shading and shadows in every part of the frame, not just around the cube."""
+    ground = bpy.data.objects["Ground"]
+    ground.data.materials[0] = checker_material(
+        "GroundChecker", (0.2, 0.6, 0.25, 1.0), (0.9, 0.9, 0.8, 1.0), scale=12.0)
+    shapes = [  # (operator, location, colour), spread over the view
+        (bpy.ops.mesh.primitive_uv_sphere_add, (1.5, -1.5, 0.6), (0.1, 0.3, 0.9, 1.0)),
+        (bpy.ops.mesh.primitive_cone_add, (4.0, 2.5, 1.0), (0.9, 0.8, 0.1, 1.0)),
+        (bpy.ops.mesh.primitive_cylinder_add, (-2.0, 4.0, 1.0), (0.6, 0.2, 0.7, 1.0)),
+        (bpy.ops.mesh.primitive_torus_add, (-4.0, -2.5, 0.3), (0.9, 0.4, 0.6, 1.0)),
+    ]
+    for index, (add, location, rgba) in enumerate(shapes):
+        add(location=location)
+        obj = bpy.context.active_object
+        obj.name = f"Detail{index}"
+        obj.data.materials.append(make_material(f"Detail{index}", rgba))
+
+
+def add_glare(scene):
+    scene.use_nodes = True
+    scene.render.use_compositing = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    glare = tree.nodes.new("CompositorNodeGlare")
+    glare.glare_type = "FOG_GLOW"
+    glare.threshold = 0.5  # low enough that the lit cube and ground glow
+    composite = tree.nodes.new("CompositorNodeComposite")
+    tree.links.new(layers.outputs["Image"], glare.inputs["Image"])
+    tree.links.new(glare.outputs["Image"], composite.inputs["Image"])
 
 
 def configure_world(scene):
@@ -109,10 +169,15 @@ def main():
     scene = bpy.context.scene
     clear_scene()
     build_objects(scene, frame_start, frame_end)
+    if args.detail:
+        add_detail()
     configure_world(scene)
     configure_render(scene, frame_start=frame_start, frame_end=frame_end, width=args.width,
                      height=args.height, samples=args.samples, engine=args.engine, fps=args.fps,
-                     denoise=args.denoise)
+                     denoise=args.denoise, file_format=args.format,
+                     color_depth=args.color_depth)
+    if args.glare:
+        add_glare(scene)
     if args.misbehave:
         embed_misbehaviour(args.misbehave)
     # Uncompressed, so the file starts with the plain "BLENDER" header.

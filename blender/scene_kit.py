@@ -30,9 +30,15 @@ def make_material(name, rgba):
     return mat
 
 
+# Bits per channel when the caller does not say: Blender's choices differ per format.
+DEFAULT_COLOR_DEPTH = {"PNG": "8", "OPEN_EXR": "32"}
+
+
 def configure_render(scene, *, frame_start, frame_end, width, height, samples,
-                     engine="CYCLES", fps=24, denoise=False):
-    """Deterministic output: fixed seed and sample count, 8-bit RGBA PNG, CPU Cycles."""
+                     engine="CYCLES", fps=24, denoise=False, file_format="PNG",
+                     color_depth=None):
+    """Deterministic output: fixed seed and sample count, RGBA (8-bit PNG unless
+    asked otherwise), CPU Cycles."""
     scene.frame_start = frame_start
     scene.frame_end = frame_end
     scene.frame_step = 1
@@ -45,10 +51,13 @@ def configure_render(scene, *, frame_start, frame_end, width, height, samples,
     render.resolution_x = width
     render.resolution_y = height
     render.resolution_percentage = 100
-    render.image_settings.file_format = "PNG"
-    render.image_settings.color_mode = "RGBA"
-    render.image_settings.color_depth = "8"
-    render.image_settings.compression = 15
+    settings = render.image_settings
+    settings.file_format = file_format
+    settings.color_mode = "RGBA"
+    # EXR has no 8-bit and PNG no 32-bit: Blender raises on such a pair.
+    settings.color_depth = color_depth or DEFAULT_COLOR_DEPTH[file_format]
+    if file_format == "PNG":
+        settings.compression = 15
 
     cycles = scene.cycles
     cycles.device = "CPU"

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { findBlenderError, parseProgressLine, parseSessionEvent } from '../src/worker/blender/progress.ts';
+import { parseProbeLine } from '../src/worker/blender/probe.ts';
 
 // Lines captured from Blender 3.4.1 (Debian) and from docs/BLENDER-NOTES.md.
 const CYCLES_SAMPLE_ZERO =
@@ -84,13 +85,13 @@ describe('parseSessionEvent', () => {
       '@@ARCHENLAND {"event": "probe", "frameStart": 1, "frameEnd": 3, "frameStep": 1, "fps": 24.0, ' +
       '"resolutionX": 64, "resolutionY": 48, "resolutionPercentage": 100, "engine": "CYCLES", ' +
       '"fileFormat": "PNG", "samples": 4, "denoising": false, "blenderVersion": "3.4.1", "sceneName": "Scene"}';
-    const event = parseSessionEvent(line);
-    assert.equal(event?.event, 'probe');
-    if (event?.event === 'probe') {
-      assert.equal(event.fps, 24);
-      assert.equal(event.samples, 4);
-      assert.equal(event.engine, 'CYCLES');
-    }
+    const scene = parseProbeLine(line);
+    assert.equal(scene?.fps, 24);
+    assert.equal(scene?.samples, 4);
+    assert.equal(scene?.engine, 'CYCLES');
+    assert.deepEqual(scene?.tileBlockers, [], 'an older probe without tile blockers reads as none');
+    assert.equal(parseProbeLine('Fra:1 Mem:10.04M'), null);
+    assert.throws(() => parseProbeLine(line.replace('"fps": 24.0', '"fps": "fast"')), /invalid scene information \(fps: /);
   });
 
   it('returns null for other lines and malformed events', () => {

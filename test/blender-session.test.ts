@@ -182,6 +182,7 @@ describe('Blender session and probe (real Blender)', () => {
         denoising: false,
         blenderVersion: undefined,
         sceneName: 'Scene',
+        tileBlockers: [],
       },
     );
     assert.equal(denoiseInfo.denoising, true);

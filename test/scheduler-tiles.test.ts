@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { planTiling } from '../src/jobs/index.ts';
+import { planTiling, tileBlockers } from '../src/jobs/index.ts';
 import { gridForCount, parseTiling, tileRects, type SceneInfo } from '../src/protocol/index.ts';
 import { chooseSplit, MIN_TILE_MS, Scheduler, type Assignment } from '../src/scheduler/index.ts';
 
@@ -58,6 +58,8 @@ describe('tile planning (job compilation)', () => {
     assert.deepEqual(planTiling(glare, { ...request, tiles: { cols: 2, rows: 2 } }), { mode: 'off' });
     assert.equal(planTiling(glare, { ...request, tiles: { cols: 2, rows: 2 }, forceTiles: true }).mode, 'grid');
     assert.deepEqual(planTiling(scene, { ...request, fileFormat: 'JPEG', forceTiles: true }), { mode: 'off' });
+    assert.deepEqual(planTiling({ ...scene, engine: 'BLENDER_EEVEE' }, request), { mode: 'off' }, 'EEVEE tiles save no time');
+    assert.match(tileBlockers({ ...scene, engine: 'BLENDER_EEVEE' }, 'PNG', false).join(), /EEVEE renders the whole view/);
   });
 
   test('an explicit grid too fine for the frame is refused with the sizes', () => {

@@ -30,7 +30,10 @@ export function tileBlockers(scene: SceneInfo, fileFormat: string, forced: boole
   if (fileFormat === 'JPEG') blockers.push('JPEG frames are rendered whole: each tile would be compressed twice');
   else if (fileFormat === 'OPEN_EXR_MULTILAYER') blockers.push('multilayer EXR frames are rendered whole: their layers cannot be stitched');
   else if (!STITCHABLE.has(fileFormat)) blockers.push(`${fileFormat} frames are rendered whole: only PNG, TIFF and OpenEXR tiles can be stitched`);
-  if (!forced) blockers.push(...(scene.tileBlockers ?? []));
+  if (forced) return blockers;
+  // Measured on Blender 3.4: an EEVEE border render draws the whole view and crops it.
+  if (scene.engine === 'BLENDER_EEVEE') blockers.push('EEVEE renders the whole view for every tile and then crops it, so tiles save no time');
+  blockers.push(...(scene.tileBlockers ?? []));
   return blockers;
 }
 

@@ -26,6 +26,14 @@ export type TestSceneOptions = {
   fps?: number;
   /** "crash:N" or "hang:N": embedded Python that kills or stalls Blender on frame N (needs allowScripts). */
   misbehave?: string;
+  /** A compositor Glare node between Render Layers and Composite (spreads light across pixels). */
+  glare?: boolean;
+  /** A checkered ground and more objects, so every region of the frame has detail. */
+  detail?: boolean;
+  /** Output file format; PNG unless given. */
+  format?: 'PNG' | 'OPEN_EXR';
+  /** Bits per channel: 8 or 16 for PNG, 16 (half) or 32 for OPEN_EXR; default 8 / 32. */
+  colorDepth?: 8 | 16 | 32;
 };
 
 /**
@@ -43,6 +51,10 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
     fps: opts.fps ?? 24,
     denoise: opts.denoise ?? false,
     misbehave: opts.misbehave ?? null,
+    glare: opts.glare ?? false,
+    detail: opts.detail ?? false,
+    format: opts.format ?? 'PNG',
+    colorDepth: opts.colorDepth ?? null,
   };
   const key = createHash('sha256')
     .update(readFileSync(MAKE_SCENE_SCRIPT))
@@ -67,6 +79,10 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
     '--fps', String(settings.fps),
     ...(settings.denoise ? ['--denoise'] : []),
     ...(settings.misbehave ? ['--misbehave', settings.misbehave] : []),
+    ...(settings.glare ? ['--glare'] : []),
+    ...(settings.detail ? ['--detail'] : []),
+    '--format', settings.format,
+    ...(settings.colorDepth ? ['--color-depth', String(settings.colorDepth)] : []),
   ];
   try {
     await run(BLENDER, args, { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });

@@ -14,4 +14,3 @@ export {
   type FrameProgress,
   type SessionEvent,
 } from './progress.ts';
-export { sceneInfoSchema, type SceneInfo } from './scene-info.ts';

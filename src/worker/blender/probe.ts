@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { findBlenderError, parseSessionEvent } from './progress.ts';
-import { type SceneInfo } from './scene-info.ts';
+import { sceneInfoSchema, type SceneInfo } from '../../protocol/scene.ts';
+import { findBlenderError, SESSION_EVENT_PREFIX } from './progress.ts';
 
 export type ProbeOptions = {
   blenderPath: string;
@@ -15,6 +15,29 @@ const PROBE_SCRIPT = fileURLToPath(new URL('../../../blender/probe.py', import.m
 const DEFAULT_TIMEOUT_MS = 60_000;
 const TAIL_LINES = 20;
 
+/**
+ * The scene information in one "@@ARCHENLAND {"event": "probe", …}" line, checked
+ * against the protocol's schema (what the server stores); null for any other line.
+ * Throws when the line is a probe but does not match, naming the bad fields.
+ */
+export function parseProbeLine(line: string): SceneInfo | null {
+  if (!line.startsWith(SESSION_EVENT_PREFIX)) return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(line.slice(SESSION_EVENT_PREFIX.length));
+  } catch {
+    return null; // not ours after all, or cut short: the caller reports "no scene information"
+  }
+  if (typeof json !== 'object' || json === null || (json as { event?: unknown }).event !== 'probe') return null;
+  const { event: _event, ...fields } = json as Record<string, unknown>;
+  const parsed = sceneInfoSchema.safeParse(fields);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(line)'}: ${issue.message}`);
+    throw new Error(`blender/probe.py reported invalid scene information (${problems.join('; ')})`);
+  }
+  return parsed.data;
+}
+
 /** Read a scene's frame range, resolution, engine and so on without rendering (~2 s). */
 export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
   const args = ['-b', opts.blendFile, opts.allowScripts ? '-y' : '-Y', '--python', PROBE_SCRIPT];
@@ -24,18 +47,20 @@ export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
     const child = spawn(opts.blenderPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     let info: SceneInfo | null = null;
+    let invalid: Error | null = null;
     let timedOut = false;
     let spawnError: Error | null = null;
 
     const collect = (chunk: string) => {
       for (const line of chunk.split('\n')) {
-        const event = parseSessionEvent(line);
-        if (event?.event === 'probe') {
-          const { event: _event, ...sceneInfo } = event;
-          info = sceneInfo;
-        } else if (line.trim() !== '') {
-          lines.push(line);
+        let parsed: SceneInfo | null = null;
+        try {
+          parsed = parseProbeLine(line);
+        } catch (error) {
+          invalid = error as Error;
         }
+        if (parsed) info = parsed;
+        else if (line.trim() !== '') lines.push(line);
       }
     };
     // Output is small; buffer it whole and split once so no line is cut in two.
@@ -64,7 +89,9 @@ export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
         ? `could not run ${opts.blenderPath}: ${(spawnError as Error).message}`
         : timedOut
           ? `timed out after ${timeoutMs} ms`
-          : `${findBlenderError(lines) ?? 'Blender printed no scene information'} (${exit})`;
+          : invalid
+            ? (invalid as Error).message
+            : `${findBlenderError(lines) ?? 'Blender printed no scene information'} (${exit})`;
       const tail = lines.slice(-TAIL_LINES).join('\n');
       reject(new Error(`Could not read scene ${opts.blendFile}: ${reason}\n--- Blender output ---\n${tail}`));
     });

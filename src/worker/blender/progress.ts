@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { sceneInfoSchema } from './scene-info.ts';
 
 /** Progress of one frame, from Blender's "Fra:" status lines. */
 export type FrameProgress = { frame: number; done: number; total: number; percent: number };
@@ -34,7 +33,6 @@ const sessionEventSchema = z.discriminatedUnion('event', [
   z.object({ event: z.literal('error'), frame: z.number().int().nullable(), message: z.string() }),
   /** The session could not start serving (e.g. an invalid override); Blender exits. */
   z.object({ event: z.literal('fatal'), message: z.string() }),
-  sceneInfoSchema.extend({ event: z.literal('probe') }),
 ]);
 
 export type SessionEvent = z.infer<typeof sessionEventSchema>;
