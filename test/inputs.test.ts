@@ -43,7 +43,11 @@ describe('job form fields', () => {
       allowScripts: true,
       priority: 0,
       hold: false,
+      tiles: 'auto',
+      forceTiles: false,
     });
+    assert.deepEqual(parseJobFields({ tiles: '2x3', forceTiles: 'yes' }).tiles, { cols: 2, rows: 3 });
+    assert.deepEqual(parseJobFields({ tiles: '4' }).tiles, { count: 4 });
   });
 
   test('names the bad field', () => {
@@ -54,6 +58,8 @@ describe('job form fields', () => {
     assert.throws(() => parseJobFields({ frames: '9-1' }), /ends before it starts/);
     assert.throws(() => parseJobFields({ '../../etc': 'x' }), /unknown field/);
     assert.throws(() => parseJobFields({ allowScripts: 'maybe' }), /allowScripts/);
+    assert.throws(() => parseJobFields({ tiles: 'lots' }), /invalid tiles "lots"/);
+    assert.throws(() => parseJobFields({ tiles: '1' }), /tiles/, 'one tile is no split: say off');
   });
 });
 

@@ -223,6 +223,117 @@ describe('web interface (Chromium, real farm)', () => {
     noStrayTraffic();
   });
 
+  it('splits a still into tiles: the frame fills in tile by tile, then shows stitched; says why a glare scene is not split', async () => {
+    const [still, glare] = await Promise.all([
+      makeTestScene({ frames: '1', width: 192, height: 128, samples: 32, detail: true }),
+      makeTestScene({ frames: '1', width: 192, height: 128, samples: 8, glare: true }),
+    ]);
+    // A second worker, so tiles of the one frame render side by side.
+    const second = farm.addWorker('worker2');
+    const workersPage = await chrome.browser.newPage({ viewport: { width: 1280, height: 600 } });
+    const workersWatch = watchPage(workersPage, new URL(url).hostname);
+    // The last tile may finish (and the frame be stitched) while the page asks for a tile's preview.
+    watch.expect(/status of 404 .*\/tiles\/\d+\/preview/);
+    try {
+      await workersPage.goto(`${url}/#/workers`);
+      const secondReady = workersPage.locator('.worker-row[data-worker][data-state="idle"]', { hasText: 'worker2' }).waitFor({ timeout: 30_000 });
+      secondReady.catch(() => {}); // awaited below, once the form is filled
+
+      await page.goto(`${url}/#/`);
+      await page.locator('.live[data-live="on"]').waitFor();
+      await page.getByLabel('Review the scene settings before rendering').uncheck();
+      await page.getByText('Override settings at upload').click();
+      await page.getByLabel('Job name').fill('still 030');
+      // A typed grid is checked with the server's own rules before anything is sent.
+      const tiles = page.getByLabel('Tiles', { exact: true });
+      await tiles.selectOption('other');
+      await page.getByLabel('Tiles per frame: a count or a grid').fill('9x9');
+      await page.locator('#ov-tiles-hint', { hasText: 'at most 8x8' }).waitFor();
+      await tiles.selectOption('2x2');
+      assert.equal(await page.getByLabel('Force tiles').isChecked(), false);
+
+      // The workers page names the tile a worker renders, live.
+      const tileOnWorkers = workersPage
+        .locator('.w-current', { hasText: /frame 1 · tile [1-4]\/4 of still 030 \d+%/ })
+        .first()
+        .waitFor({ timeout: 120_000 })
+        .then(() => screenshot(workersPage, 'workers-tiles'))
+        .then(() => null, (error: Error) => error);
+
+      await secondReady;
+      await page.locator('#blend-file').setInputFiles(still);
+      await page.locator('[data-testid="submitted"]', { hasText: '“still 030” was added to the queue' }).waitFor();
+      const job = (await jobs()).find((j) => j.name === 'still 030')!;
+      assert.deepEqual(job.tiling.requested, { cols: 2, rows: 2 });
+      await page.getByRole('link', { name: 'Open the job' }).click();
+      await page.getByRole('heading', { name: 'still 030' }).waitFor();
+      assert.equal(await page.getByTestId('job-tiling').innerText(), '2 × 2 grid');
+
+      // While the frame is split, finished tiles appear at their place, before the frame is done.
+      const filling = await page.waitForFunction(
+        () => {
+          const frame = document.querySelector('[data-testid="tiled-frame"]');
+          const shown = [...(frame?.querySelectorAll<HTMLImageElement>('.tile[data-state="done"] img.loaded') ?? [])].filter(
+            (i) => i.naturalWidth > 0 && getComputedStyle(i).opacity === '1', // faded in
+          );
+          if (!frame || shown.length === 0) return null;
+          const box = frame.getBoundingClientRect();
+          const tile = shown[0]!.parentElement!.getBoundingClientRect();
+          return {
+            tiles: frame.querySelectorAll('.tile').length,
+            images: shown.length,
+            states: [...frame.querySelectorAll('.tile')].map((t) => t.getAttribute('data-state')),
+            aspect: box.width / box.height,
+            tileShare: [tile.width / box.width, tile.height / box.height],
+            cell: document.querySelector('.cell[data-frame="1"]')?.getAttribute('data-state'),
+            badge: document.querySelector('.cell[data-frame="1"] .cell-tiles')?.textContent ?? null,
+          };
+        },
+        null,
+        { timeout: 120_000, polling: 100 },
+      );
+      await screenshot(page, 'tiles-filling');
+      const seen = (await filling.jsonValue())!;
+      assert.equal(seen.tiles, 4);
+      assert.ok(seen.images >= 1 && seen.images < 4, `${seen.images} tile images while the frame renders`);
+      assert.ok(Math.abs(seen.aspect - 192 / 128) < 0.02, `the frame area keeps the 3:2 frame shape (${seen.aspect})`);
+      assert.ok(seen.tileShare.every((share) => Math.abs(share - 0.5) < 0.02), `a tile covers a quarter of the frame (${seen.tileShare})`);
+      assert.equal(seen.cell, 'rendering');
+      assert.match(seen.badge ?? '', /^[1-4]\/4 tiles$/);
+      assert.ok(seen.states.every((s) => ['queued', 'rendering', 'done'].includes(s!)));
+
+      // Once the server has stitched the tiles, the frame shows as one ordinary preview.
+      await page.locator('.cell[data-frame="1"][data-state="done"]').waitFor({ timeout: 120_000 });
+      await page.waitForFunction(() => (document.querySelector<HTMLImageElement>('[data-testid="latest-frame"]')?.naturalWidth ?? 0) > 0);
+      assert.equal(await page.locator('[data-testid="tiled-frame"]').count(), 0);
+      assert.match((await page.locator('[data-testid="latest-frame"]').getAttribute('src')) ?? '', /frames\/1\/preview\?size=large$/);
+      assert.match(await page.locator('.latest figcaption').innerText(), /stitched from tiles/);
+      await page.locator('.badge[data-state="completed"]').first().waitFor({ timeout: 60_000 });
+      await screenshot(page, 'tiles-done');
+      const shownTile = await tileOnWorkers;
+      assert.equal(shownTile, null, `the workers page showed the tile: ${shownTile?.message}`);
+
+      // A scene with compositor glare: the review step says why its frames stay whole.
+      await page.getByRole('link', { name: 'Queue', exact: true }).click();
+      await page.locator('#blend-file').setInputFiles(glare);
+      const form = page.locator('[data-testid="submit"] [data-testid="held-settings"]');
+      await form.waitFor({ timeout: 30_000 });
+      const note = form.locator('[data-testid="tiling-note"]');
+      assert.match(await note.innerText(), /Frames will be rendered whole:[\s\S]*Glare/);
+      await note.scrollIntoViewIfNeeded();
+      await screenshot(page, 'submit-tile-blockers', false);
+      const held = (await jobs()).find((j) => j.state === 'paused' && j.tiling.blockers.length > 0)!;
+      assert.match(held.tiling.blockers.join(' '), /Glare/);
+      const removed = await fetch(`${url}/api/jobs/${held.id}`, { method: 'DELETE', headers: { [CLIENT_HEADER]: 'test' } });
+      assert.equal(removed.status, 204);
+      noStrayTraffic();
+      assert.deepEqual([...workersWatch.foreign, ...workersWatch.errors], []);
+    } finally {
+      await workersPage.close();
+      await second.shutdown();
+    }
+  });
+
   it('lists workers, disables and enables one, and shows it offline when it stops', async () => {
     await page.getByRole('link', { name: /^Workers/ }).click();
     const row = page.locator('.worker-row[data-worker]', { hasText: 'worker1' });

@@ -6,6 +6,8 @@ import {
   jobStates,
   outputFormats,
   parseFrameRange,
+  parseTiling,
+  formatTiling,
   describeIssues,
   type FrameLog,
   type Job,
@@ -65,6 +67,8 @@ function registerSubmit(program: Command): void {
     .option('--name <name>', 'job name (default: the file name)')
     .option('--hold', 'queue it paused after the scene is read, to review or edit settings first (then `resume`)')
     .option('--allow-scripts', 'let Python scripts inside the .blend run (off by default: only for files you trust)')
+    .option('--tiles <tiles>', 'split frames into tiles on several workers: auto (default: when idle workers outnumber frames left), off, a count (4) or a grid (2x2)')
+    .option('--force-tiles', 'split even when the scene uses effects that cross tile edges (denoising, glare); seams may show')
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -78,6 +82,8 @@ function registerSubmit(program: Command): void {
       if (options.name) fields.name = options.name;
       if (options.hold) fields.hold = 'true';
       if (options.allowScripts) fields.allowScripts = 'true';
+      if (options.tiles) fields.tiles = formatTiling(usage(() => parseTiling(options.tiles)));
+      if (options.forceTiles) fields.forceTiles = 'true';
       const client = clientFrom(options);
       const uploadBar = progressBar('upload   {bar} {percentage}% | {value_mb}/{total_mb} MB');
       let job: Job;
@@ -112,6 +118,7 @@ function registerSubmit(program: Command): void {
     'archenland submit shot010.blend --frames 1-250:5 --format JPEG --resolution 50 --priority 10',
     'archenland submit shot010.blend --hold   # review the probed settings, `edit`, then `resume`',
     'archenland submit shot010.blend --wait --json | jq .state',
+    'archenland submit poster.blend --tiles 2x2 --wait   # one still, four workers',
   ]);
 }
 

@@ -54,6 +54,8 @@ export const jobPatchSchema = z
     fileFormat: outputFormatSchema,
     resolutionPercentage: z.number().int().min(1).max(1000).nullable(),
     samples: z.number().int().min(1).max(1_000_000).nullable(),
+    tiles: tileRequestSchema,
+    forceTiles: z.boolean(),
   })
   .partial();
 export type JobPatch = z.infer<typeof jobPatchSchema>;
@@ -124,7 +126,10 @@ export const workerSchema = z.object({
   enabled: z.boolean(),
   threads: z.number().int(),
   blenderVersion: z.string().nullable(),
-  current: z.object({ jobId: idSchema, frame: z.number().int(), percent: z.number() }).nullable(),
+  /** What the worker renders now; `tile` when it is one tile of a split frame. */
+  current: z
+    .object({ jobId: idSchema, frame: z.number().int(), tile: z.number().int().optional(), tiles: z.number().int().optional(), percent: z.number() })
+    .nullable(),
   framesRendered: z.number().int(),
   averageFrameMs: z.number().nullable(),
   lastSeenAt: z.string(),

@@ -82,6 +82,12 @@ export function parseTiling(text: string): TileRequest {
   throw new Error(`invalid tiles "${text}": expected auto, off, a count such as 4, or a grid such as 2x2`);
 }
 
+/** The text form `parseTiling` reads: "auto", "off", "4" or "2x2". */
+export function formatTiling(request: TileRequest): string {
+  if (typeof request === 'string') return request;
+  return 'count' in request ? String(request.count) : `${request.cols}x${request.rows}`;
+}
+
 export const tileCount = (grid: TileGrid) => grid.cols * grid.rows;
 
 /**

@@ -30,6 +30,16 @@ export class DataDir {
   frameFile(jobId: string, frame: number, extension: string) {
     return path.join(this.framesDir(jobId), `${frameFileName(frame)}.${extension}`);
   }
+  tilesDir(jobId: string) {
+    return path.join(this.jobDir(jobId), 'tiles');
+  }
+  frameTilesDir(jobId: string, frame: number) {
+    return path.join(this.tilesDir(jobId), frameFileName(frame));
+  }
+  /** Where a tile of a split frame waits for the other tiles until the frame is stitched. */
+  tileFile(jobId: string, frame: number, tile: number, extension: string) {
+    return path.join(this.frameTilesDir(jobId, frame), `tile_${String(tile).padStart(2, '0')}.${extension}`);
+  }
   video(jobId: string) {
     return path.join(this.jobDir(jobId), 'video.mp4');
   }

@@ -2,10 +2,11 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import { encodeVideo } from '../encoder/index.ts';
-import { compileJob, CompileError, type RenderRequest } from '../jobs/index.ts';
+import { compileJob, CompileError, type JobTilingPlan, type RenderRequest } from '../jobs/index.ts';
 import {
   framesOf,
   type FarmChange,
+  type Frame,
   type FrameCounts,
   type FrameLog,
   type Job,
@@ -16,13 +17,15 @@ import {
   type RenderAssignment,
   type SceneInfo,
   type ServerToWorker,
+  type TileRegion,
   type Worker,
   type WorkerHello,
 } from '../protocol/index.ts';
 import { Scheduler, assertTransition, finishedStates, type Assignment } from '../scheduler/index.ts';
-import type { JobRow, Store } from '../store/index.ts';
+import type { FrameRow, JobRow, Store, WorkerRow } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from './data-dir.ts';
+import { dropTiles, stitchFrame } from './tile-files.ts';
 import { commitFile, discardFile, type ReceivedFile } from './upload.ts';
 import { emptyCounts, frameView, jobView, workerView, type JobTimes } from './views.ts';
 
@@ -42,18 +45,36 @@ export interface WorkerLink {
   close(reason: string): void;
 }
 
+/** What a worker renders now: a frame, or one tile of it. */
+interface CurrentWork {
+  jobId: string;
+  frame: number;
+  tile?: number;
+  /** How many tiles the frame is split into, when `tile` is set. */
+  tiles?: number;
+  percent: number;
+}
+
 interface ConnectedWorker {
   id: string;
   link: WorkerLink;
   enabled: boolean;
-  current: { jobId: string; frame: number; percent: number } | null;
+  current: CurrentWork | null;
+  /** Its stored row, kept current by every write, so publishing it costs no query. */
+  row: WorkerRow;
 }
 
 interface RenderInfo {
-  message: Omit<RenderAssignment, 'frame'>;
+  message: Omit<RenderAssignment, 'frame' | 'tile'>;
   /** Whether a frame was handed out since the job was (re)queued. */
   started: boolean;
+  tiling: JobTilingPlan;
 }
+
+const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
+
+const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>
+  current?.jobId === jobId && current.frame === frame && current.tile === tile;
 
 export class FarmError extends Error {
   constructor(
@@ -63,6 +84,9 @@ export class FarmError extends Error {
     super(message);
   }
 }
+
+/** A split frame's log holds every tile's output; this keeps it bounded. */
+const MAX_FRAME_LOG_CHARS = 256 * 1024;
 
 export const newId = () => randomBytes(8).toString('hex');
 const now = () => new Date().toISOString();
@@ -87,6 +111,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly renderInfo = new Map<string, RenderInfo>();
   /** worker -> the timer that stops its frame if it renders too long (frame_timeout_s). */
   private readonly frameTimers = new Map<string, NodeJS.Timeout>();
+  /** Stored rows of frames being rendered, so the many progress updates publish without a query. */
+  private readonly renderingRows = new Map<string, FrameRow>();
   private readonly pending = new Set<Promise<unknown>>();
   private stopping = false;
 
@@ -130,6 +156,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       fileFormat: options.fileFormat,
       resolutionPercentage: options.resolutionPercentage,
       samples: options.samples,
+      tiles: options.tiles,
+      forceTiles: options.forceTiles,
     };
     const row = await this.store.insertJob({
       id: newId(),
@@ -173,7 +201,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   async getJobDetail(id: string): Promise<JobDetail> {
     const job = await this.getJob(id);
     const frames = await this.store.listFrames(id);
-    return { ...job, frameList: frames.map((f) => frameView(f, this.progressOf(id, f.number))) };
+    return { ...job, frameList: frames.map((f) => this.frameViewOf(f)) };
   }
 
   async listJobs(): Promise<Job[]> {
@@ -255,7 +283,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Renames or re-prioritises a job; render settings change only before any frame is out. */
   async patchJob(id: string, patch: JobPatch): Promise<Job> {
     const row = await this.requireJob(id);
-    const changesRender = ['frames', 'fileFormat', 'resolutionPercentage', 'samples'].some((k) => k in patch);
+    const changesRender = ['frames', 'fileFormat', 'resolutionPercentage', 'samples', 'tiles', 'forceTiles'].some((k) => k in patch);
     if (changesRender) await this.changeRenderSettings(row, patch);
     if (patch.name !== undefined || patch.priority !== undefined) {
       await this.store.updateJob(id, { name: patch.name ?? row.name, priority: patch.priority ?? row.priority });
@@ -330,19 +358,17 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       previous.link.close('replaced by a newer connection');
       this.returnFramesOf(id);
     }
-    await this.store.upsertWorker({
+    const row = await this.store.upsertWorker({
       id,
       name: hello.name,
       host: hello.host,
       threads: hello.threads,
       blender_version: hello.blenderVersion,
     });
-    const enabled = (await this.store.getWorker(id))?.enabled !== 0;
-    this.workers.set(id, { id, link, enabled, current: null });
-    for (const { jobId, frame } of hello.holding) {
-      if (!this.scheduler.claim(jobId, frame, id)) continue;
-      await this.store.updateFrame(jobId, frame, { state: 'rendering', worker_id: id });
-      await this.publishFrame(jobId, frame);
+    this.workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row });
+    for (const { jobId, frame, tile } of hello.holding) {
+      if (!this.scheduler.claim(jobId, frame, id, tile)) continue;
+      await this.saveFrame(jobId, frame, { state: 'rendering', worker_id: tile === undefined ? id : null });
     }
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol });
     this.log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
@@ -362,14 +388,16 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.pump();
   }
 
-  workerProgress(workerId: string, jobId: string, frame: number, percent: number): void {
+  workerProgress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
     const worker = this.workers.get(workerId);
-    if (!worker?.current || worker.current.jobId !== jobId || worker.current.frame !== frame) return;
-    worker.current.percent = percent;
+    if (!isWorkOn(worker?.current, jobId, frame, tile)) return;
+    worker!.current!.percent = percent;
     this.background(this.publishWorker(workerId));
     // Only while it is still rendering: a late progress line must not re-announce a done frame.
-    const stillRendering = () => worker.current?.jobId === jobId && worker.current.frame === frame;
-    this.background(this.publishFrame(jobId, frame, stillRendering));
+    const stillRendering = () => isWorkOn(worker!.current, jobId, frame, tile);
+    const cached = this.renderingRows.get(frameKey(jobId, frame));
+    if (cached) this.publishFrameRow(cached);
+    else this.background(this.publishFrame(jobId, frame, stillRendering));
   }
 
   async workerDisconnected(workerId: string, link: WorkerLink): Promise<void> {
@@ -395,15 +423,16 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const row = await this.store.getWorker(workerId);
     if (!row) throw new FarmError(`no worker with id ${workerId}`, 404);
     const enabled = mode === 'enable';
-    await this.store.setWorkerEnabled(workerId, enabled);
+    const updated = await this.store.setWorkerEnabled(workerId, enabled);
     const worker = this.workers.get(workerId);
     if (worker) {
       worker.enabled = enabled;
+      if (updated) worker.row = updated;
       if (enabled && !worker.current) this.scheduler.workerReady(workerId);
       if (!enabled) this.scheduler.workerParked(workerId);
       if (mode === 'disable' && worker.current) {
-        const { jobId, frame } = worker.current;
-        worker.link.send({ type: 'cancel', jobId, frame });
+        const { jobId, frame, tile } = worker.current;
+        worker.link.send({ type: 'cancel', jobId, frame, tile });
         this.returnFramesOf(workerId);
         worker.current = null;
       }
@@ -419,13 +448,14 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return (await this.store.listWorkers()).map((row) => workerView(row, this.liveState(row.id)));
   }
 
-  /** The worker uploaded a rendered frame: the first valid result for a frame wins. */
+  /** The worker uploaded a rendered frame, or one tile of it: the first valid result wins. */
   async frameUploaded(
     workerId: string,
     jobId: string,
     frame: number,
     upload: ReceivedFile,
     renderMs: number,
+    tile?: number,
   ): Promise<{ accepted: boolean; reason?: string }> {
     const job = await this.store.getJob(jobId);
     const row = job && (await this.store.getFrame(jobId, frame));
@@ -433,51 +463,94 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       await discardFile(upload.tempPath);
       throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
     }
-    if (row.state === 'done' || !this.scheduler.hasJob(jobId)) {
+    const refusal =
+      row.state === 'done' ? 'frame already done'
+      : !this.scheduler.hasJob(jobId) ? `job is ${job.state}`
+      : tile !== undefined && this.scheduler.tilesOf(jobId, frame)?.states[tile] === undefined ? `frame ${frame} is not split into that tile`
+      : tile !== undefined && this.scheduler.tilesOf(jobId, frame)?.states[tile] === 'done' ? 'tile already done'
+      : null;
+    if (refusal) {
       await discardFile(upload.tempPath);
-      return { accepted: false, reason: row.state === 'done' ? 'frame already done' : `job is ${job.state}` };
+      return { accepted: false, reason: refusal };
     }
-    const file = this.dataDir.frameFile(jobId, frame, job.file_extension ?? 'png');
+    const extension = job.file_extension ?? 'png';
+    const file = tile === undefined ? this.dataDir.frameFile(jobId, frame, extension) : this.dataDir.tileFile(jobId, frame, tile, extension);
     await commitFile(upload.tempPath, file);
-    const outcome = this.scheduler.frameDone(jobId, frame, workerId);
-    if (outcome.kind !== 'accepted') return { accepted: false, reason: 'frame already done' };
-    for (const other of outcome.cancel) this.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame });
+    const outcome = this.scheduler.frameDone(jobId, frame, workerId, tile);
+    if (outcome.kind !== 'accepted') return { accepted: false, reason: 'already done' };
+    for (const other of outcome.cancel) this.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame, tile });
     const worker = this.workers.get(workerId);
-    if (worker?.current?.jobId === jobId && worker.current.frame === frame) worker.current = null;
+    if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
     const ms = Math.round(renderMs);
-    const times = this.renderTimes.get(jobId) ?? { totalMs: 0, frames: 0 };
-    this.renderTimes.set(jobId, { totalMs: times.totalMs + ms, frames: times.frames + 1 });
-    await this.store.updateFrame(jobId, frame, {
-      state: 'done',
-      worker_id: workerId,
-      render_ms: ms,
-      file,
-      sha256: upload.sha256,
-      error: null,
-      finished_at: now(),
-    });
-    await this.store.recordRenderedFrame(workerId, ms);
-    await this.publishFrame(jobId, frame);
+    const workerRow = await this.store.recordRenderedFrame(workerId, ms);
+    if (workerRow && worker?.row.id === workerRow.id) worker.row = workerRow;
+    if (tile === undefined) {
+      await this.frameFinished(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: upload.sha256 });
+      if (outcome.jobFinished && job.state !== 'paused') await this.finishRendering(jobId);
+      else await this.publishJob(jobId);
+    } else if (outcome.stitch) {
+      await this.stitch(jobId, frame);
+    } else {
+      await this.publishFrame(jobId, frame);
+    }
     await this.publishWorker(workerId);
-    if (outcome.jobFinished && job.state !== 'paused') await this.finishRendering(jobId);
-    else await this.publishJob(jobId);
     return { accepted: true };
   }
 
-  async frameFailed(workerId: string, jobId: string, frame: number, error: string, log: string): Promise<void> {
-    const outcome = this.scheduler.frameFailed(jobId, frame, workerId);
+  /** Records a frame as done (rendered whole, or stitched from its tiles). */
+  private async frameFinished(jobId: string, frame: number, result: { worker_id: string | null; render_ms: number; file: string; sha256: string | null }) {
+    const times = this.renderTimes.get(jobId) ?? { totalMs: 0, frames: 0 };
+    this.renderTimes.set(jobId, { totalMs: times.totalMs + result.render_ms, frames: times.frames + 1 });
+    await this.saveFrame(jobId, frame, { state: 'done', ...result, error: null, finished_at: now() });
+  }
+
+  /** Every tile of a frame is in: stitch them into the frame, which only then is done. */
+  private async stitch(jobId: string, frame: number): Promise<void> {
+    const info = this.renderInfo.get(jobId);
+    const tiles = this.scheduler.tilesOf(jobId, frame);
+    if (!info || !tiles || info.tiling.mode === 'off') return;
+    const extension = info.message.fileExtension;
+    const output = this.dataDir.frameFile(jobId, frame, extension);
+    try {
+      await stitchFrame(this.dataDir, { jobId, frame, grid: tiles.grid, plan: info.tiling, extension, output, ffmpegPath: this.options.ffmpegPath });
+    } catch (error) {
+      const message = `the tiles could not be stitched: ${(error as Error).message}`;
+      this.log.error({ jobId, frame, err: error }, 'stitching failed');
+      const outcome = this.scheduler.stitchFailed(jobId, frame);
+      if (outcome.kind === 'unknown') return;
+      await dropTiles(this.dataDir, jobId, frame);
+      await this.saveFrame(jobId, frame, { state: outcome.kind === 'failed' ? 'failed' : 'queued', attempts: outcome.attempts, error: message });
+      if (outcome.kind === 'failed' && outcome.jobFinished) await this.finishRendering(jobId);
+      else await this.publishJob(jobId);
+      this.pump();
+      return;
+    }
+    const renderMs = Math.round(this.scheduler.tileRenderMs(jobId, frame) ?? 0);
+    const done = this.scheduler.frameStitched(jobId, frame);
+    if (!done) return;
+    this.log.info({ jobId, frame, tiles: tiles.states.length, renderMs }, 'frame stitched from tiles');
+    await this.frameFinished(jobId, frame, { worker_id: null, render_ms: renderMs, file: output, sha256: null });
+    const job = await this.store.getJob(jobId);
+    if (done.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
+    else await this.publishJob(jobId);
+  }
+
+  async frameFailed(workerId: string, jobId: string, frame: number, error: string, log: string, tile?: number): Promise<void> {
+    const outcome = this.scheduler.frameFailed(jobId, frame, workerId, tile);
     if (outcome.kind === 'unknown') return;
-    this.log.warn({ workerId, jobId, frame, attempts: outcome.attempts, error }, 'frame failed');
+    this.log.warn({ workerId, jobId, frame, tile, attempts: outcome.attempts, error }, tile === undefined ? 'frame failed' : 'tile failed');
     const worker = this.workers.get(workerId);
-    if (worker?.current?.jobId === jobId && worker.current.frame === frame) worker.current = null;
-    await this.store.updateFrame(jobId, frame, {
-      state: outcome.kind === 'failed' ? 'failed' : 'queued',
+    if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
+    if (outcome.kind === 'failed') {
+      for (const other of outcome.cancel) this.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame, tile: other.tile?.index });
+    }
+    await this.saveFrame(jobId, frame, {
+      state: outcome.kind === 'failed' ? 'failed' : this.unfinishedState(jobId, frame),
       worker_id: outcome.kind === 'failed' ? workerId : null,
       attempts: outcome.attempts,
-      error,
+      error: tile === undefined ? error : `tile ${tile + 1}: ${error}`,
       log,
     });
-    await this.publishFrame(jobId, frame);
     const job = await this.store.getJob(jobId);
     if (outcome.kind === 'failed' && outcome.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
     else await this.publishJob(jobId);
@@ -488,23 +561,40 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
    * The worker could not take the frame (its disk is full): the frame goes back to the
    * front of the queue without counting as a failure, so the job waits rather than fails.
    */
-  async frameHandedBack(workerId: string, jobId: string, frame: number, reason: string): Promise<void> {
-    if (!this.scheduler.handBack(jobId, frame, workerId)) return;
-    this.log.warn({ workerId, jobId, frame, reason }, 'worker handed a frame back');
+  async frameHandedBack(workerId: string, jobId: string, frame: number, reason: string, tile?: number): Promise<void> {
+    if (!this.scheduler.handBack(jobId, frame, workerId, tile)) return;
+    this.log.warn({ workerId, jobId, frame, tile, reason }, 'worker handed a frame back');
     const worker = this.workers.get(workerId);
-    if (worker?.current?.jobId === jobId && worker.current.frame === frame) worker.current = null;
+    if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
     this.clearFrameTimer(workerId);
-    await this.store.updateFrame(jobId, frame, { state: 'queued', worker_id: null });
-    await this.publishFrame(jobId, frame);
+    await this.saveFrame(jobId, frame, { state: this.unfinishedState(jobId, frame), worker_id: null });
     await this.publishWorker(workerId);
     this.pump();
   }
 
-  /** Keeps Blender's output for a frame; it arrives beside the upload, in either order. */
-  async frameLogReceived(workerId: string, jobId: string, frame: number, log: string): Promise<void> {
+  /** Keeps Blender's output for a frame (each tile's in turn); it arrives beside the upload, in either order. */
+  async frameLogReceived(workerId: string, jobId: string, frame: number, log: string, tile?: number): Promise<void> {
     const row = await this.store.getFrame(jobId, frame);
     if (!row || (row.worker_id !== null && row.worker_id !== workerId)) return;
-    await this.store.updateFrame(jobId, frame, { log });
+    if (tile === undefined) {
+      await this.store.updateFrame(jobId, frame, { log });
+      return;
+    }
+    const name = this.workers.get(workerId)?.row.name ?? workerId;
+    const combined = `${row.log ?? ''}--- tile ${tile + 1} (worker ${name}) ---\n${log}\n`;
+    await this.store.updateFrame(jobId, frame, { log: combined.slice(-MAX_FRAME_LOG_CHARS) });
+  }
+
+  /** The stored state of a frame not finished: rendering while it is split into tiles, else queued. */
+  private unfinishedState(jobId: string, frame: number): 'queued' | 'rendering' {
+    return this.scheduler.tilesOf(jobId, frame) ? 'rendering' : 'queued';
+  }
+
+  /** The tile file of a split frame, while the frame waits for its other tiles (for previews). */
+  async tileFile(jobId: string, frame: number, tile: number): Promise<string> {
+    const job = await this.requireJob(jobId);
+    if (this.scheduler.tilesOf(jobId, frame)?.states[tile] !== 'done') throw new FarmError(`tile ${tile} of frame ${frame} is not waiting to be stitched`, 404);
+    return this.dataDir.tileFile(jobId, frame, tile, job.file_extension ?? 'png');
   }
 
   async probeSucceeded(workerId: string, jobId: string, scene: SceneInfo): Promise<void> {
@@ -581,8 +671,12 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const open = fresh ? fresh.map((number) => ({ number })) : await this.store.listFrames(row.id, 'queued');
     const counts = fresh ? emptyCounts() : ((await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
     this.storedCounts.delete(row.id);
+    const tiling = tilingOf(row);
+    // Tiles of an earlier run of this job are stale: its frames start over whole or split anew.
+    await rm(this.dataDir.tilesDir(row.id), { recursive: true, force: true });
     this.renderInfo.set(row.id, {
       started: false,
+      tiling,
       message: {
         type: 'render',
         jobId: row.id,
@@ -600,6 +694,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       done: counts.done,
       failed: counts.failed,
       paused,
+      tiling,
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.background(this.finishRendering(row.id));
@@ -624,34 +719,35 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     for (const assignment of this.scheduler.dispatch()) this.background(this.assign(assignment));
   }
 
-  private async assign({ workerId, jobId, frame }: Assignment): Promise<void> {
+  private async assign({ workerId, jobId, frame, tile }: Assignment): Promise<void> {
     const worker = this.workers.get(workerId);
     const info = this.renderInfo.get(jobId);
     if (!worker || !info) return;
-    worker.current = { jobId, frame, percent: 0 };
-    this.startFrameTimer(workerId, jobId, frame);
+    worker.current = tile ? { jobId, frame, tile: tile.index, tiles: tile.cols * tile.rows, percent: 0 } : { jobId, frame, percent: 0 };
+    this.startFrameTimer(workerId, jobId, frame, tile);
     // Sent before any query: the worker starts while the store catches up.
-    worker.link.send({ ...info.message, frame });
-    await this.store.updateFrame(jobId, frame, { state: 'rendering', worker_id: workerId });
+    worker.link.send(tile ? { ...info.message, frame, tile } : { ...info.message, frame });
+    const frameRow = await this.store.updateFrame(jobId, frame, { state: 'rendering', worker_id: tile ? null : workerId });
     if (!info.started) {
       info.started = true;
       const row = await this.store.getJob(jobId);
       if (row?.state === 'queued') await this.setState(row, 'rendering', { started_at: row.started_at ?? now() });
     }
-    await this.publishFrame(jobId, frame);
+    if (frameRow) this.publishFrameRow(frameRow);
     await this.publishWorker(workerId);
   }
 
-  private startFrameTimer(workerId: string, jobId: string, frame: number): void {
+  private startFrameTimer(workerId: string, jobId: string, frame: number, region?: TileRegion): void {
     this.clearFrameTimer(workerId);
     if (this.options.frameTimeoutMs <= 0) return;
+    const tile = region?.index;
     const timer = setTimeout(() => {
       const worker = this.workers.get(workerId);
-      if (worker?.current?.jobId !== jobId || worker.current.frame !== frame) return;
+      if (!isWorkOn(worker?.current, jobId, frame, tile)) return;
       const seconds = Math.round(this.options.frameTimeoutMs / 1000);
-      this.log.warn({ workerId, jobId, frame, seconds }, 'frame timed out; stopping it');
-      worker.link.send({ type: 'cancel', jobId, frame });
-      this.background(this.frameFailed(workerId, jobId, frame, `frame took longer than the limit of ${seconds} s (frame_timeout_s) and was stopped`, ''));
+      this.log.warn({ workerId, jobId, frame, tile, seconds }, 'frame timed out; stopping it');
+      worker!.link.send({ type: 'cancel', jobId, frame, tile });
+      this.background(this.frameFailed(workerId, jobId, frame, `frame took longer than the limit of ${seconds} s (frame_timeout_s) and was stopped`, '', tile));
     }, this.options.frameTimeoutMs);
     timer.unref();
     this.frameTimers.set(workerId, timer);
@@ -664,8 +760,9 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   private returnFramesOf(workerId: string): void {
     for (const { jobId, frame } of this.scheduler.workerLost(workerId)) {
+      const state = this.unfinishedState(jobId, frame);
       this.background(
-        this.store.updateFrame(jobId, frame, { state: 'queued', worker_id: null }).then(() => this.publishFrame(jobId, frame)),
+        this.saveFrame(jobId, frame, { state, worker_id: null }),
       );
     }
   }
@@ -749,6 +846,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   /** Tells every worker the job is over so it can close its Blender session. */
   private releaseJob(jobId: string): void {
+    for (const key of this.renderingRows.keys()) if (key.startsWith(`${jobId}#`)) this.renderingRows.delete(key);
     for (const worker of this.workers.values()) {
       if (worker.current?.jobId === jobId) worker.current = null;
       worker.link.send({ type: 'cancel', jobId });
@@ -783,11 +881,22 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return jobView(row, counts, this.timesOf(row.id, counts));
   }
 
+  /** How far a frame is, in percent; a split frame's is the mean over its tiles. */
   private progressOf(jobId: string, frame: number): number {
+    const tiles = this.scheduler.tilesOf(jobId, frame);
+    let rendering = 0;
     for (const w of this.workers.values()) {
-      if (w.current?.jobId === jobId && w.current.frame === frame) return w.current.percent;
+      if (w.current?.jobId !== jobId || w.current.frame !== frame) continue;
+      if (!tiles) return w.current.percent;
+      rendering += w.current.percent;
     }
-    return 0;
+    if (!tiles) return 0;
+    const done = tiles.states.filter((state) => state === 'done').length;
+    return Math.min(100, (done * 100 + rendering) / tiles.states.length);
+  }
+
+  private frameViewOf(row: FrameRow): Frame {
+    return frameView(row, this.progressOf(row.job_id, row.number), this.scheduler.tilesOf(row.job_id, row.number));
   }
 
   private liveState(workerId: string) {
@@ -802,12 +911,36 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   private async publishFrame(jobId: string, frame: number, stillTrue: () => boolean = () => true): Promise<void> {
     const row = await this.store.getFrame(jobId, frame);
-    if (row && stillTrue()) this.emit('event', { type: 'frame', frame: frameView(row, this.progressOf(jobId, frame)) });
+    if (row && stillTrue()) this.publishFrameRow(row);
+  }
+
+  /** Announces a frame as just stored; rows of rendering frames are kept for progress updates. */
+  private publishFrameRow(row: FrameRow): void {
+    const key = frameKey(row.job_id, row.number);
+    if (row.state === 'rendering') this.renderingRows.set(key, row);
+    else this.renderingRows.delete(key);
+    this.emit('event', { type: 'frame', frame: this.frameViewOf(row) });
+  }
+
+  /** Changes a frame in the store and announces it. */
+  private async saveFrame(jobId: string, frame: number, patch: Partial<FrameRow>): Promise<void> {
+    const row = await this.store.updateFrame(jobId, frame, patch);
+    if (row) this.publishFrameRow(row);
   }
 
   private async publishWorker(workerId: string): Promise<void> {
-    const row = await this.store.getWorker(workerId);
+    const row = this.workers.get(workerId)?.row ?? (await this.store.getWorker(workerId));
     if (row) this.emit('event', { type: 'worker', worker: workerView(row, this.liveState(workerId)) });
+  }
+}
+
+/** How the job's frames may be split, from its probed scene and request (compiled again: pure and cheap). */
+function tilingOf(row: JobRow): JobTilingPlan {
+  if (!row.scene_json) return { mode: 'off' };
+  try {
+    return compileJob(JSON.parse(row.scene_json) as SceneInfo, JSON.parse(row.requested_json) as RenderRequest).tiling;
+  } catch {
+    return { mode: 'off' };
   }
 }
 

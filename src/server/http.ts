@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyReply, type FastifyRequest } from '
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { z } from 'zod';
-import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
+import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, MAX_TILE_SIDE, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { bearerToken, hasSessionCookie, isLoopback, SESSION_COOKIE, sessionValue, tokenMatches } from './auth.ts';
 import { blendKindOf, isTruncatedPlainBlend } from './blend-file.ts';
@@ -31,6 +31,7 @@ const WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
 
 const jobParams = z.object({ id: idSchema });
 const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
+const tileParams = frameParams.extend({ tile: z.coerce.number().int().min(0).max(MAX_TILE_SIDE * MAX_TILE_SIDE - 1) });
 const blendParams = z.object({ sha256: sha256Schema });
 const previewQuery = z.object({ size: z.enum(['small', 'large']).default('small') as z.ZodType<PreviewSize> });
 
@@ -156,6 +157,16 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     return sendFile(reply.header('cache-control', 'private, max-age=86400'), preview, path.basename(preview), 'image/webp');
   });
 
+  // A tile of a split frame while it waits for the others, so the UI fills the frame in tile by tile.
+  app.get('/api/jobs/:id/frames/:frame/tiles/:tile/preview', async (request, reply) => {
+    const { id, frame, tile } = parse(tileParams, request.params);
+    const { size } = parse(previewQuery, request.query);
+    const file = await farm.tileFile(id, frame, tile);
+    if (!canPreview(file)) throw new FarmError(`no preview for ${path.extname(file)} tiles`, 415);
+    const preview = await previewOf(file, path.join(path.dirname(file), 'previews'), size);
+    return sendFile(reply.header('cache-control', 'no-cache'), preview, path.basename(preview), 'image/webp');
+  });
+
   app.get('/api/jobs/:id/frames/:frame', async (request, reply) => {
     const { id, frame } = parse(frameParams, request.params);
     const file = await farm.frameFile(id, frame);
@@ -199,8 +210,8 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     // Frames stream straight to disk: no body parsing, whatever the content type.
     workerApi.removeAllContentTypeParsers();
     workerApi.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    workerApi.put('/api/worker/jobs/:id/frames/:frame', async (request) => {
-      const { id, frame } = parse(frameParams, request.params);
+    // A whole frame, or one tile of a split frame.
+    const receiveResult = async (request: FastifyRequest, id: string, frame: number, tile?: number) => {
       const headers = parse(frameUploadHeaders, request.headers);
       let upload: ReceivedFile;
       try {
@@ -217,7 +228,15 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
         await discardFile(upload.tempPath);
         throw new FarmError('the frame file is empty', 422);
       }
-      return farm.frameUploaded(headers['x-archenland-worker'], id, frame, upload, headers['x-archenland-render-ms']);
+      return farm.frameUploaded(headers['x-archenland-worker'], id, frame, upload, headers['x-archenland-render-ms'], tile);
+    };
+    workerApi.put('/api/worker/jobs/:id/frames/:frame', async (request) => {
+      const { id, frame } = parse(frameParams, request.params);
+      return receiveResult(request, id, frame);
+    });
+    workerApi.put('/api/worker/jobs/:id/frames/:frame/tiles/:tile', async (request) => {
+      const { id, frame, tile } = parse(tileParams, request.params);
+      return receiveResult(request, id, frame, tile);
     });
   });
 

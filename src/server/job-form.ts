@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeIssues, jobOptionsSchema, parseFrameRange, type JobOptions } from '../protocol/index.ts';
+import { describeIssues, jobOptionsSchema, parseFrameRange, parseTiling, type JobOptions } from '../protocol/index.ts';
 import { FarmError } from './farm.ts';
 
 /**
@@ -9,7 +9,7 @@ import { FarmError } from './farm.ts';
 const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
 const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
 
-export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold'];
+export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles'];
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
@@ -23,7 +23,8 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
     for (const key of ['resolutionPercentage', 'samples', 'priority'] as const) {
       if (fields[key] !== undefined && fields[key] !== '') typed[key] = parseField(key, integerText, fields[key]);
     }
-    for (const key of ['allowScripts', 'hold'] as const) {
+    if (fields.tiles !== undefined && fields.tiles.trim() !== '') typed.tiles = parseTiling(fields.tiles);
+    for (const key of ['allowScripts', 'hold', 'forceTiles'] as const) {
       if (fields[key] !== undefined) typed[key] = parseField(key, booleanText, fields[key].toLowerCase());
     }
   } catch (error) {

@@ -170,6 +170,12 @@ export interface RouteDoc {
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
 const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'worker id' };
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
+const tileNumber: Param = { name: 'tile', in: 'path', schema: z.int().min(0).max(63), description: 'tile index, row by row from the top-left, from 0' };
+const uploadHeaders: Param[] = [
+  { name: 'x-archenland-worker', in: 'header', schema: idSchema, description: 'the uploading worker', required: true },
+  { name: 'x-archenland-sha256', in: 'header', schema: sha256Schema, description: 'SHA-256 of the body; a mismatch is refused', required: true },
+  { name: 'x-archenland-render-ms', in: 'header', schema: z.number().min(0).max(1e10), description: 'render time in milliseconds', required: true },
+];
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/x-exr', 'image/tiff', 'application/octet-stream'];
 
 const jobAction = (action: string, summary: string, conflict: string): RouteDoc => ({
@@ -309,6 +315,13 @@ export const routeDocs: RouteDoc[] = [
     errors: { 404: 'no such frame, or not rendered yet', 415: 'no preview for this format (e.g. EXR)' },
   },
   {
+    method: 'get', path: '/api/jobs/:id/frames/:frame/tiles/:tile/preview', tag: 'results', access: 'api',
+    summary: 'A WebP preview of one finished tile of a split frame, until the frame is stitched',
+    params: [jobId, frameNumber, tileNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
+    ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
+    errors: { 404: 'no such tile, or it is not waiting to be stitched (not rendered yet, or the frame is done)', 415: 'no preview for this format (e.g. EXR)' },
+  },
+  {
     method: 'get', path: '/api/jobs/:id/frames/:frame/log', tag: 'results', access: 'api',
     summary: "Blender's output for a frame",
     params: [jobId, frameNumber],
@@ -347,15 +360,17 @@ export const routeDocs: RouteDoc[] = [
   {
     method: 'put', path: '/api/worker/jobs/:id/frames/:frame', tag: 'worker protocol', access: 'worker',
     summary: 'Upload a rendered frame (workers)',
-    params: [
-      jobId,
-      frameNumber,
-      { name: 'x-archenland-worker', in: 'header', schema: idSchema, description: 'the uploading worker', required: true },
-      { name: 'x-archenland-sha256', in: 'header', schema: sha256Schema, description: 'SHA-256 of the body; a mismatch is refused', required: true },
-      { name: 'x-archenland-render-ms', in: 'header', schema: z.number().min(0).max(1e10), description: 'render time in milliseconds', required: true },
-    ],
+    params: [jobId, frameNumber, ...uploadHeaders],
     body: { kind: 'binary', description: 'the image file as Blender saved it' },
     ok: { 200: { description: 'whether the frame was taken', json: 'FrameUploadAnswer' } },
+    errors: { 404: 'no such job or frame', 413: 'larger than max_upload_mb', 422: 'checksum mismatch or empty file', 507: "the server's disk is full; the job is paused" },
+  },
+  {
+    method: 'put', path: '/api/worker/jobs/:id/frames/:frame/tiles/:tile', tag: 'worker protocol', access: 'worker',
+    summary: 'Upload one rendered tile of a split frame (workers); the last tile in gets the frame stitched',
+    params: [jobId, frameNumber, tileNumber, ...uploadHeaders],
+    body: { kind: 'binary', description: 'the tile image as Blender saved it (cropped to the tile)' },
+    ok: { 200: { description: 'whether the tile was taken', json: 'FrameUploadAnswer' } },
     errors: { 404: 'no such job or frame', 413: 'larger than max_upload_mb', 422: 'checksum mismatch or empty file', 507: "the server's disk is full; the job is paused" },
   },
 ];
@@ -370,6 +385,8 @@ const jobFieldDescriptions: Record<string, string> = {
   allowScripts: 'let Python scripts inside the .blend run (only for files you trust)',
   priority: 'higher runs first',
   hold: 'queue the job paused after probing, so its settings can be reviewed and edited first',
+  tiles: 'split frames into tiles rendered on several workers: `auto` (when idle workers outnumber the frames left; default), `off`, a count such as `4`, or a grid such as `2x2`',
+  forceTiles: 'split even when the scene uses effects that cross tile edges (denoising, glare); seams may show',
 };
 
 function multipartSchema(): Record<string, unknown> {
@@ -381,7 +398,9 @@ function multipartSchema(): Record<string, unknown> {
     const schema =
       field === 'frames'
         ? { type: 'string', pattern: '^\\s*-?\\d+\\s*(-\\s*-?\\d+\\s*)?(:\\s*\\d+\\s*)?$', examples: ['1-250', '1-250:5', '12'] }
-        : inline(shape[field]!);
+        : field === 'tiles'
+          ? { type: 'string', pattern: '^\\s*(auto|off|\\d+|\\d+\\s*x\\s*\\d+)\\s*$', examples: ['auto', 'off', '4', '2x2'] }
+          : inline(shape[field]!);
     properties[field] = { ...schema, description: jobFieldDescriptions[field] ?? '' };
   }
   return { type: 'object', required: ['file'], properties, additionalProperties: false };

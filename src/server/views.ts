@@ -58,7 +58,7 @@ function tilingView(submitted: StoredRequest, scene: SceneInfo | null): Job['til
   return { requested, forced, blockers };
 }
 
-export function frameView(row: FrameRow, progress = 0): Frame {
+export function frameView(row: FrameRow, progress = 0, tiles: Frame['tiles'] = null): Frame {
   const state = row.state as FrameState;
   return {
     jobId: row.job_id,
@@ -70,13 +70,13 @@ export function frameView(row: FrameRow, progress = 0): Frame {
     renderMs: row.render_ms,
     error: row.error,
     finishedAt: row.finished_at,
-    tiles: null,
+    tiles,
   };
 }
 
 export interface LiveWorkerState {
   connected: boolean;
-  current: { jobId: string; frame: number; percent: number } | null;
+  current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
 }
 
 export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): Worker {

@@ -168,13 +168,15 @@ export class Store {
     return query.orderBy('number').execute();
   }
 
-  async updateFrame(jobId: string, number: number, patch: Partial<Omit<FrameRow, 'job_id' | 'number'>>) {
-    await this.db
+  /** Changes a frame and returns it as stored, so callers publish it without reading it back. */
+  async updateFrame(jobId: string, number: number, patch: Partial<Omit<FrameRow, 'job_id' | 'number'>>): Promise<FrameRow | undefined> {
+    return this.db
       .updateTable('frames')
       .set(patch)
       .where('job_id', '=', jobId)
       .where('number', '=', number)
-      .execute();
+      .returningAll()
+      .executeTakeFirst();
   }
 
   /** Frames that were rendering when the server stopped go back to the queue. */
@@ -216,9 +218,9 @@ export class Store {
 
   // ---- workers -----------------------------------------------------------------
 
-  async upsertWorker(worker: Pick<WorkerRow, 'id' | 'name' | 'host' | 'threads' | 'blender_version'>) {
+  async upsertWorker(worker: Pick<WorkerRow, 'id' | 'name' | 'host' | 'threads' | 'blender_version'>): Promise<WorkerRow> {
     const at = now();
-    await this.db
+    return this.db
       .insertInto('workers')
       .values({ ...worker, frames_rendered: 0, render_ms_total: 0, enabled: 1, first_seen_at: at, last_seen_at: at })
       .onConflict((oc) =>
@@ -230,15 +232,16 @@ export class Store {
           last_seen_at: at,
         }),
       )
-      .execute();
+      .returningAll()
+      .executeTakeFirstOrThrow();
   }
 
   async touchWorker(id: string): Promise<void> {
     await this.db.updateTable('workers').set({ last_seen_at: now() }).where('id', '=', id).execute();
   }
 
-  async recordRenderedFrame(workerId: string, renderMs: number): Promise<void> {
-    await this.db
+  async recordRenderedFrame(workerId: string, renderMs: number): Promise<WorkerRow | undefined> {
+    return this.db
       .updateTable('workers')
       .set((eb) => ({
         frames_rendered: eb('frames_rendered', '+', 1),
@@ -246,11 +249,12 @@ export class Store {
         last_seen_at: now(),
       }))
       .where('id', '=', workerId)
-      .execute();
+      .returningAll()
+      .executeTakeFirst();
   }
 
-  async setWorkerEnabled(id: string, enabled: boolean): Promise<void> {
-    await this.db.updateTable('workers').set({ enabled: enabled ? 1 : 0 }).where('id', '=', id).execute();
+  async setWorkerEnabled(id: string, enabled: boolean): Promise<WorkerRow | undefined> {
+    return this.db.updateTable('workers').set({ enabled: enabled ? 1 : 0 }).where('id', '=', id).returningAll().executeTakeFirst();
   }
 
   async listWorkers(): Promise<WorkerRow[]> {

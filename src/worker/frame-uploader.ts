@@ -6,6 +6,8 @@ import { sha256OfFile } from './blend-cache.ts';
 export interface FrameUpload {
   jobId: string;
   frame: number;
+  /** Set when the file is one tile of a split frame. */
+  tile?: number;
   file: string;
   renderMs: number;
 }
@@ -19,7 +21,8 @@ export interface UploadAnswer {
 export async function uploadFrame(serverUrl: string, token: string, workerId: string, upload: FrameUpload): Promise<UploadAnswer> {
   const sha256 = await sha256OfFile(upload.file);
   const { size } = await stat(upload.file);
-  const url = new URL(`/api/worker/jobs/${upload.jobId}/frames/${upload.frame}`, serverUrl);
+  const tilePart = upload.tile === undefined ? '' : `/tiles/${upload.tile}`;
+  const url = new URL(`/api/worker/jobs/${upload.jobId}/frames/${upload.frame}${tilePart}`, serverUrl);
   return new Promise((resolve, reject) => {
     const request = http.request(url, {
       method: 'PUT',

@@ -20,7 +20,7 @@ const isPermanent = (status: number | undefined) =>
 export class UploadQueue {
   private chain: Promise<void> = Promise.resolve();
   private waiting = 0;
-  private readonly queued = new Map<string, { jobId: string; frame: number }>();
+  private readonly queued = new Map<string, { jobId: string; frame: number; tile?: number }>();
 
   constructor(
     private readonly send: (upload: FrameUpload) => Promise<UploadAnswer>,
@@ -59,7 +59,7 @@ export class UploadQueue {
   }
 
   /** The frames waiting here, told to the server on (re)connect so it does not hand them out again. */
-  holding(): Array<{ jobId: string; frame: number }> {
+  holding(): Array<{ jobId: string; frame: number; tile?: number }> {
     return [...this.queued.values()];
   }
 
@@ -75,9 +75,9 @@ export class UploadQueue {
   }
 
   private enqueue(upload: FrameUpload, fresh: boolean): void {
-    const key = `${upload.jobId}#${upload.frame}`;
+    const key = `${upload.jobId}#${upload.frame}/${upload.tile ?? ''}`;
     this.waiting++;
-    this.queued.set(key, { jobId: upload.jobId, frame: upload.frame });
+    this.queued.set(key, { jobId: upload.jobId, frame: upload.frame, tile: upload.tile });
     this.chain = this.chain
       .then(() => this.deliver(upload, fresh))
       .finally(() => {
@@ -87,7 +87,7 @@ export class UploadQueue {
   }
 
   private async deliver(upload: FrameUpload, fresh: boolean): Promise<void> {
-    const log = this.log.child({ jobId: upload.jobId, frame: upload.frame });
+    const log = this.log.child({ jobId: upload.jobId, frame: upload.frame, tile: upload.tile });
     for (let attempt = 0; ; attempt++) {
       try {
         const answer = await this.send(upload);

@@ -58,7 +58,7 @@ export class RenderWorker {
     this.uploads = new UploadQueue(
       (upload) => uploadFrame(this.serverUrl, settings.token, this.workerId!, upload),
       (upload, error) =>
-        this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, error: error.message, log: '', reason: 'render' }),
+        this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, tile: upload.tile, error: error.message, log: '', reason: 'render' }),
       log,
     );
     this.connection = new ServerConnection(
@@ -152,7 +152,7 @@ export class RenderWorker {
         void this.probe(message);
         return;
       case 'cancel':
-        this.cancel(message.jobId, message.frame);
+        this.cancel(message.jobId, message.frame, message.tile);
         return;
       case 'error':
         this.log.warn({ message: message.message }, 'the server reported an error');
@@ -162,30 +162,33 @@ export class RenderWorker {
 
   private async render(assignment: RenderAssignment): Promise<void> {
     const { jobId, frame } = assignment;
+    const tile = assignment.tile?.index;
     this.current = assignment;
     this.cancelled = false;
-    const log = this.log.child({ jobId, frame });
+    const log = this.log.child({ jobId, frame, tile });
     let lastProgress = 0;
     const short = await this.spaceShortage();
     if (short) {
       log.error({ reason: short }, 'disk full: handing the frame back');
-      this.connection.send({ type: 'frame_failed', jobId, frame, error: short, log: '', reason: 'disk_full' });
+      this.connection.send({ type: 'frame_failed', jobId, frame, tile, error: short, log: '', reason: 'disk_full' });
       this.current = null;
       this.waitForSpace();
       return;
     }
     try {
       const session = await this.sessionFor(assignment);
-      const outputPattern = path.join(this.settings.cache_dir, 'output', jobId, 'frame_####');
-      const result = await session.render(frame, outputPattern, (progress) => {
+      const name = tile === undefined ? 'frame_####' : `tile_${String(tile).padStart(2, '0')}_frame_####`;
+      const outputPattern = path.join(this.settings.cache_dir, 'output', jobId, name);
+      const onProgress = (progress: { percent: number }) => {
         const now = Date.now();
         if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
         lastProgress = now;
-        this.connection.send({ type: 'progress', jobId, frame, percent: progress.percent });
-      });
-      log.info({ ms: Math.round(result.renderMs) }, 'frame rendered');
-      this.connection.send({ type: 'frame_log', jobId, frame, log: result.log.slice(-60_000) });
-      await this.uploads.add({ jobId, frame, file: result.path, renderMs: result.renderMs });
+        this.connection.send({ type: 'progress', jobId, frame, tile, percent: progress.percent });
+      };
+      const result = await session.render(frame, outputPattern, onProgress, assignment.tile);
+      log.info({ ms: Math.round(result.renderMs) }, tile === undefined ? 'frame rendered' : 'tile rendered');
+      this.connection.send({ type: 'frame_log', jobId, frame, tile, log: result.log.slice(-60_000) });
+      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs });
     } catch (error) {
       if (this.cancelled || this.draining) {
         // Stopped on purpose: the server hands the frame to another worker when we leave.
@@ -197,6 +200,7 @@ export class RenderWorker {
           type: 'frame_failed',
           jobId,
           frame,
+          tile,
           error: message.slice(0, 4000),
           log: String((error as { log?: string }).log ?? '').slice(-60_000),
           reason: 'render',
@@ -279,8 +283,10 @@ export class RenderWorker {
   }
 
   /** The server took the frame back or the job ended: stop rendering it and drop the session. */
-  private cancel(jobId: string, frame?: number): void {
-    const renderingIt = this.current?.jobId === jobId && (frame === undefined || this.current.frame === frame);
+  private cancel(jobId: string, frame?: number, tile?: number): void {
+    const current = this.current;
+    const renderingIt =
+      current?.jobId === jobId && (frame === undefined || (current.frame === frame && current.tile?.index === tile));
     if (renderingIt) {
       this.cancelled = true;
       this.open?.session.kill();

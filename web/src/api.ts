@@ -93,6 +93,9 @@ export const api = {
 export const urls = {
   frame: (jobId: string, frame: number) => `/api/jobs/${jobId}/frames/${frame}`,
   preview: (jobId: string, frame: number, size: 'small' | 'large') => `/api/jobs/${jobId}/frames/${frame}/preview?size=${size}`,
+  /** One finished tile of a split frame, while the frame waits for its other tiles. */
+  tilePreview: (jobId: string, frame: number, tile: number, size: 'small' | 'large') =>
+    `/api/jobs/${jobId}/frames/${frame}/tiles/${tile}/preview?size=${size}`,
   video: (jobId: string) => `/api/jobs/${jobId}/video`,
   zip: (jobId: string) => `/api/jobs/${jobId}/frames.zip`,
 };

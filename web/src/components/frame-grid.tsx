@@ -3,6 +3,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Frame, FrameState, Job } from '../../../src/protocol/index.ts';
 import { urls } from '../api.ts';
 import { duration, isActive } from '../format.ts';
+import { isSplit, tilesDone } from './tiles.tsx';
 
 const MIN_CELL_W = 104;
 const GAP = 6;
@@ -143,9 +144,10 @@ function FrameTile({ job, frame, thumbnails, onOpen }: CellProps) {
   const [broken, setBroken] = useState(false);
   const detail =
     state === 'rendering' ? `${Math.round(frame.progress)}%` : state === 'done' ? duration(frame.renderMs) : state === 'failed' ? 'failed' : '';
+  const tiles = state === 'rendering' && isSplit(frame) ? `${tilesDone(frame)}/${frame.tiles.states.length} tiles` : null;
   const label = `Frame ${frame.number}: ${stateWords[state]}${state === 'rendering' ? ` ${Math.round(frame.progress)}%` : ''}${
     state === 'done' && frame.renderMs !== null ? ` in ${duration(frame.renderMs)}` : ''
-  }`;
+  }${tiles ? `, ${tiles} done` : ''}`;
   return (
     <button type="button" class="cell" data-state={state} data-frame={frame.number} aria-label={label} title={label} onClick={() => onOpen(frame)}>
       {state === 'done' && thumbnails && !broken ? (
@@ -159,6 +161,11 @@ function FrameTile({ job, frame, thumbnails, onOpen }: CellProps) {
         />
       ) : null}
       {state === 'rendering' && <span class="cell-progress" style={{ width: `${frame.progress}%` }} />}
+      {tiles && (
+        <span class="cell-tiles" aria-hidden="true">
+          {tiles}
+        </span>
+      )}
       <span class="cell-label">
         <span class="cell-number">{frame.number}</span>
         {detail && <span class="cell-detail">{detail}</span>}

@@ -12,6 +12,7 @@ import { api, type JobAction } from '../api.ts';
 import { isActive, isHeld, plural } from '../format.ts';
 import { href } from '../router.ts';
 import { farm } from '../store.ts';
+import { tilingText, TilingNote } from './tiles.tsx';
 import { ConfirmDialog } from './ui.tsx';
 
 const verbs: Record<JobAction, string> = { cancel: 'cancel', pause: 'pause', resume: 'resume', retry: 'retry' };
@@ -311,7 +312,12 @@ export function HeldSettings({ job, onStarted }: { job: Job; onStarted?: () => v
           <dt>Output</dt>
           <dd>{scene.fileFormat}</dd>
         </div>
+        <div>
+          <dt>Tiles</dt>
+          <dd title="Chosen at upload">{tilingText(job.tiling)}</dd>
+        </div>
       </dl>
+      <TilingNote job={job} />
       {scene.denoising && (
         <p class="callout warn">
           Denoising is on in this scene. Workers whose Blender is built without OpenImageDenoise (Debian’s) fail such frames.

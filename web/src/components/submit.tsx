@@ -5,6 +5,7 @@ import { bytes, isHeld, stateLabels } from '../format.ts';
 import { href } from '../router.ts';
 import { farm } from '../store.ts';
 import { formatName, HeldSettings } from './job-controls.tsx';
+import { defaultTiles, TilesFields, tilesValue, type TilesChoice } from './tiles.tsx';
 import { ProgressBar } from './ui.tsx';
 
 type Phase =
@@ -33,6 +34,7 @@ export function SubmitPanel() {
   const [hold, setHold] = useState(true);
   const [allowScripts, setAllowScripts] = useState(false);
   const [overrides, setOverrides] = useState<Overrides>(noOverrides);
+  const [tiles, setTiles] = useState<TilesChoice>(defaultTiles);
   const [dragging, setDragging] = useState(false);
   const input = useRef<HTMLInputElement>(null);
   const online = [...farm.workers.values()].filter((w) => w.state !== 'offline').length;
@@ -45,10 +47,17 @@ export function SubmitPanel() {
       setPhase({ kind: 'rejected', file, message: (e as Error).message });
       return;
     }
+    const tiling = tilesValue(tiles);
+    if ('error' in tiling) {
+      setPhase({ kind: 'rejected', file, message: tiling.error });
+      return;
+    }
     for (const key of Object.keys(noOverrides) as (keyof Overrides)[]) {
       const value = overrides[key].trim();
       if (value) fields[key] = value;
     }
+    if (tiling.value !== 'auto') fields.tiles = tiling.value;
+    if (tiles.force && tiling.value !== 'off') fields.forceTiles = 'true';
     const upload = uploadBlend(file, fields, (sent, total) =>
       setPhase((p) => (p.kind === 'uploading' && p.upload === upload ? { ...p, sent, total } : p)),
     );
@@ -175,6 +184,7 @@ export function SubmitPanel() {
                 <OverrideField id="ov-res" label="Resolution %" type="number" value={overrides.resolutionPercentage} placeholder="as in the file" onInput={(v) => setOverrides({ ...overrides, resolutionPercentage: v })} />
                 <OverrideField id="ov-samples" label="Samples" type="number" value={overrides.samples} placeholder="as in the file" onInput={(v) => setOverrides({ ...overrides, samples: v })} />
                 <OverrideField id="ov-priority" label="Priority" type="number" value={overrides.priority} placeholder="0" onInput={(v) => setOverrides({ ...overrides, priority: v })} />
+                <TilesFields choice={tiles} onChange={setTiles} />
               </div>
             </details>
           </div>

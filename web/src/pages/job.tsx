@@ -3,8 +3,9 @@ import { formatFrameRange, type Frame, type FrameLog, type Job } from '../../../
 import { api, urls } from '../api.ts';
 import { FrameGrid, shownState } from '../components/frame-grid.tsx';
 import { engineName, formatName, HeldSettings, JobActions, PriorityInput } from '../components/job-controls.tsx';
+import { isSplit, outputSize, TiledFrame, tilesDone, tilingText, TilingNote, type SplitFrame } from '../components/tiles.tsx';
 import { Dialog, ProgressBar, ScriptsWarning, StateBadge } from '../components/ui.tsx';
-import { duration, elapsedMs, isHeld, plural, remaining, timeAgo } from '../format.ts';
+import { duration, elapsedMs, isActive, isHeld, plural, remaining, timeAgo } from '../format.ts';
 import { href } from '../router.ts';
 import { farm, useNow, type DetailState } from '../store.ts';
 
@@ -56,6 +57,8 @@ export function JobPage({ id }: { id: string }) {
 
   const frame = openFrame === null ? null : (detail.frames[detail.index.get(openFrame) ?? -1] ?? null);
   const held = isHeld(job) && job.state === 'paused';
+  // The frame being rendered in tiles, shown filling in; the first one if several are split.
+  const split = isActive(job) ? (detail.frames.find(isSplit) ?? null) : null;
   return (
     <main id="main" tabIndex={-1} class="page job-page">
       <Crumbs />
@@ -71,6 +74,7 @@ export function JobPage({ id }: { id: string }) {
         </p>
       )}
       <Summary job={job} now={now} onDeleted={() => (window.location.hash = href.queue)} />
+      {!held && <TilingNote job={job} />}
       {job.state === 'probing' && <ProbingNote />}
       {held && (
         <section class="panel" aria-label="Review and start">
@@ -78,9 +82,9 @@ export function JobPage({ id }: { id: string }) {
           <HeldSettings key={`${job.id}:${JSON.stringify(job.frames)}`} job={job} />
         </section>
       )}
-      {(job.counts.done > 0 || job.videoReady || job.state === 'encoding') && (
+      {(job.counts.done > 0 || job.videoReady || job.state === 'encoding' || split) && (
         <div class="media">
-          <LatestFrame job={job} detail={detail} onOpen={(f) => setOpenFrame(f.number)} />
+          <LatestFrame job={job} detail={detail} split={split} onOpen={(f) => setOpenFrame(f.number)} />
           <VideoPanel job={job} />
         </div>
       )}
@@ -172,6 +176,10 @@ function Summary({ job, now, onDeleted }: { job: Job; now: number; onDeleted: ()
           <dt>Format</dt>
           <dd>{scene ? formatName(job.overrides.fileFormat ?? scene.fileFormat) : '—'}</dd>
         </div>
+        <div>
+          <dt>Tiles</dt>
+          <dd data-testid="job-tiling">{tilingText(job.tiling)}</dd>
+        </div>
       </dl>
       <div class="summary-foot">
         <label for="job-priority" class="inline-label">
@@ -184,18 +192,19 @@ function Summary({ job, now, onDeleted }: { job: Job; now: number; onDeleted: ()
   );
 }
 
-function LatestFrame({ job, detail, onOpen }: { job: Job; detail: DetailState; onOpen: (f: Frame) => void }) {
+function LatestFrame({ job, detail, split, onOpen }: { job: Job; detail: DetailState; split: SplitFrame | null; onOpen: (f: Frame) => void }) {
   const latest = detail.latestDone;
   const exr = job.fileExtension === 'exr';
   const worker = latest?.workerId ? farm.workers.get(latest.workerId) : undefined;
-  const scene = job.scene;
-  const pct = scene ? (job.overrides.resolutionPercentage ?? scene.resolutionPercentage) : 100;
-  const w = scene ? Math.max(1, Math.round((scene.resolutionX * pct) / 100)) : 16;
-  const h = scene ? Math.max(1, Math.round((scene.resolutionY * pct) / 100)) : 9;
+  const size = outputSize(job);
+  const w = Math.max(1, size?.width ?? 16);
+  const h = Math.max(1, size?.height ?? 9);
   return (
     <section class="panel latest" aria-labelledby="latest-title">
-      <h2 id="latest-title">Latest frame</h2>
-      {!latest ? (
+      <h2 id="latest-title">{split ? 'Frame in progress' : 'Latest frame'}</h2>
+      {split ? (
+        <SplitFrameView job={job} frame={split} onOpen={onOpen} />
+      ) : !latest ? (
         <p class="placeholder" style={{ aspectRatio: `${w} / ${h}` }}>
           No frame has finished yet.
         </p>
@@ -221,7 +230,7 @@ function LatestFrame({ job, detail, onOpen }: { job: Job; detail: DetailState; o
             <button type="button" class="linklike" onClick={() => onOpen(latest)}>
               Frame {latest.number}
             </button>{' '}
-            · {duration(latest.renderMs)} on {worker?.name ?? 'a worker'} ·{' '}
+            · {duration(latest.renderMs)} {latest.workerId === null ? 'of rendering, stitched from tiles' : `on ${worker?.name ?? 'a worker'}`} ·{' '}
             <a href={urls.frame(job.id, latest.number)} download>
               Download
             </a>
@@ -229,6 +238,24 @@ function LatestFrame({ job, detail, onOpen }: { job: Job; detail: DetailState; o
         </figure>
       )}
     </section>
+  );
+}
+
+/** A frame rendered in tiles on several workers, filling in as they finish. */
+function SplitFrameView({ job, frame, onOpen }: { job: Job; frame: SplitFrame; onOpen: (f: Frame) => void }) {
+  const exr = job.fileExtension === 'exr';
+  return (
+    <figure>
+      <TiledFrame job={job} frame={frame} images={!exr} />
+      <figcaption>
+        <button type="button" class="linklike" onClick={() => onOpen(frame)}>
+          Frame {frame.number}
+        </button>{' '}
+        · {tilesDone(frame)} of {plural(frame.tiles.states.length, 'tile')} rendered ·{' '}
+        {tilesDone(frame) === frame.tiles.states.length ? 'stitching…' : `${Math.round(frame.progress)}%`}
+        {exr ? ' · OpenEXR tiles have no preview in the browser' : ''}
+      </figcaption>
+    </figure>
   );
 }
 
@@ -350,13 +377,30 @@ function FrameDialog({ job, frame, onClose }: { job: Job; frame: Frame; onClose:
         </div>
         <div>
           <dt>Worker</dt>
-          <dd>{worker ? `${worker.name} (${worker.host})` : frame.workerId ? frame.workerId : '—'}</dd>
+          <dd>
+            {worker
+              ? `${worker.name} (${worker.host})`
+              : frame.workerId
+                ? frame.workerId
+                : isSplit(frame) || state === 'done'
+                  ? 'several, in tiles'
+                  : '—'}
+          </dd>
         </div>
         <div>
           <dt>Attempts</dt>
           <dd>{frame.attempts}</dd>
         </div>
       </dl>
+      {isSplit(frame) && state === 'rendering' && (
+        <div class="frame-preview">
+          <TiledFrame job={job} frame={frame} images={job.fileExtension !== 'exr'} />
+          <p class="muted">
+            Rendered in {plural(frame.tiles.states.length, 'tile')} on several workers: {tilesDone(frame)} done so far. The frame is stitched
+            once every tile is in.
+          </p>
+        </div>
+      )}
       {state === 'done' && (
         <div class="frame-preview">
           {job.fileExtension !== 'exr' && <img src={urls.preview(job.id, frame.number, 'large')} alt={`Frame ${frame.number}`} />}
