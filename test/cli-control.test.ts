@@ -81,6 +81,11 @@ describe('archenland job and worker commands (real processes, real Blender)', ()
     assert.equal(tooHigh.code, 2);
     assert.match(tooHigh.stderr, /between -1000 and 1000/);
     assert.equal((await cli(['edit', submitted.id, ...S])).code, 2, 'edit with nothing to change');
+    const tiled = json<Job>(await cli(['edit', prefix, '--tiles', 'off', '--force-tiles', 'no', '--json', ...S]));
+    assert.deepEqual(tiled.tiling, { requested: 'off', forced: false, blockers: [] });
+    const badTiles = await cli(['edit', prefix, '--tiles', 'many', ...S]);
+    assert.equal(badTiles.code, 2);
+    assert.match(badTiles.stderr, /invalid tiles "many"/);
 
     const resumed = await cli(['resume', prefix, ...S]);
     assert.equal(resumed.code, 0, resumed.stderr);

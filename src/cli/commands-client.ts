@@ -205,6 +205,8 @@ function registerJobActions(program: Command): void {
     .option('--format <format>', `output format: ${outputFormats.join(', ')}`, upperChoice(outputFormats))
     .option('--resolution <percent|scene>', 'resolution percentage, or "scene" for the file\'s own')
     .option('--samples <n|scene>', 'samples, or "scene" for the file\'s own')
+    .option('--tiles <tiles>', 'auto, off, a count (4) or a grid (2x2)')
+    .option('--force-tiles <yes|no>', 'split even when the scene has effects that cross tile edges', booleanWord)
     .action(async (typed: string, options: CommonOptions & Record<string, any>) => {
       const patch: Record<string, unknown> = {};
       if (options.name !== undefined) patch.name = options.name;
@@ -213,7 +215,9 @@ function registerJobActions(program: Command): void {
       if (options.format !== undefined) patch.fileFormat = options.format;
       if (options.resolution !== undefined) patch.resolutionPercentage = options.resolution === 'scene' ? null : usage(() => integer(1, 1000)(options.resolution));
       if (options.samples !== undefined) patch.samples = options.samples === 'scene' ? null : usage(() => integer(1, 1_000_000)(options.samples));
-      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution or --samples');
+      if (options.tiles !== undefined) patch.tiles = usage(() => parseTiling(options.tiles));
+      if (options.forceTiles !== undefined) patch.forceTiles = options.forceTiles;
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution, --samples or --tiles');
       const checked = jobPatchSchema.safeParse(patch);
       if (!checked.success) throw new UsageError(describeIssues(checked.error));
       const client = clientFrom(options);
@@ -221,6 +225,12 @@ function registerJobActions(program: Command): void {
       print(options.json, job, formatJob(job));
     });
   examples(edit, ['archenland edit 3f2a9c --name "shot 010 final"', 'archenland edit 3f2a9c --frames 1-100 --samples 64 && archenland resume 3f2a9c']);
+}
+
+function booleanWord(value: string): boolean {
+  if (['yes', 'true', 'on'].includes(value.toLowerCase())) return true;
+  if (['no', 'false', 'off'].includes(value.toLowerCase())) return false;
+  throw new InvalidArgumentError('expected yes or no');
 }
 
 function registerWorkerCommands(program: Command): void {
