@@ -19,23 +19,26 @@ import type { Benchmark, BenchContext } from './lib/harness.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
 import { overhead } from './overhead.ts';
 import { scale } from './scale.ts';
+import { tailDuplication } from './tail-duplication.ts';
+import { tiles } from './tiles.ts';
+import { uiLoad } from './ui-load.ts';
 
 const BENCHMARKS: Benchmark[] = [
   overhead,
   firstFrame,
   scale,
   bigFiles,
-  // ---- add new benchmarks here (one line each), e.g. `tailDuplication,` and `tiles,` ----
+  tailDuplication,
+  uiLoad,
+  tiles,
+  // ---- add new benchmarks here (one line each) ----
 ];
 
 /**
  * Rows kept free in the table for benchmarks that are planned but not written yet. A row
  * disappears by itself once a benchmark with that name is in BENCHMARKS.
  */
-const PLANNED = [
-  { name: 'tail-duplication', title: 'Tail duplication' },
-  { name: 'tiles', title: 'Tiles' },
-];
+const PLANNED: Array<{ name: string; title: string }> = [];
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

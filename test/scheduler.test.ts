@@ -211,6 +211,26 @@ describe('Scheduler', () => {
     assert.deepEqual(s.dispatch(), [], 'b1 has run only 100 ms; a1 needs 500');
   });
 
+  test('a frame of an equally fast worker running a little past its average is not copied (frame times jitter)', () => {
+    let clock = 0;
+    const s = new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail: true, now: () => clock });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4] });
+    s.workerReady('w1');
+    s.workerReady('w2');
+    s.dispatch(); // w1: 1, w2: 2
+    clock = 100;
+    s.frameDone('a', 1, 'w1');
+    s.frameDone('a', 2, 'w2');
+    s.workerReady('w1');
+    s.workerReady('w2');
+    s.dispatch(); // w1: 3, w2: 4
+    clock = 200;
+    s.frameDone('a', 3, 'w1');
+    s.workerReady('w1');
+    clock = 230; // w2 is 30 ms past its 100 ms average on frame 4
+    assert.deepEqual(s.dispatch(), [], 'it is most likely nearly done');
+  });
+
   test('nothing is duplicated while frames are still waiting, or without frame times, or when switched off', () => {
     let clock = 0;
     const make2 = (duplicateTail: boolean) => new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail, now: () => clock });

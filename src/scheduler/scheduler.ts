@@ -458,8 +458,9 @@ export class Scheduler {
   /**
    * Nothing is left to hand out: copy the running unit with the most time left, if this
    * worker would likely finish it sooner than its holder. Time left is the holder's
-   * average minus time spent; for a unit already running longer than that, or on a
-   * worker not yet measured, it is guessed as long again as it has run so far.
+   * average minus time spent. A unit running past its holder's average is most likely
+   * near its end (frame times jitter), so it is guessed to need half that average more;
+   * on a worker not yet measured, as long again as it has run so far.
    */
   private takeDuplicateFor(workerId: string): Assignment | null {
     if (!this.options.duplicateTail) return null;
@@ -476,7 +477,7 @@ export class Scheduler {
         const elapsed = now - startedAt;
         const average = this.averageMs.get(holder);
         const expected = average === undefined ? undefined : average * share;
-        const left = expected !== undefined && expected > elapsed ? expected - elapsed : elapsed;
+        const left = expected === undefined ? elapsed : expected > elapsed ? expected - elapsed : expected / 2;
         if (!best || left > best.left) best = { entry, unit, left, share };
       }
     }
