@@ -44,6 +44,13 @@ function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
  * transaction; callers never see SQL.
  */
 export class Store {
+  /**
+   * Job rows, written through: jobs are few but read on every frame event (a 500-worker
+   * farm finishes hundreds of frames a second). Rows are frozen so a cached one cannot be
+   * changed behind the database's back.
+   */
+  private readonly jobs = new Map<string, Readonly<JobRow>>();
+
   private constructor(readonly db: Kysely<Database>) {}
 
   static async open(file: string): Promise<Store> {
@@ -79,15 +86,20 @@ export class Store {
   }
 
   async updateJob(id: string, patch: Partial<Omit<JobRow, 'id' | 'seq'>>): Promise<void> {
-    await this.db.updateTable('jobs').set(patch).where('id', '=', id).execute();
+    const row = await this.db.updateTable('jobs').set(patch).where('id', '=', id).returningAll().executeTakeFirst();
+    if (row) this.jobs.set(id, Object.freeze(row));
   }
 
   async setJobState(id: string, state: JobState, patch: Partial<JobRow> = {}): Promise<void> {
     await this.updateJob(id, { ...patch, state });
   }
 
-  async getJob(id: string): Promise<JobRow | undefined> {
-    return this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+  async getJob(id: string): Promise<Readonly<JobRow> | undefined> {
+    const cached = this.jobs.get(id);
+    if (cached) return cached;
+    const row = await this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row) this.jobs.set(id, Object.freeze(row));
+    return row;
   }
 
   async listJobs(): Promise<JobRow[]> {
@@ -103,6 +115,7 @@ export class Store {
       await trx.deleteFrom('frames').where('job_id', '=', id).execute();
       await trx.deleteFrom('jobs').where('id', '=', id).execute();
     });
+    this.jobs.delete(id);
   }
 
   async jobsUsingBlend(sha256: string): Promise<number> {
