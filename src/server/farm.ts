@@ -6,8 +6,6 @@ import { compileJob, CompileError, type JobTilingPlan, type RenderRequest } from
 import {
   framesOf,
   type FarmChange,
-  type Frame,
-  type FrameCounts,
   type FrameLog,
   type Job,
   type JobDetail,
@@ -16,18 +14,21 @@ import {
   type JobState,
   type RenderAssignment,
   type SceneInfo,
-  type ServerToWorker,
   type TileRegion,
   type Worker,
   type WorkerHello,
 } from '../protocol/index.ts';
 import { Scheduler, assertTransition, finishedStates, type Assignment } from '../scheduler/index.ts';
-import type { FrameRow, JobRow, Store, WorkerRow } from '../store/index.ts';
+import type { JobRow, Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from './data-dir.ts';
 import { dropTiles, stitchFrame } from './tile-files.ts';
 import { commitFile, discardFile, type ReceivedFile } from './upload.ts';
-import { emptyCounts, frameView, jobView, workerView, type JobTimes } from './views.ts';
+import { emptyCounts, workerView } from './views.ts';
+import { isWorkOn, type ConnectedWorker, type WorkerLink } from './connected-worker.ts';
+import { FarmViews } from './farm-views.ts';
+
+export type { WorkerLink } from './connected-worker.ts';
 
 export interface FarmOptions {
   ffmpegPath: string;
@@ -39,31 +40,6 @@ export interface FarmOptions {
   duplicateTail?: boolean;
 }
 
-/** How the farm talks to one connected worker; the WebSocket edge implements it. */
-export interface WorkerLink {
-  send(message: ServerToWorker): void;
-  close(reason: string): void;
-}
-
-/** What a worker renders now: a frame, or one tile of it. */
-interface CurrentWork {
-  jobId: string;
-  frame: number;
-  tile?: number;
-  /** How many tiles the frame is split into, when `tile` is set. */
-  tiles?: number;
-  percent: number;
-}
-
-interface ConnectedWorker {
-  id: string;
-  link: WorkerLink;
-  enabled: boolean;
-  current: CurrentWork | null;
-  /** Its stored row, kept current by every write, so publishing it costs no query. */
-  row: WorkerRow;
-}
-
 interface RenderInfo {
   message: Omit<RenderAssignment, 'frame' | 'tile'>;
   /** Whether a frame was handed out since the job was (re)queued. */
@@ -71,10 +47,6 @@ interface RenderInfo {
   tiling: JobTilingPlan;
 }
 
-const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
-
-const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>
-  current?.jobId === jobId && current.frame === frame && current.tile === tile;
 
 export class FarmError extends Error {
   constructor(
@@ -103,16 +75,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly probes = new Map<string, string | null>();
   /** Workers that handed a probe back (disk full), until they say they are ready again. */
   private readonly cannotProbe = new Set<string>();
-  /** Counts of jobs outside the scheduler (probing or ended), read from the store once. */
-  private readonly storedCounts = new Map<string, FrameCounts>();
-  /** Render time totals per job, for averages and time estimates without a query per event. */
-  private readonly renderTimes = new Map<string, { totalMs: number; frames: number }>();
+  private readonly views: FarmViews;
   /** What a `render` message needs, per queued job, so handing out a frame waits on no query. */
   private readonly renderInfo = new Map<string, RenderInfo>();
   /** worker -> the timer that stops its frame if it renders too long (frame_timeout_s). */
   private readonly frameTimers = new Map<string, NodeJS.Timeout>();
-  /** Stored rows of frames being rendered, so the many progress updates publish without a query. */
-  private readonly renderingRows = new Map<string, FrameRow>();
   private readonly pending = new Set<Promise<unknown>>();
   private stopping = false;
 
@@ -128,6 +95,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       blockAfterFailures: 3,
       duplicateTail: options.duplicateTail ?? true,
     });
+    this.views = new FarmViews(store, this.scheduler, this.workers, (change) => this.emit('event', change));
   }
 
   /** Rebuilds the in-memory queue from the store after a (re)start. */
@@ -135,14 +103,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const requeued = await this.store.requeueRenderingFrames();
     const counts = await this.store.frameCounts();
     for (const job of await this.store.listJobs()) {
-      this.renderTimes.set(job.id, await this.store.renderTimes(job.id));
+      const queued = ['queued', 'rendering', 'paused'].includes(job.state);
+      await this.views.loadJob(job.id, queued ? undefined : (counts.get(job.id) ?? emptyCounts()));
       if (job.state === 'probing') this.probes.set(job.id, null);
       if (job.state === 'encoding') this.background(this.encode(job.id));
-      if (!['queued', 'rendering', 'paused'].includes(job.state)) {
-        this.storedCounts.set(job.id, counts.get(job.id) ?? emptyCounts());
-        continue;
-      }
-      await this.enqueue(job, job.state === 'paused');
+      if (queued) await this.enqueue(job, job.state === 'paused');
     }
     this.log.info({ requeued }, 'farm state restored');
   }
@@ -187,25 +152,25 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       finished_at: null,
     });
     this.log.info({ jobId: row.id, name: row.name, size: upload.size }, 'job submitted');
-    this.storedCounts.set(row.id, emptyCounts());
+    this.views.keepCounts(row.id, emptyCounts());
     this.probes.set(row.id, null);
-    await this.publishJob(row.id);
+    await this.views.publishJob(row.id);
     this.requestProbes();
     return this.getJob(row.id);
   }
 
   async getJob(id: string): Promise<Job> {
-    return this.view(await this.requireJob(id));
+    return this.views.job(await this.requireJob(id));
   }
 
   async getJobDetail(id: string): Promise<JobDetail> {
     const job = await this.getJob(id);
     const frames = await this.store.listFrames(id);
-    return { ...job, frameList: frames.map((f) => this.frameViewOf(f)) };
+    return { ...job, frameList: frames.map((f) => this.views.frame(f)) };
   }
 
   async listJobs(): Promise<Job[]> {
-    return Promise.all((await this.store.listJobs()).map((row) => this.view(row)));
+    return Promise.all((await this.store.listJobs()).map((row) => this.views.job(row)));
   }
 
   async cancelJob(id: string): Promise<Job> {
@@ -235,7 +200,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const started = this.scheduler.hasStarted(id);
     await this.setState(row, started ? 'rendering' : 'queued', { error: null });
     this.pump();
-    const counts = this.countsOf(id);
+    const counts = this.views.countsOf(id);
     if (counts.queued + counts.rendering === 0) await this.finishRendering(id);
     return this.getJob(id);
   }
@@ -252,7 +217,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Puts a job's failed frames back in the queue, with fresh attempts. */
   async retryFailed(id: string): Promise<Job> {
     const row = await this.requireJob(id);
-    const counts = this.countsOf(id);
+    const counts = this.views.countsOf(id);
     if (counts.failed === 0) throw new FarmError(`job ${id} has no failed frames`, 409);
     if (!['failed', 'rendering', 'queued', 'paused'].includes(row.state)) {
       throw new FarmError(`a ${row.state} job cannot retry frames`, 409);
@@ -262,7 +227,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (row.state === 'failed') await this.setState(row, 'queued', { error: null, finished_at: null });
     await this.enqueue((await this.requireJob(id)), row.state === 'paused');
     this.pump();
-    await this.publishJob(id);
+    await this.views.publishJob(id);
     return this.getJob(id);
   }
 
@@ -270,8 +235,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   async deleteJob(id: string): Promise<void> {
     const row = await this.requireJob(id);
     if (!finishedStates.includes(row.state as JobState)) await this.cancelJob(id);
-    this.storedCounts.delete(id);
-    this.renderTimes.delete(id);
+    this.views.forgetJob(id);
     this.renderInfo.delete(id);
     await this.store.deleteJob(id);
     await rm(this.dataDir.jobDir(id), { recursive: true, force: true });
@@ -289,7 +253,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       await this.store.updateJob(id, { name: patch.name ?? row.name, priority: patch.priority ?? row.priority });
       if (patch.priority !== undefined) this.scheduler.setPriority(id, patch.priority);
     }
-    await this.publishJob(id);
+    await this.views.publishJob(id);
     this.pump();
     return this.getJob(id);
   }
@@ -368,11 +332,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row });
     for (const { jobId, frame, tile } of hello.holding) {
       if (!this.scheduler.claim(jobId, frame, id, tile)) continue;
-      await this.saveFrame(jobId, frame, { state: 'rendering', worker_id: tile === undefined ? id : null });
+      await this.views.saveFrame(jobId, frame, { state: 'rendering', worker_id: tile === undefined ? id : null });
     }
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol });
     this.log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
-    await this.publishWorker(id);
+    await this.views.publishWorker(id);
     this.requestProbes();
     return id;
   }
@@ -384,7 +348,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.clearFrameTimer(workerId);
     if (this.cannotProbe.delete(workerId)) this.requestProbes();
     if (worker.enabled) this.scheduler.workerReady(workerId);
-    this.background(this.publishWorker(workerId));
+    this.background(this.views.publishWorker(workerId));
     this.pump();
   }
 
@@ -392,12 +356,10 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const worker = this.workers.get(workerId);
     if (!isWorkOn(worker?.current, jobId, frame, tile)) return;
     worker!.current!.percent = percent;
-    this.background(this.publishWorker(workerId));
+    this.background(this.views.publishWorker(workerId));
     // Only while it is still rendering: a late progress line must not re-announce a done frame.
     const stillRendering = () => isWorkOn(worker!.current, jobId, frame, tile);
-    const cached = this.renderingRows.get(frameKey(jobId, frame));
-    if (cached) this.publishFrameRow(cached);
-    else this.background(this.publishFrame(jobId, frame, stillRendering));
+    this.background(this.views.publishFrame(jobId, frame, stillRendering));
   }
 
   async workerDisconnected(workerId: string, link: WorkerLink): Promise<void> {
@@ -410,7 +372,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.returnFramesOf(workerId);
     for (const [jobId, prober] of this.probes) if (prober === workerId) this.probes.set(jobId, null);
     await this.store.touchWorker(workerId);
-    await this.publishWorker(workerId);
+    await this.views.publishWorker(workerId);
     this.requestProbes();
     this.pump();
   }
@@ -440,12 +402,12 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.log.info({ workerId, mode }, 'worker mode changed');
     this.requestProbes();
     this.pump();
-    await this.publishWorker(workerId);
-    return workerView((await this.store.getWorker(workerId))!, this.liveState(workerId));
+    await this.views.publishWorker(workerId);
+    return workerView((await this.store.getWorker(workerId))!, this.views.liveState(workerId));
   }
 
   async listWorkers(): Promise<Worker[]> {
-    return (await this.store.listWorkers()).map((row) => workerView(row, this.liveState(row.id)));
+    return (await this.store.listWorkers()).map((row) => workerView(row, this.views.liveState(row.id)));
   }
 
   /** The worker uploaded a rendered frame, or one tile of it: the first valid result wins. */
@@ -487,21 +449,20 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (tile === undefined) {
       await this.frameFinished(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: upload.sha256 });
       if (outcome.jobFinished && job.state !== 'paused') await this.finishRendering(jobId);
-      else await this.publishJob(jobId);
+      else await this.views.publishJob(jobId);
     } else if (outcome.stitch) {
       await this.stitch(jobId, frame);
     } else {
-      await this.publishFrame(jobId, frame);
+      await this.views.publishFrame(jobId, frame);
     }
-    await this.publishWorker(workerId);
+    await this.views.publishWorker(workerId);
     return { accepted: true };
   }
 
   /** Records a frame as done (rendered whole, or stitched from its tiles). */
   private async frameFinished(jobId: string, frame: number, result: { worker_id: string | null; render_ms: number; file: string; sha256: string | null }) {
-    const times = this.renderTimes.get(jobId) ?? { totalMs: 0, frames: 0 };
-    this.renderTimes.set(jobId, { totalMs: times.totalMs + result.render_ms, frames: times.frames + 1 });
-    await this.saveFrame(jobId, frame, { state: 'done', ...result, error: null, finished_at: now() });
+    this.views.addRenderTime(jobId, result.render_ms);
+    await this.views.saveFrame(jobId, frame, { state: 'done', ...result, error: null, finished_at: now() });
   }
 
   /** Every tile of a frame is in: stitch them into the frame, which only then is done. */
@@ -519,9 +480,9 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       const outcome = this.scheduler.stitchFailed(jobId, frame);
       if (outcome.kind === 'unknown') return;
       await dropTiles(this.dataDir, jobId, frame);
-      await this.saveFrame(jobId, frame, { state: outcome.kind === 'failed' ? 'failed' : 'queued', attempts: outcome.attempts, error: message });
+      await this.views.saveFrame(jobId, frame, { state: outcome.kind === 'failed' ? 'failed' : 'queued', attempts: outcome.attempts, error: message });
       if (outcome.kind === 'failed' && outcome.jobFinished) await this.finishRendering(jobId);
-      else await this.publishJob(jobId);
+      else await this.views.publishJob(jobId);
       this.pump();
       return;
     }
@@ -532,7 +493,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     await this.frameFinished(jobId, frame, { worker_id: null, render_ms: renderMs, file: output, sha256: null });
     const job = await this.store.getJob(jobId);
     if (done.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
-    else await this.publishJob(jobId);
+    else await this.views.publishJob(jobId);
   }
 
   async frameFailed(workerId: string, jobId: string, frame: number, error: string, log: string, tile?: number): Promise<void> {
@@ -544,7 +505,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (outcome.kind === 'failed') {
       for (const other of outcome.cancel) this.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame, tile: other.tile?.index });
     }
-    await this.saveFrame(jobId, frame, {
+    await this.views.saveFrame(jobId, frame, {
       state: outcome.kind === 'failed' ? 'failed' : this.unfinishedState(jobId, frame),
       worker_id: outcome.kind === 'failed' ? workerId : null,
       attempts: outcome.attempts,
@@ -553,7 +514,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     });
     const job = await this.store.getJob(jobId);
     if (outcome.kind === 'failed' && outcome.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
-    else await this.publishJob(jobId);
+    else await this.views.publishJob(jobId);
     this.pump();
   }
 
@@ -567,8 +528,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const worker = this.workers.get(workerId);
     if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
     this.clearFrameTimer(workerId);
-    await this.saveFrame(jobId, frame, { state: this.unfinishedState(jobId, frame), worker_id: null });
-    await this.publishWorker(workerId);
+    await this.views.saveFrame(jobId, frame, { state: this.unfinishedState(jobId, frame), worker_id: null });
+    await this.views.publishWorker(workerId);
     this.pump();
   }
 
@@ -625,7 +586,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     await this.store.updateJob(jobId, fields);
     await this.enqueue({ ...row, ...fields }, request.hold === true, frames);
     await this.setState(row, request.hold ? 'paused' : 'queued');
-    this.log.info({ jobId, frames: this.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
+    this.log.info({ jobId, frames: this.views.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
     this.pump();
   }
 
@@ -670,7 +631,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     // A job just compiled passes its frames; otherwise they are read back from the store.
     const open = fresh ? fresh.map((number) => ({ number })) : await this.store.listFrames(row.id, 'queued');
     const counts = fresh ? emptyCounts() : ((await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
-    this.storedCounts.delete(row.id);
+    this.views.keepCounts(row.id, null);
     const tiling = tilingOf(row);
     // Tiles of an earlier run of this job are stale: its frames start over whole or split anew.
     await rm(this.dataDir.tilesDir(row.id), { recursive: true, force: true });
@@ -706,7 +667,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const counts = this.scheduler.counts(jobId);
     this.scheduler.removeJob(jobId);
     // Frames that were rendering count as queued once nobody renders them any more.
-    this.storedCounts.set(
+    this.views.keepCounts(
       jobId,
       counts
         ? { ...counts, queued: counts.queued + counts.rendering, rendering: 0 }
@@ -733,8 +694,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       const row = await this.store.getJob(jobId);
       if (row?.state === 'queued') await this.setState(row, 'rendering', { started_at: row.started_at ?? now() });
     }
-    if (frameRow) this.publishFrameRow(frameRow);
-    await this.publishWorker(workerId);
+    if (frameRow) this.views.publishFrameRow(frameRow);
+    await this.views.publishWorker(workerId);
   }
 
   private startFrameTimer(workerId: string, jobId: string, frame: number, region?: TileRegion): void {
@@ -762,7 +723,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     for (const { jobId, frame } of this.scheduler.workerLost(workerId)) {
       const state = this.unfinishedState(jobId, frame);
       this.background(
-        this.saveFrame(jobId, frame, { state, worker_id: null }),
+        this.views.saveFrame(jobId, frame, { state, worker_id: null }),
       );
     }
   }
@@ -800,7 +761,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (!['queued', 'rendering', 'paused'].includes(row.state)) return;
     await this.leaveScheduler(jobId);
     this.releaseJob(jobId);
-    const counts = this.countsOf(jobId);
+    const counts = this.views.countsOf(jobId);
     if (counts.failed > 0) {
       const [firstFailure] = await this.store.listFrames(jobId, 'failed');
       await this.failJob(row, `${counts.failed} of ${counts.total} frames failed; frame ${firstFailure?.number}: ${firstFailure?.error}`);
@@ -841,12 +802,12 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (current === undefined) return;
     assertTransition(current, state);
     await this.store.setJobState(row.id, state, patch);
-    await this.publishJob(row.id);
+    await this.views.publishJob(row.id);
   }
 
   /** Tells every worker the job is over so it can close its Blender session. */
   private releaseJob(jobId: string): void {
-    for (const key of this.renderingRows.keys()) if (key.startsWith(`${jobId}#`)) this.renderingRows.delete(key);
+    this.views.dropRenderingRows(jobId);
     for (const worker of this.workers.values()) {
       if (worker.current?.jobId === jobId) worker.current = null;
       worker.link.send({ type: 'cancel', jobId });
@@ -857,80 +818,6 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const row = await this.store.getJob(id);
     if (!row) throw new FarmError(`no job with id ${id}`, 404);
     return row;
-  }
-
-  private countsOf(jobId: string): FrameCounts {
-    return this.scheduler.counts(jobId) ?? this.storedCounts.get(jobId) ?? emptyCounts();
-  }
-
-  private timesOf(jobId: string, counts: FrameCounts): JobTimes {
-    const times = this.renderTimes.get(jobId);
-    if (!times || times.frames === 0) return { averageFrameMs: null, etaMs: null };
-    const averageFrameMs = Math.round(times.totalMs / times.frames);
-    const left = counts.queued + counts.rendering;
-    const busy = [...this.workers.values()].filter((w) => w.enabled).length;
-    const etaMs = left > 0 && busy > 0 ? Math.round((averageFrameMs * left) / busy) : left === 0 ? 0 : null;
-    return { averageFrameMs, etaMs };
-  }
-
-  private async view(row: JobRow): Promise<Job> {
-    if (!this.scheduler.hasJob(row.id) && !this.storedCounts.has(row.id)) {
-      this.storedCounts.set(row.id, (await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
-    }
-    const counts = this.countsOf(row.id);
-    return jobView(row, counts, this.timesOf(row.id, counts));
-  }
-
-  /** How far a frame is, in percent; a split frame's is the mean over its tiles. */
-  private progressOf(jobId: string, frame: number): number {
-    const tiles = this.scheduler.tilesOf(jobId, frame);
-    let rendering = 0;
-    for (const w of this.workers.values()) {
-      if (w.current?.jobId !== jobId || w.current.frame !== frame) continue;
-      if (!tiles) return w.current.percent;
-      rendering += w.current.percent;
-    }
-    if (!tiles) return 0;
-    const done = tiles.states.filter((state) => state === 'done').length;
-    return Math.min(100, (done * 100 + rendering) / tiles.states.length);
-  }
-
-  private frameViewOf(row: FrameRow): Frame {
-    return frameView(row, this.progressOf(row.job_id, row.number), this.scheduler.tilesOf(row.job_id, row.number));
-  }
-
-  private liveState(workerId: string) {
-    const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null };
-  }
-
-  private async publishJob(jobId: string): Promise<void> {
-    const row = await this.store.getJob(jobId);
-    if (row) this.emit('event', { type: 'job', job: await this.view(row) });
-  }
-
-  private async publishFrame(jobId: string, frame: number, stillTrue: () => boolean = () => true): Promise<void> {
-    const row = await this.store.getFrame(jobId, frame);
-    if (row && stillTrue()) this.publishFrameRow(row);
-  }
-
-  /** Announces a frame as just stored; rows of rendering frames are kept for progress updates. */
-  private publishFrameRow(row: FrameRow): void {
-    const key = frameKey(row.job_id, row.number);
-    if (row.state === 'rendering') this.renderingRows.set(key, row);
-    else this.renderingRows.delete(key);
-    this.emit('event', { type: 'frame', frame: this.frameViewOf(row) });
-  }
-
-  /** Changes a frame in the store and announces it. */
-  private async saveFrame(jobId: string, frame: number, patch: Partial<FrameRow>): Promise<void> {
-    const row = await this.store.updateFrame(jobId, frame, patch);
-    if (row) this.publishFrameRow(row);
-  }
-
-  private async publishWorker(workerId: string): Promise<void> {
-    const row = this.workers.get(workerId)?.row ?? (await this.store.getWorker(workerId));
-    if (row) this.emit('event', { type: 'worker', worker: workerView(row, this.liveState(workerId)) });
   }
 }
 

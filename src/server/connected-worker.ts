@@ -1,0 +1,30 @@
+import type { ServerToWorker } from '../protocol/index.ts';
+import type { WorkerRow } from '../store/index.ts';
+
+/** How the farm talks to one connected worker; the WebSocket edge implements it. */
+export interface WorkerLink {
+  send(message: ServerToWorker): void;
+  close(reason: string): void;
+}
+
+/** What a worker renders now: a frame, or one tile of it. */
+export interface CurrentWork {
+  jobId: string;
+  frame: number;
+  tile?: number;
+  /** How many tiles the frame is split into, when `tile` is set. */
+  tiles?: number;
+  percent: number;
+}
+
+export interface ConnectedWorker {
+  id: string;
+  link: WorkerLink;
+  enabled: boolean;
+  current: CurrentWork | null;
+  /** Its stored row, kept current by every write, so publishing it costs no query. */
+  row: WorkerRow;
+}
+
+export const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>
+  current?.jobId === jobId && current.frame === frame && current.tile === tile;

@@ -1,0 +1,133 @@
+import type { FarmChange, Frame, FrameCounts, Job } from '../protocol/index.ts';
+import type { Scheduler } from '../scheduler/index.ts';
+import type { FrameRow, JobRow, Store } from '../store/index.ts';
+import type { ConnectedWorker } from './connected-worker.ts';
+import { emptyCounts, frameView, jobView, workerView, type JobTimes } from './views.ts';
+
+const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
+
+/**
+ * What observers see of the farm: job, frame and worker views, built from stored rows and
+ * the live state (scheduler counts, workers' progress), and announced on every change.
+ * Keeps what would otherwise cost a query per event: counts of jobs outside the scheduler,
+ * render time totals, and the rows of frames being rendered (progress arrives many times
+ * a second per worker).
+ */
+export class FarmViews {
+  /** Counts of jobs outside the scheduler (probing or ended), read from the store once. */
+  private readonly storedCounts = new Map<string, FrameCounts>();
+  /** Render time totals per job, for averages and time estimates. */
+  private readonly renderTimes = new Map<string, { totalMs: number; frames: number }>();
+  /** Stored rows of frames being rendered. */
+  private readonly renderingRows = new Map<string, FrameRow>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly scheduler: Scheduler,
+    private readonly workers: ReadonlyMap<string, ConnectedWorker>,
+    private readonly announce: (change: FarmChange) => void,
+  ) {}
+
+  async loadJob(jobId: string, counts?: FrameCounts): Promise<void> {
+    this.renderTimes.set(jobId, await this.store.renderTimes(jobId));
+    if (counts) this.storedCounts.set(jobId, counts);
+  }
+
+  /** The job's counts while the scheduler does not hold it (probing, ended, or about to be queued). */
+  keepCounts(jobId: string, counts: FrameCounts | null): void {
+    if (counts) this.storedCounts.set(jobId, counts);
+    else this.storedCounts.delete(jobId);
+  }
+
+  addRenderTime(jobId: string, ms: number): void {
+    const times = this.renderTimes.get(jobId) ?? { totalMs: 0, frames: 0 };
+    this.renderTimes.set(jobId, { totalMs: times.totalMs + ms, frames: times.frames + 1 });
+  }
+
+  forgetJob(jobId: string): void {
+    this.storedCounts.delete(jobId);
+    this.renderTimes.delete(jobId);
+    this.dropRenderingRows(jobId);
+  }
+
+  /** The job ended: none of its frames renders any more. */
+  dropRenderingRows(jobId: string): void {
+    for (const key of this.renderingRows.keys()) if (key.startsWith(`${jobId}#`)) this.renderingRows.delete(key);
+  }
+
+  countsOf(jobId: string): FrameCounts {
+    return this.scheduler.counts(jobId) ?? this.storedCounts.get(jobId) ?? emptyCounts();
+  }
+
+  async job(row: JobRow): Promise<Job> {
+    if (!this.scheduler.hasJob(row.id) && !this.storedCounts.has(row.id)) {
+      this.storedCounts.set(row.id, (await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
+    }
+    const counts = this.countsOf(row.id);
+    return jobView(row, counts, this.timesOf(row.id, counts));
+  }
+
+  frame(row: FrameRow): Frame {
+    return frameView(row, this.progressOf(row.job_id, row.number), this.scheduler.tilesOf(row.job_id, row.number));
+  }
+
+  liveState(workerId: string) {
+    const worker = this.workers.get(workerId);
+    return { connected: worker !== undefined, current: worker?.current ?? null };
+  }
+
+  async publishJob(jobId: string): Promise<void> {
+    const row = await this.store.getJob(jobId);
+    if (row) this.announce({ type: 'job', job: await this.job(row) });
+  }
+
+  /** Announces a frame as stored; `stillTrue` guards against announcing a stale change. */
+  async publishFrame(jobId: string, frame: number, stillTrue: () => boolean = () => true): Promise<void> {
+    const cached = this.renderingRows.get(frameKey(jobId, frame));
+    const row = cached ?? (await this.store.getFrame(jobId, frame));
+    if (row && stillTrue()) this.publishFrameRow(row);
+  }
+
+  /** Changes a frame in the store and announces it. */
+  async saveFrame(jobId: string, frame: number, patch: Partial<FrameRow>): Promise<void> {
+    const row = await this.store.updateFrame(jobId, frame, patch);
+    if (row) this.publishFrameRow(row);
+  }
+
+  /** Announces a frame as just stored; rows of rendering frames are kept for progress updates. */
+  publishFrameRow(row: FrameRow): void {
+    const key = frameKey(row.job_id, row.number);
+    if (row.state === 'rendering') this.renderingRows.set(key, row);
+    else this.renderingRows.delete(key);
+    this.announce({ type: 'frame', frame: this.frame(row) });
+  }
+
+  async publishWorker(workerId: string): Promise<void> {
+    const row = this.workers.get(workerId)?.row ?? (await this.store.getWorker(workerId));
+    if (row) this.announce({ type: 'worker', worker: workerView(row, this.liveState(workerId)) });
+  }
+
+  private timesOf(jobId: string, counts: FrameCounts): JobTimes {
+    const times = this.renderTimes.get(jobId);
+    if (!times || times.frames === 0) return { averageFrameMs: null, etaMs: null };
+    const averageFrameMs = Math.round(times.totalMs / times.frames);
+    const left = counts.queued + counts.rendering;
+    const busy = [...this.workers.values()].filter((w) => w.enabled).length;
+    const etaMs = left > 0 && busy > 0 ? Math.round((averageFrameMs * left) / busy) : left === 0 ? 0 : null;
+    return { averageFrameMs, etaMs };
+  }
+
+  /** How far a frame is, in percent; a split frame's is the mean over its tiles. */
+  private progressOf(jobId: string, frame: number): number {
+    const tiles = this.scheduler.tilesOf(jobId, frame);
+    let rendering = 0;
+    for (const w of this.workers.values()) {
+      if (w.current?.jobId !== jobId || w.current.frame !== frame) continue;
+      if (!tiles) return w.current.percent;
+      rendering += w.current.percent;
+    }
+    if (!tiles) return 0;
+    const done = tiles.states.filter((state) => state === 'done').length;
+    return Math.min(100, (done * 100 + rendering) / tiles.states.length);
+  }
+}
