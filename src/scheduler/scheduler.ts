@@ -193,6 +193,11 @@ export class Scheduler {
     return entry !== undefined && (entry.next > 0 || entry.done + entry.failed > 0 || entry.inFlight.size > 0);
   }
 
+  /** Whether the frame is still to be finished (queued, rendering, or split and not yet stitched). */
+  isOpen(jobId: string, frame: number): boolean {
+    return this.jobs.get(jobId)?.open.has(frame) ?? false;
+  }
+
   /** The tiles of a split frame and how each stands; null for a frame rendered whole. */
   tilesOf(jobId: string, frame: number): { grid: TileGrid; states: FrameState[] } | null {
     const entry = this.jobs.get(jobId);
@@ -296,11 +301,19 @@ export class Scheduler {
   /** Pairs idle workers with pending units; call after anything that frees either. */
   dispatch(): Assignment[] {
     const assignments: Assignment[] = [];
+    const unserved: string[] = [];
     for (const workerId of [...this.idle]) {
-      const assignment = this.takeWorkFor(workerId) ?? this.takeDuplicateFor(workerId);
-      if (!assignment) continue;
-      this.idle.delete(workerId);
-      assignments.push(assignment);
+      const assignment = this.takeWorkFor(workerId);
+      if (assignment) {
+        this.idle.delete(workerId);
+        assignments.push(assignment);
+      } else unserved.push(workerId);
+    }
+    if (this.options.duplicateTail && unserved.length > 0) {
+      for (const copy of this.takeDuplicates(unserved)) {
+        this.idle.delete(copy.workerId);
+        assignments.push(copy);
+      }
     }
     return assignments;
   }
@@ -456,34 +469,45 @@ export class Scheduler {
   }
 
   /**
-   * Nothing is left to hand out: copy the running unit with the most time left, if this
-   * worker would likely finish it sooner than its holder. Time left is the holder's
-   * average minus time spent. A unit running past its holder's average is most likely
-   * near its end (frame times jitter), so it is guessed to need half that average more;
-   * on a worker not yet measured, as long again as it has run so far.
+   * Nothing is left to hand out: idle workers, fastest first, copy the running units with
+   * the most time left, each when it would likely finish it sooner than its holder. Time
+   * left is the holder's average minus time spent. A unit running past its holder's
+   * average is most likely near its end (frame times jitter), so it is guessed to need half
+   * that average more; on a worker not yet measured, as long again as it has run so far.
+   * The candidates are listed once per dispatch, not once per idle worker: at the tail of
+   * a big job hundreds of workers go idle at once.
    */
-  private takeDuplicateFor(workerId: string): Assignment | null {
-    if (!this.options.duplicateTail) return null;
-    const mine = this.averageMs.get(workerId);
-    if (mine === undefined) return null; // unmeasured: no grounds to think it is faster
+  private takeDuplicates(workers: string[]): Assignment[] {
     const now = this.now();
-    let best: { entry: JobEntry; unit: string; left: number; share: number } | null = null;
+    const candidates: Array<{ entry: JobEntry; unit: string; holder: string; left: number; share: number }> = [];
     for (const entry of this.order) {
-      if (entry.paused || entry.blocked.has(workerId)) continue;
+      if (entry.paused) continue;
       for (const [unit, holders] of entry.inFlight) {
-        if (holders.size !== 1 || holders.has(workerId)) continue;
+        if (holders.size !== 1) continue;
         const [[holder, startedAt]] = holders;
         const share = this.shareOf(entry, unit);
         const elapsed = now - startedAt;
         const average = this.averageMs.get(holder);
         const expected = average === undefined ? undefined : average * share;
         const left = expected === undefined ? elapsed : expected > elapsed ? expected - elapsed : expected / 2;
-        if (!best || left > best.left) best = { entry, unit, left, share };
+        candidates.push({ entry, unit, holder, left, share });
       }
     }
-    if (!best || mine * best.share >= best.left) return null;
-    this.addHolder(best.entry, best.unit, workerId);
-    return this.assignment(best.entry, workerId, best.unit);
+    if (candidates.length === 0) return [];
+    candidates.sort((a, b) => b.left - a.left);
+    const measured = workers.filter((w) => this.averageMs.has(w)); // unmeasured: no grounds to think it faster
+    measured.sort((a, b) => this.averageMs.get(a)! - this.averageMs.get(b)!);
+    const copies: Assignment[] = [];
+    for (const workerId of measured) {
+      const mine = this.averageMs.get(workerId)!;
+      const index = candidates.findIndex((c) => c.holder !== workerId && !c.entry.blocked.has(workerId));
+      const best = index < 0 ? undefined : candidates[index]!;
+      if (!best || mine * best.share >= best.left) continue;
+      candidates.splice(index, 1);
+      this.addHolder(best.entry, best.unit, workerId);
+      copies.push(this.assignment(best.entry, workerId, best.unit));
+    }
+    return copies;
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */

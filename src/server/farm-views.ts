@@ -68,7 +68,8 @@ export class FarmViews {
   }
 
   frame(row: FrameRow): Frame {
-    return frameView(row, this.progressOf(row.job_id, row.number), this.scheduler.tilesOf(row.job_id, row.number));
+    const tiles = this.scheduler.tilesOf(row.job_id, row.number);
+    return frameView(row, tiles ? this.tileProgressOf(row.job_id, row.number, tiles.states) : this.progressOf(row), tiles);
   }
 
   liveState(workerId: string) {
@@ -112,22 +113,25 @@ export class FarmViews {
     if (!times || times.frames === 0) return { averageFrameMs: null, etaMs: null };
     const averageFrameMs = Math.round(times.totalMs / times.frames);
     const left = counts.queued + counts.rendering;
-    const busy = [...this.workers.values()].filter((w) => w.enabled).length;
+    let busy = 0;
+    for (const w of this.workers.values()) if (w.enabled) busy++;
     const etaMs = left > 0 && busy > 0 ? Math.round((averageFrameMs * left) / busy) : left === 0 ? 0 : null;
     return { averageFrameMs, etaMs };
   }
 
-  /** How far a frame is, in percent; a split frame's is the mean over its tiles. */
-  private progressOf(jobId: string, frame: number): number {
-    const tiles = this.scheduler.tilesOf(jobId, frame);
+  /** How far a whole frame is, in percent, as its worker last said. */
+  private progressOf(row: FrameRow): number {
+    const current = row.worker_id === null ? null : this.workers.get(row.worker_id)?.current;
+    return current?.jobId === row.job_id && current.frame === row.number ? current.percent : 0;
+  }
+
+  /** A split frame's progress: the mean over its tiles. */
+  private tileProgressOf(jobId: string, frame: number, states: Frame['state'][]): number {
     let rendering = 0;
     for (const w of this.workers.values()) {
-      if (w.current?.jobId !== jobId || w.current.frame !== frame) continue;
-      if (!tiles) return w.current.percent;
-      rendering += w.current.percent;
+      if (w.current?.jobId === jobId && w.current.frame === frame) rendering += w.current.percent;
     }
-    if (!tiles) return 0;
-    const done = tiles.states.filter((state) => state === 'done').length;
-    return Math.min(100, (done * 100 + rendering) / tiles.states.length);
+    const done = states.filter((state) => state === 'done').length;
+    return Math.min(100, (done * 100 + rendering) / states.length);
   }
 }

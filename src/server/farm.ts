@@ -57,6 +57,9 @@ export class FarmError extends Error {
   }
 }
 
+/** Early logs held at most; a farm has at most one per worker in the normal course. */
+const MAX_EARLY_LOGS = 5000;
+
 /** A split frame's log holds every tile's output; this keeps it bounded. */
 const MAX_FRAME_LOG_CHARS = 256 * 1024;
 
@@ -80,6 +83,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly renderInfo = new Map<string, RenderInfo>();
   /** worker -> the timer that stops its frame if it renders too long (frame_timeout_s). */
   private readonly frameTimers = new Map<string, NodeJS.Timeout>();
+  /** Logs of whole frames that arrived before their upload, written with the result. */
+  private readonly earlyLogs = new Map<string, { jobId: string; frame: number; workerId: string; log: string }>();
   private readonly pending = new Set<Promise<unknown>>();
   private stopping = false;
 
@@ -420,18 +425,22 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     tile?: number,
   ): Promise<{ accepted: boolean; reason?: string }> {
     const job = await this.store.getJob(jobId);
-    const row = job && (await this.store.getFrame(jobId, frame));
-    if (!job || !row) {
+    // The scheduler knows the frames still to render; only a refusal needs the stored frame.
+    const open = job !== undefined && this.scheduler.isOpen(jobId, frame);
+    const row = open ? null : job && (await this.store.getFrame(jobId, frame));
+    if (!job || row === undefined) {
       await discardFile(upload.tempPath);
       throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
     }
+    const tileState = tile === undefined ? null : this.scheduler.tilesOf(jobId, frame)?.states[tile];
     const refusal =
-      row.state === 'done' ? 'frame already done'
-      : !this.scheduler.hasJob(jobId) ? `job is ${job.state}`
-      : tile !== undefined && this.scheduler.tilesOf(jobId, frame)?.states[tile] === undefined ? `frame ${frame} is not split into that tile`
-      : tile !== undefined && this.scheduler.tilesOf(jobId, frame)?.states[tile] === 'done' ? 'tile already done'
+      row?.state === 'done' ? 'frame already done'
+      : row ? (this.scheduler.hasJob(jobId) ? `frame ${frame} is ${row.state}` : `job is ${job.state}`)
+      : tileState === undefined ? `frame ${frame} is not split into that tile`
+      : tileState === 'done' ? 'tile already done'
       : null;
     if (refusal) {
+      if (tile === undefined) this.takeEarlyLog(jobId, frame, workerId); // a losing copy's log is not the frame's
       await discardFile(upload.tempPath);
       return { accepted: false, reason: refusal };
     }
@@ -439,7 +448,10 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const file = tile === undefined ? this.dataDir.frameFile(jobId, frame, extension) : this.dataDir.tileFile(jobId, frame, tile, extension);
     await commitFile(upload.tempPath, file);
     const outcome = this.scheduler.frameDone(jobId, frame, workerId, tile);
-    if (outcome.kind !== 'accepted') return { accepted: false, reason: 'already done' };
+    if (outcome.kind !== 'accepted') {
+      if (tile === undefined) this.takeEarlyLog(jobId, frame, workerId);
+      return { accepted: false, reason: 'already done' };
+    }
     for (const other of outcome.cancel) this.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame, tile });
     const worker = this.workers.get(workerId);
     if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
@@ -447,7 +459,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     const workerRow = await this.store.recordRenderedFrame(workerId, ms);
     if (workerRow && worker?.row.id === workerRow.id) worker.row = workerRow;
     if (tile === undefined) {
-      await this.frameFinished(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: upload.sha256 });
+      const log = this.takeEarlyLog(jobId, frame, workerId);
+      await this.frameFinished(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: upload.sha256, ...(log === undefined ? {} : { log }) });
       if (outcome.jobFinished && job.state !== 'paused') await this.finishRendering(jobId);
       else await this.views.publishJob(jobId);
     } else if (outcome.stitch) {
@@ -460,7 +473,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   }
 
   /** Records a frame as done (rendered whole, or stitched from its tiles). */
-  private async frameFinished(jobId: string, frame: number, result: { worker_id: string | null; render_ms: number; file: string; sha256: string | null }) {
+  private async frameFinished(
+    jobId: string,
+    frame: number,
+    result: { worker_id: string | null; render_ms: number; file: string; sha256: string | null; log?: string },
+  ) {
     this.views.addRenderTime(jobId, result.render_ms);
     await this.views.saveFrame(jobId, frame, { state: 'done', ...result, error: null, finished_at: now() });
   }
@@ -535,15 +552,34 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   /** Keeps Blender's output for a frame (each tile's in turn); it arrives beside the upload, in either order. */
   async frameLogReceived(workerId: string, jobId: string, frame: number, log: string, tile?: number): Promise<void> {
+    if (tile === undefined) {
+      // Workers send the log just before the upload: kept until then, it is written with the frame's result.
+      if (isWorkOn(this.workers.get(workerId)?.current, jobId, frame)) return this.keepEarlyLog(jobId, frame, workerId, log);
+      return this.store.setFrameLog(jobId, frame, log, workerId);
+    }
     const row = await this.store.getFrame(jobId, frame);
     if (!row || (row.worker_id !== null && row.worker_id !== workerId)) return;
-    if (tile === undefined) {
-      await this.store.updateFrame(jobId, frame, { log });
-      return;
-    }
     const name = this.workers.get(workerId)?.row.name ?? workerId;
     const combined = `${row.log ?? ''}--- tile ${tile + 1} (worker ${name}) ---\n${log}\n`;
     await this.store.updateFrame(jobId, frame, { log: combined.slice(-MAX_FRAME_LOG_CHARS) });
+  }
+
+  private keepEarlyLog(jobId: string, frame: number, workerId: string, log: string): Promise<void> {
+    if (this.earlyLogs.size >= MAX_EARLY_LOGS) {
+      // Uploads that never came (a worker lost on the way): write the oldest out rather than hold it.
+      const [[key, oldest]] = this.earlyLogs;
+      this.earlyLogs.delete(key);
+      this.background(this.store.setFrameLog(oldest.jobId, oldest.frame, oldest.log, oldest.workerId));
+    }
+    this.earlyLogs.set(`${jobId}#${frame}#${workerId}`, { jobId, frame, workerId, log });
+    return Promise.resolve();
+  }
+
+  private takeEarlyLog(jobId: string, frame: number, workerId: string): string | undefined {
+    const key = `${jobId}#${frame}#${workerId}`;
+    const early = this.earlyLogs.get(key);
+    this.earlyLogs.delete(key);
+    return early?.log;
   }
 
   /** The stored state of a frame not finished: rendering while it is split into tiles, else queued. */

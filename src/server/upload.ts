@@ -31,7 +31,7 @@ export async function receiveToTemp(
   tmpDir: string,
   opts: { maxBytes: number; headBytes?: number; isTruncated?: () => boolean },
 ): Promise<ReceivedFile> {
-  await mkdir(tmpDir, { recursive: true });
+  await ensureDir(tmpDir);
   const tempPath = path.join(tmpDir, `upload-${randomBytes(8).toString('hex')}`);
   const hash = createHash('sha256');
   const headBytes = opts.headBytes ?? 16;
@@ -62,8 +62,27 @@ export async function receiveToTemp(
 }
 
 export async function commitFile(tempPath: string, finalPath: string): Promise<void> {
-  await mkdir(path.dirname(finalPath), { recursive: true });
-  await rename(tempPath, finalPath);
+  const dir = path.dirname(finalPath);
+  await ensureDir(dir);
+  try {
+    await rename(tempPath, finalPath);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    // The folder went away since it was made (a job deleted and its id reused, a cleanup): make it again.
+    made.delete(dir);
+    await ensureDir(dir);
+    await rename(tempPath, finalPath);
+  }
+}
+
+/** Folders this process made; a busy farm commits hundreds of files a second into a few folders. */
+const made = new Set<string>();
+
+async function ensureDir(dir: string): Promise<void> {
+  if (made.has(dir)) return;
+  await mkdir(dir, { recursive: true });
+  if (made.size >= 10_000) made.clear(); // tiles make a folder per split frame: keep the set bounded
+  made.add(dir);
 }
 
 export async function discardFile(tempPath: string): Promise<void> {

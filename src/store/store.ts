@@ -192,6 +192,17 @@ export class Store {
       .executeTakeFirst();
   }
 
+  /** Keeps Blender's output for a frame, unless another worker's result is the frame's (a losing copy). */
+  async setFrameLog(jobId: string, number: number, log: string, workerId: string): Promise<void> {
+    await this.db
+      .updateTable('frames')
+      .set({ log })
+      .where('job_id', '=', jobId)
+      .where('number', '=', number)
+      .where((eb) => eb.or([eb('worker_id', 'is', null), eb('worker_id', '=', workerId)]))
+      .execute();
+  }
+
   /** Frames that were rendering when the server stopped go back to the queue. */
   async requeueRenderingFrames(): Promise<number> {
     const result = await this.db
