@@ -1,6 +1,6 @@
 import type { FarmChange, Frame, FrameCounts, Job } from '../protocol/index.ts';
 import type { Scheduler } from '../scheduler/index.ts';
-import type { FrameRow, JobRow, Store } from '../store/index.ts';
+import type { FrameRow, FrameSummaryRow, JobRow, Store } from '../store/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import { emptyCounts, frameView, jobView, workerView, type JobTimes } from './views.ts';
 
@@ -67,7 +67,7 @@ export class FarmViews {
     return jobView(row, counts, this.timesOf(row.id, counts));
   }
 
-  frame(row: FrameRow): Frame {
+  frame(row: FrameSummaryRow): Frame {
     const tiles = this.scheduler.tilesOf(row.job_id, row.number);
     return frameView(row, tiles ? this.tileProgressOf(row.job_id, row.number, tiles.states) : this.progressOf(row), tiles);
   }
@@ -120,7 +120,7 @@ export class FarmViews {
   }
 
   /** How far a whole frame is, in percent, as its worker last said. */
-  private progressOf(row: FrameRow): number {
+  private progressOf(row: FrameSummaryRow): number {
     const current = row.worker_id === null ? null : this.workers.get(row.worker_id)?.current;
     return current?.jobId === row.job_id && current.frame === row.number ? current.percent : 0;
   }

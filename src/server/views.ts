@@ -1,6 +1,6 @@
 import { tileBlockers } from '../jobs/index.ts';
 import type { FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo, TileRequest } from '../protocol/index.ts';
-import type { FrameRow, JobRow, WorkerRow } from '../store/index.ts';
+import type { FrameSummaryRow, JobRow, WorkerRow } from '../store/index.ts';
 
 /** Turns stored rows into the API's shapes; the only place that knows both. */
 export const emptyCounts = (): FrameCounts => ({ total: 0, queued: 0, rendering: 0, done: 0, failed: 0 });
@@ -58,7 +58,7 @@ function tilingView(submitted: StoredRequest, scene: SceneInfo | null): Job['til
   return { requested, forced, blockers };
 }
 
-export function frameView(row: FrameRow, progress = 0, tiles: Frame['tiles'] = null): Frame {
+export function frameView(row: FrameSummaryRow, progress = 0, tiles: Frame['tiles'] = null): Frame {
   const state = row.state as FrameState;
   return {
     jobId: row.job_id,

@@ -1,2 +1,2 @@
 export { Store } from './store.ts';
-export type { JobRow, FrameRow, WorkerRow, NewJobRow } from './store.ts';
+export type { JobRow, FrameRow, FrameSummaryRow, WorkerRow, NewJobRow } from './store.ts';

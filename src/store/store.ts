@@ -6,6 +6,9 @@ import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts
 
 export type JobRow = Selectable<JobsTable>;
 export type FrameRow = Selectable<FramesTable>;
+/** A frame without its Blender log: what lists need (a log can be 64 KB, a job 100,000 frames). */
+export type FrameSummaryRow = Omit<FrameRow, 'log'>;
+const summaryColumns = ['job_id', 'number', 'state', 'worker_id', 'attempts', 'render_ms', 'file', 'sha256', 'error', 'finished_at'] as const;
 export type WorkerRow = Selectable<WorkersTable>;
 export type NewJobRow = Omit<JobRow, 'seq'>;
 
@@ -175,8 +178,8 @@ export class Store {
       .executeTakeFirst();
   }
 
-  async listFrames(jobId: string, state?: FrameState): Promise<FrameRow[]> {
-    let query = this.db.selectFrom('frames').selectAll().where('job_id', '=', jobId);
+  async listFrames(jobId: string, state?: FrameState): Promise<FrameSummaryRow[]> {
+    let query = this.db.selectFrom('frames').select(summaryColumns).where('job_id', '=', jobId);
     if (state) query = query.where('state', '=', state);
     return query.orderBy('number').execute();
   }
