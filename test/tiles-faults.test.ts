@@ -95,7 +95,7 @@ describe('tiles that go wrong (scripted worker, real server)', () => {
     const base = `/api/worker/jobs/${job.id}/frames/1`;
 
     const whole = await upload(farm, worker, base, await png(200, 100));
-    assert.deepEqual(whole.body, { accepted: false, reason: 'already done' }, 'a whole frame for a split frame is not taken');
+    assert.deepEqual(whole.body, { accepted: false, reason: 'frame 1 is split into tiles' }, 'a whole frame for a split frame is not taken');
     const missing = await upload(farm, worker, `${base}/tiles/5`, await png(100, 100));
     assert.match(missing.body.reason ?? '', /not split into that tile/);
     const outOfRange = await upload(farm, worker, `${base}/tiles/99`, await png(100, 100));

@@ -457,11 +457,12 @@ export class Scheduler {
 
   /** A whole frame about to be handed out may be cut into tiles first; returns the unit to hand out. */
   private splitIfWanted(entry: JobEntry, unit: string): string {
+    if (entry.tiling.mode === 'off') return unit;
     const { frame, tile } = parseUnit(unit);
     if (tile !== undefined || entry.split.has(frame)) return unit;
     const framesLeft = 1 + entry.fresh.length - entry.next + entry.retry.length;
     const grid = chooseSplit(entry.tiling, { idleWorkers: this.idle.size, framesLeft, frameMs: entry.frameMs });
-    if (!grid || entry.tiling.mode === 'off') return unit;
+    if (!grid) return unit;
     const regions = tileRegions(entry.tiling.frameWidth, entry.tiling.frameHeight, grid);
     entry.split.set(frame, { grid, regions, done: new Set(), renderMs: 0 });
     for (let i = 1; i < regions.length; i++) entry.tileQueue.push(unitKey(frame, i));

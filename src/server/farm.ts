@@ -47,7 +47,6 @@ interface RenderInfo {
   tiling: JobTilingPlan;
 }
 
-
 export class FarmError extends Error {
   constructor(
     message: string,
@@ -432,12 +431,13 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       await discardFile(upload.tempPath);
       throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
     }
-    const tileState = tile === undefined ? null : this.scheduler.tilesOf(jobId, frame)?.states[tile];
+    const tiles = row ? null : this.scheduler.tilesOf(jobId, frame);
     const refusal =
       row?.state === 'done' ? 'frame already done'
       : row ? (this.scheduler.hasJob(jobId) ? `frame ${frame} is ${row.state}` : `job is ${job.state}`)
-      : tileState === undefined ? `frame ${frame} is not split into that tile`
-      : tileState === 'done' ? 'tile already done'
+      : tile === undefined ? (tiles ? `frame ${frame} is split into tiles` : null)
+      : tiles?.states[tile] === undefined ? `frame ${frame} is not split into that tile`
+      : tiles.states[tile] === 'done' ? 'tile already done'
       : null;
     if (refusal) {
       if (tile === undefined) this.takeEarlyLog(jobId, frame, workerId); // a losing copy's log is not the frame's
@@ -844,6 +844,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Tells every worker the job is over so it can close its Blender session. */
   private releaseJob(jobId: string): void {
     this.views.dropRenderingRows(jobId);
+    for (const [key, early] of this.earlyLogs) if (early.jobId === jobId) this.earlyLogs.delete(key);
     for (const worker of this.workers.values()) {
       if (worker.current?.jobId === jobId) worker.current = null;
       worker.link.send({ type: 'cancel', jobId });
