@@ -1,9 +1,7 @@
 import { useState } from 'preact/hooks';
 import {
   frameSize,
-  gridForCount,
   parseTiling,
-  tileCount,
   tileRects,
   type Frame,
   type Job,
@@ -12,7 +10,6 @@ import {
 } from '../../../src/protocol/index.ts';
 import { urls } from '../api.ts';
 import { isActive } from '../format.ts';
-import { farm } from '../store.ts';
 
 /** A frame the server has split into tiles and is rendering now. */
 export type SplitFrame = Frame & { tiles: NonNullable<Frame['tiles']> };
@@ -35,22 +32,6 @@ function requestText(request: TileRequest): string {
   if (request === 'auto') return 'Auto';
   if (request === 'off') return 'Off';
   return 'count' in request ? `${request.count} per frame` : `${request.cols} × ${request.rows} grid`;
-}
-
-/**
- * How many tiles a worker's tile belongs to: from the frame itself when its job is open,
- * else from what the job asked for. Unknown for `auto`, whose grid is chosen per frame.
- */
-export function tileTotal(job: Job | undefined, frameNumber: number): number | null {
-  const detail = farm.detail;
-  const frame = job && detail?.id === job.id ? detail.frames[detail.index.get(frameNumber) ?? -1] : undefined;
-  if (isSplit(frame)) return frame.tiles.states.length;
-  const request = job?.tiling.requested;
-  const size = job && outputSize(job);
-  if (!request || typeof request === 'string') return null;
-  if ('cols' in request) return tileCount(request);
-  const grid = size && gridForCount(request.count, size.width, size.height);
-  return grid ? tileCount(grid) : null;
 }
 
 const pct = (value: number, of: number) => `${(100 * value) / of}%`;

@@ -1,7 +1,6 @@
 import { useState } from 'preact/hooks';
-import type { Job, Worker } from '../../../src/protocol/index.ts';
+import type { Worker } from '../../../src/protocol/index.ts';
 import { api, type WorkerMode } from '../api.ts';
-import { tileTotal } from '../components/tiles.tsx';
 import { duration, timeAgo, workerMode } from '../format.ts';
 import { href } from '../router.ts';
 import { farm, useNow } from '../store.ts';
@@ -49,9 +48,8 @@ export function WorkersPage() {
 }
 
 /** " · tile 3/4": which tile of a split frame, counted from 1. */
-function TileOf({ job, frame, tile }: { job: Job | undefined; frame: number; tile: number }) {
-  const total = tileTotal(job, frame);
-  return <span class="w-tile">{` · tile ${tile + 1}${total ? `/${total}` : ''}`}</span>;
+function TileOf({ tile, tiles }: { tile: number; tiles?: number }) {
+  return <span class="w-tile">{` · tile ${tile + 1}${tiles ? `/${tiles}` : ''}`}</span>;
 }
 
 const modeLabels = { enabled: 'Enabled', draining: 'Draining', disabled: 'Disabled' } as const;
@@ -90,7 +88,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
             Rendering{' '}
             <a href={href.job(worker.current.jobId)}>
               frame {worker.current.frame}
-              {worker.current.tile !== undefined && <TileOf job={job} frame={worker.current.frame} tile={worker.current.tile} />}
+              {worker.current.tile !== undefined && <TileOf tile={worker.current.tile} tiles={worker.current.tiles} />}
               {job ? ` of ${job.name}` : ''}
             </a>{' '}
             <span class="percent">{Math.round(worker.current.percent)}%</span>
