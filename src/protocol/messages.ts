@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { frameSchema, idSchema, jobSchema, sha256Schema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
-import { MAX_TILE_SIDE, tileRegionSchema } from './tiles.ts';
+import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
 
 /**
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
@@ -13,7 +13,7 @@ export const PROTOCOL_VERSION = 2;
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 
 /** Which tile of a split frame a message is about; absent for a whole frame. */
-const tileIndexSchema = z.number().int().min(0).max(MAX_TILE_SIDE * MAX_TILE_SIDE - 1).optional();
+const tileIndexSchema = tileIndex.optional();
 
 const blendRefSchema = z.object({ sha256: sha256Schema, size: z.number().int().nonnegative() });
 export type BlendRef = z.infer<typeof blendRefSchema>;

@@ -8,6 +8,9 @@ import { z } from 'zod';
 
 /** Explicit grids up to 8x8; more tiles than that cost more in overhead than they save. */
 export const MAX_TILE_SIDE = 8;
+export const MAX_TILES = MAX_TILE_SIDE * MAX_TILE_SIDE;
+/** A tile's place in its frame's grid, row by row from the top-left, from 0. */
+export const tileIndexSchema = z.number().int().min(0).max(MAX_TILES - 1);
 /** No tile is narrower or shorter than this many pixels (smaller ones are all overhead). */
 export const MIN_TILE_PX = 32;
 
@@ -25,7 +28,7 @@ export const tilingSchema = z.union([z.enum(['auto', 'off']), tileGridSchema]);
 export type Tiling = z.infer<typeof tilingSchema>;
 
 /** What a submit may say: a policy, a grid, or a tile count whose grid is chosen to fit the frame. */
-export const tileRequestSchema = z.union([tilingSchema, z.object({ count: z.number().int().min(2).max(MAX_TILE_SIDE * MAX_TILE_SIDE) })]);
+export const tileRequestSchema = z.union([tilingSchema, z.object({ count: z.number().int().min(2).max(MAX_TILES) })]);
 export type TileRequest = z.infer<typeof tileRequestSchema>;
 
 /** How a job's frames are split, as the job view reports it. */
@@ -48,7 +51,7 @@ export interface PixelRect {
 
 /** Which part of which frame a worker renders; sent with a `render` assignment. */
 export const tileRegionSchema = z.object({
-  index: z.number().int().min(0).max(MAX_TILE_SIDE * MAX_TILE_SIDE - 1),
+  index: tileIndexSchema,
   cols: z.number().int().min(1).max(MAX_TILE_SIDE),
   rows: z.number().int().min(1).max(MAX_TILE_SIDE),
   /** The tile, top-left origin, in pixels of the full frame. */
@@ -74,8 +77,8 @@ export function parseTiling(text: string): TileRequest {
   }
   if (/^\d+$/.test(value)) {
     const count = Number(value);
-    if (count < 1 || count > MAX_TILE_SIDE * MAX_TILE_SIDE) {
-      throw new Error(`invalid tile count "${text}": 1 to ${MAX_TILE_SIDE * MAX_TILE_SIDE}`);
+    if (count < 1 || count > MAX_TILES) {
+      throw new Error(`invalid tile count "${text}": 1 to ${MAX_TILES}`);
     }
     return { count };
   }

@@ -62,6 +62,8 @@ const MAX_EARLY_LOGS = 5000;
 /** A split frame's log holds every tile's output; this keeps it bounded. */
 const MAX_FRAME_LOG_CHARS = 256 * 1024;
 
+const earlyLogKey = (jobId: string, frame: number, workerId: string) => `${jobId}#${frame}#${workerId}`;
+
 export const newId = () => randomBytes(8).toString('hex');
 const now = () => new Date().toISOString();
 
@@ -571,12 +573,12 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       this.earlyLogs.delete(key);
       this.background(this.store.setFrameLog(oldest.jobId, oldest.frame, oldest.log, oldest.workerId));
     }
-    this.earlyLogs.set(`${jobId}#${frame}#${workerId}`, { jobId, frame, workerId, log });
+    this.earlyLogs.set(earlyLogKey(jobId, frame, workerId), { jobId, frame, workerId, log });
     return Promise.resolve();
   }
 
   private takeEarlyLog(jobId: string, frame: number, workerId: string): string | undefined {
-    const key = `${jobId}#${frame}#${workerId}`;
+    const key = earlyLogKey(jobId, frame, workerId);
     const early = this.earlyLogs.get(key);
     this.earlyLogs.delete(key);
     return early?.log;

@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyReply, type FastifyRequest } from '
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { z } from 'zod';
-import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, MAX_TILE_SIDE, PROTOCOL_VERSION, sha256Schema } from '../protocol/index.ts';
+import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, PROTOCOL_VERSION, sha256Schema, tileIndexSchema } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { bearerToken, hasSessionCookie, isLoopback, SESSION_COOKIE, sessionValue, tokenMatches } from './auth.ts';
 import { blendKindOf, isTruncatedPlainBlend } from './blend-file.ts';
@@ -31,7 +31,7 @@ const WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
 
 const jobParams = z.object({ id: idSchema });
 const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
-const tileParams = frameParams.extend({ tile: z.coerce.number().int().min(0).max(MAX_TILE_SIDE * MAX_TILE_SIDE - 1) });
+const tileParams = frameParams.extend({ tile: z.coerce.number().pipe(tileIndexSchema) });
 const blendParams = z.object({ sha256: sha256Schema });
 const previewQuery = z.object({ size: z.enum(['small', 'large']).default('small') as z.ZodType<PreviewSize> });
 

@@ -23,6 +23,7 @@ import {
   sceneInfoSchema,
   sceneOverridesSchema,
   sha256Schema,
+  tileIndexSchema,
   workerSchema,
   workerStateSchema,
 } from '../protocol/index.ts';
@@ -170,7 +171,7 @@ export interface RouteDoc {
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
 const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'worker id' };
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
-const tileNumber: Param = { name: 'tile', in: 'path', schema: z.int().min(0).max(63), description: 'tile index, row by row from the top-left, from 0' };
+const tileNumber: Param = { name: 'tile', in: 'path', schema: tileIndexSchema, description: 'tile index, row by row from the top-left, from 0' };
 const uploadHeaders: Param[] = [
   { name: 'x-archenland-worker', in: 'header', schema: idSchema, description: 'the uploading worker', required: true },
   { name: 'x-archenland-sha256', in: 'header', schema: sha256Schema, description: 'SHA-256 of the body; a mismatch is refused', required: true },
