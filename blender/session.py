@@ -1,11 +1,18 @@
 """A persistent Blender render session, driven one JSON command per stdin line.
 
-Started by src/worker/blender/session.ts as:
-  blender -b [-Y | -y] -t <threads> <file.blend> --python blender/session.py \
-      -- [--overrides JSON]
+Started by src/worker/blender/session.ts in one of two ways:
+  cold:       blender -b <file.blend> [-Y | -y] -t <threads> --python blender/session.py \
+                  -- [--overrides JSON]
+  pre-warmed: blender -b -Y -t <threads> --python blender/session.py -- --prewarmed
 
 Keeping one Blender process open avoids paying start-up and scene loading for
-every frame (about 1.5 s each on small scenes). Commands:
+every frame (about 1.5 s each on small scenes). A pre-warmed session goes
+further: it is started with no scene while the worker is idle, replies
+{"event": "waiting"} and waits for the first command, which must be
+  {"cmd": "open", "file": "/abs/scene.blend", "allowScripts": BOOL,
+   "overrides": {...}}
+(or quit). It loads the file the way `blender -b FILE [-y | -Y]` would and
+from then on is a normal session. Commands once the scene is loaded:
   {"cmd": "render", "frame": N, "output": "/abs/dir/frame_####"}
   {"cmd": "render", "frame": N, "output": "/abs/dir/tile_####",
    "tile": {"x": X, "y": Y, "width": W, "height": H,
@@ -18,7 +25,9 @@ scene's own border settings are restored afterwards, so a following
 whole-frame render is unaffected.
 Replies are single lines starting with "@@ARCHENLAND " followed by JSON, mixed
 into Blender's own stdout (progress lines such as "Fra:1 ... | Sample 2/4"
-stay there on purpose: the worker parses them for progress).
+stay there on purpose: the worker parses them for progress). Once the scene is
+loaded and the overrides applied the session replies {"event": "ready"}; if it
+cannot start it replies {"event": "fatal"} and exits 1.
 """
 
 import ctypes
@@ -30,6 +39,8 @@ import traceback
 import bpy
 
 PREFIX = "@@ARCHENLAND "
+# Script argument for a session started with no scene, waiting for "open".
+PREWARMED_FLAG = "--prewarmed"
 
 # Names accepted by `blender -F` mapped to the Python enum names, so an
 # override can use either spelling.
@@ -70,17 +81,30 @@ def error_message(error):
     return text or type(error).__name__
 
 
-def parse_overrides(argv):
-    args = argv[argv.index("--") + 1:] if "--" in argv else []
+def fatal(message):
+    """The session cannot start: tell the worker why, then exit."""
+    traceback.print_exc()
+    emit("fatal", message=message)
+    sys.exit(1)
+
+
+def script_args(argv):
+    return argv[argv.index("--") + 1:] if "--" in argv else []
+
+
+def check_overrides(overrides):
+    if not isinstance(overrides, dict):
+        raise ValueError("overrides must be a JSON object")
+    return overrides
+
+
+def parse_overrides(args):
     if "--overrides" not in args:
         return {}
     position = args.index("--overrides")
     if position + 1 >= len(args):
         raise ValueError("--overrides needs a JSON argument")
-    overrides = json.loads(args[position + 1])
-    if not isinstance(overrides, dict):
-        raise ValueError("--overrides must be a JSON object")
-    return overrides
+    return check_overrides(json.loads(args[position + 1]))
 
 
 def apply_overrides(scene, overrides):
@@ -276,21 +300,87 @@ def handle(scene, line):
     return True
 
 
-def serve():
+def command_lines():
+    """Non-empty stdin lines; they end at EOF (the worker went away)."""
+    for line in sys.stdin:
+        line = line.strip()
+        if line:
+            yield line
+
+
+def parse_open(line):
+    """The open command of a pre-warmed session, checked; None for quit."""
+    command = json.loads(line)
+    if not isinstance(command, dict):
+        raise ValueError("a command must be a JSON object")
+    if command.get("cmd") == "quit":
+        return None
+    if command.get("cmd") != "open":
+        raise ValueError(f"expected open or quit, got {command.get('cmd')!r}")
+    if not isinstance(command.get("file"), str) or not command["file"]:
+        raise ValueError("open needs a file path")
+    if not isinstance(command.get("allowScripts"), bool):
+        raise ValueError("open needs allowScripts true or false")
+    check_overrides(command.get("overrides", {}))
+    return command
+
+
+def open_scene(lines):
+    """Pre-warmed start: wait for the scene to render, load it, return its overrides.
+
+    Returns None when told to quit (or stdin closed) before any scene was named.
+    """
+    emit("waiting", blenderVersion=bpy.app.version_string)
+    line = next(lines, None)
+    if line is None:
+        return None
+    try:
+        command = parse_open(line)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError too
+        fatal(f"invalid open command: {error}")
+    if command is None:
+        return None
+    try:
+        # use_scripts does what -y / -Y do on the command line: whether this file's
+        # embedded Python (registered texts, Python drivers) may run. load_ui=False:
+        # the file's screen layout is of no use headless; its scene is still the one
+        # `blender -b FILE` would render.
+        bpy.ops.wm.open_mainfile(filepath=command["file"], load_ui=False,
+                                 use_scripts=command["allowScripts"])
+    except Exception as error:  # RuntimeError carrying Blender's "Error: ..." report
+        fatal(f"could not load the scene: {error_message(error)}")
+    return command.get("overrides", {})
+
+
+def serve(lines, overrides):
+    # Read the scene only now: in a pre-warmed session, loading the file freed the
+    # start-up scene, and any reference taken earlier would be invalid.
     scene = bpy.context.scene
     try:
-        apply_overrides(scene, parse_overrides(sys.argv))
+        apply_overrides(scene, overrides)
     except Exception as error:
-        traceback.print_exc()
-        emit("fatal", message=f"could not apply overrides: {error_message(error)}")
-        sys.exit(1)
+        fatal(f"could not apply overrides: {error_message(error)}")
 
     emit("ready", blenderVersion=bpy.app.version_string, sceneName=scene.name)
-    for line in sys.stdin:  # EOF means the worker went away: end the session
-        line = line.strip()
-        if line and not handle(scene, line):
+    for line in lines:
+        if not handle(scene, line):
             break
     flush_all()
 
 
-serve()
+def main():
+    args = script_args(sys.argv)
+    lines = command_lines()
+    if PREWARMED_FLAG in args:
+        overrides = open_scene(lines)
+        if overrides is None:
+            return
+    else:
+        try:
+            overrides = parse_overrides(args)
+        except ValueError as error:
+            fatal(f"could not apply overrides: {error_message(error)}")
+    serve(lines, overrides)
+
+
+main()

@@ -54,6 +54,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
   assert.deepEqual(worker, {
     blender_path: 'blender',
     threads: 0,
+    prewarm_blender: true,
     address: '127.0.0.1',
     port: 7411,
     web_port: 8080,
@@ -103,6 +104,7 @@ test('a full valid worker file is read as typed values', (t) => {
     t,
     'blender_path = "/opt/blender/blender"',
     'threads = 8',
+    'prewarm_blender = false',
     'address = "farm.local"',
     'port = 9411',
     'web_port = 9080',
@@ -114,6 +116,7 @@ test('a full valid worker file is read as typed values', (t) => {
   assert.deepEqual(loadSettings('worker', { file, env: {} }), {
     blender_path: '/opt/blender/blender',
     threads: 8,
+    prewarm_blender: false,
     address: 'farm.local',
     port: 9411,
     web_port: 9080,
@@ -170,6 +173,15 @@ test('other bad values name what is expected', (t) => {
     assert.match(err.message, expected);
     assert.doesNotMatch(err.message, /short-secret/);
   }
+});
+
+test('prewarm_blender must be a boolean, in the file and in the environment', (t) => {
+  const file = settingsFile(t, 'prewarm_blender = "no"');
+  const err = configError(() => loadSettings('worker', { file, env: {} }));
+  assert.equal(err.line, 1);
+  assert.match(err.message, /settings\.conf:1: key "prewarm_blender": expected true or false, got "no"$/);
+  const off = loadSettings('worker', { file: settingsFile(t), env: { ARCHENLAND_PREWARM_BLENDER: 'false' } });
+  assert.equal(off.prewarm_blender, false);
 });
 
 test('a TOML syntax error gives file and line', (t) => {

@@ -91,10 +91,14 @@ export class RealFarm {
     });
   }
 
+  /**
+   * Until the worker is idle and its pre-warmed Blender waits for the next job: what a
+   * worker looks like between jobs, and no start-up left running into the next timing.
+   */
   async waitForIdleWorker(timeoutMs = 60_000): Promise<void> {
     await waitFor(
-      'an idle worker',
-      async () => (await getJson<Worker[]>(this.httpUrl, this.token, '/api/workers')).some((w) => w.state === 'idle'),
+      'an idle worker with a pre-warmed Blender',
+      async () => this.worker.prewarmed && (await getJson<Worker[]>(this.httpUrl, this.token, '/api/workers')).some((w) => w.state === 'idle'),
       timeoutMs,
       100,
     );

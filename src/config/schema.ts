@@ -45,6 +45,10 @@ export const serverSchema = z.strictObject({
 export const workerSchema = z.strictObject({
   blender_path: text('blender', 'Blender executable; a bare name is looked up on PATH'),
   threads: z.int().min(0).max(1024).default(0).describe('Render threads; 0 lets Blender decide'),
+  prewarm_blender: z
+    .boolean()
+    .default(true)
+    .describe("Keep one Blender started (no scene loaded) while the worker is idle, so a job's first frame skips Blender's start-up; false starts Blender only when a job's first frame arrives"),
   address: text('127.0.0.1', 'Host name or IP address of the server'),
   port: port(7411, "The server's WebSocket port"),
   web_port: port(8080, "The server's HTTP port"),

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { WorkerSettings } from '../config/index.ts';
 import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type ServerToWorker } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import { BlenderSession, probeScene } from './blender/index.ts';
+import { BlenderLauncher, type BlenderSession, probeScene } from './blender/index.ts';
 import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
@@ -27,11 +27,13 @@ interface OpenSession {
 /**
  * A render node: keeps a connection to the server, takes one frame at a time, renders it
  * in a Blender session kept open for the whole job, and uploads each frame as soon as
- * Blender has saved it (the next frame starts meanwhile).
+ * Blender has saved it (the next frame starts meanwhile). While idle it keeps a Blender
+ * pre-warmed (prewarm_blender), so a new job does not wait for Blender's start-up.
  */
 export class RenderWorker {
   private readonly connection: ServerConnection;
   private readonly cache: BlendCache;
+  private readonly blenders: BlenderLauncher;
   private readonly serverUrl: string;
   private workerId: string | undefined;
   private blenderVersion: string | null = null;
@@ -54,6 +56,12 @@ export class RenderWorker {
     this.serverUrl = `http://${host}:${settings.web_port}`;
     this.cache = new BlendCache(path.join(settings.cache_dir, 'blends'), this.serverUrl, settings.token);
     this.workerId = readWorkerId(settings.cache_dir);
+    this.blenders = new BlenderLauncher({
+      blenderPath: settings.blender_path,
+      threads: settings.threads,
+      prewarm: settings.prewarm_blender,
+      logger: log,
+    });
     this.stopped = new Promise((resolve) => (this.stop = resolve));
     this.uploads = new UploadQueue(
       (upload) => uploadFrame(this.serverUrl, settings.token, this.workerId!, upload),
@@ -92,6 +100,7 @@ export class RenderWorker {
   async run(): Promise<string> {
     this.blenderVersion = await readBlenderVersion(this.settings.blender_path);
     this.log.info({ blender: this.blenderVersion, threads: this.settings.threads }, 'worker starting');
+    this.prewarmIfIdle();
     // The id must be known before uploading; a first-time worker gets one at welcome.
     if (this.workerId) {
       const recovered = await this.uploads.recover(this.outputRoot);
@@ -111,6 +120,7 @@ export class RenderWorker {
     this.connection.stop();
     this.open?.session.kill();
     this.open = null;
+    this.blenders.stop();
     this.stop('shut down');
   }
 
@@ -208,6 +218,7 @@ export class RenderWorker {
       }
     } finally {
       this.current = null;
+      this.prewarmIfIdle();
       this.askForWork();
     }
   }
@@ -242,14 +253,7 @@ export class RenderWorker {
     if (this.open && this.open.jobId === assignment.jobId && this.open.session.alive) return this.open.session;
     await this.closeSession();
     const blendFile = await this.cache.get(assignment.blend);
-    const session = await BlenderSession.start({
-      blenderPath: this.settings.blender_path,
-      blendFile,
-      threads: this.settings.threads,
-      allowScripts: assignment.allowScripts,
-      overrides: assignment.overrides,
-      logger: this.log,
-    });
+    const session = await this.blenders.open({ blendFile, allowScripts: assignment.allowScripts, overrides: assignment.overrides });
     if (this.shutDown || this.cancelled) {
       // Stopped or cancelled while Blender was starting: nobody would ever use this one.
       session.kill();
@@ -263,6 +267,21 @@ export class RenderWorker {
     const open = this.open;
     this.open = null;
     if (open) await open.session.close();
+  }
+
+  /** A pre-warmed Blender waits for the next job (always false with prewarm_blender off). */
+  get prewarmed(): boolean {
+    return this.blenders.warmAndWaiting;
+  }
+
+  /**
+   * Keeps a Blender pre-warmed for the next job, but only while nothing renders and no
+   * job's Blender is open: starting one costs a core for a second or two, which must
+   * not slow a frame, and the job's own session serves its next frames anyway.
+   */
+  private prewarmIfIdle(): void {
+    if (this.current || this.open?.session.alive || this.draining || this.shutDown) return;
+    this.blenders.warmUp();
   }
 
   private async probe(request: ProbeRequest): Promise<void> {
@@ -292,7 +311,8 @@ export class RenderWorker {
       this.open?.session.kill();
       this.open = null;
     } else if (frame === undefined && this.open?.jobId === jobId) {
-      void this.closeSession();
+      // The job is over: its Blender goes, and a fresh one is pre-warmed for the next job.
+      void this.closeSession().then(() => this.prewarmIfIdle());
     }
   }
 }

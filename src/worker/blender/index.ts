@@ -2,10 +2,13 @@
 export {
   BlenderSession,
   BlenderRenderError,
+  type BlenderLaunchOptions,
   type BlenderSessionOptions,
+  type SceneToOpen,
   type RenderResult,
   type SceneOverrides,
 } from './session.ts';
+export { BlenderLauncher, type BlenderLauncherOptions } from './launcher.ts';
 export { probeScene, type ProbeOptions } from './probe.ts';
 export {
   parseProgressLine,

@@ -28,6 +28,8 @@ export function parseProgressLine(line: string): FrameProgress | null {
 }
 
 const sessionEventSchema = z.discriminatedUnion('event', [
+  /** A pre-warmed session is up, with no scene yet, waiting for "open". */
+  z.object({ event: z.literal('waiting'), blenderVersion: z.string() }),
   z.object({ event: z.literal('ready'), blenderVersion: z.string(), sceneName: z.string() }),
   z.object({ event: z.literal('saved'), frame: z.number().int(), path: z.string().min(1) }),
   z.object({ event: z.literal('error'), frame: z.number().int().nullable(), message: z.string() }),

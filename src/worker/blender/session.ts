@@ -23,18 +23,25 @@ export type SceneOverrides = {
   fileFormat?: string | null;
 };
 
-export type BlenderSessionOptions = {
+/** How Blender is run: the same for a cold start and a pre-warmed one. */
+export type BlenderLaunchOptions = {
   blenderPath: string;
-  blendFile: string;
   /** Render threads; 0 lets Blender use every core. */
   threads: number;
+  logger?: Logger;
+  /** Start-up, and loading a heavy scene, can take a while; give up on each after this. */
+  startTimeoutMs?: number;
+};
+
+/** The scene a session renders, and how it is loaded. */
+export type SceneToOpen = {
+  blendFile: string;
   /** Run Python embedded in the .blend (-y) instead of refusing it (-Y). */
   allowScripts: boolean;
   overrides: SceneOverrides;
-  logger?: Logger;
-  /** Loading a heavy scene can take a while; give up after this. */
-  startTimeoutMs?: number;
 };
+
+export type BlenderSessionOptions = BlenderLaunchOptions & SceneToOpen;
 
 export type RenderResult = {
   frame: number;
@@ -59,6 +66,8 @@ export class BlenderRenderError extends Error {
 }
 
 const SESSION_SCRIPT = fileURLToPath(new URL('../../../blender/session.py', import.meta.url));
+/** Tells session.py to start with no scene and wait for an "open" command. */
+const PREWARMED_FLAG = '--prewarmed';
 const TAIL_LINES = 40;
 const CLOSE_GRACE_MS = 3000;
 const DEFAULT_START_TIMEOUT_MS = 120_000;
@@ -73,56 +82,135 @@ type PendingFrame = {
 };
 
 /**
+ * starting: Blender is launching (and, for a cold start, loading the scene);
+ * waiting: a pre-warmed Blender is up with no scene, waiting for open();
+ * loading: a pre-warmed Blender is loading the scene open() named;
+ * ready: the scene is loaded and frames can be rendered.
+ */
+type Phase = 'starting' | 'waiting' | 'loading' | 'ready';
+
+/**
  * One Blender process that keeps a scene loaded and renders frames on command
  * (blender/session.py), avoiding Blender's start-up and scene load per frame.
  * Renders run one at a time, in the order they were requested.
+ *
+ * start() launches Blender with the scene (cold start). prewarm() launches it with
+ * none, so start-up can happen before there is work; open() then loads the scene,
+ * once: a session never switches to another scene.
  */
 export class BlenderSession {
   private readonly tail: string[] = [];
   private pending: PendingFrame | null = null;
   private queue: Promise<unknown> = Promise.resolve();
-  private ready = false;
+  private phase: Phase = 'starting';
   private closing = false;
   private exited = false;
   private exitDescription = '';
   private spawnError: Error | null = null;
   private readonly exitListeners: Array<() => void> = [];
-  private readyListener: ((event: SessionEvent) => void) | null = null;
+  private startListener: ((event: SessionEvent) => void) | null = null;
+  /** Set for a pre-warmed session: settles when it waits for a scene, or failed to get there. */
+  private warmedUp: Promise<void> | null = null;
 
   private constructor(
     private readonly child: ChildProcess,
-    private readonly blendFile: string,
+    /** null until a pre-warmed session is told which scene to open. */
+    private blendFile: string | null,
     private readonly logger: Logger,
-  ) {}
+    private readonly startTimeoutMs: number,
+  ) {
+    this.attachStreams();
+  }
 
+  /** Launch Blender with the scene and wait until it can render (cold start). */
   static async start(opts: BlenderSessionOptions): Promise<BlenderSession> {
+    const session = BlenderSession.launch(
+      opts,
+      [opts.blendFile, opts.allowScripts ? '-y' : '-Y'],
+      ['--overrides', JSON.stringify(opts.overrides)],
+      opts.blendFile,
+    );
+    await session.waitFor('ready');
+    session.logger.info({ blendFile: opts.blendFile, pid: session.pid }, 'Blender session ready');
+    return session;
+  }
+
+  /**
+   * Launch Blender with no scene, to be given one later with open(). Returns at once;
+   * start-up goes on in the background (see untilWarm()).
+   */
+  static prewarm(opts: BlenderLaunchOptions): BlenderSession {
+    // -Y: nothing but Blender's own start-up is loaded yet; open() allows or refuses
+    // the scene's scripts, as -y / -Y would on a cold start.
+    const session = BlenderSession.launch(opts, ['-Y'], [PREWARMED_FLAG], null);
+    const launchedAt = performance.now();
+    session.warmedUp = session.waitFor('waiting');
+    session.warmedUp.then(
+      () => session.logger.info({ pid: session.pid, ms: Math.round(performance.now() - launchedAt) }, 'pre-warmed Blender waiting for a scene'),
+      // Not reported here: whoever takes the session hears the reason from untilWarm().
+      () => undefined,
+    );
+    return session;
+  }
+
+  private static launch(
+    opts: BlenderLaunchOptions,
+    sceneArgs: string[],
+    scriptArgs: string[],
+    blendFile: string | null,
+  ): BlenderSession {
     if (!existsSync(SESSION_SCRIPT)) {
       throw new Error(`Blender session script is missing: ${SESSION_SCRIPT}`);
     }
-    const args = [
-      '-b',
-      opts.blendFile,
-      opts.allowScripts ? '-y' : '-Y',
-      '-t',
-      String(opts.threads),
-      '--python',
-      SESSION_SCRIPT,
-      '--',
-      '--overrides',
-      JSON.stringify(opts.overrides),
-    ];
+    const args = ['-b', ...sceneArgs, '-t', String(opts.threads), '--python', SESSION_SCRIPT, '--', ...scriptArgs];
     const logger = opts.logger ?? silentLogger;
     logger.debug({ blenderPath: opts.blenderPath, args }, 'starting Blender session');
     const child = spawn(opts.blenderPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const session = new BlenderSession(child, opts.blendFile, logger);
-    await session.waitUntilReady(opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
-    logger.info({ blendFile: opts.blendFile, pid: child.pid }, 'Blender session ready');
-    return session;
+    return new BlenderSession(child, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+  }
+
+  /**
+   * Resolves once a pre-warmed Blender waits for its scene; rejects with the reason
+   * when it failed to start or has exited since.
+   */
+  async untilWarm(): Promise<void> {
+    if (!this.warmedUp) throw new Error('not a pre-warmed Blender session');
+    await this.warmedUp;
+    if (this.exited) throw new Error(`pre-warmed Blender exited (${this.exitDescription}) while waiting for a scene`);
+  }
+
+  /**
+   * Load the scene into a pre-warmed Blender; from then on the session renders as
+   * one from start() would. Fails the way start() does for a scene Blender cannot load.
+   */
+  async open(scene: SceneToOpen): Promise<void> {
+    await this.untilWarm();
+    if (this.phase !== 'waiting') throw new Error(`this Blender session already has a scene (${this.blendFile})`);
+    this.blendFile = scene.blendFile;
+    this.phase = 'loading';
+    const loaded = this.waitFor('ready');
+    this.send({ cmd: 'open', file: scene.blendFile, allowScripts: scene.allowScripts, overrides: scene.overrides });
+    await loaded;
+    this.logger.info({ blendFile: scene.blendFile, pid: this.pid, prewarmed: true }, 'Blender session ready');
   }
 
   /** True while Blender runs and accepts renders (not closing, not dead). */
   get alive(): boolean {
-    return this.ready && !this.exited && !this.closing;
+    return this.phase === 'ready' && !this.exited && !this.closing;
+  }
+
+  /** True for a pre-warmed Blender that runs and has no scene yet (still starting, or waiting for open()). */
+  get awaitingScene(): boolean {
+    return this.warmedUp !== null && (this.phase === 'starting' || this.phase === 'waiting') && !this.exited && !this.closing;
+  }
+
+  /** A pre-warmed Blender that has started and waits for open(). */
+  get waitingForScene(): boolean {
+    return this.phase === 'waiting' && !this.exited && !this.closing;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   /**
@@ -182,7 +270,11 @@ export class BlenderSession {
       return Promise.reject(new Error(`output pattern must be an absolute path: ${outputPattern}`));
     }
     if (!this.alive) {
-      const why = this.exited ? `Blender exited (${this.exitDescription})` : 'the session is closing';
+      const why = this.exited
+        ? `Blender exited (${this.exitDescription})`
+        : this.closing
+          ? 'the session is closing'
+          : 'no scene is loaded yet';
       return Promise.reject(new Error(`cannot render frame ${frame}: ${why}`));
     }
     return new Promise<RenderResult>((resolve, reject) => {
@@ -192,42 +284,47 @@ export class BlenderSession {
     });
   }
 
-  private waitUntilReady(timeoutMs: number): Promise<void> {
+  /**
+   * Resolves when session.py reports `expected` ("waiting" for a pre-warmed start,
+   * "ready" once the scene is loaded); on a fatal event, an exit or the time limit,
+   * kills Blender and rejects with the reason and Blender's last output.
+   */
+  private waitFor(expected: 'waiting' | 'ready'): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const fail = (reason: string) => {
+      let settled = false;
+      const settle = () => {
+        settled = true;
         clearTimeout(timer);
-        this.readyListener = null;
+        this.startListener = null;
+      };
+      const fail = (reason: string) => {
+        if (settled) return;
+        settle();
         this.kill();
         reject(new Error(`${reason}\n${this.formatTail()}`));
       };
       const timer = setTimeout(
-        () => fail(`Blender did not load ${this.blendFile} within ${timeoutMs} ms`),
-        timeoutMs,
+        () => fail(`Blender did not ${this.blendFile ? `load ${this.blendFile}` : 'start'} within ${this.startTimeoutMs} ms`),
+        this.startTimeoutMs,
       );
-      this.readyListener = (event) => {
-        if (event.event === 'ready') {
-          clearTimeout(timer);
-          this.readyListener = null;
-          this.ready = true;
+      this.startListener = (event) => {
+        if (event.event === expected) {
+          settle();
+          this.phase = expected;
           resolve();
         } else if (event.event === 'fatal') {
-          fail(`Blender session failed to start for ${this.blendFile}: ${event.message}`);
+          fail(`Blender session failed to start${this.blendFile ? ` for ${this.blendFile}` : ''}: ${event.message}`);
         }
       };
-      this.exitListeners.push(() => {
-        if (this.ready) return;
-        if (this.spawnError) {
-          fail(`Could not run Blender (${this.child.spawnfile}): ${this.spawnError.message}`);
-          return;
-        }
-        const error = findBlenderError(this.tail);
-        fail(
-          `Blender exited (${this.exitDescription}) before loading ${this.blendFile}` +
-            (error ? `: ${error}` : ''),
-        );
-      });
-      this.attachStreams();
+      this.exitListeners.push(() => fail(this.describeEarlyExit()));
     });
+  }
+
+  private describeEarlyExit(): string {
+    if (this.spawnError) return `Could not run Blender (${this.child.spawnfile}): ${this.spawnError.message}`;
+    const error = findBlenderError(this.tail);
+    const before = this.blendFile ? `before loading ${this.blendFile}` : 'while starting';
+    return `Blender exited (${this.exitDescription}) ${before}` + (error ? `: ${error}` : '');
   }
 
   private attachStreams(): void {
@@ -270,8 +367,8 @@ export class BlenderSession {
   }
 
   private onEvent(event: SessionEvent): void {
-    if (this.readyListener) {
-      this.readyListener(event);
+    if (this.startListener) {
+      this.startListener(event);
       return;
     }
     const pending = this.pending;
