@@ -49,10 +49,12 @@ export const scale: Benchmark = {
   title: 'Scheduler scale: simulated workers',
   async run(ctx: BenchContext): Promise<BenchResult> {
     const workers = numberOption(ctx, 'workers', 500, 50);
-    // 100,000 frames would take ~10 minutes at the ~170 frames/s this server sustains on 2 cores
-    // (see the report), so the default run is 40,000; `--frames=100000` runs the full size.
-    const frames = numberOption(ctx, 'frames', 40_000, 2_000);
-    const meanMs = numberOption(ctx, 'frame-ms', 1000, 250);
+    // The issue's job: 100,000 frames. Simulated frames of 2 s (1–3 s) are still far shorter
+    // than real renders; they ask the server for 250 frames/s. `--frame-ms=1000` asks for
+    // 500/s, more than one server process sharing 2 cores with 500 clients sustains (see the
+    // capacity row), and shows what happens past it.
+    const frames = numberOption(ctx, 'frames', 100_000, 2_000);
+    const meanMs = numberOption(ctx, 'frame-ms', 2000, 250);
     const jitter = numberOption(ctx, 'jitter', 0.5, 0.5);
     const progressMs = numberOption(ctx, 'progress-ms', 250, 250);
     const maxMinutes = numberOption(ctx, 'max-minutes', 15, 4);
@@ -182,6 +184,7 @@ export const scale: Benchmark = {
       const ideal = sims.stats.simulatedMs / workers;
       const overheadFraction = makespan / ideal - 1;
       const cpuMs = (afterRender.cpu.user + afterRender.cpu.system - beforeRender.cpu.user - beforeRender.cpu.system) / 1000;
+      const cpuPerFrameUs = (cpuMs * 1000) / Math.max(1, doneAtEnd);
       const secondHalf = samples.filter((s) => s.done >= frames / 2 && s.done < doneAtEnd);
       const rssSlope = slope(
         secondHalf.map((s) => s.done),
@@ -251,7 +254,8 @@ export const scale: Benchmark = {
             ['upload (PUT) p50 / p99', `${fmtMs(quantile(sims.stats.uploadMs, 0.5))} / ${fmtMs(quantile(sims.stats.uploadMs, 0.99))}`],
             ['server event-loop delay p50 / p99 / max while rendering', `${fmtMs(afterRender.loop.p50)} / ${fmtMs(afterRender.loop.p99)} / ${fmtMs(afterRender.loop.max)}`],
             ['client event-loop delay p99 / max', `${fmtMs(sims.loopDelay.percentile(99) / 1e6)} / ${fmtMs(sims.loopDelay.max / 1e6)}`],
-            ['server CPU while rendering', `${fmtS(cpuMs)} CPU in ${fmtS(renderWall)} wall = ${(cpuMs / renderWall).toFixed(2)} cores; ${(cpuMs / Math.max(1, doneAtEnd) * 1000).toFixed(0)} µs per frame`],
+            ['server CPU while rendering', `${fmtS(cpuMs)} CPU in ${fmtS(renderWall)} wall = ${(cpuMs / renderWall).toFixed(2)} cores; ${fmtInt(cpuPerFrameUs)} µs per frame`],
+            ['server capacity: frames/s one core could take at that CPU per frame (demanded here)', `${fmtInt(1e6 / cpuPerFrameUs)} (${((workers * 1000) / meanMs).toFixed(0)})`],
             ['client (simulated workers) CPU while rendering', `${((clientCpu.user + clientCpu.system) / 1000 / renderWall).toFixed(2)} cores`],
             ['server RSS: idle / workers connected / job queued / end of rendering / peak', `${fmtMB(rssIdle)} / ${fmtMB(rssConnected)} / ${fmtMB(rssQueued)} / ${fmtMB(rssEnd)} / ${fmtMB(rssPeak)}`],
             ['server heap after GC: idle / half-way / end of rendering', `${fmtMB(idle.memory.heapUsed)} / ${halfway ? fmtMB(halfway.heap) : '—'} / ${fmtMB(heapEnd)}`],

@@ -11,7 +11,8 @@
  *    times; time to first render is navigation start → the first tile of the frame grid
  *    (`.grid-scroller .cell`, web/src/components/frame-grid.tsx) in the DOM and the next
  *    animation frame, measured in the page. The load is broken down with Resource Timing
- *    and a wrapper around `Response.prototype.json` (download vs JSON.parse vs the rest).
+ *    and a wrapper around `Response.prototype.json` (download vs JSON.parse vs the rest)
+ *    of the page's first request for the job's frames, `GET /api/jobs/:id/frames`.
  * 2. Live updates: on the last page, for a window of seconds, the WebSocket messages and
  *    bytes the page receives (CDP `framereceived`), long tasks (PerformanceObserver
  *    'longtask') and animation frames (a requestAnimationFrame counter), first with the page
@@ -26,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import type { Job } from '../src/protocol/index.ts';
+import type { FrameColumns, Job } from '../src/protocol/index.ts';
 import { apiHeaders, fakeBlend, getJson, postJson, submitJob } from './lib/api.ts';
 import {
   fmtInt,
@@ -50,6 +51,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 /** The selector of a rendered tile of the frame grid. */
 const GRID_CELL = '.grid-scroller .cell';
+/** The path of the job page's frame list (`GET /api/jobs/:id/frames`, columns); `?since=` asks only for changed frames. */
+const FRAMES_PATH = /\/api\/jobs\/[^/]+\/frames$/;
 
 /** What the injected script keeps in `window.__bench`. */
 interface PageProbe {
@@ -67,12 +70,12 @@ interface PageProbe {
   welcome: number | null;
   firstCell: number | null;
   firstPaint: number | null;
-  /** Each job-detail body read with Response.json(): when it was asked for, had arrived, was parsed. */
+  /** Each frame-list body read with Response.json(): when it was asked for, had arrived, was parsed. */
   json: Array<{ url: string; start: number; bodyAt: number; parsedAt: number; chars: number }>;
 }
 
 /** Runs in the page before its own scripts (serialised by Playwright: no outside references). */
-function probeScript(cellSelector: string): void {
+function probeScript(cellSelector: string, framesPath: string): void {
   const b: PageProbe = { longTasks: [], frames: 0, slowFrames: 0, maxGap: 0, lastFrame: 0, shell: null, wsOpen: null, welcome: null, firstCell: null, firstPaint: null, json: [] };
   (window as unknown as { __bench: PageProbe }).__bench = b;
   try {
@@ -112,7 +115,7 @@ function probeScript(cellSelector: string): void {
   };
   const json = Response.prototype.json;
   Response.prototype.json = async function (this: Response) {
-    if (!/\/api\/jobs\/[^/]+$/.test(new URL(this.url).pathname)) return json.call(this);
+    if (!new RegExp(framesPath).test(new URL(this.url).pathname)) return json.call(this);
     const start = performance.now();
     const text = await this.text();
     const bodyAt = performance.now();
@@ -138,7 +141,7 @@ interface Load {
   scriptEnd: number;
   domContentLoaded: number;
   wsOpen: number;
-  /** GET /api/jobs/:id: started, first byte, last byte; bytes on the wire. */
+  /** The first GET /api/jobs/:id/frames: started, first byte, last byte; bytes on the wire. */
   detailStart: number;
   detailRequestStart: number;
   detailFirstByte: number;
@@ -150,7 +153,9 @@ interface Load {
   wall: number;
   welcome: number;
   longTasks: Array<[number, number]>;
+  /** Frame-list requests by the time the live connection listened: whole lists, and only the frames changed since (the catch-up). */
   detailRequests: number;
+  catchUps: number;
   cells: number;
 }
 
@@ -166,7 +171,7 @@ interface Opened {
 async function openJobPage(browser: Browser, httpUrl: string, jobId: string): Promise<Opened> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   // As a string: tsx (esbuild, keepNames) wraps named functions in `__name(…)`, which the page lacks.
-  await context.addInitScript(`globalThis.__name ??= (f) => f; (${probeScript.toString()})(${JSON.stringify(GRID_CELL)});`);
+  await context.addInitScript(`globalThis.__name ??= (f) => f; (${probeScript.toString()})(${JSON.stringify(GRID_CELL)}, ${JSON.stringify(FRAMES_PATH.source)});`);
   const page = await context.newPage();
   const ws: WsFrame[] = [];
   const requests: string[] = [];
@@ -198,13 +203,23 @@ async function openJobPage(browser: Browser, httpUrl: string, jobId: string): Pr
     throw new Error(`the job page did not render its frame grid: ${(error as Error).message.split('\n')[0]}; the page shows: "${shown.replace(/\s+/g, ' ').trim().slice(0, 300)}"; console: ${problems.slice(0, 3).join(' | ') || 'nothing'}`);
   }
   const wall = performance.now() - started;
-  const measured = await page.evaluate((selector) => {
+  // The grid may show before the live connection listens; wait for it (and the catch-up it
+  // brings) so the table says when it came.
+  await page
+    .waitForFunction((framesPath) => {
+      const b = (window as unknown as { __bench: PageProbe }).__bench;
+      const resources = (performance as unknown as { getEntriesByType(t: string): PerformanceResourceTiming[] }).getEntriesByType('resource');
+      return b.welcome !== null && resources.some((r) => new RegExp(framesPath).test(new URL(r.name).pathname) && r.name.includes('since='));
+    }, FRAMES_PATH.source, { timeout: 10_000, polling: 50 })
+    .catch(() => undefined);
+  const measured = await page.evaluate(([selector, framesPath]) => {
     const b = (window as unknown as { __bench: PageProbe }).__bench;
     // (Typed by hand: the global `performance` type here is Node's, the code runs in the page.)
     const entries = (type: string) => (performance as unknown as { getEntriesByType(t: string): unknown[] }).getEntriesByType(type);
     const nav = entries('navigation')[0] as PerformanceNavigationTiming | undefined;
     const script = (entries('resource') as PerformanceResourceTiming[]).find((r) => /\/assets\/[^/]+\.js$/.test(r.name));
-    const details = (entries('resource') as PerformanceResourceTiming[]).filter((r) => /\/api\/jobs\/[^/?]+$/.test(new URL(r.name).pathname));
+    const frameLists = (entries('resource') as PerformanceResourceTiming[]).filter((r) => new RegExp(framesPath).test(new URL(r.name).pathname));
+    const details = frameLists.filter((r) => !new URL(r.name).search.includes('since='));
     const first = details[0];
     return {
       firstPaint: b.firstPaint!,
@@ -224,9 +239,10 @@ async function openJobPage(browser: Browser, httpUrl: string, jobId: string): Pr
       parsedAt: b.json[0]?.parsedAt ?? Number.NaN,
       longTasks: b.longTasks.filter(([start]) => start <= b.firstPaint!),
       detailRequests: details.length,
+      catchUps: frameLists.length - details.length,
       cells: document.querySelectorAll(selector).length,
     };
-  }, GRID_CELL);
+  }, [GRID_CELL, FRAMES_PATH.source] as const);
   return { context, page, ws, requests, load: { ...measured, wall } };
 }
 
@@ -304,7 +320,7 @@ async function watchWindow(opened: Opened, seconds: number, serverDone: () => Pr
     frames: after.frames - before.frames,
     slowFrames: after.slowFrames - before.slowFrames,
     maxGap: after.maxGap,
-    detailReloads: newRequests.filter((u) => /\/api\/jobs\/[^/?]+$/.test(new URL(u).pathname)).length,
+    detailReloads: newRequests.filter((u) => FRAMES_PATH.test(new URL(u).pathname)).length,
     previews: newRequests.filter((u) => u.includes('/preview')).length,
     cells: after.cells,
     pageDone: after.legendDone,
@@ -398,7 +414,7 @@ export const uiLoad: Benchmark = {
       const opened: Opened[] = [];
       for (let i = 0; i < loads; i++) {
         const o = await openJobPage(browser, server.httpUrl, job.id);
-        ctx.log(`  load ${i + 1}: first render ${fmtMs(o.load.firstPaint)} (GET /api/jobs/:id ${fmtMB(o.load.detailBytes)}, first byte at ${fmtMs(o.load.detailFirstByte)}, last at ${fmtMs(o.load.detailEnd)})`);
+        ctx.log(`  load ${i + 1}: first render ${fmtMs(o.load.firstPaint)} (GET /api/jobs/:id/frames ${fmtMB(o.load.detailBytes)}, first byte at ${fmtMs(o.load.detailFirstByte)}, last at ${fmtMs(o.load.detailEnd)})`);
         opened.push(o);
         if (i < loads - 1) {
           await o.context.close();
@@ -432,15 +448,12 @@ export const uiLoad: Benchmark = {
       });
       await page.context.close();
 
-      // ---- the job page's initial load, from Node ----
-      const t0 = performance.now();
-      const response = await fetch(`${server.httpUrl}/api/jobs/${job.id}`, { headers: apiHeaders(server.token) });
-      const firstByte = performance.now() - t0;
-      const body = Buffer.from(await response.arrayBuffer());
-      const fetchMs = performance.now() - t0;
+      // ---- the job page's initial load, from Node; and the API's frameList beside it ----
+      const { firstByte, fetchMs, body, encoding } = await timedGet(server.httpUrl, server.token, `/api/jobs/${job.id}/frames`);
       const gzipped = gzipSync(body, { level: 6 }).length;
-      const detail = JSON.parse(body.toString('utf8')) as { frameList: unknown[] };
-      const encoding = response.headers.get('content-encoding') ?? 'none';
+      const columns = JSON.parse(body.toString('utf8')) as Pick<FrameColumns, 'runs'>;
+      const frameCount = columns.runs.reduce((sum, [, count]) => sum + count, 0);
+      const frameList = await timedGet(server.httpUrl, server.token, `/api/jobs/${job.id}`);
 
       // ---- figures ----
       const m = (pick: (l: Load) => number) => median(loadsOnly.map(pick));
@@ -469,8 +482,8 @@ export const uiLoad: Benchmark = {
           value: `${fmtS(parts.before)} · ${fmtS(parts.server)} · ${fmtS(parts.download)} · ${fmtS(parts.parse)} · ${fmtS(parts.after)}`,
         },
         {
-          figure: 'job page initial load: GET /api/jobs/:id',
-          value: `${fmtMB(body.length)} (${fmtInt(detail.frameList.length)} frames, ${(body.length / detail.frameList.length).toFixed(0)} B/frame; gzip would be ${fmtKB(gzipped)}; served with content-encoding: ${encoding})`,
+          figure: 'job page initial load: GET /api/jobs/:id/frames',
+          value: `${fmtMB(body.length)} (${fmtInt(frameCount)} frames, ${(body.length / frameCount).toFixed(0)} B/frame; gzip would be ${fmtKB(gzipped)}; served with content-encoding: ${encoding})`,
         },
         {
           figure: `WebSocket messages to the page while rendering (${windowS} s window)`,
@@ -511,6 +524,7 @@ export const uiLoad: Benchmark = {
         fmtMs(l.firstCell),
         fmtMs(l.firstPaint),
         fmtMs(l.wall),
+        `${l.detailRequests} + ${l.catchUps}`,
         `${l.longTasks.length}, longest ${fmtMs(l.longTasks.reduce((a, [, d]) => Math.max(a, d), 0))}`,
       ]);
       const changeList = (w: WindowStats) =>
@@ -527,25 +541,27 @@ export const uiLoad: Benchmark = {
         'workers and Chromium share the 2 cores: page timings include that contention. The page is measured by a script',
         'injected with `addInitScript` (web/ is unchanged): a MutationObserver for the first grid tile, a requestAnimationFrame',
         'counter, a PerformanceObserver for long tasks, and a wrapper around `Response.prototype.json` that times `JSON.parse`',
-        'of the job detail separately. WebSocket traffic is counted from Chromium\'s own `framereceived` events.',
+        'of the job\'s frame list separately. WebSocket traffic is counted from Chromium\'s own `framereceived` events.',
         `UI build: ${build}. The job was queued ${fmtS(queuedMs)} after the submit (simulated probe, ${fmtInt(frames)} frame rows).`,
         '',
         `**Time to first render**: navigation start → the first \`${GRID_CELL}\` in the DOM → the next animation frame`,
         `(≈ painted). Each load uses a fresh browser context (no cache). Times in ms from navigation start, per load:`,
         '',
         mdTable(
-          ['load', 'HTML 1st byte', 'script received', 'DOMContentLoaded', 'WebSocket open', '`welcome`', 'GET job detail sent', '… server (to 1st byte)', '… download', 'JSON.parse', 'parsed → grid in DOM', 'grid in DOM', 'painted', 'seen by Node', 'long tasks (count, longest)'],
+          ['load', 'HTML 1st byte', 'script received', 'DOMContentLoaded', 'WebSocket open', '`welcome`', 'GET job frames sent', '… server (to 1st byte)', '… download', 'JSON.parse', 'parsed → grid in DOM', 'grid in DOM', 'painted', 'seen by Node', 'frame lists (whole + changed since)', 'long tasks (count, longest)'],
           loadRows,
         ),
         '',
-        `Median breakdown: ${fmtMs(parts.before)} before the job detail is even requested (the HTML and the script arrive`,
-        `(DOMContentLoaded ${fmtMs(m((l) => l.domContentLoaded))}), the app checks the session, asks /api/info, opens the WebSocket`,
-        `(${fmtMs(m((l) => l.wsOpen))}) and waits for its \`welcome\` (${fmtMs(m((l) => l.welcome))}), then loads jobs, workers and the detail together),`,
+        `Median breakdown: ${fmtMs(parts.before)} before the job's frames are even requested (the HTML and the script arrive`,
+        `(DOMContentLoaded ${fmtMs(m((l) => l.domContentLoaded))}); index.html asks for the frames before the app's script arrives, and the app then checks`,
+        `the session, asks /api/info, opens the WebSocket (open ${fmtMs(m((l) => l.wsOpen))}, \`welcome\` ${fmtMs(m((l) => l.welcome))}) and fetches only the frames changed since),`,
         `${fmtMs(parts.server)} for the server to start answering, ${fmtMs(parts.download)} to receive ${fmtMB(median(loadsOnly.map((l) => l.detailBytes)))},`,
-        `${fmtMs(parts.parse)} of JSON.parse, and ${fmtMs(parts.after)} from parsed to the grid in the DOM (schema validation of every`,
-        'frame, sorting, the frame index, the per-state counts and the first render).',
-        `From Node, GET /api/jobs/:id took ${fmtMs(firstByte)} to the first byte and ${fmtMs(fetchMs)} in all for ${fmtMB(body.length)}`,
-        `(${fmtInt(detail.frameList.length)} frames; gzip level 6 would make it ${fmtKB(gzipped)}). Server event-loop delay during the page loads: p99 ${fmtMs(loadStats.loop.p99)}, max ${fmtMs(loadStats.loop.max)}.`,
+        `${fmtMs(parts.parse)} of JSON.parse, and ${fmtMs(parts.after)} from parsed to the grid in the DOM (schema validation of the`,
+        'columns, decoding them into frames, the frame index, the per-state counts and the first render).',
+        `From Node, GET /api/jobs/:id/frames took ${fmtMs(firstByte)} to the first byte and ${fmtMs(fetchMs)} in all for ${fmtMB(body.length)}`,
+        `(${fmtInt(frameCount)} frames; gzip level 6 would make it ${fmtKB(gzipped)}); GET /api/jobs/:id (the API's \`frameList\`, one object per frame)`,
+        `took ${fmtMs(frameList.firstByte)} to the first byte and ${fmtMs(frameList.fetchMs)} in all for ${fmtMB(frameList.body.length)}.`,
+        `Server event-loop delay during the page loads: p99 ${fmtMs(loadStats.loop.p99)}, max ${fmtMs(loadStats.loop.max)}.`,
         '',
         `**Live updates** (the last loaded page, left alone for ${idle.seconds.toFixed(0)} s, then scrolled with the mouse wheel for ${scrolling.seconds.toFixed(0)} s):`,
         '',
@@ -557,7 +573,7 @@ export const uiLoad: Benchmark = {
             ['long tasks: count, share of time, longest', `${idle.longTasks}, ${fmtPct1(idle.longTaskMs / (idle.seconds * 1000))}, ${fmtMs(idle.longestTask)}`, `${scrolling.longTasks}, ${fmtPct1(scrolling.longTaskMs / (scrolling.seconds * 1000))}, ${fmtMs(scrolling.longestTask)}`],
             ['animation frames/s; gaps > 50 ms; worst gap', `${(idle.frames / idle.seconds).toFixed(0)}; ${idle.slowFrames}; ${fmtMs(idle.maxGap)}`, `${(scrolling.frames / scrolling.seconds).toFixed(0)}; ${scrolling.slowFrames}; ${fmtMs(scrolling.maxGap)}`],
             ['grid tiles in the DOM (of all frames)', `${idle.cells} of ${fmtInt(frames)}`, `${scrolling.cells} of ${fmtInt(frames)}`],
-            ['job detail reloaded (GET /api/jobs/:id)', String(idle.detailReloads), String(scrolling.detailReloads)],
+            ['job frames fetched again (GET /api/jobs/:id/frames, whole or changed since)', String(idle.detailReloads), String(scrolling.detailReloads)],
             ['thumbnail requests', String(idle.previews), String(scrolling.previews)],
             ['frames done per second (server)', idle.throughput.toFixed(0), scrolling.throughput.toFixed(0)],
           ],
@@ -578,6 +594,15 @@ export const uiLoad: Benchmark = {
     }
   },
 };
+
+/** GET `pathName` from Node: ms to the first byte and in all, the body, and its content encoding. */
+async function timedGet(httpUrl: string, token: string, pathName: string) {
+  const start = performance.now();
+  const response = await fetch(`${httpUrl}${pathName}`, { headers: apiHeaders(token) });
+  const firstByte = performance.now() - start;
+  const body = Buffer.from(await response.arrayBuffer());
+  return { firstByte, fetchMs: performance.now() - start, body, encoding: response.headers.get('content-encoding') ?? 'none' };
+}
 
 const fmtKB = (bytes: number) => (bytes >= 1024 * 1024 ? fmtMB(bytes) : `${(bytes / 1024).toFixed(0)} KiB`);
 const fmtPct1 = (fraction: number) => `${(fraction * 100).toFixed(1)} %`;

@@ -103,13 +103,14 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
   });
 
   it('answers 404 for jobs, frames and files that do not exist, and 400 for malformed ids', async () => {
-    for (const path of ['/api/jobs/0123456789abcdef', '/api/jobs/0123456789abcdef/frames/1', '/api/jobs/0123456789abcdef/video', '/api/nothing']) {
+    for (const path of ['/api/jobs/0123456789abcdef', '/api/jobs/0123456789abcdef/frames', '/api/jobs/0123456789abcdef/frames/1', '/api/jobs/0123456789abcdef/video', '/api/nothing']) {
       const response = await fetch(`${url}${path}`);
       assert.equal(response.status, 404, path);
       assert.ok((await response.json()).error, path);
     }
-    const traversal = await fetch(`${url}/api/jobs/..%2F..%2Fetc/frames/1`);
-    assert.equal(traversal.status, 400);
+    for (const path of ['/api/jobs/..%2F..%2Fetc/frames/1', '/api/jobs/..%2F..%2Fetc/frames', `/api/jobs/0123456789abcdef/frames?since=${'x'.repeat(101)}`]) {
+      assert.equal((await fetch(`${url}${path}`)).status, 400, path);
+    }
     const blend = await fetch(`${url}/api/worker/blends/..%2Ffarm-token`, { headers: { authorization: `Bearer ${farm.server.token}` } });
     assert.equal(blend.status, 400);
   });

@@ -185,7 +185,7 @@ describe('real answers match the documented schemas (real Blender)', () => {
   });
   after(async () => farm?.close());
 
-  it('jobs, job detail, workers, frame logs, info, session, health and errors', async () => {
+  it('jobs, job detail, frame columns, workers, frame logs, info, session, health and errors', async () => {
     const scene = await openAsBlob(await makeTestScene({ frames: '1-2', width: 32, height: 24, samples: 2 }));
     const { status, body } = await submitBlend(farm.server.httpUrl, scene);
     assert.equal(status, 201);
@@ -195,6 +195,9 @@ describe('real answers match the documented schemas (real Blender)', () => {
 
     conforms(await answer('/api/jobs'), '/api/jobs', 'get', 200);
     conforms(await answer(`/api/jobs/${body.id}`), '/api/jobs/{id}', 'get', 200);
+    const columns = await answer(`/api/jobs/${body.id}/frames`);
+    conforms(await answer(`/api/jobs/${body.id}/frames?since=${encodeURIComponent(columns.cursor)}`), '/api/jobs/{id}/frames', 'get', 200);
+    conforms(columns, '/api/jobs/{id}/frames', 'get', 200);
     conforms(await answer(`/api/jobs/${body.id}/frames/1/log`), '/api/jobs/{id}/frames/{frame}/log', 'get', 200);
     conforms(await answer('/api/workers'), '/api/workers', 'get', 200);
     conforms(await answer('/api/info'), '/api/info', 'get', 200);
@@ -202,5 +205,7 @@ describe('real answers match the documented schemas (real Blender)', () => {
     conforms(await answer('/healthz'), '/healthz', 'get', 200);
     conforms(await answer('/api/jobs/0123456789abcdef', 404), '/api/jobs/{id}', 'get', 404);
     conforms(await answer('/api/jobs/NOT-AN-ID', 400), '/api/jobs/{id}', 'get', 400);
+    conforms(await answer('/api/jobs/0123456789abcdef/frames', 404), '/api/jobs/{id}/frames', 'get', 404);
+    conforms(await answer(`/api/jobs/${body.id}/frames?since=${'x'.repeat(101)}`, 400), '/api/jobs/{id}/frames', 'get', 400);
   });
 });

@@ -143,6 +143,45 @@ describe('web interface (Chromium, real farm)', () => {
     noStrayTraffic();
   });
 
+  it('shows a job page before the live connection is up, then fetches the frames that changed before it listened', async () => {
+    const { body } = await submitBlend(url, await openAsBlob(scene), { hold: 'true', frames: '1-3', name: 'early frames' });
+    await waitForJob(farm.server, body.id, ['paused']);
+    const early = await chrome.browser.newPage({ viewport: { width: 1280, height: 860 } });
+    const earlyWatch = watchPage(early, new URL(url).hostname);
+    const frameRequests: string[] = [];
+    early.on('request', (request) => {
+      const { pathname, search } = new URL(request.url());
+      if (pathname === `/api/jobs/${body.id}/frames`) frameRequests.push(search);
+    });
+    // The live connection waits for /api/info: held back, the socket cannot open.
+    let letInfoThrough: () => void = () => {};
+    const infoHeld = new Promise<void>((resolve) => (letInfoThrough = resolve));
+    await early.route('**/api/info', async (route) => {
+      await infoHeld;
+      await route.continue();
+    });
+    try {
+      await early.goto(`${url}/#/jobs/${body.id}`);
+      await early.locator('.cell[data-state="queued"]').nth(2).waitFor();
+      assert.equal(await early.locator('.live[data-live="off"]').count(), 1, 'the frames show before the live connection listens');
+
+      // Every frame renders while the page is not listening: only the catch-up can bring that.
+      await fetch(`${url}/api/jobs/${body.id}/resume`, { method: 'POST', headers: { [CLIENT_HEADER]: 'test' } });
+      await waitForJob(farm.server, body.id, ['completed'], 60_000);
+      assert.equal(await early.locator('.cell[data-state="done"]').count(), 0);
+      letInfoThrough();
+      await early.locator('.live[data-live="on"]').waitFor();
+      await early.locator('.cell[data-state="done"]').nth(2).waitFor({ timeout: 10_000 });
+      assert.equal(frameRequests.length, 2, `frame requests: ${JSON.stringify(frameRequests)}`);
+      assert.equal(frameRequests[0], '', 'first the whole list');
+      assert.match(frameRequests[1]!, /^\?since=/, 'then only what changed since');
+      assert.deepEqual([...earlyWatch.foreign, ...earlyWatch.errors], []);
+    } finally {
+      letInfoThrough();
+      await early.close();
+    }
+  });
+
   it('queues a second job, changes its priority, cancels it after confirming, and refuses a file that is not a .blend', async () => {
     await page.getByRole('link', { name: 'Queue', exact: true }).click();
     await page.getByRole('heading', { name: 'Submit a scene' }).waitFor();
@@ -394,7 +433,7 @@ describe('web interface (Chromium, real farm)', () => {
     await banner.waitFor({ state: 'detached', timeout: 30_000 });
     await page.locator('.live[data-live="on"]').waitFor();
     assert.ok(reloaded.includes('/api/jobs'), 'the job list is fetched again after reconnecting');
-    assert.ok(reloaded.includes(`/api/jobs/${firstJobId}`), 'the open job is fetched again');
+    assert.ok(reloaded.includes(`/api/jobs/${firstJobId}/frames`), 'the open job\'s frames are fetched again');
     assert.equal(await page.locator('.cell[data-state="done"]').count(), 4);
     assert.deepEqual(watch.foreign, []);
     assert.deepEqual(watch.errors, []);

@@ -16,17 +16,30 @@ import { createLogger, silentLogger } from '../../src/util/log.ts';
 type FarmChangeLike = { type: string; job?: Job };
 
 /**
- * With ARCHENLAND_BENCH_COUNT_SQL=1, every statement the store prepares is counted by its SQL
- * text (Kysely prepares each query it runs), for a per-frame query census in the stats.
+ * With ARCHENLAND_BENCH_COUNT_SQL=1, every statement the store runs is counted by its SQL
+ * text, for a per-frame query census in the stats. The store prepares each SQL text once,
+ * so the count hooks the statements' run/get/all/iterate rather than prepare.
  */
 const sqlCounts = new Map<string, number>();
 if (process.env.ARCHENLAND_BENCH_COUNT_SQL) {
   const { default: SQLite } = await import('better-sqlite3');
-  const prototype = SQLite.prototype as unknown as { prepare(sql: string): unknown };
-  const prepare = prototype.prepare;
-  prototype.prepare = function (this: unknown, sql: string) {
-    sqlCounts.set(sql, (sqlCounts.get(sql) ?? 0) + 1);
-    return prepare.call(this, sql);
+  const database = SQLite.prototype as unknown as { prepare(sql: string): object };
+  const prepare = database.prepare;
+  let hooked = false;
+  database.prepare = function (this: unknown, sql: string) {
+    const statement = prepare.call(this, sql);
+    if (!hooked) {
+      hooked = true;
+      const methods = Object.getPrototypeOf(statement) as Record<string, (...args: unknown[]) => unknown>;
+      for (const name of ['run', 'get', 'all', 'iterate']) {
+        const original = methods[name]!;
+        methods[name] = function (this: { source: string }, ...args: unknown[]) {
+          sqlCounts.set(this.source, (sqlCounts.get(this.source) ?? 0) + 1);
+          return original.apply(this, args);
+        };
+      }
+    }
+    return statement;
   };
 }
 

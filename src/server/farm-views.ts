@@ -1,8 +1,10 @@
-import type { FarmChange, Frame, FrameCounts, Job } from '../protocol/index.ts';
+import { randomBytes } from 'node:crypto';
+import type { FarmChange, Frame, FrameColumns, FrameCounts, Job } from '../protocol/index.ts';
 import type { Scheduler } from '../scheduler/index.ts';
 import type { FrameRow, FrameSummaryRow, JobRow, Store } from '../store/index.ts';
+import type { FrameColumnRows } from '../store/store.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
-import { emptyCounts, frameView, jobView, workerView, type JobTimes } from './views.ts';
+import { emptyCounts, frameColumnsView, frameView, jobView, workerView, type JobTimes, type LiveFrameDetail } from './views.ts';
 
 const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
 
@@ -72,6 +74,18 @@ export class FarmViews {
     return frameView(row, tiles ? this.tileProgressOf(row.job_id, row.number, tiles.states) : this.progressOf(row), tiles);
   }
 
+  /** A job's frames as the web UI's columns: the stored columns with the live detail of frames being rendered. */
+  frameColumns(job: Job, stored: FrameColumnRows, freshness: Pick<FrameColumns, 'cursor' | 'partial'>): FrameColumns {
+    return frameColumnsView(job, stored, freshness, (frame, workerId) => this.liveDetail(job.id, frame, workerId));
+  }
+
+  /** Progress and tiles of a frame being rendered, as frame() works them out (the row's other fields play no part). */
+  private liveDetail(jobId: string, number: number, workerId: string | null): LiveFrameDetail {
+    const row = { job_id: jobId, number, state: 'rendering', worker_id: workerId, attempts: 0, render_ms: null, file: null, sha256: null, error: null, finished_at: null };
+    const { progress, tiles } = this.frame(row);
+    return { progress, tiles };
+  }
+
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
     return { connected: worker !== undefined, current: worker?.current ?? null };
@@ -133,5 +147,48 @@ export class FarmViews {
     }
     const done = states.filter((state) => state === 'done').length;
     return Math.min(100, (done * 100 + rendering) / states.length);
+  }
+}
+
+/** Frame changes remembered: at a busy farm's thousand a second, about a minute of them. */
+const FRAME_CHANGES_KEPT = 65_536;
+
+/**
+ * Which frames changed lately, so that a page holding a job's frames from a moment ago
+ * can fetch only the frames changed since (`GET /api/jobs/:id/frames?since=`) instead of
+ * all of them again. A cursor counts the frame changes announced in this server run.
+ */
+export class FrameChangeLog {
+  /** Cursors from another server run, or another log, mean nothing here. */
+  private readonly run = randomBytes(6).toString('hex');
+  private count = 0;
+  private readonly jobIds: string[] = [];
+  private readonly numbers: number[] = [];
+
+  /** Takes every farm change; keeps which frame changed. */
+  record(change: FarmChange): void {
+    if (change.type !== 'frame') return;
+    const slot = this.count % FRAME_CHANGES_KEPT;
+    this.jobIds[slot] = change.frame.jobId;
+    this.numbers[slot] = change.frame.number;
+    this.count++;
+  }
+
+  /** Where the log stands: every frame change announced so far is before it. */
+  cursor(): string {
+    return `${this.run}.${this.count}`;
+  }
+
+  /** A job's frames that changed after `cursor`, ascending; null when the log cannot tell (another run, or too long ago). */
+  changedSince(jobId: string, cursor: string): number[] | null {
+    const [run, counted] = cursor.split('.');
+    const from = Number(counted);
+    if (run !== this.run || !Number.isInteger(from) || from < 0 || from > this.count || this.count - from > FRAME_CHANGES_KEPT) return null;
+    const changed = new Set<number>();
+    for (let k = from; k < this.count; k++) {
+      const slot = k % FRAME_CHANGES_KEPT;
+      if (this.jobIds[slot] === jobId) changed.add(this.numbers[slot]!);
+    }
+    return [...changed].sort((a, b) => a - b);
   }
 }

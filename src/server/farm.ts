@@ -175,6 +175,16 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return { ...job, frameList: frames.map((f) => this.views.frame(f)) };
   }
 
+  /**
+   * The job's frames in columns, for the web UI: all of them, or only those numbered in
+   * `only`. `cursor` is where the frame change log stood before the frames were read.
+   */
+  async frameColumns(id: string, cursor: string, only?: number[]) {
+    const job = await this.getJob(id);
+    const stored = await this.store.listFrameColumns(id, only);
+    return this.views.frameColumns(job, stored, { cursor, partial: only !== undefined });
+  }
+
   async listJobs(): Promise<Job[]> {
     return Promise.all((await this.store.listJobs()).map((row) => this.views.job(row)));
   }

@@ -2,17 +2,29 @@ import { createReadStream, existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { z } from 'zod';
-import { CLIENT_HEADER, describeIssues, idSchema, jobPatchSchema, loginSchema, PROTOCOL_VERSION, sha256Schema, tileIndexSchema } from '../protocol/index.ts';
+import {
+  CLIENT_HEADER,
+  describeIssues,
+  frameCursorSchema,
+  idSchema,
+  jobPatchSchema,
+  loginSchema,
+  PROTOCOL_VERSION,
+  sha256Schema,
+  tileIndexSchema,
+  type FarmChange,
+} from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { bearerToken, hasSessionCookie, isLoopback, SESSION_COOKIE, sessionValue, tokenMatches } from './auth.ts';
 import { blendKindOf, isTruncatedPlainBlend } from './blend-file.ts';
 import type { DataDir } from './data-dir.ts';
 import { frameFileName } from './data-dir.ts';
 import { FarmError, type Farm } from './farm.ts';
+import { FrameChangeLog } from './farm-views.ts';
 import { parseJobFields } from './job-form.ts';
 import { canPreview, previewOf, type PreviewSize } from './thumbnails.ts';
 import { registerMetrics } from './metrics.ts';
@@ -34,6 +46,7 @@ const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
 const tileParams = frameParams.extend({ tile: z.coerce.number().pipe(tileIndexSchema) });
 const blendParams = z.object({ sha256: sha256Schema });
 const previewQuery = z.object({ size: z.enum(['small', 'large']).default('small') as z.ZodType<PreviewSize> });
+const frameColumnsQuery = z.object({ since: frameCursorSchema.optional() });
 
 /**
  * The HTTP edge on `web_port`: the public API used by the web UI and the CLI, and the
@@ -133,6 +146,16 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   app.get('/api/jobs', async () => farm.listJobs());
   app.get('/api/jobs/:id', async (request) => farm.getJobDetail(parse(jobParams, request.params).id));
+  const frameChanges = watchFrameChanges(app, farm);
+  // The web UI's frame list: compact columns, and after `since` only the frames changed since.
+  app.get('/api/jobs/:id/frames', async (request) => {
+    const { id } = parse(jobParams, request.params);
+    const { since } = parse(frameColumnsQuery, request.query);
+    // Taken before the frames are read, so every change up to the cursor is in the answer.
+    const cursor = frameChanges.cursor();
+    const changed = since === undefined ? null : frameChanges.changedSince(id, since);
+    return farm.frameColumns(id, cursor, changed ?? undefined);
+  });
   app.post('/api/jobs/:id/cancel', async (request) => farm.cancelJob(parse(jobParams, request.params).id));
   app.post('/api/jobs/:id/pause', async (request) => farm.pauseJob(parse(jobParams, request.params).id));
   app.post('/api/jobs/:id/resume', async (request) => farm.resumeJob(parse(jobParams, request.params).id));
@@ -215,7 +238,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       const headers = parse(frameUploadHeaders, request.headers);
       let upload: ReceivedFile;
       try {
-        upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes });
+        upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes, announcedBytes: announcedLength(request) });
       } catch (error) {
         if (isDiskFull(error)) await farm.storageFull(id, (error as Error).message);
         throw error;
@@ -251,6 +274,21 @@ const frameUploadHeaders = z.object({
   'x-archenland-sha256': sha256Schema,
   'x-archenland-render-ms': z.coerce.number().min(0).max(1e10),
 });
+
+/** A log of the farm's frame changes for as long as the app runs. */
+function watchFrameChanges(app: FastifyInstance<any, any, any, any, any>, farm: Farm): FrameChangeLog {
+  const log = new FrameChangeLog();
+  const record = (change: FarmChange) => log.record(change);
+  farm.on('event', record);
+  app.addHook('onClose', async () => void farm.off('event', record));
+  return log;
+}
+
+/** The body size the client announced, if it did (chunked uploads do not). */
+function announcedLength(request: FastifyRequest): number | undefined {
+  const length = Number(request.headers['content-length']);
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const parsed = schema.safeParse(value);

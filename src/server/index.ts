@@ -27,7 +27,7 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
   const { token, created } = dataDir.loadOrCreateToken(settings.token);
   if (created) log.info({ tokenFile: dataDir.tokenFile }, `generated a farm token: ${token}`);
 
-  const store = await Store.open(dataDir.database);
+  const store = await Store.open(dataDir.database, (error) => log.error({ err: error }, 'could not save changes to the database'));
   const farm = new Farm(store, dataDir, {
       ffmpegPath: settings.ffmpeg_path,
       frameRetries: settings.frame_retries,
@@ -54,6 +54,13 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
     { token, trustLoopback: settings.trust_loopback, maxUploadBytes: settings.max_upload_mb * 1024 * 1024, wsPort: sockets.port },
     log.child({ part: 'http' }),
   );
+  // The store commits writes in groups (store/group-commit.ts): a request that changed
+  // something is answered once its changes are on disk, so a worker drops its copy of a
+  // frame only when the farm can no longer lose it.
+  app.addHook('onSend', async (request, _reply, payload) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') await store.committed();
+    return payload;
+  });
   await app.listen({ host: settings.bind, port: settings.web_port });
   const httpPort = (app.server.address() as { port: number }).port;
   const shownHost = settings.bind === '0.0.0.0' || settings.bind === '::' ? '127.0.0.1' : settings.bind;

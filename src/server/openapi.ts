@@ -5,7 +5,9 @@ import {
   CLIENT_HEADER,
   farmChangeSchema,
   farmEventSchema,
+  frameColumnsSchema,
   frameCountsSchema,
+  frameCursorSchema,
   frameLogSchema,
   frameRangeSchema,
   frameSchema,
@@ -64,6 +66,11 @@ function responseRegistry() {
   registry.add(jobDetailSchema, { id: 'JobDetail', description: 'A job with every frame.' });
   registry.add(jobStateSchema, { id: 'JobState' });
   registry.add(frameSchema, { id: 'Frame' });
+  registry.add(frameColumnsSchema, {
+    id: 'FrameColumns',
+    description:
+      'A job with its frames in columns: entry i of every column is the i-th frame number of `runs`, ascending; `errors`, `progress` and `tiles` list only the frames that have one, as [index, value]. Says what `frameList` says, in about a tenth of the bytes.',
+  });
   registry.add(frameStateSchema, { id: 'FrameState' });
   registry.add(frameCountsSchema, { id: 'FrameCounts' });
   registry.add(frameRangeSchema, { id: 'FrameRange', description: 'Frames start..end (inclusive), every step-th; end >= start.' });
@@ -280,6 +287,15 @@ export const routeDocs: RouteDoc[] = [
     summary: 'One job with its frames',
     params: [jobId],
     ok: { 200: { description: 'the job', json: 'JobDetail' } },
+    errors: { 404: 'no such job' },
+  },
+  {
+    method: 'get', path: '/api/jobs/:id/frames', tag: 'jobs', access: 'api',
+    summary: 'One job with its frames in columns (what the web UI reads)',
+    description:
+      'The frames of `GET /api/jobs/{id}` in a compact form for large jobs. With `since`, the `cursor` of an earlier answer, only the frames that changed after that answer (`partial: true`), so a client that was not listening for live events can catch up; a cursor the server no longer knows (too old, or from before a restart) gets every frame.',
+    params: [jobId, { name: 'since', in: 'query', schema: frameCursorSchema, description: 'the `cursor` of an earlier answer', required: false }],
+    ok: { 200: { description: 'the job and its frames', json: 'FrameColumns' } },
     errors: { 404: 'no such job' },
   },
   {

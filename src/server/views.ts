@@ -1,6 +1,8 @@
 import { tileBlockers } from '../jobs/index.ts';
-import type { FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo, TileRequest } from '../protocol/index.ts';
+import { frameStateLetters, runsOf } from '../protocol/index.ts';
+import type { FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo, TileRequest } from '../protocol/index.ts';
 import type { FrameSummaryRow, JobRow, WorkerRow } from '../store/index.ts';
+import type { FrameColumnRows } from '../store/store.ts';
 
 /** Turns stored rows into the API's shapes; the only place that knows both. */
 export const emptyCounts = (): FrameCounts => ({ total: 0, queued: 0, rendering: 0, done: 0, failed: 0 });
@@ -72,6 +74,54 @@ export function frameView(row: FrameSummaryRow, progress = 0, tiles: Frame['tile
     finishedAt: row.finished_at,
     tiles,
   };
+}
+
+/** What a frame being rendered shows besides its stored row; it lives in memory. */
+export type LiveFrameDetail = Pick<Frame, 'progress' | 'tiles'>;
+
+/**
+ * The web UI's frame columns, from stored columns and the live detail of the frames being
+ * rendered (a split frame is stored as rendering until it is stitched). One pass, no
+ * object per frame.
+ */
+export function frameColumnsView(
+  job: Job,
+  stored: FrameColumnRows,
+  freshness: Pick<FrameColumns, 'cursor' | 'partial'>,
+  liveDetail: (frame: number, workerId: string | null) => LiveFrameDetail,
+): FrameColumns {
+  const workerIds: string[] = [];
+  const workerIndex = new Map<string, number>();
+  const indexOfWorker = (id: string | null): number => {
+    if (id === null) return -1;
+    let index = workerIndex.get(id);
+    if (index === undefined) workerIndex.set(id, (index = workerIds.push(id) - 1));
+    return index;
+  };
+  const timeBase = stored.finishedAt.reduce<number>((min, t) => (t !== null && t < min ? t : min), Infinity);
+  const columns: FrameColumns = {
+    job,
+    ...freshness,
+    runs: runsOf(stored.numbers),
+    states: stored.states.map((state) => frameStateLetters[state as FrameState]).join(''),
+    workerIds,
+    workers: stored.workerIds.map(indexOfWorker),
+    attempts: stored.attempts,
+    renderMs: stored.renderMs,
+    timeBase: Number.isFinite(timeBase) ? timeBase : 0,
+    finishedAt: stored.finishedAt.map((t) => (t === null ? null : t - timeBase)),
+    errors: [],
+    progress: [],
+    tiles: [],
+  };
+  stored.errors.forEach((error, i) => error !== null && columns.errors.push([i, error]));
+  stored.states.forEach((state, i) => {
+    if (state !== 'rendering') return;
+    const { progress, tiles } = liveDetail(stored.numbers[i]!, stored.workerIds[i]!);
+    if (progress > 0) columns.progress.push([i, progress]);
+    if (tiles) columns.tiles.push([i, tiles]);
+  });
+  return columns;
 }
 
 export interface LiveWorkerState {

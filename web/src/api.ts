@@ -2,13 +2,13 @@ import { z } from 'zod';
 import {
   apiErrorSchema,
   CLIENT_HEADER,
+  frameColumnsSchema,
   frameLogSchema,
-  jobDetailSchema,
   jobSchema,
   workerSchema,
+  type FrameColumns,
   type FrameLog,
   type Job,
-  type JobDetail,
   type JobPatch,
   type Worker,
 } from '../../src/protocol/index.ts';
@@ -46,18 +46,34 @@ async function errorOf(response: Response): Promise<ApiError> {
   return new ApiError(message, response.status);
 }
 
+declare global {
+  interface Window {
+    /** GET requests web/index.html started before the app's script ran, by path. */
+    archenlandPrefetch?: Record<string, Promise<Response>>;
+  }
+}
+
+/** The answer to a GET that web/index.html already asked for, if it did; each is taken once. */
+function takePrefetched(path: string): Promise<Response> | undefined {
+  const started = window.archenlandPrefetch;
+  const answer = started?.[path];
+  if (answer) delete started![path];
+  return answer;
+}
+
 async function request<T>(method: string, path: string, schema: z.ZodType<T> | null, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (method !== 'GET') headers[CLIENT_HEADER] = 'web';
   if (body !== undefined) headers['content-type'] = 'application/json';
   let response: Response;
   try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'same-origin',
-    });
+    response = await ((method === 'GET' ? takePrefetched(path) : undefined) ??
+      fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'same-origin',
+      }));
   } catch {
     throw new ApiError('the farm server cannot be reached', 0);
   }
@@ -81,7 +97,9 @@ export const api = {
   logout: () => request('POST', '/api/logout', sessionSchema),
   info: (): Promise<FarmInfo> => request('GET', '/api/info', infoSchema),
   jobs: (): Promise<Job[]> => request('GET', '/api/jobs', z.array(jobSchema)),
-  job: (id: string): Promise<JobDetail> => request('GET', `/api/jobs/${id}`, jobDetailSchema),
+  /** A job with its frames in columns; with `since` (a cursor from an earlier answer), only the frames changed after it. */
+  frames: (id: string, since?: string): Promise<FrameColumns> =>
+    request('GET', `/api/jobs/${id}/frames${since === undefined ? '' : `?since=${encodeURIComponent(since)}`}`, frameColumnsSchema),
   patchJob: (id: string, patch: JobPatch): Promise<Job> => request('PATCH', `/api/jobs/${id}`, jobSchema, patch),
   jobAction: (id: string, action: JobAction): Promise<Job> => request('POST', `/api/jobs/${id}/${action}`, jobSchema),
   deleteJob: (id: string): Promise<void> => request('DELETE', `/api/jobs/${id}`, null),

@@ -1,5 +1,17 @@
-import { useEffect, useState } from 'preact/hooks';
-import { changeKey, type FarmChange, type Frame, type FrameCounts, type Job, type Worker } from '../../src/protocol/index.ts';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
+import {
+  changeKey,
+  columnIndexOf,
+  framesFromColumns,
+  type FarmChange,
+  type Frame,
+  type FrameColumns,
+  type FrameCounts,
+  type FrameRun,
+  type FrameState,
+  type Job,
+  type Worker,
+} from '../../src/protocol/index.ts';
 import { api, ApiError } from './api.ts';
 import { LiveConnection, type LiveStatus } from './live.ts';
 
@@ -9,10 +21,20 @@ export interface DetailState {
   error: string | null;
   /** Sorted by frame number. */
   frames: Frame[];
-  index: Map<number, number>;
+  /** The frame numbers of `frames` as runs (see `positionOf`): no entry per frame to build. */
+  runs: FrameRun[];
+  /** How many of `frames` are in each state, kept as they change: no loop over every frame per render. */
+  stateCounts: Record<FrameState, number>;
   latestDone: Frame | null;
   /** The job's frame range when the list was loaded; a different one means reload. */
   rangeKey: string;
+  /** Where the server's frame changes stood when the list was read: ask for the frames changed since. */
+  cursor: string;
+  /**
+   * The live connection (its `liveSession`) that has delivered every change since the list
+   * was read; 0 when none: the frames changed in between must be fetched once one listens.
+   */
+  session: number;
 }
 
 export interface Notice {
@@ -52,14 +74,17 @@ class FarmStore {
   private scheduled: { raf: number; timer: ReturnType<typeof setTimeout> } | null = null;
   /** Changes that arrive while a snapshot loads; applied on top of it, guarded against going back. */
   private syncBuffer: FarmChange[] | null = null;
+  /** Frame changes that arrive while the open job's frames are being fetched (null when they are not). */
   private detailBuffer: FarmChange[] | null = null;
+  /** Counts the live connection's welcomes: each one starts a new stream of changes. */
+  private liveSession = 0;
   private syncSeq = 0;
   private detailSeq = 0;
   private detailCheck: ReturnType<typeof setTimeout> | null = null;
   private lastRefetchSignature = '';
   private noticeSeq = 0;
   private connection = new LiveConnection({
-    welcome: () => void this.resync(),
+    welcome: () => this.welcomed(),
     batch: (changes) => this.receive(changes),
     status: (status, retryAt, reason) => {
       this.live = { status, retryAt, reason, everOpen: this.live.everOpen || status === 'open' };
@@ -161,33 +186,30 @@ class FarmStore {
           break;
         case 'frame': {
           if (!detail || change.frame.jobId !== detail.id) break;
-          if (detail.status === 'loading') this.detailBuffer?.push(change);
-          else if (detail.status === 'ready') applyFrame(detail, change.frame, guarded);
+          this.detailBuffer?.push(change); // applied again on top of the frames being fetched
+          if (detail.status === 'ready') applyFrame(detail, change.frame, guarded);
           break;
         }
       }
     }
   }
 
-  /** Loads the whole farm again: at the start and after every reconnect. */
+  /** The live connection listens (again): load the farm, and the open job's frames changed meanwhile. */
+  private welcomed(): void {
+    this.liveSession++;
+    void this.resync();
+    this.catchUp();
+  }
+
+  /** Loads jobs and workers again: at the start and after every reconnect. */
   async resync(): Promise<void> {
     const seq = ++this.syncSeq;
     this.syncBuffer ??= [];
-    const detailId = this.detail?.id ?? null;
-    if (detailId) {
-      this.detailSeq++; // this snapshot supersedes a frame list still loading
-      if (this.detail!.status === 'loading') this.detailBuffer = null;
-    }
     try {
-      const [jobs, workers, detail] = await Promise.all([
-        api.jobs(),
-        api.workers(),
-        detailId ? api.job(detailId).catch((error: unknown) => error as Error) : Promise.resolve(null),
-      ]);
+      const [jobs, workers] = await Promise.all([api.jobs(), api.workers()]);
       if (seq !== this.syncSeq) return;
       this.jobs = new Map(jobs.map((j) => [j.id, j]));
       this.workers = new Map(workers.map((w) => [w.id, w]));
-      if (detailId && this.detail?.id === detailId && detail) this.setDetail(detailId, detail);
       const buffered = this.syncBuffer ?? [];
       this.syncBuffer = null;
       this.apply(buffered, true);
@@ -204,13 +226,16 @@ class FarmStore {
 
   // ---- one job's frames -------------------------------------------------------------
 
+  /**
+   * Shows a job's frames. They are asked for at once, even before the live connection
+   * listens (on a fresh page it is several round trips away); frames that change before
+   * it does are fetched when it does (`catchUp`).
+   */
   openJob(id: string): void {
-    if (this.detail?.id === id) return;
+    if (this.detail?.id === id && this.detail.status !== 'error') return;
     this.closeJob();
-    this.detail = { id, status: 'loading', error: null, frames: [], index: new Map(), latestDone: null, rangeKey: '' };
-    // On a fresh page the snapshot taken at the live connection's welcome brings the frames:
-    // loading them earlier could miss changes made before the page started listening.
-    if (this.loaded || this.live.status === 'open') void this.loadDetail(id);
+    this.detail = { ...emptyList(id), status: 'loading' };
+    void this.loadDetail(id, 'all');
   }
 
   closeJob(): void {
@@ -221,41 +246,56 @@ class FarmStore {
     this.detailCheck = null;
   }
 
-  private async loadDetail(id: string): Promise<void> {
+  /** Fetches the open job's frames: all of them, or those changed since the list shown was read. */
+  private async loadDetail(id: string, which: 'all' | 'changed'): Promise<void> {
     const seq = ++this.detailSeq;
-    if (this.detail?.status !== 'ready') this.detailBuffer = [];
-    const result = await api.job(id).catch((error: unknown) => error as Error);
+    const since = which === 'changed' ? this.detail?.cursor : undefined;
+    // The answer misses no change of a connection already listening when it is asked for.
+    const session = this.live.status === 'open' ? this.liveSession : 0;
+    this.detailBuffer = [];
+    const result = await api.frames(id, since).catch((error: unknown) => error as Error);
     if (seq !== this.detailSeq || this.detail?.id !== id) return;
-    this.setDetail(id, result);
-    this.notify();
-  }
-
-  private setDetail(id: string, result: Awaited<ReturnType<typeof api.job>> | Error): void {
-    if (result instanceof Error) {
-      const missing = result instanceof ApiError && result.status === 404;
-      if (this.detail?.status === 'ready' && !missing) return; // keep showing what we have
-      this.detail = { ...this.detail!, status: missing ? 'missing' : 'error', error: result.message };
-      this.detailBuffer = null;
-      return;
-    }
-    const { frameList, ...job } = result;
-    const frames = frameList.slice().sort((a, b) => a.number - b.number);
-    const detail: DetailState = {
-      id,
-      status: 'ready',
-      error: null,
-      frames,
-      index: new Map(frames.map((f, i) => [f.number, i])),
-      latestDone: null,
-      rangeKey: rangeKeyOf(job),
-    };
-    for (const frame of frames) if (frame.state === 'done' && isLater(frame, detail.latestDone)) detail.latestDone = frame;
-    this.detail = detail;
-    const current = this.jobs.get(id);
-    if (!current || job.counts.done >= current.counts.done) this.jobs.set(id, job);
     const buffered = this.detailBuffer ?? [];
     this.detailBuffer = null;
+    if (result instanceof Error) this.detailFailed(result);
+    else {
+      this.showFrames(result, session, buffered);
+      this.catchUp(); // in case a live connection started listening meanwhile
+    }
+    this.notify();
+    this.checkDetail();
+  }
+
+  /** Shows fetched frames: a whole list, or the frames changed since over the list shown. */
+  private showFrames(answer: FrameColumns, session: number, buffered: FarmChange[]): void {
+    // The server answered, so this page is signed in: no need to wait for the session check.
+    if (this.auth === 'checking') this.setAuth('ok');
+    const frames = framesFromColumns(answer);
+    const shown = this.detail;
+    const detail = answer.partial && shown?.status === 'ready' ? replaceFrames(shown, frames) : listDetail(answer, frames);
+    detail.cursor = answer.cursor;
+    detail.session = session;
+    this.detail = detail;
+    const current = this.jobs.get(detail.id);
+    if (!current || answer.job.counts.done >= current.counts.done) this.jobs.set(detail.id, answer.job);
     for (const change of buffered) if (change.type === 'frame') applyFrame(detail, change.frame, true);
+  }
+
+  /**
+   * Fetches the frames that changed between reading the list shown and the live connection
+   * listening, unless the list was read while this connection listened.
+   */
+  private catchUp(): void {
+    const detail = this.detail;
+    if (!detail || detail.status !== 'ready' || this.live.status !== 'open') return;
+    if (detail.session === this.liveSession || this.detailBuffer) return; // current, or a fetch is under way (it calls again)
+    void this.loadDetail(detail.id, 'changed');
+  }
+
+  private detailFailed(error: Error): void {
+    const missing = error instanceof ApiError && error.status === 404;
+    if (this.detail?.status === 'ready' && !missing) return; // keep showing what we have
+    this.detail = { ...this.detail!, status: missing ? 'missing' : 'error', error: error.message };
   }
 
   /**
@@ -265,9 +305,10 @@ class FarmStore {
   private checkDetail(): void {
     const detail = this.detail;
     const job = detail && this.jobs.get(detail.id);
-    if (!detail || detail.status !== 'ready' || !job) return;
+    // While frames are being fetched the checks wait for them (the next batch runs them).
+    if (!detail || detail.status !== 'ready' || !job || this.detailBuffer) return;
     if (rangeKeyOf(job) !== detail.rangeKey) {
-      void this.loadDetail(detail.id);
+      void this.loadDetail(detail.id, 'all');
       return;
     }
     if (this.detailCheck) return;
@@ -280,7 +321,7 @@ class FarmStore {
       const signature = `${now.id}:${JSON.stringify(latest.counts)}`;
       if (signature === this.lastRefetchSignature) return;
       this.lastRefetchSignature = signature;
-      void this.loadDetail(now.id);
+      void this.loadDetail(now.id, 'all');
     }, 1200);
   }
 }
@@ -290,25 +331,56 @@ function isLater(frame: Frame, than: Frame | null): boolean {
   return (frame.finishedAt ?? '') >= (than.finishedAt ?? '');
 }
 
+function emptyList(id: string): DetailState {
+  const stateCounts = { queued: 0, rendering: 0, done: 0, failed: 0 };
+  return { id, status: 'ready', error: null, frames: [], runs: [], stateCounts, latestDone: null, rangeKey: '', cursor: '', session: 0 };
+}
+
+/** A job's whole frame list, ready to show (its cursor and session still to be set). */
+function listDetail(answer: FrameColumns, frames: Frame[]): DetailState {
+  const detail: DetailState = { ...emptyList(answer.job.id), frames, runs: answer.runs, rangeKey: rangeKeyOf(answer.job) };
+  for (const frame of frames) {
+    detail.stateCounts[frame.state]++;
+    noteDone(detail, frame);
+  }
+  return detail;
+}
+
+/** Where a frame is in the list; undefined for a frame it does not hold. */
+export const positionOf = (detail: DetailState, frame: number) => columnIndexOf(detail.runs, frame);
+
+/** Puts frames fetched anew over the ones they replace: they are newer, so nothing guards them. */
+function replaceFrames(detail: DetailState, frames: Frame[]): DetailState {
+  for (const frame of frames) {
+    const i = positionOf(detail, frame.number);
+    if (i !== undefined) putFrame(detail, i, frame); // else the range changed: the range check reloads the whole list
+  }
+  return detail;
+}
+
 function applyFrame(detail: DetailState, frame: Frame, guarded: boolean): void {
-  const i = detail.index.get(frame.number);
+  const i = positionOf(detail, frame.number);
   if (i === undefined) return; // a frame of a range not loaded yet; the count check reloads
   const current = detail.frames[i]!;
   // Inside a reconnect window an older change may arrive after a newer snapshot.
   if (guarded && ((current.state === 'done' && frame.state !== 'done') || frame.attempts < current.attempts)) return;
+  putFrame(detail, i, frame);
+}
+
+function putFrame(detail: DetailState, i: number, frame: Frame): void {
+  detail.stateCounts[detail.frames[i]!.state]--;
+  detail.stateCounts[frame.state]++;
   detail.frames[i] = frame;
+  noteDone(detail, frame);
+}
+
+function noteDone(detail: DetailState, frame: Frame): void {
   if (frame.state === 'done' && isLater(frame, detail.latestDone)) detail.latestDone = frame;
 }
 
 function countsAgree(detail: DetailState, counts: FrameCounts): boolean {
-  if (detail.frames.length !== counts.total) return false;
-  let done = 0;
-  let failed = 0;
-  for (const f of detail.frames) {
-    if (f.state === 'done') done++;
-    else if (f.state === 'failed') failed++;
-  }
-  return done === counts.done && failed === counts.failed;
+  const { done, failed } = detail.stateCounts;
+  return detail.frames.length === counts.total && done === counts.done && failed === counts.failed;
 }
 
 export const farm = new FarmStore();
@@ -316,7 +388,13 @@ export const farm = new FarmStore();
 /** Re-renders the calling component whenever the farm picture changes. */
 export function useFarm(): FarmStore {
   const [, setVersion] = useState(farm.version);
-  useEffect(() => farm.subscribe(() => setVersion(farm.version)), []);
+  // A layout effect subscribes right after the first render, not after the first paint: a job's
+  // frames may arrive in between. A change made before it subscribed is caught up at once.
+  useLayoutEffect(() => {
+    const update = () => setVersion(farm.version);
+    update();
+    return farm.subscribe(update);
+  }, []);
   return farm;
 }
 

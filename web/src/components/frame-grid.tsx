@@ -13,6 +13,11 @@ export function shownState(job: Job, frame: Frame): FrameState {
   return frame.state === 'rendering' && !isActive(job) ? 'queued' : frame.state;
 }
 
+/** How many frames show in each state, from how many are in each (see shownState). */
+export function shownCounts(job: Job, counts: Record<FrameState, number>): Record<FrameState, number> {
+  return isActive(job) ? counts : { ...counts, queued: counts.queued + counts.rendering, rendering: 0 };
+}
+
 const stateWords: Record<FrameState, string> = { queued: 'queued', rendering: 'rendering', done: 'done', failed: 'failed' };
 
 /**

@@ -1,13 +1,13 @@
 import { useEffect, useState } from 'preact/hooks';
 import { formatFrameRange, type Frame, type FrameLog, type Job } from '../../../src/protocol/index.ts';
 import { api, urls } from '../api.ts';
-import { FrameGrid, shownState } from '../components/frame-grid.tsx';
+import { FrameGrid, shownCounts, shownState } from '../components/frame-grid.tsx';
 import { engineName, formatName, HeldSettings, JobActions, PriorityInput } from '../components/job-controls.tsx';
 import { isSplit, outputSize, TiledFrame, tilesDone, tilingText, TilingNote, type SplitFrame } from '../components/tiles.tsx';
 import { Dialog, ProgressBar, ScriptsWarning, StateBadge } from '../components/ui.tsx';
 import { duration, elapsedMs, isActive, isHeld, plural, remaining, timeAgo } from '../format.ts';
 import { href } from '../router.ts';
-import { farm, useNow, type DetailState } from '../store.ts';
+import { farm, positionOf, useNow, type DetailState } from '../store.ts';
 
 export function JobPage({ id }: { id: string }) {
   useEffect(() => {
@@ -55,7 +55,7 @@ export function JobPage({ id }: { id: string }) {
     );
   }
 
-  const frame = openFrame === null ? null : (detail.frames[detail.index.get(openFrame) ?? -1] ?? null);
+  const frame = openFrame === null ? null : (detail.frames[positionOf(detail, openFrame) ?? -1] ?? null);
   const held = isHeld(job) && job.state === 'paused';
   // The frame being rendered in tiles, shown filling in; the first one if several are split.
   const split = isActive(job) ? (detail.frames.find(isSplit) ?? null) : null;
@@ -298,9 +298,7 @@ function VideoPanel({ job }: { job: Job }) {
 function FramesSection({ job, detail, onOpen }: { job: Job; detail: DetailState; onOpen: (f: Frame) => void }) {
   const [goto, setGoto] = useState('');
   const [scrollTo, setScrollTo] = useState<{ frame: number; seq: number } | null>(null);
-  const counts = { queued: 0, rendering: 0, done: 0, failed: 0 };
-  // A plain loop over up to a million frames takes a few milliseconds; it runs once per batch.
-  for (const f of detail.frames) counts[shownState(job, f)]++;
+  const counts = shownCounts(job, detail.stateCounts);
   const thumbnails = job.fileExtension !== 'exr';
   return (
     <section class="panel frames" aria-labelledby="frames-title">

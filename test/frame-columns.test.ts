@@ -1,0 +1,234 @@
+/**
+ * `GET /api/jobs/:id/frames`, the web UI's frame list in columns: it says what `frameList`
+ * says about every frame (states, workers, attempts, times, errors, progress, tiles), and
+ * with `since` only the frames changed after an earlier answer. Workers are scripted
+ * WebSocket clients, so every frame is in exactly the state the test puts it in.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
+import { fakeBlend } from '../bench/lib/api.ts';
+import { fakeScene, TINY_PNG } from '../bench/lib/sim-worker.ts';
+import {
+  framesFromColumns,
+  frameColumnsSchema,
+  numbersOfRuns,
+  PROTOCOL_VERSION,
+  runsOf,
+  type FarmChange,
+  type FrameColumns,
+  type JobDetail,
+  type RenderAssignment,
+  type SceneInfo,
+  type ServerToWorker,
+  type WorkerMessage,
+} from '../src/protocol/index.ts';
+import { FrameChangeLog } from '../src/server/farm-views.ts';
+import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
+
+type FrameOf = Extract<FarmChange, { type: 'frame' }>['frame'];
+
+/** A worker that does exactly what the test says, and answers probes with `scene`. */
+class ScriptedWorker {
+  id = '';
+  private readonly inbox: ServerToWorker[] = [];
+  private wake: () => void = () => {};
+
+  private constructor(
+    private readonly farm: TestFarm,
+    private readonly socket: WebSocket,
+    private readonly scene: () => SceneInfo,
+  ) {}
+
+  static async connect(farm: TestFarm, name: string, scene: () => SceneInfo): Promise<ScriptedWorker> {
+    const socket = new WebSocket(`ws://127.0.0.1:${farm.server.wsPort}`);
+    const worker = new ScriptedWorker(farm, socket, scene);
+    socket.on('message', (data) => worker.receive(JSON.parse(String(data)) as ServerToWorker));
+    await new Promise((resolve) => socket.once('open', resolve));
+    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.token, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', holding: [] });
+    worker.id = (await worker.next('welcome')).workerId;
+    return worker;
+  }
+
+  send(message: WorkerMessage): void {
+    this.socket.send(JSON.stringify(message));
+  }
+
+  /** Says `ready` and waits for the frame (or tile) the farm hands out. */
+  async take(): Promise<RenderAssignment> {
+    this.send({ type: 'ready' });
+    return this.next('render');
+  }
+
+  async upload(work: RenderAssignment, renderMs: number): Promise<void> {
+    const tile = work.tile ? `/tiles/${work.tile.index}` : '';
+    const response = await fetch(`${this.farm.server.httpUrl}/api/worker/jobs/${work.jobId}/frames/${work.frame}${tile}`, {
+      method: 'PUT',
+      body: TINY_PNG,
+      headers: {
+        authorization: `Bearer ${this.farm.server.token}`,
+        'x-archenland-worker': this.id,
+        'x-archenland-sha256': createHash('sha256').update(TINY_PNG).digest('hex'),
+        'x-archenland-render-ms': String(renderMs),
+      },
+    });
+    assert.deepEqual(await response.json(), { accepted: true });
+  }
+
+  close(): void {
+    this.socket.terminate();
+  }
+
+  private receive(message: ServerToWorker): void {
+    if (message.type === 'probe') this.send({ type: 'probe_result', jobId: message.jobId, scene: this.scene() });
+    else this.inbox.push(message);
+    this.wake();
+  }
+
+  private async next<T extends ServerToWorker['type']>(type: T): Promise<Extract<ServerToWorker, { type: T }>> {
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.type === type);
+      if (i >= 0) return this.inbox.splice(i, 1)[0] as Extract<ServerToWorker, { type: T }>;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
+describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
+  let farm: TestFarm;
+  let a: ScriptedWorker;
+  let b: ScriptedWorker;
+  let scene = fakeScene(1, 12);
+  let jobId = '';
+  /** Frame 4 of the first job, which worker b keeps rendering. */
+  let heldByB: RenderAssignment;
+
+  const get = async <T>(path: string): Promise<T> => {
+    const response = await fetch(`${farm.server.httpUrl}${path}`);
+    assert.equal(response.status, 200, path);
+    return (await response.json()) as T;
+  };
+  const columnsOf = async (jobId: string, since?: string) =>
+    frameColumnsSchema.parse(await get(`/api/jobs/${jobId}/frames${since ? `?since=${encodeURIComponent(since)}` : ''}`));
+  /** Waits until the job's frame list satisfies `done`, and returns it. */
+  const frameListWhen = async (jobId: string, done: (detail: JobDetail) => boolean): Promise<JobDetail> => {
+    for (let tries = 0; ; tries++) {
+      const detail = await get<JobDetail>(`/api/jobs/${jobId}`);
+      if (done(detail)) return detail;
+      assert.ok(tries < 200, `the frame list never got there: ${JSON.stringify(detail.frameList.slice(0, 5))}`);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  };
+  const submit = async (fields: Record<string, string>) => {
+    const { status, body } = await submitBlend(farm.server.httpUrl, new Blob([new Uint8Array(fakeBlend())]), fields);
+    assert.equal(status, 201);
+    await frameListWhen(body.id, (detail) => detail.state === 'queued' || detail.state === 'rendering');
+    return body.id as string;
+  };
+  /** The same frames, job and all, as `GET /api/jobs/:id` says. */
+  const assertSameAsFrameList = (columns: FrameColumns, detail: JobDetail) => {
+    const { frameList, ...job } = detail;
+    assert.deepEqual(framesFromColumns(columns), frameList);
+    assert.deepEqual(columns.job, job);
+  };
+
+  before(async () => {
+    farm = await startTestFarm({ server: { frame_retries: 0, tail_duplicates: false } });
+    a = await ScriptedWorker.connect(farm, 'a', () => scene);
+    b = await ScriptedWorker.connect(farm, 'b', () => scene);
+  });
+  after(async () => {
+    a?.close();
+    b?.close();
+    await farm?.close();
+  });
+
+  it('encodes frame numbers as runs of equal steps', () => {
+    for (const numbers of [[], [7], [1, 2, 3, 4], [-3, -1, 1, 3, 4, 5, 9], [10, 20, 21]]) {
+      assert.deepEqual(numbersOfRuns(runsOf(numbers)), numbers);
+    }
+    assert.deepEqual(runsOf([1, 2, 3, 4]), [[1, 4, 1]]);
+    assert.deepEqual(runsOf([0, 5, 10, 15, 16]), [[0, 4, 5], [16, 1, 1]]);
+  });
+
+  it('remembers which frames changed for about a minute of a busy farm, and says when it cannot tell', () => {
+    const log = new FrameChangeLog();
+    const frameChange = (jobId: string, number: number) => ({ type: 'frame' as const, frame: { jobId, number } as FrameOf });
+    const start = log.cursor();
+    log.record(frameChange('aaaaaaaa', 5));
+    log.record({ type: 'job_removed', jobId: 'bbbbbbbb' });
+    log.record(frameChange('bbbbbbbb', 7));
+    log.record(frameChange('aaaaaaaa', 2));
+    log.record(frameChange('aaaaaaaa', 5));
+    assert.deepEqual(log.changedSince('aaaaaaaa', start), [2, 5]);
+    assert.deepEqual(log.changedSince('aaaaaaaa', log.cursor()), []);
+    for (let i = 0; i < 70_000; i++) log.record(frameChange('bbbbbbbb', i));
+    assert.equal(log.changedSince('aaaaaaaa', start), null, 'forgotten: too long ago');
+    assert.equal(log.changedSince('aaaaaaaa', new FrameChangeLog().cursor()), null, 'another log (another server run)');
+  });
+
+  it('says what frameList says: states, workers, attempts, render times, errors and progress', async () => {
+    jobId = await submit({ tiles: 'off' });
+    const rendering = await a.take(); // frame 1: rendering at 40 %
+    a.send({ type: 'progress', jobId, frame: rendering.frame, percent: 40 });
+    const failing = await b.take(); // frame 2: failed for good (no retries)
+    b.send({ type: 'frame_failed', jobId, frame: failing.frame, error: 'out of memory', log: '', reason: 'render' });
+    const done = await b.take(); // frame 3: done
+    await b.upload(done, 1234);
+    heldByB = await b.take(); // frame 4: rendering, no progress yet
+    const detail = await frameListWhen(jobId, (d) => d.frameList[0]!.progress === 40 && d.frameList[2]!.state === 'done' && d.frameList[3]!.state === 'rendering');
+    assert.deepEqual(detail.frameList.slice(0, 5).map((f) => f.state), ['rendering', 'failed', 'done', 'rendering', 'queued']);
+
+    const columns = await columnsOf(jobId);
+    assertSameAsFrameList(columns, detail);
+    assert.equal(columns.partial, false);
+    assert.deepEqual(columns.runs, [[1, 12, 1]]);
+    assert.equal(columns.states, 'rfdrqqqqqqqq');
+    assert.deepEqual(columns.workerIds.sort(), [a.id, b.id].sort());
+    assert.deepEqual(columns.errors, [[1, 'out of memory']]);
+    assert.deepEqual(columns.progress, [[0, 40]]);
+    assert.deepEqual(columns.tiles, []);
+  });
+
+  it('answers `since` with only the frames changed after it; an unknown cursor gets every frame', async () => {
+    const before = await columnsOf(jobId);
+    const unchanged = await columnsOf(jobId, before.cursor);
+    assert.equal(unchanged.partial, true);
+    assert.deepEqual(unchanged.runs, []);
+
+    a.send({ type: 'progress', jobId, frame: 1, percent: 80 });
+    await b.upload(heldByB, 2000);
+    const detail = await frameListWhen(jobId, (d) => d.frameList[0]!.progress === 80 && d.frameList[3]!.state === 'done');
+    const changed = await columnsOf(jobId, before.cursor);
+    assert.equal(changed.partial, true);
+    assert.deepEqual(numbersOfRuns(changed.runs), [1, 4]);
+    assert.equal(changed.states, 'rd');
+    assert.deepEqual(changed.progress, [[0, 80]]);
+    assert.deepEqual(framesFromColumns(changed), [detail.frameList[0], detail.frameList[3]]);
+    assert.notEqual(changed.cursor, before.cursor);
+
+    for (const unknown of ['0123456789ab.5', 'not a cursor', `${before.cursor.split('.')[0]}.99999999`]) {
+      const whole = await columnsOf(jobId, unknown);
+      assert.equal(whole.partial, false, unknown);
+      assertSameAsFrameList(whole, detail);
+    }
+    const cancelled = await fetch(`${farm.server.httpUrl}/api/jobs/${jobId}/cancel`, { method: 'POST', headers: { 'x-archenland-client': 'test' } });
+    assert.equal(cancelled.status, 200);
+  });
+
+  it('carries the tiles of a split frame and their progress', async () => {
+    scene = fakeScene(1, 2, { resolutionX: 256, resolutionY: 256 });
+    const tiledJobId = await submit({ tiles: '2x2' });
+    const first = await a.take();
+    assert.ok(first.tile, 'the frame is split');
+    a.send({ type: 'progress', jobId: tiledJobId, frame: first.frame, tile: first.tile.index, percent: 50 });
+    const second = await b.take();
+    await b.upload(second, 500);
+    const detail = await frameListWhen(tiledJobId, (d) => d.frameList[0]!.tiles?.states.filter((s) => s === 'done').length === 1 && d.frameList[0]!.progress > 25);
+    const columns = await columnsOf(tiledJobId);
+    assertSameAsFrameList(columns, detail);
+    assert.deepEqual(columns.tiles.map(([i, tiles]) => [i, tiles.grid]), [[0, { cols: 2, rows: 2 }]]);
+    assert.deepEqual(columns.progress, [[0, 37.5]]); // (a done tile + one at 50 %) / 4 tiles
+  });
+});
