@@ -162,8 +162,9 @@ export class FrameChangeLog {
   /** Cursors from another server run, or another log, mean nothing here. */
   private readonly run = randomBytes(6).toString('hex');
   private count = 0;
-  private readonly jobIds: string[] = [];
-  private readonly numbers: number[] = [];
+  // Full size from the start, so the log does not grow (and show as memory per frame) as it fills.
+  private readonly jobIds = new Array<string | null>(FRAME_CHANGES_KEPT).fill(null);
+  private readonly numbers = new Float64Array(FRAME_CHANGES_KEPT);
 
   /** Takes every farm change; keeps which frame changed. */
   record(change: FarmChange): void {
