@@ -142,8 +142,10 @@ export const overhead: Benchmark = {
       `Scene: \`makeTestScene\` (Cycles, 192×108 = 10 % of 1080p, 4 samples, no denoising), frames 1–${frames}; every`,
       `variant renders with \`-t ${threads}\` and \`-Y\`, PNG. (c) is a real server and one real worker (\`RenderWorker\`, one`,
       'Blender session kept open for the job) in the benchmark process, submitted over HTTP; its times come from the',
-      "farm's own events. The fair (c) starts when the job is queued, i.e. after the ~2 s scene probe that (a) and (b)",
-      'do not need, and ends at `completed`, so it includes the video encoding. ' +
+      "farm's own events. Between jobs the worker keeps a Blender started with no scene (`prewarm_blender`, on by",
+      'default), so a job waits for its scene to load but not for Blender to start; each variant begins once that',
+      "Blender waits, so its start-up overlaps nothing timed. The fair (c) starts when the job is queued, i.e. after",
+      'the ~2 s scene probe that (a) and (b) do not need, and ends at `completed`, so it includes the video encoding. ' +
         `${rounds} rounds, order rotated each round (abc, bca, cab); medians.`,
       '',
       mdTable(
@@ -175,7 +177,7 @@ export const overhead: Benchmark = {
       mdTable(
         ['part', '(a) plain -a', '(c) farm'],
         [
-          ['Blender start-up and scene load (c: .blend download + session start)', fmtS(a - aFrames), fmtS(c.startup)],
+          ['Blender start-up and scene load (c: .blend download + scene loaded into the pre-warmed Blender)', fmtS(a - aFrames), fmtS(c.startup)],
           ["frames: Blender's `Time:` lines (a); worker's command→saved render times (c)", fmtS(aFrames), fmtS(c.renderSum)],
           ['hand-off between frames (c: saved → upload, `ready`, next `render`, command)', '—', `${fmtS(handoff)} (${fmtMs(handoff / Math.max(1, frames - 1))} per frame)`],
           ['probe before (c); video after (c)', '—', `${fmtS(c.probe)}; ${fmtS(c.encode)}`],
