@@ -473,8 +473,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (tile === undefined) {
       const log = this.takeEarlyLog(jobId, frame, workerId);
       await this.frameFinished(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: upload.sha256, ...(log === undefined ? {} : { log }) });
-      if (outcome.jobFinished && job.state !== 'paused') await this.finishRendering(jobId);
-      else await this.views.publishJob(jobId);
+      await this.frameSettled(jobId, outcome.jobFinished);
     } else if (outcome.stitch) {
       await this.stitch(jobId, frame);
     } else {
@@ -510,8 +509,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       if (outcome.kind === 'unknown') return;
       await dropTiles(this.dataDir, jobId, frame);
       await this.views.saveFrame(jobId, frame, { state: outcome.kind === 'failed' ? 'failed' : 'queued', attempts: outcome.attempts, error: message });
-      if (outcome.kind === 'failed' && outcome.jobFinished) await this.finishRendering(jobId);
-      else await this.views.publishJob(jobId);
+      await this.frameSettled(jobId, outcome.kind === 'failed' && outcome.jobFinished);
       this.pump();
       return;
     }
@@ -520,8 +518,16 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     if (!done) return;
     this.log.info({ jobId, frame, tiles: tiles.states.length, renderMs }, 'frame stitched from tiles');
     await this.frameFinished(jobId, frame, { worker_id: null, render_ms: renderMs, file: output, sha256: null });
+    await this.frameSettled(jobId, done.jobFinished);
+  }
+
+  /**
+   * A frame is done or failed for good: after the job's last one its rendering ends (a
+   * paused job ends on resume), else only its counts changed.
+   */
+  private async frameSettled(jobId: string, wasLast: boolean): Promise<void> {
     const job = await this.store.getJob(jobId);
-    if (done.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
+    if (wasLast && job?.state !== 'paused') await this.finishRendering(jobId);
     else await this.views.publishJob(jobId);
   }
 
@@ -541,9 +547,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       error: tile === undefined ? error : `tile ${tile + 1}: ${error}`,
       log,
     });
-    const job = await this.store.getJob(jobId);
-    if (outcome.kind === 'failed' && outcome.jobFinished && job?.state !== 'paused') await this.finishRendering(jobId);
-    else await this.views.publishJob(jobId);
+    await this.frameSettled(jobId, outcome.kind === 'failed' && outcome.jobFinished);
     this.pump();
   }
 
