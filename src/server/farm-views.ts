@@ -21,7 +21,7 @@ export class FarmViews {
   /** Render time totals per job, for averages and time estimates. */
   private readonly renderTimes = new Map<string, { totalMs: number; frames: number }>();
   /** Stored rows of frames being rendered. */
-  private readonly renderingRows = new Map<string, FrameRow>();
+  private readonly renderingRows = new Map<string, FrameSummaryRow>();
 
   constructor(
     private readonly store: Store,
@@ -110,7 +110,7 @@ export class FarmViews {
   }
 
   /** Announces a frame as just stored; rows of rendering frames are kept for progress updates. */
-  publishFrameRow(row: FrameRow): void {
+  publishFrameRow(row: FrameSummaryRow): void {
     const key = frameKey(row.job_id, row.number);
     if (row.state === 'rendering') this.renderingRows.set(key, row);
     else this.renderingRows.delete(key);

@@ -201,14 +201,17 @@ export class Store {
     return inNumberOrder(columns);
   }
 
-  /** Changes a frame and returns it as stored, so callers publish it without reading it back. */
-  async updateFrame(jobId: string, number: number, patch: Partial<Omit<FrameRow, 'job_id' | 'number'>>): Promise<FrameRow | undefined> {
+  /**
+   * Changes a frame and returns it as stored (without its log: hundreds of updates a
+   * second need not read back a log each), so callers publish it without a query.
+   */
+  async updateFrame(jobId: string, number: number, patch: Partial<Omit<FrameRow, 'job_id' | 'number'>>): Promise<FrameSummaryRow | undefined> {
     return this.db
       .updateTable('frames')
       .set(patch)
       .where('job_id', '=', jobId)
       .where('number', '=', number)
-      .returningAll()
+      .returning(summaryColumns)
       .executeTakeFirst();
   }
 
