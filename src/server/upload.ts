@@ -57,7 +57,7 @@ export async function receiveToTemp(source: Readable, tmpDir: string, opts: Rece
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
       if (size > opts.maxBytes) {
-        done(new UploadError(`file is larger than the limit of ${formatBytes(opts.maxBytes)}`, 413));
+        done(tooLarge(opts.maxBytes));
         return;
       }
       if (head.length < headBytes) head = Buffer.concat([head, chunk.subarray(0, headBytes - head.length)]);
@@ -68,7 +68,7 @@ export async function receiveToTemp(source: Readable, tmpDir: string, opts: Rece
   try {
     await pipeline(source, meter, createWriteStream(tempPath, { flags: 'wx' }));
     if (opts.isTruncated?.()) {
-      throw new UploadError(`file is larger than the limit of ${formatBytes(opts.maxBytes)}`, 413);
+      throw tooLarge(opts.maxBytes);
     }
   } catch (error) {
     await rm(tempPath, { force: true });
@@ -82,7 +82,7 @@ async function receiveSmall(source: Readable, tmpDir: string, opts: ReceiveOptio
   let size = 0;
   for await (const chunk of source as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > opts.maxBytes) throw new UploadError(`file is larger than the limit of ${formatBytes(opts.maxBytes)}`, 413);
+    if (size > opts.maxBytes) throw tooLarge(opts.maxBytes);
     chunks.push(chunk);
   }
   const body = Buffer.concat(chunks, size);
@@ -95,6 +95,10 @@ async function receiveSmall(source: Readable, tmpDir: string, opts: ReceiveOptio
   }
   const head = Buffer.from(body.subarray(0, opts.headBytes ?? DEFAULT_HEAD_BYTES));
   return { tempPath, sha256: createHash('sha256').update(body).digest('hex'), size, head };
+}
+
+function tooLarge(maxBytes: number): UploadError {
+  return new UploadError(`file is larger than the limit of ${formatBytes(maxBytes)}`, 413);
 }
 
 function tempPathIn(tmpDir: string): string {
