@@ -38,5 +38,7 @@ function coerce(raw: string, schema: z.ZodType): unknown {
     if (lower === 'false' || lower === '0') return false;
     return raw;
   }
+  // Lists: ARCHENLAND_PUBLIC_HOSTS="farm.example, render.lan"
+  if (schema instanceof z.ZodArray) return text.split(',').map((item) => item.trim()).filter(Boolean);
   return raw;
 }

@@ -5,7 +5,7 @@ import { expectedValue, shownValue } from './describe.ts';
 import { readEnvSettings } from './env.ts';
 import { lineOfKey, readSettingsFile, type SettingsFile } from './file.ts';
 import {
-  DIRECTORY_SETTINGS,
+  PATH_SETTINGS,
   settingsSchemas,
   settingsShape,
   type ServerSettings,
@@ -65,7 +65,7 @@ export function loadSettings(kind: SettingsKind, opts: LoadSettingsOptions = {})
   if (!parsed.success) throw new ConfigError(`invalid ${kind} settings: ${z.prettifyError(parsed.error)}`);
 
   const settings: Record<string, unknown> = parsed.data;
-  for (const key of DIRECTORY_SETTINGS) {
+  for (const key of PATH_SETTINGS) {
     if (typeof settings[key] !== 'string') continue;
     const origin = winners.get(key)?.origin;
     const base = origin?.from === 'file' ? path.dirname(origin.file.path) : cwd;

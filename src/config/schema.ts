@@ -19,6 +19,16 @@ const token = (description: string) => z.string().min(16).optional().describe(de
 
 const text = (fallback: string, description: string) => z.string().min(1).default(fallback).describe(description);
 
+const file = (description: string) => z.string().min(1).optional().describe(description);
+
+/** A certificate's SHA-256 fingerprint as openssl prints it (colons optional, any case). */
+const fingerprint = (description: string) =>
+  z
+    .string()
+    .regex(/^(?:sha256\/\/)?[0-9a-fA-F]{2}(?::?[0-9a-fA-F]{2}){31}$/, 'expected a SHA-256 fingerprint: 64 hex digits, colons allowed')
+    .optional()
+    .describe(description);
+
 export const serverSchema = z.strictObject({
   ffmpeg_path: text('ffmpeg', 'ffmpeg executable used to encode frames into video; a bare name is looked up on PATH'),
   port: port(7411, 'WebSocket port for workers and live web UI updates'),
@@ -26,11 +36,22 @@ export const serverSchema = z.strictObject({
   bind: text('0.0.0.0', 'Address to listen on; 0.0.0.0 means all interfaces'),
   data_dir: text('archenland-data', 'Folder for the database, uploads and rendered frames; a relative path is resolved against the folder of the settings file'),
   max_upload_mb: z.int().min(1).default(4096).describe('Largest accepted upload, in MiB'),
-  token: token('Secret that workers and API clients must present (at least 16 characters); when unset the server generates one in data_dir'),
+  token: token(
+    'Legacy single farm token (at least 16 characters) that opens everything: the worker protocol and the API. Unset (recommended), the server keeps separate worker and user tokens (`archenland token`)',
+  ),
   heartbeat_timeout_s: z.int().min(1).max(3600).default(30).describe('Seconds without a heartbeat before a worker is considered offline'),
   frame_retries: z.int().min(0).max(100).default(3).describe('How many times a failed frame is retried'),
   frame_timeout_s: z.int().min(0).max(604800).default(0).describe('Seconds a single frame may render before it is aborted; 0 disables the limit'),
-  trust_loopback: z.boolean().default(true).describe('Let requests from 127.0.0.0/8 and ::1 through without a token'),
+  trust_loopback: z
+    .boolean()
+    .default(true)
+    .describe('Let requests from 127.0.0.0/8 and ::1 through without a token, as long as they name this machine in Host and came through no proxy (no Forwarded / X-Forwarded-* header)'),
+  public_hosts: z
+    .array(z.string().min(1).max(255))
+    .default([])
+    .describe("Extra host names browsers may use to reach this server (its DNS names, a reverse proxy's name); loopback names, the machine's host name and its own addresses are always accepted"),
+  tls_cert: file('PEM certificate (chain) file: with tls_key, the server speaks HTTPS and WSS instead of HTTP and WS'),
+  tls_key: file('PEM private key file for tls_cert'),
   tail_duplicates: z
     .boolean()
     .default(true)
@@ -55,7 +76,14 @@ export const workerSchema = z.strictObject({
   name: z.string().min(1).optional().describe('Name shown in the web UI; defaults to the host name'),
   cache_dir: text('archenland-worker', 'Folder for downloaded files and rendered frames; a relative path is resolved against the folder of the settings file'),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
-  token: token("The server's token"),
+  token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
+  allow_scripts: z
+    .boolean()
+    .default(false)
+    .describe('Run Python embedded in .blend files for jobs that ask for it (allowScripts); false: such jobs go to other workers'),
+  tls: z.boolean().default(false).describe('Connect with HTTPS and WSS (the server has tls_cert and tls_key)'),
+  tls_ca: file("PEM file of the certificate authority that signed the server's certificate, for a self-signed or private one"),
+  tls_fingerprint: fingerprint("SHA-256 fingerprint of the server's certificate; when set, exactly that certificate is accepted, whoever signed it"),
   log_level: logLevel(),
 });
 
@@ -66,8 +94,8 @@ export const settingsSchemas = { server: serverSchema, worker: workerSchema };
 export type SettingsKind = keyof typeof settingsSchemas;
 export type Settings = ServerSettings | WorkerSettings;
 
-/** Folders that are resolved to absolute paths, relative to where their value was written. */
-export const DIRECTORY_SETTINGS: readonly string[] = ['data_dir', 'cache_dir'];
+/** Folders and files that are resolved to absolute paths, relative to where their value was written. */
+export const PATH_SETTINGS: readonly string[] = ['data_dir', 'cache_dir', 'tls_cert', 'tls_key', 'tls_ca'];
 
 /** Field schemas by key, for code that handles settings generically. */
 export function settingsShape(kind: SettingsKind): Record<string, z.ZodType> {
