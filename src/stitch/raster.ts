@@ -121,16 +121,17 @@ async function probe(sharp: Sharp, kind: 'png' | 'tif', tile: CheckedTile): Prom
 
 /** The tile's samples, row by row, as stored in the file. */
 async function decode(sharp: Sharp, tile: CheckedTile, { layout, tags }: TileDetail): Promise<Buffer> {
-  let input: string | Buffer = tile.file;
-  if (layout.alpha === 'associated' && tags) {
-    // libvips would un-premultiply associated alpha; declared straight, the samples pass through as stored.
-    input = await readFile(tile.file);
-    setExtraSample(input, tags, EXTRA_SAMPLE.unassociatedAlpha);
-  }
   // 8-bit grey+alpha has no interpretation that keeps both bands in raw output, so it is
   // widened to RGBA (grey copied, exactly) and narrowed again in place().
   const decodeSpace = layout.channels === 2 && layout.depth === 8 ? 'srgb' : space(layout);
   try {
+    let input: string | Buffer = tile.file;
+    if (layout.alpha === 'associated' && tags) {
+      // libvips would un-premultiply associated alpha; declared straight, the samples pass through as stored.
+      // Inside the try: a tile replaced since it was probed can be too short for the tag's offset.
+      input = await readFile(tile.file);
+      setExtraSample(input, tags, EXTRA_SAMPLE.unassociatedAlpha);
+    }
     const { data, info } = await sharp(input, { ignoreIcc: true, failOn: 'error', limitInputPixels: false })
       .toColourspace(decodeSpace)
       .raw({ depth: layout.depth === 16 ? 'ushort' : 'uchar' })

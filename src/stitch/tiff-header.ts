@@ -26,29 +26,64 @@ const TAG_COMPRESSION = 259;
 const TAG_EXTRA_SAMPLES = 338;
 const TYPE_SHORT = 3;
 
+/**
+ * libtiff refuses a directory of more entries than this, BigTIFF included (where the
+ * count is 64 bits and could otherwise ask for petabytes).
+ */
+const MAX_IFD_ENTRIES = 0xffff;
+/** One ExtraSamples value per extra sample, and SamplesPerPixel is itself a SHORT. */
+const MAX_EXTRA_SAMPLES = 0xffff;
+
+/** A TIFF whose header or first directory is malformed or claims more than the file holds. */
+export class TiffFormatError extends Error {}
+
+/**
+ * Tiles come from workers, so every count and offset read below is only the file's word:
+ * each is checked against the file's size (and the limits above) before a buffer is
+ * allocated for it or a loop runs over it.
+ */
 export async function readTiffTags(file: string): Promise<TiffTags> {
   const handle = await open(file, 'r');
-  const read = async (position: number, length: number) => {
-    const buffer = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buffer, 0, length, position);
-    if (bytesRead < length) throw new Error('the file ends inside its TIFF directory');
-    return buffer;
-  };
   try {
-    const head = await read(0, 16).catch(() => read(0, 8));
+    const { size } = await handle.stat();
+    const fits = (position: number, length: number) => position + length <= size;
+    const read = async (position: number, length: number) => {
+      // Callers check first, with a message saying what is wrong; this is the backstop.
+      if (!fits(position, length)) {
+        throw new TiffFormatError(`TIFF read of ${length} bytes at offset ${position} runs past the end of the ${size}-byte file`);
+      }
+      const buffer = Buffer.alloc(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      // Only when the file shrank after stat().
+      if (bytesRead < length) throw new TiffFormatError('the file ends inside its TIFF directory');
+      return buffer;
+    };
+
+    if (size < 8) throw new TiffFormatError(`not a TIFF file (${size} bytes)`);
+    const head = await read(0, Math.min(16, size));
     const order = head.toString('latin1', 0, 2);
-    if (order !== 'II' && order !== 'MM') throw new Error('not a TIFF file');
+    if (order !== 'II' && order !== 'MM') throw new TiffFormatError('not a TIFF file');
     const le = order === 'II';
     const u16 = (b: Buffer, at: number) => (le ? b.readUInt16LE(at) : b.readUInt16BE(at));
     const u32 = (b: Buffer, at: number) => (le ? b.readUInt32LE(at) : b.readUInt32BE(at));
+    // Above 2^53 the value is approximate, but then far beyond any file's size, which is all the checks need.
     const u64 = (b: Buffer, at: number) => Number(le ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at));
 
     const big = u16(head, 2) === 43;
-    if (!big && u16(head, 2) !== 42) throw new Error('not a TIFF file');
+    if (!big && u16(head, 2) !== 42) throw new TiffFormatError('not a TIFF file');
+    if (big && head.length < 16) throw new TiffFormatError(`the ${size}-byte file ends inside its BigTIFF header`);
     const ifd = big ? u64(head, 8) : u32(head, 4);
+    const countBytes = big ? 8 : 2;
+    if (!fits(ifd, countBytes)) throw new TiffFormatError(`TIFF IFD offset ${ifd} lies past the end of the ${size}-byte file`);
     const count = big ? u64(await read(ifd, 8), 0) : u16(await read(ifd, 2), 0);
     const entrySize = big ? 20 : 12;
-    const first = ifd + (big ? 8 : 2);
+    const first = ifd + countBytes;
+    if (count > MAX_IFD_ENTRIES) {
+      throw new TiffFormatError(`TIFF IFD at offset ${ifd} claims ${count} entries, more than the ${MAX_IFD_ENTRIES} a directory may have`);
+    }
+    if (!fits(first, count * entrySize)) {
+      throw new TiffFormatError(`TIFF IFD at offset ${ifd} claims ${count} entries, more than the ${size}-byte file holds`);
+    }
     const entries = await read(first, count * entrySize);
 
     const tags: TiffTags = { compression: TIFF_COMPRESSION.none, extraSamples: [], extraSamplesAt: null, littleEndian: le };
@@ -61,8 +96,15 @@ export async function readTiffTags(file: string): Promise<TiffTags> {
       if (type !== TYPE_SHORT) continue;
       if (tag === TAG_COMPRESSION) tags.compression = u16(entries, valueAt);
       if (tag === TAG_EXTRA_SAMPLES) {
+        if (n > MAX_EXTRA_SAMPLES) {
+          throw new TiffFormatError(`TIFF ExtraSamples tag claims ${n} values, more than the ${MAX_EXTRA_SAMPLES} samples a pixel may have`);
+        }
         const inline = n * 2 <= (big ? 8 : 4);
-        const values = inline ? entries : await read(big ? u64(entries, valueAt) : u32(entries, valueAt), n * 2);
+        const offset = inline ? 0 : big ? u64(entries, valueAt) : u32(entries, valueAt);
+        if (!inline && !fits(offset, n * 2)) {
+          throw new TiffFormatError(`TIFF ExtraSamples tag claims ${n} values at offset ${offset}, past the end of the ${size}-byte file`);
+        }
+        const values = inline ? entries : await read(offset, n * 2);
         const start = inline ? valueAt : 0;
         tags.extraSamples = Array.from({ length: n }, (_, k) => u16(values, start + 2 * k));
         if (inline) tags.extraSamplesAt = first + valueAt;
@@ -77,6 +119,10 @@ export async function readTiffTags(file: string): Promise<TiffTags> {
 /** Writes the first ExtraSamples value into a TIFF held in memory. */
 export function setExtraSample(buffer: Buffer, tags: TiffTags, value: number): void {
   if (tags.extraSamplesAt === null) throw new Error('the TIFF has no inline ExtraSamples value');
+  // The tags were read from the file earlier; a file replaced since could be shorter.
+  if (tags.extraSamplesAt + 2 > buffer.length) {
+    throw new TiffFormatError(`TIFF ExtraSamples value at offset ${tags.extraSamplesAt} lies past the end of the ${buffer.length}-byte file`);
+  }
   if (tags.littleEndian) buffer.writeUInt16LE(value, tags.extraSamplesAt);
   else buffer.writeUInt16BE(value, tags.extraSamplesAt);
 }
