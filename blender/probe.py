@@ -1,7 +1,10 @@
 """Print a scene's render settings as one machine-readable line, then exit.
 
-Run: blender -b file.blend [-Y] --python blender/probe.py
-Output: @@ARCHENLAND {"event": "probe", ...}  (parsed by src/worker/blender/probe.ts)
+Run: blender -b file.blend [-Y] --python blender/probe.py, with a pipe on file
+descriptor 3 and the worker's nonce in ARCHENLAND_EVENT_NONCE.
+Output, on descriptor 3 only: {"nonce": "<hex>", "event": "probe", ...}
+(parsed by src/worker/blender/probe.ts). Not on stdout: Blender prints text the
+.blend controls there (names can contain newlines), so a scene could forge it.
 
 "tileBlockers" lists, in words for the user, why frames of this scene must not
 be split into tiles (border renders stitched together): effects that work on
@@ -10,11 +13,13 @@ whole frame. It errs on the side of blocking: a missed blocker shows as seams.
 """
 
 import json
+import os
 import sys
 
 import bpy
 
-PREFIX = "@@ARCHENLAND "
+EVENT_FD = 3
+NONCE_VARIABLE = "ARCHENLAND_EVENT_NONCE"
 
 
 def sample_count(scene):
@@ -214,5 +219,16 @@ def describe(scene):
     }
 
 
-sys.stdout.write(PREFIX + json.dumps(describe(bpy.context.scene)) + "\n")
-sys.stdout.flush()
+def report(info):
+    nonce = os.environ.pop(NONCE_VARIABLE, "")
+    try:
+        channel = os.fdopen(EVENT_FD, "w", encoding="utf-8")
+    except OSError as error:
+        print(f"Error: probe.py has no pipe on file descriptor {EVENT_FD} to report on: {error}",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    with channel:
+        channel.write(json.dumps({"nonce": nonce, **info}) + "\n")
+
+
+report(describe(bpy.context.scene))

@@ -23,22 +23,39 @@ TOP-LEFT, extra keys such as index/cols/rows ignored) only that rectangle is
 rendered (border render, cropped) and the saved image is exactly W x H. The
 scene's own border settings are restored afterwards, so a following
 whole-frame render is unaffected.
-Replies are single lines starting with "@@ARCHENLAND " followed by JSON, mixed
-into Blender's own stdout (progress lines such as "Fra:1 ... | Sample 2/4"
-stay there on purpose: the worker parses them for progress). Once the scene is
-loaded and the overrides applied the session replies {"event": "ready"}; if it
-cannot start it replies {"event": "fatal"} and exits 1.
+Replies are JSON lines on file descriptor 3, a pipe of their own: Blender's
+stdout carries text the scene controls (object, scene and view layer names can
+contain newlines), so nothing read there is trusted. Every reply carries the
+session's nonce (environment variable ARCHENLAND_EVENT_NONCE, removed once read)
+and a sequence number:
+  {"nonce": "<hex>", "seq": N, "event": "saved", ...}
+Right before reply N the session prints the fence line
+  @@ARCHENLAND-FENCE <nonce> N
+on stdout and on stderr, after flushing both: the worker hands out reply N only
+once it has also read both fences, so a frame's log (progress lines such as
+"Fra:1 ... | Sample 2/4", which stay on stdout for the worker to parse) is
+complete when its "saved" reply arrives. Once the scene is loaded and the
+overrides applied the session replies {"event": "ready"}; if it cannot start it
+replies {"event": "fatal"} and exits 1.
+
+Before every render, compositor File Output nodes (also inside node groups) are
+redirected into <output folder>/passes/ (see contain_file_outputs): a .blend
+must not write files anywhere else on the worker.
 """
 
 import ctypes
+import hashlib
 import json
 import os
+import re
 import sys
 import traceback
 
 import bpy
 
-PREFIX = "@@ARCHENLAND "
+EVENT_FD = 3
+NONCE_VARIABLE = "ARCHENLAND_EVENT_NONCE"
+FENCE_PREFIX = "@@ARCHENLAND-FENCE "
 # Script argument for a session started with no scene, waiting for "open".
 PREWARMED_FLAG = "--prewarmed"
 
@@ -56,8 +73,9 @@ MOVIE_FORMATS = {"FFMPEG", "AVI_JPEG", "AVI_RAW", "AVIJPEG", "AVIRAW"}
 
 try:
     # Blender's C code prints progress with printf; its buffer is separate from
-    # Python's. Flushing both before each event keeps the order on the pipe
-    # true, so a frame's log is complete when its "saved" event arrives.
+    # Python's. Flushing both before each fence puts the fence after everything
+    # printed before it, so a frame's log is complete when its "saved" reply
+    # is handed out.
     _libc = ctypes.CDLL(None)
 except OSError:
     _libc = None
@@ -65,14 +83,53 @@ except OSError:
 
 def flush_all():
     sys.stdout.flush()
+    sys.stderr.flush()
     if _libc is not None:
         _libc.fflush(None)
 
 
+class EventChannel:
+    """Replies to the worker on their own pipe, each fenced on stdout and stderr."""
+
+    def __init__(self, stream, nonce):
+        self.stream = stream
+        self.nonce = nonce
+        self.sequence = 0
+
+    @classmethod
+    def open(cls):
+        # Removed from the environment so neither the scene nor anything Blender
+        # starts can read it.
+        nonce = os.environ.pop(NONCE_VARIABLE, "")
+        if not re.fullmatch(r"[0-9a-f]{32}", nonce):
+            raise RuntimeError(f"{NONCE_VARIABLE} must hold the session's nonce "
+                               "(32 hex digits)")
+        try:
+            stream = os.fdopen(EVENT_FD, "w", buffering=1, encoding="utf-8")
+        except OSError as error:
+            raise RuntimeError(f"no event pipe on file descriptor {EVENT_FD}: {error}")
+        return cls(stream, nonce)
+
+    def emit(self, event, **fields):
+        self.sequence += 1
+        fence = f"{FENCE_PREFIX}{self.nonce} {self.sequence}\n"
+        # Everything Blender printed before this reply goes out before its fence.
+        flush_all()
+        sys.stdout.write(fence)
+        sys.stderr.write(fence)
+        flush_all()
+        # json.dumps escapes newlines, so a scene name cannot split a reply.
+        reply = {"nonce": self.nonce, "seq": self.sequence, "event": event, **fields}
+        self.stream.write(json.dumps(reply) + "\n")
+        self.stream.flush()
+
+
+# Opened by main() before anything can reply.
+channel = None
+
+
 def emit(event, **fields):
-    flush_all()
-    sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
-    flush_all()
+    channel.emit(event, **fields)
 
 
 def error_message(error):
@@ -142,6 +199,8 @@ def render_to_file(scene, frame, output):
     # A still render with write_still=True does NOT expand "#": given the
     # pattern itself it writes a file literally named "frame_####.png".
     scene.render.filepath = output
+    # The worker accepts only "<pattern with # expanded><image extension>".
+    scene.render.use_file_extension = True
     path = scene.render.frame_path(frame=frame)
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)
@@ -155,6 +214,7 @@ def render_to_file(scene, frame, output):
 def render_frame(scene, frame, output, tile=None):
     """Render a whole frame, or only `tile` of it; return the saved file's path."""
     render = scene.render
+    contain_file_outputs(scene, os.path.dirname(output))
     previous = read_border(render)
     try:
         if tile is not None:
@@ -167,6 +227,80 @@ def render_frame(scene, frame, output, tile=None):
     if tile is not None:
         check_image_size(path, tile)
     return path
+
+
+# --- File Output nodes: written only inside the frame's output folder ---
+
+PASSES_FOLDER = "passes"
+# Characters kept in a folder named after a node or node group; others become "_".
+UNSAFE_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9 ._-]")
+MAX_FOLDER_NAME = 48
+
+
+def folder_name(name):
+    """A single, harmless path component for a Blender name, the same every time.
+
+    Names that had to change get a short hash of the original, so two names
+    that differ only in unsafe characters keep separate folders.
+    """
+    safe = UNSAFE_FOLDER_CHARS.sub("_", name)[:MAX_FOLDER_NAME].lstrip(". ")
+    if safe == name:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{safe}-{digest}" if safe else digest
+
+
+def relative_parts(path):
+    """The path's components without root, "." or "..": it cannot climb out."""
+    return [part for part in re.split(r"[/\\]", path) if part not in ("", ".", "..")]
+
+
+def file_name_prefix(path):
+    """What follows the last separator ("" for a folder), never "." or ".."."""
+    last = re.split(r"[/\\]", path)[-1]
+    return "" if last in (".", "..") else last
+
+
+def compositor_trees(scene):
+    """The scene's compositor and the node groups it uses, with the folder of each."""
+    if scene.node_tree is None:
+        return []
+    found = [(scene.node_tree, "compositor")]
+    seen = {scene.node_tree}
+    for tree, _ in found:  # grows while walking: groups inside groups
+        for node in tree.nodes:
+            group = node.node_tree if node.type == "GROUP" else None
+            if group is not None and group not in seen:
+                seen.add(group)
+                found.append((group, "group-" + folder_name(group.name)))
+    return found
+
+
+def contain_file_outputs(scene, output_dir):
+    """Point every File Output node at <output_dir>/passes/<tree>/<node>/.
+
+    The scene chose base_path (absolute, "//" beside the .blend - the worker's
+    blend cache, shared by jobs - or "..") and each slot's sub-path; Blender
+    writes them on every render even with scripts off. The layout is fixed so
+    the passes can be collected later; running it again changes nothing.
+    """
+    passes = os.path.join(output_dir, PASSES_FOLDER)
+    for tree, tree_folder in compositor_trees(scene):
+        for node in tree.nodes:
+            if node.type != "OUTPUT_FILE":
+                continue
+            if tree.library is not None:
+                raise RuntimeError(f"File Output node {node.name!r} is in node group "
+                                   f"{tree.name!r}, linked from {tree.library.filepath!r}: "
+                                   "it cannot be redirected into the job's folder")
+            node_dir = os.path.join(passes, tree_folder, folder_name(node.name))
+            if node.format.file_format == "OPEN_EXR_MULTILAYER":
+                # One file per frame: base_path is a folder plus the file names' prefix.
+                node.base_path = os.path.join(node_dir, file_name_prefix(node.base_path))
+            else:
+                node.base_path = node_dir + os.sep
+            for slot in node.file_slots:
+                slot.path = "/".join(relative_parts(slot.path))
 
 
 # --- Tiles: one rectangle of the frame, rendered as a cropped border render ---
@@ -369,6 +503,13 @@ def serve(lines, overrides):
 
 
 def main():
+    global channel
+    try:
+        channel = EventChannel.open()
+    except RuntimeError as error:
+        # Nobody to reply to: say it where a person running this by hand looks.
+        print(f"Error: session.py cannot reply to the worker: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
     args = script_args(sys.argv)
     lines = command_lines()
     if PREWARMED_FLAG in args:

@@ -60,51 +60,65 @@ describe('parseProgressLine', () => {
 });
 
 describe('parseSessionEvent', () => {
-  it('reads the events session.py prints', () => {
+  const NONCE = '0123456789abcdef0123456789abcdef';
+  /** A line of the event pipe as session.py writes it. */
+  const piped = (seq: number, fields: object) => JSON.stringify({ nonce: NONCE, seq, ...fields });
+
+  it('reads the events session.py writes on its event pipe', () => {
+    assert.deepEqual(parseSessionEvent(piped(1, { event: 'ready', blenderVersion: '3.4.1', sceneName: 'Scene' }), NONCE), {
+      seq: 1,
+      event: { event: 'ready', blenderVersion: '3.4.1', sceneName: 'Scene' },
+    });
+    assert.deepEqual(parseSessionEvent(piped(2, { event: 'saved', frame: 1, path: '/tmp/bt/ses_0001.png' }), NONCE), {
+      seq: 2,
+      event: { event: 'saved', frame: 1, path: '/tmp/bt/ses_0001.png' },
+    });
     assert.deepEqual(
-      parseSessionEvent('@@ARCHENLAND {"event": "ready", "blenderVersion": "3.4.1", "sceneName": "Scene"}'),
-      { event: 'ready', blenderVersion: '3.4.1', sceneName: 'Scene' },
-    );
-    assert.deepEqual(
-      parseSessionEvent('@@ARCHENLAND {"event": "saved", "frame": 1, "path": "/tmp/bt/ses_0001.png"}'),
-      { event: 'saved', frame: 1, path: '/tmp/bt/ses_0001.png' },
-    );
-    assert.deepEqual(
-      parseSessionEvent('@@ARCHENLAND {"event": "error", "frame": 1, "message": "Error: Build without OpenImageDenoiser"}'),
+      parseSessionEvent(piped(3, { event: 'error', frame: 1, message: 'Error: Build without OpenImageDenoiser' }), NONCE)?.event,
       { event: 'error', frame: 1, message: 'Error: Build without OpenImageDenoiser' },
     );
-    assert.deepEqual(
-      parseSessionEvent('@@ARCHENLAND {"event": "error", "frame": null, "message": "unknown command \'x\'"}'),
-      { event: 'error', frame: null, message: "unknown command 'x'" },
-    );
-    assert.equal(parseSessionEvent('@@ARCHENLAND {"event": "fatal", "message": "bad override"}')?.event, 'fatal');
+    assert.deepEqual(parseSessionEvent(piped(4, { event: 'error', frame: null, message: "unknown command 'x'" }), NONCE)?.event, {
+      event: 'error',
+      frame: null,
+      message: "unknown command 'x'",
+    });
+    assert.equal(parseSessionEvent(piped(5, { event: 'fatal', message: 'bad override' }), NONCE)?.event.event, 'fatal');
   });
 
   it('reads the probe event', () => {
-    const line =
-      '@@ARCHENLAND {"event": "probe", "frameStart": 1, "frameEnd": 3, "frameStep": 1, "fps": 24.0, ' +
-      '"resolutionX": 64, "resolutionY": 48, "resolutionPercentage": 100, "engine": "CYCLES", ' +
-      '"fileFormat": "PNG", "samples": 4, "denoising": false, "blenderVersion": "3.4.1", "sceneName": "Scene"}';
-    const scene = parseProbeLine(line);
+    const line = JSON.stringify({
+      nonce: NONCE, event: 'probe', frameStart: 1, frameEnd: 3, frameStep: 1, fps: 24.0,
+      resolutionX: 64, resolutionY: 48, resolutionPercentage: 100, engine: 'CYCLES',
+      fileFormat: 'PNG', samples: 4, denoising: false, blenderVersion: '3.4.1', sceneName: 'Scene',
+    });
+    const scene = parseProbeLine(line, NONCE);
     assert.equal(scene?.fps, 24);
     assert.equal(scene?.samples, 4);
     assert.equal(scene?.engine, 'CYCLES');
     assert.deepEqual(scene?.tileBlockers, [], 'an older probe without tile blockers reads as none');
-    assert.equal(parseProbeLine('Fra:1 Mem:10.04M'), null);
-    assert.throws(() => parseProbeLine(line.replace('"fps": 24.0', '"fps": "fast"')), /invalid scene information \(fps: /);
+    assert.equal(parseProbeLine('Fra:1 Mem:10.04M', NONCE), null);
+    assert.equal(parseProbeLine(line, NONCE.replace('0', 'f')), null, 'another nonce: not our probe');
+    assert.equal(parseProbeLine(`@@ARCHENLAND ${line}`, NONCE), null, 'the old stdout form is no answer');
+    assert.throws(() => parseProbeLine(line.replace('"fps":24', '"fps":"fast"'), NONCE), /invalid scene information \(fps: /);
   });
 
-  it('returns null for other lines and malformed events', () => {
+  it('returns null for other lines, malformed events and events without this nonce', () => {
     const bad = [
       'Fra:1 Mem:10.04M (Peak 10.30M) | Time:00:00.04 | Scene, ViewLayer | Sample 0/4',
-      '@@ARCHENLAND not json',
-      '@@ARCHENLAND {"event": "saved", "frame": "one", "path": "/x.png"}',
-      '@@ARCHENLAND {"event": "saved", "frame": 1}',
-      '@@ARCHENLAND {"event": "teleport"}',
-      '@@ARCHENLAND [1, 2]',
-      ' @@ARCHENLAND {"event": "quit"}',
+      'not json',
+      piped(1, { event: 'saved', frame: 'one', path: '/x.png' }),
+      piped(1, { event: 'saved', frame: 1 }),
+      piped(1, { event: 'teleport' }),
+      piped(0, { event: 'fatal', message: 'x' }),
+      JSON.stringify({ nonce: NONCE, event: 'fatal', message: 'no sequence number' }),
+      JSON.stringify({ nonce: 'f'.repeat(32), seq: 1, event: 'fatal', message: 'wrong nonce' }),
+      JSON.stringify({ seq: 1, event: 'fatal', message: 'no nonce' }),
+      // The old protocol's stdout lines are no events any more, however well formed.
+      '@@ARCHENLAND {"event": "saved", "frame": 1, "path": "/x.png"}',
+      `@@ARCHENLAND ${piped(1, { event: 'saved', frame: 1, path: '/x.png' })}`,
+      '[1, 2]',
     ];
-    for (const line of bad) assert.equal(parseSessionEvent(line), null, line);
+    for (const line of bad) assert.equal(parseSessionEvent(line, NONCE), null, line);
   });
 });
 

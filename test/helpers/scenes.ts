@@ -121,3 +121,34 @@ export function assertPixelsEqual(a: RgbaImage, b: RgbaImage, label = 'images'):
   }
   assert.fail(`${label}: ${differing} of ${a.data.length} bytes differ, largest difference ${largest}/255`);
 }
+
+const MAKE_HOSTILE_SCENE_SCRIPT = fileURLToPath(new URL('../../blender/make_hostile_scene.py', import.meta.url));
+
+export type HostileSceneOptions = {
+  /** Names that forge old-style events, among them a "saved" event for frame 1 pointing at this file. */
+  forgeEventsAt?: string;
+  /** Compositor File Output nodes writing into this folder, beside the .blend and out of a node group. */
+  fileOutputsOutside?: string;
+};
+
+/**
+ * Generate a scene that attacks the worker (blender/make_hostile_scene.py) at `output`.
+ * Not cached: the paths it attacks belong to one test run, and "//" paths in it
+ * resolve beside `output`.
+ */
+export async function makeHostileScene(output: string, opts: HostileSceneOptions): Promise<string> {
+  const args = [
+    '-b', '--factory-startup', '--python', MAKE_HOSTILE_SCENE_SCRIPT, '--',
+    '--output', output,
+    ...(opts.forgeEventsAt ? ['--forge-events', opts.forgeEventsAt] : []),
+    ...(opts.fileOutputsOutside ? ['--file-outputs', opts.fileOutputsOutside] : []),
+  ];
+  try {
+    await run(BLENDER, args, { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+  } catch (error) {
+    const err = error as Error & { stdout?: string; stderr?: string };
+    throw new Error(`Could not generate a hostile test scene: ${err.message}\n${err.stdout ?? ''}${err.stderr ?? ''}`);
+  }
+  if (!existsSync(output)) throw new Error(`make_hostile_scene.py did not write ${output}`);
+  return output;
+}

@@ -13,7 +13,7 @@ export { probeScene, type ProbeOptions } from './probe.ts';
 export {
   parseProgressLine,
   parseSessionEvent,
-  SESSION_EVENT_PREFIX,
   type FrameProgress,
   type SessionEvent,
 } from './progress.ts';
+export { checkSavedFile } from './saved-file.ts';

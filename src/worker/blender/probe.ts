@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { sceneInfoSchema, type SceneInfo } from '../../protocol/scene.ts';
-import { findBlenderError, SESSION_EVENT_PREFIX } from './progress.ts';
+import { EVENT_FD, EVENT_NONCE_VARIABLE, findBlenderError, newEventNonce, parseJson } from './progress.ts';
 
 export type ProbeOptions = {
   blenderPath: string;
@@ -16,20 +17,16 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const TAIL_LINES = 20;
 
 /**
- * The scene information in one "@@ARCHENLAND {"event": "probe", …}" line, checked
- * against the protocol's schema (what the server stores); null for any other line.
- * Throws when the line is a probe but does not match, naming the bad fields.
+ * The scene information in one line of the event pipe, `{"nonce": …, "event": "probe", …}`,
+ * checked against the protocol's schema (what the server stores); null for any other
+ * line or another nonce. Throws when the line is our probe but does not match,
+ * naming the bad fields.
  */
-export function parseProbeLine(line: string): SceneInfo | null {
-  if (!line.startsWith(SESSION_EVENT_PREFIX)) return null;
-  let json: unknown;
-  try {
-    json = JSON.parse(line.slice(SESSION_EVENT_PREFIX.length));
-  } catch {
-    return null; // not ours after all, or cut short: the caller reports "no scene information"
-  }
-  if (typeof json !== 'object' || json === null || (json as { event?: unknown }).event !== 'probe') return null;
-  const { event: _event, ...fields } = json as Record<string, unknown>;
+export function parseProbeLine(line: string, nonce: string): SceneInfo | null {
+  const json = parseJson(line);
+  if (typeof json !== 'object' || json === null) return null;
+  const { nonce: lineNonce, event, ...fields } = json as Record<string, unknown>;
+  if (lineNonce !== nonce || event !== 'probe') return null;
   const parsed = sceneInfoSchema.safeParse(fields);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(line)'}: ${issue.message}`);
@@ -44,30 +41,33 @@ export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 
   return new Promise<SceneInfo>((resolve, reject) => {
-    const child = spawn(opts.blenderPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: string[] = [];
+    const nonce = newEventNonce();
+    // The answer comes on its own pipe (EVENT_FD): stdout carries text the scene controls.
+    const child = spawn(opts.blenderPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, [EVENT_NONCE_VARIABLE]: nonce },
+    });
     let info: SceneInfo | null = null;
     let invalid: Error | null = null;
     let timedOut = false;
     let spawnError: Error | null = null;
 
-    const collect = (chunk: string) => {
-      for (const line of chunk.split('\n')) {
-        let parsed: SceneInfo | null = null;
+    const readAnswer = (text: string) => {
+      for (const line of text.split('\n')) {
         try {
-          parsed = parseProbeLine(line);
+          info = parseProbeLine(line, nonce) ?? info;
         } catch (error) {
           invalid = error as Error;
         }
-        if (parsed) info = parsed;
-        else if (line.trim() !== '') lines.push(line);
       }
     };
     // Output is small; buffer it whole and split once so no line is cut in two.
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (data: string) => (stdout += data));
-    child.stderr.setEncoding('utf8').on('data', (data: string) => (stderr += data));
+    let answer = '';
+    child.stdout!.setEncoding('utf8').on('data', (data: string) => (stdout += data));
+    child.stderr!.setEncoding('utf8').on('data', (data: string) => (stderr += data));
+    (child.stdio[EVENT_FD] as Readable).setEncoding('utf8').on('data', (data: string) => (answer += data));
 
     const timer = setTimeout(() => {
       timedOut = true;
@@ -77,8 +77,8 @@ export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
     child.on('error', (error) => (spawnError = error));
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      collect(stdout);
-      collect(stderr);
+      readAnswer(answer);
+      const lines = `${stdout}\n${stderr}`.split('\n').filter((line) => line.trim() !== '');
       // The probe line is the answer; Blender's exit code after it does not matter.
       if (info) {
         resolve(info);

@@ -1,17 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { TileRegion } from '../../protocol/tiles.ts';
 import { silentLogger, type Logger } from '../../util/log.ts';
 import {
+  EVENT_FD,
+  EVENT_NONCE_VARIABLE,
+  EventOrder,
   findBlenderError,
+  newEventNonce,
   parseProgressLine,
-  parseSessionEvent,
   type FrameProgress,
   type SessionEvent,
 } from './progress.ts';
+import { checkSavedFile, outputPatternProblem } from './saved-file.ts';
 
 /** Scene settings to change once after loading; null or absent keeps the scene's own. */
 export type SceneOverrides = {
@@ -45,7 +49,7 @@ export type BlenderSessionOptions = BlenderLaunchOptions & SceneToOpen;
 
 export type RenderResult = {
   frame: number;
-  /** The file Blender wrote, with "#" expanded and the extension added. */
+  /** The file Blender wrote, with "#" expanded and the extension added; checked to be exactly that file. */
   path: string;
   /** Wall time from sending the command to the file being saved. */
   renderMs: number;
@@ -74,6 +78,7 @@ const DEFAULT_START_TIMEOUT_MS = 120_000;
 
 type PendingFrame = {
   frame: number;
+  outputPattern: string;
   startedAt: number;
   log: string[];
   onProgress?: (p: FrameProgress) => void;
@@ -109,11 +114,14 @@ export class BlenderSession {
   private spawnError: Error | null = null;
   private readonly exitListeners: Array<() => void> = [];
   private startListener: ((event: SessionEvent) => void) | null = null;
+  private eventOrder: EventOrder | null = null;
   /** Set for a pre-warmed session: settles when it waits for a scene, or failed to get there. */
   private warmedUp: Promise<void> | null = null;
 
   private constructor(
     private readonly child: ChildProcess,
+    /** Proves an event or a fence line came from session.py, not from the scene. */
+    private readonly nonce: string,
     /** null until a pre-warmed session is told which scene to open. */
     private blendFile: string | null,
     private readonly logger: Logger,
@@ -165,8 +173,13 @@ export class BlenderSession {
     const args = ['-b', ...sceneArgs, '-t', String(opts.threads), '--python', SESSION_SCRIPT, '--', ...scriptArgs];
     const logger = opts.logger ?? silentLogger;
     logger.debug({ blenderPath: opts.blenderPath, args }, 'starting Blender session');
-    const child = spawn(opts.blenderPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    return new BlenderSession(child, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+    const nonce = newEventNonce();
+    // stdio[3] (EVENT_FD) is the event pipe: the scene can print on stdout and stderr, not there.
+    const child = spawn(opts.blenderPath, args, {
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, [EVENT_NONCE_VARIABLE]: nonce },
+    });
+    return new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   }
 
   /**
@@ -265,10 +278,8 @@ export class BlenderSession {
     if (!Number.isInteger(frame)) {
       return Promise.reject(new Error(`frame must be an integer, got ${frame}`));
     }
-    if (!isAbsolute(outputPattern)) {
-      // Blender would resolve it against its own cwd or the .blend's folder.
-      return Promise.reject(new Error(`output pattern must be an absolute path: ${outputPattern}`));
-    }
+    const patternProblem = outputPatternProblem(outputPattern);
+    if (patternProblem) return Promise.reject(new Error(patternProblem));
     if (!this.alive) {
       const why = this.exited
         ? `Blender exited (${this.exitDescription})`
@@ -278,7 +289,7 @@ export class BlenderSession {
       return Promise.reject(new Error(`cannot render frame ${frame}: ${why}`));
     }
     return new Promise<RenderResult>((resolve, reject) => {
-      this.pending = { frame, startedAt: performance.now(), log: [], onProgress, resolve, reject };
+      this.pending = { frame, outputPattern, startedAt: performance.now(), log: [], onProgress, resolve, reject };
       // A whole frame sends no "tile" key at all, as before tiles existed.
       this.send({ cmd: 'render', frame, output: outputPattern, ...(tile ? { tile } : {}) });
     });
@@ -331,8 +342,16 @@ export class BlenderSession {
     const { child } = this;
     // Writing after Blender died raises EPIPE; the 'close' handler reports the death.
     child.stdin?.on('error', (error) => this.logger.debug({ err: error }, 'Blender stdin error'));
-    createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
-    createInterface({ input: child.stderr! }).on('line', (line) => this.onLine(line));
+    const order = new EventOrder(this.nonce, {
+      line: (_stream, line) => this.onLine(line),
+      event: (event) => this.onEvent(event),
+      rejected: (line, reason) => this.logger.warn({ line, reason }, 'ignored a line on the Blender event pipe'),
+    });
+    this.eventOrder = order;
+    createInterface({ input: child.stdout! }).on('line', (line) => order.addOutputLine('stdout', line));
+    createInterface({ input: child.stderr! }).on('line', (line) => order.addOutputLine('stderr', line));
+    const events = child.stdio[EVENT_FD] as Readable;
+    createInterface({ input: events }).on('line', (line) => order.addEventLine(line));
     child.on('error', (error) => {
       // spawn failure (e.g. ENOENT): no 'close' may follow a failed spawn.
       this.spawnError = error;
@@ -344,12 +363,8 @@ export class BlenderSession {
     });
   }
 
+  /** A line of Blender's output: text the scene may control, never an event. */
   private onLine(line: string): void {
-    const event = parseSessionEvent(line);
-    if (event) {
-      this.onEvent(event);
-      return;
-    }
     this.tail.push(line);
     if (this.tail.length > TAIL_LINES) this.tail.shift();
     this.logger.trace({ line }, 'blender');
@@ -374,12 +389,7 @@ export class BlenderSession {
     const pending = this.pending;
     if (event.event === 'saved' && pending && event.frame === pending.frame) {
       this.pending = null;
-      pending.resolve({
-        frame: pending.frame,
-        path: event.path,
-        renderMs: Math.round(performance.now() - pending.startedAt),
-        log: pending.log.join('\n'),
-      });
+      this.settleSaved(pending, event.path);
     } else if (event.event === 'error' && pending && (event.frame ?? pending.frame) === pending.frame) {
       this.pending = null;
       pending.reject(new BlenderRenderError(event.message, pending.frame, pending.log.join('\n')));
@@ -388,8 +398,23 @@ export class BlenderSession {
     }
   }
 
+  /** Resolves the frame only when the file Blender names is exactly the one it must have written. */
+  private settleSaved(pending: PendingFrame, path: string): void {
+    const renderMs = Math.round(performance.now() - pending.startedAt);
+    const log = pending.log.join('\n');
+    checkSavedFile(pending.outputPattern, pending.frame, path).then(
+      () => pending.resolve({ frame: pending.frame, path, renderMs, log }),
+      (error: Error) => {
+        this.logger.error({ frame: pending.frame, path, reason: error.message }, 'refused the file Blender reported');
+        pending.reject(new BlenderRenderError(error.message, pending.frame, log));
+      },
+    );
+  }
+
   private onExit(description: string): void {
     if (this.exited) return;
+    // Lines held behind a fence whose event never came still belong in the log.
+    this.eventOrder?.flush();
     this.exited = true;
     this.exitDescription = description;
     this.logger.info({ blendFile: this.blendFile, exit: description }, 'Blender session ended');
