@@ -213,7 +213,7 @@ export const bigFiles: Benchmark = {
       // ---- 2. downloads ------------------------------------------------------------
       ctx.log(`${downloads} simultaneous downloads of the ${sizeMB} MB .blend: farm, then sink`);
       const down = await measured(server, () =>
-        parallelDownloads(`${server.httpUrl}/api/worker/blends/${blendSha}`, downloads, { authorization: `Bearer ${server.token}` }, blendSize),
+        parallelDownloads(`${server.httpUrl}/api/worker/blends/${blendSha}`, downloads, { authorization: `Bearer ${server.workerToken}` }, blendSize),
       );
       rss.push({ phase: `${downloads} simultaneous downloads of ${sizeMB} MB`, ...down });
       const downSink = await parallelDownloads(`${sink.url}/file`, downloads, {}, blendSize);
@@ -223,7 +223,7 @@ export const bigFiles: Benchmark = {
       sims = await SimulatedWorkers.start({
         wsUrl: server.wsUrl,
         httpUrl: server.httpUrl,
-        token: server.token,
+        token: server.workerToken,
         count: 1,
         // The job has one frame more, which never finishes: the job is cancelled after the
         // timed uploads instead of encoding a video from fake frames.

@@ -72,7 +72,7 @@ export const scale: Benchmark = {
       sims = await SimulatedWorkers.start({
         wsUrl: server.wsUrl,
         httpUrl: server.httpUrl,
-        token: server.token,
+        token: server.workerToken,
         count: workers,
         renderMs: () => meanMs * (1 - jitter + 2 * jitter * Math.random()),
         scene: () => fakeScene(1, frames),

@@ -102,7 +102,7 @@ export const tailDuplication: Benchmark = {
         const sims = await SimulatedWorkers.start({
           wsUrl: server.wsUrl,
           httpUrl: server.httpUrl,
-          token: server.token,
+          token: server.workerToken,
           count: workers,
           renderMs: (jobId, frame, index) => workOf(jobId)[frame]! * (index === slowIndex ? slow : 1),
           scene: () => fakeScene(1, farm.frames),

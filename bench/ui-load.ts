@@ -383,7 +383,7 @@ export const uiLoad: Benchmark = {
       sims = await SimulatedWorkers.start({
         wsUrl: server.wsUrl,
         httpUrl: server.httpUrl,
-        token: server.token,
+        token: server.workerToken,
         count: workers,
         renderMs: () => meanMs * (1 - jitter + 2 * jitter * Math.random()),
         scene: () => fakeScene(1, frames),

@@ -159,7 +159,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
         '--output', blend, '--texture', textureFile, '--relative', '--frames', '1-2', '--width', '64', '--height', '48', '--samples', '4',
       ], { timeout: 120_000 }),
     ]);
-    authorized.authorization = `Bearer ${farm.server.token}`;
+    authorized.authorization = `Bearer ${farm.server.tokens.user!}`;
 
     // The reference: plain Blender, with the texture where the .blend says it is.
     const args = ['-b', blend, '-o', join(work, 'ref_####'), '-F', 'PNG'];
@@ -173,7 +173,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
     // then does the farm get its worker. So the worker, although on this same machine,
     // can only get the texture from the packed copy.
     let textureMoved: Promise<void> | undefined;
-    submit = await blenderWithAddon(farm.server.token, true, (line) => {
+    submit = await blenderWithAddon(farm.server.tokens.user!, true, (line) => {
       if (!textureMoved && line.startsWith('Archenland: INFO: Submitted job')) {
         textureMoved = (async () => {
           await mkdir(join(work, 'elsewhere'));

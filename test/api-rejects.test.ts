@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { CLIENT_HEADER, PROTOCOL_VERSION } from '../src/protocol/index.ts';
+import { CLIENT_HEADER, PROTOCOL_VERSION, UPLOAD_KEY_HEADER } from '../src/protocol/index.ts';
+import { ScriptedWorker } from './helpers/scripted-worker.ts';
 import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
 
 /** The smallest thing that passes the .blend checks (header, end marker): refusals below must come from elsewhere. */
@@ -111,25 +112,20 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     for (const path of ['/api/jobs/..%2F..%2Fetc/frames/1', '/api/jobs/..%2F..%2Fetc/frames', `/api/jobs/0123456789abcdef/frames?since=${'x'.repeat(101)}`]) {
       assert.equal((await fetch(`${url}${path}`)).status, 400, path);
     }
-    const blend = await fetch(`${url}/api/worker/blends/..%2Ffarm-token`, { headers: { authorization: `Bearer ${farm.server.token}` } });
+    const blend = await fetch(`${url}/api/worker/blends/..%2Ffarm-token`, { headers: { authorization: `Bearer ${farm.server.tokens.worker!}` } });
     assert.equal(blend.status, 400);
   });
 
   it('refuses worker endpoints without the farm token, and frames with a wrong checksum', async () => {
     const noToken = await fetch(`${url}/api/worker/blends/${'a'.repeat(64)}`);
     assert.equal(noToken.status, 401);
-    const wrongSum = await fetch(`${url}/api/worker/jobs/0123456789abcdef/frames/1`, {
-      method: 'PUT',
-      body: 'pixels',
-      headers: {
-        authorization: `Bearer ${farm.server.token}`,
-        'x-archenland-worker': 'abcdef123456',
-        'x-archenland-sha256': 'b'.repeat(64),
-        'x-archenland-render-ms': '10',
-      },
-    });
+    const worker = await ScriptedWorker.connect(farm);
+    const wrongSum = await worker.upload('/api/worker/jobs/0123456789abcdef/frames/1', Buffer.from('pixels'), { 'x-archenland-sha256': 'b'.repeat(64) });
     assert.equal(wrongSum.status, 422);
-    assert.match((await wrongSum.json()).error, /checksum mismatch/);
+    assert.match(wrongSum.body.error ?? '', /checksum mismatch/);
+    const noKey = await worker.upload('/api/worker/jobs/0123456789abcdef/frames/1', Buffer.from('pixels'), { [UPLOAD_KEY_HEADER]: 'not-the-key-of-any-connection' });
+    assert.equal(noKey.status, 503, 'an upload must come from an open worker connection');
+    worker.close();
     assert.deepEqual(readdirSync(farm.server.dataDir.tmp), []);
   });
 
@@ -144,13 +140,13 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     const hello = { type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: 'wrong-token-wrong-token', name: 'intruder', host: 'x', threads: 1, blenderVersion: null };
     const wrong = await converse(farm.server.wsPort, hello);
     assert.equal(wrong.closeCode, 1008);
-    assert.deepEqual(wrong.messages, [{ type: 'error', message: 'wrong farm token' }]);
+    assert.deepEqual(wrong.messages, [{ type: 'error', message: 'wrong worker token' }]);
 
-    const old = await converse(farm.server.wsPort, { ...hello, token: farm.server.token, protocol: 0 });
+    const old = await converse(farm.server.wsPort, { ...hello, token: farm.server.tokens.worker!, protocol: 0 });
     assert.equal(old.closeCode, 1008);
     assert.match(old.messages[0].message, /protocol version 0 is not supported/);
     const workers = await (await fetch(`${url}/api/workers`)).json();
-    assert.deepEqual(workers, [], 'a refused worker is never registered');
+    assert.deepEqual(workers.filter((w: { name: string }) => w.name === 'intruder'), [], 'a refused worker is never registered');
   });
 
   it('answers malformed and unknown messages with an error, without acting on them', async () => {
@@ -158,7 +154,7 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     assert.match(garbage.messages[0].message, /not valid JSON/);
     assert.equal(garbage.closeCode, 1008);
 
-    const hello = { type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.token, name: 'w', host: 'h', threads: 1, blenderVersion: null };
+    const hello = { type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name: 'w', host: 'h', threads: 1, blenderVersion: null };
     const session = await converse(farm.server.wsPort, hello, [
       { type: 'launch_missiles' },
       { type: 'progress', jobId: '../../etc', frame: 1, percent: 10 },
@@ -180,7 +176,7 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     assert.match((await forged.json()).error, /x-archenland-client/);
     const cancel = await fetch(`${url}/api/jobs/0123456789abcdef/cancel`, { method: 'POST' });
     assert.equal(cancel.status, 403);
-    const withToken = await fetch(`${url}/api/jobs/0123456789abcdef/cancel`, { method: 'POST', headers: { authorization: `Bearer ${farm.server.token}` } });
+    const withToken = await fetch(`${url}/api/jobs/0123456789abcdef/cancel`, { method: 'POST', headers: { authorization: `Bearer ${farm.server.tokens.user!}` } });
     assert.equal(withToken.status, 404, 'a bearer token cannot be forged by another site, so no header is needed');
     await assertNothingStored();
   });
@@ -200,17 +196,17 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     try {
       const anonymous = await fetch(`${strict.server.httpUrl}/api/jobs`);
       assert.equal(anonymous.status, 401);
-      const withToken = await fetch(`${strict.server.httpUrl}/api/jobs`, { headers: { authorization: `Bearer ${strict.server.token}` } });
+      const withToken = await fetch(`${strict.server.httpUrl}/api/jobs`, { headers: { authorization: `Bearer ${strict.server.tokens.user!}` } });
       assert.equal(withToken.status, 200);
       const observer = await converse(strict.server.wsPort, { type: 'observe', protocol: PROTOCOL_VERSION });
       assert.match(observer.messages[0].message, /wrong or missing access token/);
       // A browser logs in once with the token and then holds a session cookie.
       const badLogin = await fetch(`${strict.server.httpUrl}/api/login`, { method: 'POST', body: JSON.stringify({ token: 'guess' }), headers: { 'content-type': 'application/json' } });
       assert.equal(badLogin.status, 401);
-      const login = await fetch(`${strict.server.httpUrl}/api/login`, { method: 'POST', body: JSON.stringify({ token: strict.server.token }), headers: { 'content-type': 'application/json' } });
+      const login = await fetch(`${strict.server.httpUrl}/api/login`, { method: 'POST', body: JSON.stringify({ token: strict.server.tokens.user! }), headers: { 'content-type': 'application/json' } });
       assert.equal(login.status, 200);
       const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
-      assert.doesNotMatch(cookie, new RegExp(strict.server.token), 'the cookie is not the token itself');
+      assert.doesNotMatch(cookie, new RegExp(strict.server.tokens.user!), 'the cookie is not the token itself');
       const withCookie = await fetch(`${strict.server.httpUrl}/api/jobs`, { headers: { cookie } });
       assert.equal(withCookie.status, 200);
       const session = await (await fetch(`${strict.server.httpUrl}/api/session`, { headers: { cookie } })).json();

@@ -174,7 +174,7 @@ describe('worker with a pre-warmed Blender (real farm)', () => {
         port: farm.server.wsPort,
         web_port: farm.server.httpPort,
         cache_dir: path.join(farm.root, 'worker'),
-        token: farm.server.token,
+        token: farm.server.tokens.worker!,
         ...settings,
       },
       logger,

@@ -252,7 +252,7 @@ describe('archenland command line: help, usage errors, where the server and toke
 
   it('settings.conf < environment < flags, for the server address and the token', async () => {
     const url = farm.server.httpUrl;
-    const token = farm.server.token;
+    const token = farm.server.tokens.user!;
     const wrong = 'w'.repeat(32);
     const here = mkdtempSync(join(tmpdir(), 'archenland-cli-conf-'));
     // A server's settings.conf with its data folder: the CLI takes the port and the token file from it.

@@ -110,6 +110,6 @@ describe('the archenland command', () => {
     const other = mkdtempSync(join(tmpdir(), 'archenland-cli-worker-'));
     const result = await cli(['worker', '--port', port!, '--web-port', webPort!, '--token', 'not-the-farm-token-at-all'], other);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /wrong farm token/);
+    assert.match(result.stderr, /wrong worker token/);
   });
 });

@@ -46,6 +46,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     frame_retries: 3,
     frame_timeout_s: 0,
     trust_loopback: true,
+    public_hosts: [],
     tail_duplicates: true,
     log_level: 'info',
   });
@@ -60,6 +61,8 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     web_port: 8080,
     cache_dir: path.join(process.cwd(), 'archenland-worker'),
     min_free_mb: 200,
+    allow_scripts: false,
+    tls: false,
     log_level: 'info',
   });
 });
@@ -94,6 +97,7 @@ test('a full valid server file is read as typed values', (t) => {
     frame_retries: 0,
     frame_timeout_s: 3600,
     trust_loopback: false,
+    public_hosts: [],
     tail_duplicates: false,
     log_level: 'debug',
   });
@@ -124,6 +128,8 @@ test('a full valid worker file is read as typed values', (t) => {
     cache_dir: path.join(path.dirname(file), 'cache'),
     min_free_mb: 200,
     token: '0123456789abcdef0123',
+    allow_scripts: false,
+    tls: false,
     log_level: 'warn',
   });
 });
@@ -306,7 +312,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'tail_duplicates', 'webhook_url', 'log_level'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'tail_duplicates', 'webhook_url', 'log_level'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

@@ -16,7 +16,7 @@ describe('Blender crashing or hanging on a frame (real Blender)', () => {
 
   it('a frame that crashes Blender is retried on the other worker, then failed with its log; the rest renders', async () => {
     // Without tail copies, so the attempts counted are exactly the retries.
-    const farm = await startTestFarm({ workers: 2, server: { frame_retries: 1, tail_duplicates: false } });
+    const farm = await startTestFarm({ workers: 2, worker: { allow_scripts: true }, server: { frame_retries: 1, tail_duplicates: false } });
     farms.push(farm);
     const scene = await openAsBlob(await makeTestScene({ frames: '1-4', width: 48, height: 32, samples: 2, misbehave: 'crash:2' }));
     const { body } = await submitBlend(farm.server.httpUrl, scene, { allowScripts: 'true' });
@@ -43,7 +43,7 @@ describe('Blender crashing or hanging on a frame (real Blender)', () => {
   });
 
   it('a frame that hangs is stopped at frame_timeout_s and failed; Blender is killed; the rest renders', async () => {
-    const farm = await startTestFarm({ workers: 1, server: { frame_timeout_s: 4, frame_retries: 0 } });
+    const farm = await startTestFarm({ workers: 1, worker: { allow_scripts: true }, server: { frame_timeout_s: 4, frame_retries: 0 } });
     farms.push(farm);
     const scenePath = await makeTestScene({ frames: '1-3', width: 48, height: 32, samples: 2, misbehave: 'hang:2' });
     const { body } = await submitBlend(farm.server.httpUrl, await openAsBlob(scenePath), { allowScripts: 'true' });

@@ -6,34 +6,22 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { CLIENT_HEADER, type JobDetail } from '../src/protocol/index.ts';
+import { CLIENT_HEADER, UPLOAD_KEY_HEADER, type JobDetail } from '../src/protocol/index.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { until } from './helpers/processes.ts';
+import { ScriptedWorker } from './helpers/scripted-worker.ts';
 import { makeTestScene } from './helpers/scenes.ts';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-function putFrame(farm: TestFarm, jobId: string, frame: number, body: Buffer, workerId: string) {
-  return fetch(`${farm.server.httpUrl}/api/worker/jobs/${jobId}/frames/${frame}`, {
-    method: 'PUT',
-    body: new Uint8Array(body),
-    headers: {
-      authorization: `Bearer ${farm.server.token}`,
-      'x-archenland-worker': workerId,
-      'x-archenland-sha256': sha256(body),
-      'x-archenland-render-ms': '5',
-    },
-  });
-}
-
 /** Sends the headers and part of the body of a frame upload, then drops the connection. */
-async function cutUpload(farm: TestFarm, jobId: string, frame: number, workerId: string) {
+async function cutUpload(farm: TestFarm, jobId: string, frame: number, uploadKey: string) {
   const { port } = new URL(farm.server.httpUrl);
   const socket = connect(Number(port), '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
   socket.write(
-    `PUT /api/worker/jobs/${jobId}/frames/${frame} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${farm.server.token}\r\n` +
-      `x-archenland-worker: ${workerId}\r\nx-archenland-sha256: ${'0'.repeat(64)}\r\nx-archenland-render-ms: 5\r\n` +
+    `PUT /api/worker/jobs/${jobId}/frames/${frame} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${farm.server.tokens.worker}\r\n` +
+      `${UPLOAD_KEY_HEADER}: ${uploadKey}\r\nx-archenland-sha256: ${'0'.repeat(64)}\r\nx-archenland-render-ms: 5\r\n` +
       `Content-Length: 100000\r\n\r\n`,
   );
   socket.write(Buffer.alloc(20_000, 7));
@@ -51,22 +39,25 @@ describe('uploads cut short, duplicated, or hitting a full disk', () => {
   });
 
   it('a frame upload cut mid-file leaves nothing behind; a duplicate result is refused; the first valid result stands', async () => {
-    const farm = await startTestFarm({ workers: 1 });
+    const farm = await startTestFarm();
     farms.push(farm);
+    const worker = await ScriptedWorker.connect(farm); // answers the probe: one frame
     const scene = await openAsBlob(await makeTestScene({ frames: '1-3', width: 48, height: 32, samples: 2 }));
-    const { body } = await submitBlend(farm.server.httpUrl, scene, { hold: 'true' });
-    await waitForJob(farm.server, body.id, ['paused']);
-    const [worker] = await (await fetch(`${farm.server.httpUrl}/api/workers`)).json();
+    const { body } = await submitBlend(farm.server.httpUrl, scene);
+    await worker.next('probe');
+    worker.send({ type: 'ready' });
+    await worker.next('render');
 
-    await cutUpload(farm, body.id, 1, worker.id);
+    await cutUpload(farm, body.id, 1, worker.uploadKey);
     assert.deepEqual(readdirSync(farm.server.dataDir.tmp), [], 'no temp file left');
     let job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;
-    assert.equal(job.frameList[0]!.state, 'queued', 'the frame is still to be rendered');
+    assert.equal(job.frameList[0]!.state, 'rendering', 'the frame is still to be delivered');
 
     const first = Buffer.from('first valid result');
-    assert.deepEqual(await (await putFrame(farm, body.id, 1, first, worker.id)).json(), { accepted: true });
-    const late = await putFrame(farm, body.id, 1, Buffer.from('a late duplicate'), worker.id);
-    assert.deepEqual(await late.json(), { accepted: false, reason: 'frame already done' });
+    assert.deepEqual((await worker.upload(`/api/worker/jobs/${body.id}/frames/1`, first)).body, { accepted: true });
+    const late = await worker.upload(`/api/worker/jobs/${body.id}/frames/1`, Buffer.from('a late duplicate'));
+    assert.deepEqual(late.body, { accepted: false, reason: 'frame already done' });
+    worker.close();
     const served = Buffer.from(await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}/frames/1`)).arrayBuffer());
     assert.equal(served.toString(), 'first valid result');
     job = (await (await fetch(`${farm.server.httpUrl}/api/jobs/${body.id}`)).json()) as JobDetail;

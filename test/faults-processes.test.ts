@@ -35,7 +35,7 @@ describe('the farm survives crashes and network faults (real processes)', () => 
     };
     const server = start();
     await server.waitForLog('server listening');
-    const token = readFileSync(join(dataDir, 'farm-token'), 'utf8').trim();
+    const token = readFileSync(join(dataDir, 'worker-token'), 'utf8').trim();
     const worker = (name: string, via = ports) => {
       const p = startWorkerProcess(join(root, name), via, token, name);
       processes.push(p);

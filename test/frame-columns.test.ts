@@ -14,7 +14,7 @@ import {
   framesFromColumns,
   frameColumnsSchema,
   numbersOfRuns,
-  PROTOCOL_VERSION,
+  PROTOCOL_VERSION, UPLOAD_KEY_HEADER,
   runsOf,
   type FarmChange,
   type FrameColumns,
@@ -32,6 +32,7 @@ type FrameOf = Extract<FarmChange, { type: 'frame' }>['frame'];
 /** A worker that does exactly what the test says, and answers probes with `scene`. */
 class ScriptedWorker {
   id = '';
+  uploadKey = '';
   private readonly inbox: ServerToWorker[] = [];
   private wake: () => void = () => {};
 
@@ -46,8 +47,10 @@ class ScriptedWorker {
     const worker = new ScriptedWorker(farm, socket, scene);
     socket.on('message', (data) => worker.receive(JSON.parse(String(data)) as ServerToWorker));
     await new Promise((resolve) => socket.once('open', resolve));
-    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.token, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', holding: [] });
-    worker.id = (await worker.next('welcome')).workerId;
+    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', allowScripts: false, holding: [] });
+    const welcome = await worker.next('welcome');
+    worker.id = welcome.workerId;
+    worker.uploadKey = welcome.uploadKey;
     return worker;
   }
 
@@ -67,8 +70,8 @@ class ScriptedWorker {
       method: 'PUT',
       body: TINY_PNG,
       headers: {
-        authorization: `Bearer ${this.farm.server.token}`,
-        'x-archenland-worker': this.id,
+        authorization: `Bearer ${this.farm.server.tokens.worker!}`,
+        [UPLOAD_KEY_HEADER]: this.uploadKey,
         'x-archenland-sha256': createHash('sha256').update(TINY_PNG).digest('hex'),
         'x-archenland-render-ms': String(renderMs),
       },

@@ -10,6 +10,7 @@ import { buildHttpApp } from '../src/server/http.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { makeTestScene } from './helpers/scenes.ts';
+import { bareHttpOptions } from './helpers/http-app.ts';
 
 interface Sample {
   value?: string;
@@ -120,7 +121,7 @@ describe('/metrics and /healthz (real Blender)', () => {
         throw new Error('the database connection has been closed');
       },
     }) as unknown as Farm;
-    const app = buildHttpApp(broken, new DataDir(tmpdir()), { token: 'x'.repeat(32), trustLoopback: true, maxUploadBytes: 1024, wsPort: 1 }, silentLogger);
+    const app = buildHttpApp(broken, new DataDir(tmpdir()), await bareHttpOptions(), silentLogger);
     const response = await app.inject({ method: 'GET', url: '/healthz' });
     assert.equal(response.statusCode, 503);
     assert.deepEqual(response.json(), { ok: false, database: false, error: 'the database connection has been closed' });

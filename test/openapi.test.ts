@@ -10,6 +10,7 @@ import { buildHttpApp } from '../src/server/http.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { makeTestScene } from './helpers/scenes.ts';
+import { bareHttpOptions } from './helpers/http-app.ts';
 
 type Json = Record<string, any>;
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
@@ -57,7 +58,7 @@ describe('the OpenAPI document', () => {
   before(async () => {
     // The app alone, with a farm that has nothing in it: enough to list routes and serve the document.
     const farm = Object.assign(new EventEmitter(), { listJobs: async () => [], listWorkers: async () => [] }) as unknown as Farm;
-    const app = buildHttpApp(farm, new DataDir(tmpdir()), { token: 'x'.repeat(32), trustLoopback: true, maxUploadBytes: 1024, wsPort: 1 }, silentLogger);
+    const app = buildHttpApp(farm, new DataDir(tmpdir()), await bareHttpOptions(), silentLogger);
     await app.ready();
     routes = registeredRoutes(app.printRoutes({ commonPrefix: false }));
     const response = await app.inject({ method: 'GET', url: '/api/openapi.json' });

@@ -23,14 +23,14 @@ describe(`scale smoke: ${WORKERS} simulated workers render a ${FRAMES}-frame job
     sims = await SimulatedWorkers.start({
       wsUrl: `ws://127.0.0.1:${farm.server.wsPort}`,
       httpUrl: farm.server.httpUrl,
-      token: farm.server.token,
+      token: farm.server.tokens.worker!,
       count: WORKERS,
       renderMs: () => Math.random() * 4,
       scene: () => fakeScene(1, FRAMES),
       frame: frameFromBuffer(TINY_PNG),
       frameLog: 'Fra:1 Mem:9.25M (Peak 10.91M) | Time:00:00.01 | Sample 4/4\nSaved: frame_0001.png',
     });
-    const job = await submitJob(farm.server.httpUrl, farm.server.token, fakeBlend());
+    const job = await submitJob(farm.server.httpUrl, farm.server.tokens.user!, fakeBlend());
     finished = await waitForJob(farm.server, job.id, ['completed', 'failed', 'cancelled'], 45_000);
   });
 
@@ -46,7 +46,7 @@ describe(`scale smoke: ${WORKERS} simulated workers render a ${FRAMES}-frame job
   });
 
   it('has every frame done exactly once', async () => {
-    const detail = await getJson<JobDetail>(farm.server.httpUrl, farm.server.token, `/api/jobs/${finished.id}`);
+    const detail = await getJson<JobDetail>(farm.server.httpUrl, farm.server.tokens.user!, `/api/jobs/${finished.id}`);
     assert.equal(detail.frameList.length, FRAMES);
     assert.deepEqual(
       detail.frameList.map((f) => f.number),
@@ -74,7 +74,7 @@ describe(`scale smoke: ${WORKERS} simulated workers render a ${FRAMES}-frame job
   });
 
   it('reports every worker, connected, with the frames each rendered', async () => {
-    const workers = await getJson<Worker[]>(farm.server.httpUrl, farm.server.token, '/api/workers');
+    const workers = await getJson<Worker[]>(farm.server.httpUrl, farm.server.tokens.user!, '/api/workers');
     assert.equal(workers.length, WORKERS);
     assert.deepEqual(workers.map((w) => w.id).sort(), [...sims.workerIds].sort());
     for (const w of workers) assert.notEqual(w.state, 'offline', `${w.name} is offline`);

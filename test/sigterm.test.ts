@@ -17,7 +17,7 @@ describe('graceful stop on SIGTERM (real processes)', () => {
     let server = startServerProcess(dataDir, ports, { tail_duplicates: 'false' });
     processes.push(server);
     await server.waitForLog('server listening');
-    const token = readFileSync(join(dataDir, 'farm-token'), 'utf8').trim();
+    const token = readFileSync(join(dataDir, 'worker-token'), 'utf8').trim();
     const leaving = startWorkerProcess(join(root, 'leaving'), ports, token, 'leaving');
     processes.push(leaving);
     const api = new Api(`http://127.0.0.1:${ports.webPort}`);

@@ -64,7 +64,7 @@ describe('soak: a job renders correctly while garbage is thrown at the server', 
         socket.on('open', () => {
           // Some connections introduce themselves properly first, then misbehave.
           if (rnd.next() < 0.5) {
-            socket.send(JSON.stringify({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.token, name: `fuzz${tried.ws}`, host: 'fuzz', threads: 1, blenderVersion: null }));
+            socket.send(JSON.stringify({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name: `fuzz${tried.ws}`, host: 'fuzz', threads: 1, blenderVersion: null }));
           }
           for (let i = 0; i < 5; i++) {
             socket.send(wsJunk());
@@ -90,7 +90,7 @@ describe('soak: a job renders correctly while garbage is thrown at the server', 
           fetch(`${url}/api/worker/jobs/${encodeURIComponent(id)}/frames/${rnd.pick([1, 2, -9, 'x'])}`, {
             method: 'PUT',
             body: rnd.bytes(rnd.int(5000)),
-            headers: { authorization: `Bearer ${rnd.pick([farm.server.token, 'nope'])}`, 'x-archenland-worker': rnd.pick(['abcdef123456', '../']), 'x-archenland-sha256': 'a'.repeat(64), 'x-archenland-render-ms': rnd.pick(['1', '-1', 'NaN']) },
+            headers: { authorization: `Bearer ${rnd.pick([farm.server.tokens.worker!, 'nope'])}`, 'x-archenland-worker': rnd.pick(['abcdef123456', '../']), 'x-archenland-sha256': 'a'.repeat(64), 'x-archenland-render-ms': rnd.pick(['1', '-1', 'NaN']) },
           }),
         () => fetch(`${url}/api/jobs/${encodeURIComponent(id)}/${rnd.pick(['frames/1', 'video', 'frames.zip', 'frames/1/log', 'frames/1/preview?size=x'])}`),
         () => fetch(`${url}/api/worker/blends/${rnd.pick(['..%2F..%2Ffarm-token', 'a'.repeat(64), job.blendSha256])}`),

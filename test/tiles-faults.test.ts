@@ -4,73 +4,15 @@
  * tiles that do not exist are refused, and malformed tile messages get a clear error.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import WebSocket from 'ws';
 import { fakeBlend, submitJob } from '../bench/lib/api.ts';
-import { fakeScene } from '../bench/lib/sim-worker.ts';
-import { PROTOCOL_VERSION, type Job, type RenderAssignment, type ServerToWorker } from '../src/protocol/index.ts';
+import type { Job, RenderAssignment } from '../src/protocol/index.ts';
 import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { ScriptedWorker } from './helpers/scripted-worker.ts';
 
 const png = (width: number, height: number) =>
   sharp({ create: { width, height, channels: 3, background: { r: 200, g: 60, b: 20 } } }).png().toBuffer();
-
-/** A worker run by the test: it answers probes with a 200x100 scene and records what it is sent. */
-class ScriptedWorker {
-  readonly received: ServerToWorker[] = [];
-  workerId = '';
-  private constructor(private readonly socket: WebSocket) {}
-
-  static async connect(farm: TestFarm): Promise<ScriptedWorker> {
-    const socket = new WebSocket(`ws://127.0.0.1:${farm.server.wsPort}`);
-    const worker = new ScriptedWorker(socket);
-    await new Promise((resolve) => socket.once('open', resolve));
-    socket.on('message', (data) => worker.onMessage(JSON.parse(data.toString()) as ServerToWorker));
-    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.token, name: 'scripted', host: 'test', threads: 1, blenderVersion: '3.4.1', holding: [] });
-    await worker.next('welcome');
-    return worker;
-  }
-
-  send(message: unknown): void {
-    this.socket.send(JSON.stringify(message));
-  }
-
-  async next<T extends ServerToWorker['type']>(type: T, skip = 0): Promise<Extract<ServerToWorker, { type: T }>> {
-    for (let waited = 0; waited < 10_000; waited += 20) {
-      const found = this.received.filter((m) => m.type === type);
-      if (found.length > skip) return found[skip] as Extract<ServerToWorker, { type: T }>;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error(`no ${type} message arrived`);
-  }
-
-  private onMessage(message: ServerToWorker): void {
-    this.received.push(message);
-    if (message.type === 'welcome') this.workerId = message.workerId;
-    if (message.type === 'probe') {
-      this.send({ type: 'probe_result', jobId: message.jobId, scene: fakeScene(1, 1, { resolutionX: 200, resolutionY: 100 }) });
-    }
-  }
-
-  close(): void {
-    this.socket.close();
-  }
-}
-
-async function upload(farm: TestFarm, worker: ScriptedWorker, path: string, body: Buffer) {
-  const response = await fetch(`${farm.server.httpUrl}${path}`, {
-    method: 'PUT',
-    body: new Uint8Array(body),
-    headers: {
-      authorization: `Bearer ${farm.server.token}`,
-      'x-archenland-worker': worker.workerId,
-      'x-archenland-sha256': createHash('sha256').update(body).digest('hex'),
-      'x-archenland-render-ms': '100',
-    },
-  });
-  return { status: response.status, body: (await response.json()) as { accepted?: boolean; reason?: string; error?: string } };
-}
 
 describe('tiles that go wrong (scripted worker, real server)', () => {
   let farm: TestFarm;
@@ -87,26 +29,26 @@ describe('tiles that go wrong (scripted worker, real server)', () => {
   });
 
   it('fails the frame with the reason when a tile has the wrong size, and refuses results for tiles that do not exist', async () => {
-    const job = await submitJob(farm.server.httpUrl, farm.server.token, fakeBlend(), { tiles: '2x1' });
+    const job = await submitJob(farm.server.httpUrl, farm.server.tokens.user!, fakeBlend(), { tiles: '2x1' });
     await worker.next('probe');
     worker.send({ type: 'ready' });
     const first = (await worker.next('render')) as RenderAssignment;
     assert.deepEqual(first.tile, { index: 0, cols: 2, rows: 1, x: 0, y: 0, width: 100, height: 100, frameWidth: 200, frameHeight: 100 });
     const base = `/api/worker/jobs/${job.id}/frames/1`;
 
-    const whole = await upload(farm, worker, base, await png(200, 100));
+    const whole = await worker.upload(base, await png(200, 100));
     assert.deepEqual(whole.body, { accepted: false, reason: 'frame 1 is split into tiles' }, 'a whole frame for a split frame is not taken');
-    const missing = await upload(farm, worker, `${base}/tiles/5`, await png(100, 100));
+    const missing = await worker.upload(`${base}/tiles/5`, await png(100, 100));
     assert.match(missing.body.reason ?? '', /not split into that tile/);
-    const outOfRange = await upload(farm, worker, `${base}/tiles/99`, await png(100, 100));
+    const outOfRange = await worker.upload(`${base}/tiles/99`, await png(100, 100));
     assert.equal(outOfRange.status, 400);
 
-    assert.deepEqual((await upload(farm, worker, `${base}/tiles/0`, await png(100, 100))).body, { accepted: true });
-    assert.match((await upload(farm, worker, `${base}/tiles/0`, await png(100, 100))).body.reason ?? '', /tile already done/);
+    assert.deepEqual((await worker.upload(`${base}/tiles/0`, await png(100, 100))).body, { accepted: true });
+    assert.match((await worker.upload(`${base}/tiles/0`, await png(100, 100))).body.reason ?? '', /tile already done/);
     worker.send({ type: 'ready' });
     const second = (await worker.next('render', 1)) as RenderAssignment;
     assert.equal(second.tile?.index, 1);
-    assert.deepEqual((await upload(farm, worker, `${base}/tiles/1`, await png(90, 100))).body, { accepted: true });
+    assert.deepEqual((await worker.upload(`${base}/tiles/1`, await png(90, 100))).body, { accepted: true });
 
     const failed = await waitForJob(farm.server, job.id, ['failed', 'completed'], 20_000);
     assert.equal(failed.state, 'failed');
@@ -114,7 +56,7 @@ describe('tiles that go wrong (scripted worker, real server)', () => {
   });
 
   it('lets a held job change its tiles before any frame is out, refusing a grid too fine for the frame', async () => {
-    const job = await submitJob(farm.server.httpUrl, farm.server.token, fakeBlend(), { hold: 'true' });
+    const job = await submitJob(farm.server.httpUrl, farm.server.tokens.user!, fakeBlend(), { hold: 'true' });
     await waitForJob(farm.server, job.id, ['paused'], 10_000);
     const patch = (body: unknown) =>
       fetch(`${farm.server.httpUrl}/api/jobs/${job.id}`, { method: 'PATCH', body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'x-archenland-client': 'test' } });

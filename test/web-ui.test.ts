@@ -26,7 +26,7 @@ describe('web interface (Chromium, real farm)', () => {
 
   before(async () => {
     [farm, scene, chrome] = await Promise.all([
-      startTestFarm({ workers: 1 }),
+      startTestFarm({ workers: 1, worker: { allow_scripts: true } }), // one test submits a job that allows scripts
       makeTestScene({ frames: '1-6', width: 160, height: 90, samples: 2 }),
       launchBrowser(),
     ]);
@@ -447,13 +447,13 @@ describe('web interface (Chromium, real farm)', () => {
       const loginWatch = watchPage(login, new URL(guarded.server.httpUrl).hostname);
       loginWatch.expect(/status of 401/);
       await login.goto(`${guarded.server.httpUrl}/`);
-      const token = login.getByLabel('Farm token');
+      const token = login.getByLabel('User token');
       await token.waitFor();
       await screenshot(login, 'login');
       await token.fill('not-the-right-token');
       await login.getByRole('button', { name: 'Sign in' }).click();
       await login.getByRole('alert').getByText('That token is not right').waitFor();
-      await token.fill(guarded.server.token);
+      await token.fill(guarded.server.tokens.user!);
       await login.getByRole('button', { name: 'Sign in' }).click();
       await login.getByRole('heading', { name: 'Submit a scene' }).waitFor();
       await login.locator('.live[data-live="on"]').waitFor();

@@ -102,11 +102,26 @@ class ArchenlandPreferences(bpy.types.AddonPreferences):
         subtype="PASSWORD",
         default="",
     )
+    tls_ca: StringProperty(
+        name="CA File",
+        description="For an https:// farm whose certificate is self-signed or from a private authority: "
+                    "the PEM file of the authority that signed it (or the certificate itself)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    tls_fingerprint: StringProperty(
+        name="Certificate Fingerprint",
+        description="For an https:// farm: accept exactly the certificate with this SHA-256 fingerprint, "
+                    "whoever signed it (the farm prints it at start). Takes the place of the CA file",
+        default="",
+    )
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "address")
         layout.prop(self, "token")
+        layout.prop(self, "tls_ca")
+        layout.prop(self, "tls_fingerprint")
         layout.label(text="Saved with Blender's preferences (as plain text in userpref.blend).", icon="INFO")
 
 
@@ -154,9 +169,9 @@ def _poll_tick():
     return POLL_INTERVAL_S if keep_going else None
 
 
-def follow_job(address, token, job):
+def follow_job(address, token, job, trust=None):
     """Shows `job` in the panel and polls its status every 2 s until it ends."""
-    state.watcher = submission.JobWatcher(address, token, job)
+    state.watcher = submission.JobWatcher(address, token, job, trust)
     if not bpy.app.timers.is_registered(_poll_tick):
         # persistent: the job goes on when another file is opened, so does the panel.
         bpy.app.timers.register(_poll_tick, first_interval=POLL_INTERVAL_S, persistent=True)
@@ -172,7 +187,7 @@ def _after_detached_submission():
     if task.running:
         return MODAL_TICK_S
     if task.job:
-        follow_job(task.address, task.token, task.job)
+        follow_job(task.address, task.token, task.job, task.trust)
     return None
 
 
@@ -205,6 +220,9 @@ class ARCHENLAND_OT_submit(bpy.types.Operator):
         token = prefs.token if prefs else ""
         try:
             address = farm_client.normalize_address(address)
+            # The file browser may store a "//" path, relative to the open .blend.
+            ca_file = bpy.path.abspath(prefs.tls_ca) if prefs and prefs.tls_ca else ""
+            trust = farm_client.TlsTrust(ca_file, prefs.tls_fingerprint) if prefs else None
             fields = {
                 "frames": frames_field(scene),
                 "allowScripts": "true" if scene.archenland.allow_scripts else "false",
@@ -250,6 +268,7 @@ class ARCHENLAND_OT_submit(bpy.types.Operator):
             fields=fields,
             filename=name,
             log=_log,
+            trust=trust,
         )
         task.warnings.extend(warnings)
         state.task = task
@@ -263,7 +282,7 @@ class ARCHENLAND_OT_submit(bpy.types.Operator):
             self._report("ERROR", task.error)
             _redraw_panels()
             return {"CANCELLED"}
-        follow_job(task.address, task.token, task.job)
+        follow_job(task.address, task.token, task.job, task.trust)
         self._report("INFO", f"Submitted job {task.job['id']}: {state.watcher.url}")
         _redraw_panels()
         return {"FINISHED"}
@@ -338,6 +357,9 @@ class ARCHENLAND_PT_render(bpy.types.Panel):
         if prefs is not None:
             layout.prop(prefs, "address")
             layout.prop(prefs, "token")
+            if prefs.address.strip().lower().startswith("https:"):
+                layout.prop(prefs, "tls_ca")
+                layout.prop(prefs, "tls_fingerprint")
         else:
             layout.label(text="Enable the add-on in Preferences to set the farm address", icon="ERROR")
 

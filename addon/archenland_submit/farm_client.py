@@ -12,12 +12,18 @@ The API (see the repository's README):
   GET  {address}/api/jobs/{id}     -> the job, with "state" and "counts" {"done", "total", ...}
 Errors come back as JSON {"error": "..."} with a 4xx/5xx status; FarmError carries
 that text unchanged so the user reads the farm's own words.
+
+An https:// farm (server settings tls_cert and tls_key) is checked against the system's
+certificate authorities, a CA file, or exactly one certificate by fingerprint (TlsTrust).
 """
 
+import hashlib
+import http.client
 import json
 import os
 import secrets
 import socket
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -65,6 +71,98 @@ def normalize_address(text):
 def job_page_url(address, job_id):
     """The web interface's page for a job."""
     return f"{normalize_address(address)}/#/jobs/{job_id}"
+
+
+# ---- TLS: whom to trust for an https:// farm -------------------------------------------
+
+
+def normalize_fingerprint(text):
+    """'AB:CD:...', 'abcd...' or 'sha256//...' -> 64 lower-case hex digits; '' -> None."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    lowered = value.lower()
+    for prefix in ("sha256//", "sha256 fingerprint="):
+        if lowered.startswith(prefix):
+            value = value[len(prefix):]
+    digits = value.replace(":", "").lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise FarmError(f'"{text}" is not a SHA-256 certificate fingerprint: expected 64 hex digits, colons allowed')
+    return digits
+
+
+def _shown(fingerprint_hex):
+    """As the farm prints it: AB:CD:..."""
+    return ":".join(fingerprint_hex[i:i + 2] for i in range(0, len(fingerprint_hex), 2)).upper()
+
+
+class CertificateMismatch(OSError):
+    """The farm presented another certificate than the pinned one. An OSError, so urllib
+    wraps it in URLError like any other connection failure."""
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Checks the certificate's fingerprint right after the TLS handshake, before a byte of
+    the request (with its token) is sent. The chain is not verified: exactly this
+    certificate is accepted, whoever signed it, as the farm's tls_fingerprint does."""
+
+    def __init__(self, *args, fingerprint, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._fingerprint = fingerprint
+
+    def connect(self):
+        super().connect()
+        actual = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
+        if actual != self._fingerprint:
+            self.sock.close()
+            self.sock = None
+            raise CertificateMismatch(
+                f"the farm's certificate has fingerprint {_shown(actual)}, expected {_shown(self._fingerprint)}"
+            )
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, fingerprint):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the fingerprint check replaces it
+        super().__init__(context=context)
+        self._pinned_context = context
+        self._fingerprint = fingerprint
+
+    def https_open(self, req):
+        def connection(host, **kwargs):
+            return _PinnedHTTPSConnection(host, fingerprint=self._fingerprint, **kwargs)
+
+        return self.do_open(connection, req, context=self._pinned_context)
+
+
+class TlsTrust:
+    """Whom to trust for an https:// farm: the system's certificate authorities (nothing
+    set), a CA file (PEM), or exactly one certificate by its SHA-256 fingerprint, which
+    then decides alone. Raises FarmError for a fingerprint that is no fingerprint."""
+
+    def __init__(self, ca_file="", fingerprint=""):
+        self.ca_file = (ca_file or "").strip()
+        self.fingerprint = normalize_fingerprint(fingerprint)
+
+    @property
+    def custom(self):
+        return bool(self.ca_file or self.fingerprint)
+
+    def opener(self):
+        if self.fingerprint:
+            return urllib.request.build_opener(_PinnedHTTPSHandler(self.fingerprint))
+        if self.ca_file:
+            try:
+                context = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as error:
+                raise FarmError(f"Cannot use the CA file {self.ca_file}: {error}") from None
+            return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        return urllib.request.build_opener()
+
+
+_SYSTEM_TRUST = TlsTrust()
 
 
 # ---- multipart/form-data, streamed ----------------------------------------------------
@@ -161,11 +259,15 @@ def _error_text(body_bytes):
     return text[:300]
 
 
-def _request(method, url, token, what, data=None, headers=None, timeout=DEFAULT_TIMEOUT):
+def _request(method, url, token, what, data=None, headers=None, timeout=DEFAULT_TIMEOUT, trust=None):
+    trust = trust or _SYSTEM_TRUST
     request = urllib.request.Request(url, data=data, method=method, headers=_headers(token, headers))
     address = url.split("/api/", 1)[0]
+    if trust.custom and not url.startswith("https://"):
+        raise FarmError(f"A CA file or certificate fingerprint is set, but the farm address {address} is not https://: "
+                        "change it to https://")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with trust.opener().open(request, timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as error:
         try:
@@ -178,6 +280,15 @@ def _request(method, url, token, what, data=None, headers=None, timeout=DEFAULT_
         raise FarmError(message, error.code) from None
     except urllib.error.URLError as error:
         reason = error.reason
+        if isinstance(reason, CertificateMismatch):
+            raise FarmError(f"Refused the farm at {address}: {reason}. Nothing was sent; check the certificate "
+                            "fingerprint in the Archenland preferences (the farm prints it at start)") from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise FarmError(f"Refused the farm at {address}: its certificate is not trusted ({reason.verify_message}). "
+                            "Choose the farm's CA file, or enter its certificate fingerprint, in the Archenland "
+                            "preferences") from None
+        if isinstance(reason, ssl.SSLError) and reason.reason == "WRONG_VERSION_NUMBER":
+            raise FarmError(f"The farm at {address} does not speak https on this port: use http://") from None
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise FarmError(f"The farm at {address} did not answer within {timeout:.0f} s") from None
         if isinstance(reason, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
@@ -193,11 +304,11 @@ def _request(method, url, token, what, data=None, headers=None, timeout=DEFAULT_
         raise FarmError(f"The farm at {address} sent something that is not JSON: {body[:120]!r}") from None
 
 
-def check_farm(address, token, timeout=15.0):
-    """A small request that needs the same address and token as an upload, made before
-    packing so a typo fails in a second. Returns the farm's workers."""
+def check_farm(address, token, timeout=15.0, trust=None):
+    """A small request that needs the same address, token and trust as an upload, made
+    before packing so a typo fails in a second. Returns the farm's workers."""
     address = normalize_address(address)
-    workers = _request("GET", f"{address}/api/workers", token, "the token", timeout=timeout)
+    workers = _request("GET", f"{address}/api/workers", token, "the token", timeout=timeout, trust=trust)
     if not isinstance(workers, list):
         raise FarmError(f"{address} answered, but it does not look like an Archenland farm")
     return workers
@@ -207,7 +318,7 @@ def online_workers(workers):
     return [w for w in workers if isinstance(w, dict) and w.get("state") != "offline"]
 
 
-def submit_job(address, token, blend_path, fields, filename=None, progress=None, timeout=DEFAULT_TIMEOUT):
+def submit_job(address, token, blend_path, fields, filename=None, progress=None, timeout=DEFAULT_TIMEOUT, trust=None):
     """Uploads the .blend with the given text fields; returns the job the farm created."""
     address = normalize_address(address)
     body = MultipartFile({k: str(v) for k, v in fields.items()}, "file", blend_path, filename)
@@ -219,15 +330,18 @@ def submit_job(address, token, blend_path, fields, filename=None, progress=None,
         data=body.chunks(progress),
         headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
         timeout=timeout,
+        trust=trust,
     )
     if not isinstance(job, dict) or not isinstance(job.get("id"), str):
         raise FarmError(f"The farm accepted the upload but sent no job id: {str(job)[:200]}")
     return job
 
 
-def get_job(address, token, job_id, timeout=15.0):
+def get_job(address, token, job_id, timeout=15.0, trust=None):
     address = normalize_address(address)
-    return _request("GET", f"{address}/api/jobs/{urllib.parse.quote(job_id, safe='')}", token, "the status request", timeout=timeout)
+    return _request(
+        "GET", f"{address}/api/jobs/{urllib.parse.quote(job_id, safe='')}", token, "the status request", timeout=timeout, trust=trust
+    )
 
 
 def describe_job(job):

@@ -27,9 +27,10 @@ def _megabytes(size):
 class Submission:
     """One upload of one saved copy. Runs in a daemon thread; `done` is set at the end."""
 
-    def __init__(self, address, token, blender_binary, copy_path, workdir, fields, filename=None, log=print):
+    def __init__(self, address, token, blender_binary, copy_path, workdir, fields, filename=None, log=print, trust=None):
         self.address = address
         self.token = token
+        self.trust = trust  # farm_client.TlsTrust for an https:// farm; None: the system's CAs
         self.blender_binary = blender_binary
         self.copy_path = copy_path
         self.workdir = workdir
@@ -65,7 +66,7 @@ class Submission:
     def run(self):
         try:
             self._phase("checking", f"contacting the farm at {self.address}")
-            workers = farm_client.check_farm(self.address, self.token)
+            workers = farm_client.check_farm(self.address, self.token, trust=self.trust)
             if not farm_client.online_workers(workers):
                 self.warnings.append("No render worker is connected to the farm right now: "
                                      "the job will wait until one connects")
@@ -77,7 +78,7 @@ class Submission:
             self._phase("uploading", f"uploading {self.filename} ({_megabytes(self.total)}, "
                                      f"{len(self.packed)} external file(s) packed)")
             self.job = farm_client.submit_job(
-                self.address, self.token, self.copy_path, self.fields, self.filename, progress=self._progress
+                self.address, self.token, self.copy_path, self.fields, self.filename, progress=self._progress, trust=self.trust
             )
             self._phase("submitted", f"submitted job {self.job['id']}")
         except (FarmError, packing.PackError) as error:
@@ -109,9 +110,10 @@ class Submission:
 class JobWatcher:
     """The latest known status of one job. tick() is cheap and never blocks."""
 
-    def __init__(self, address, token, job):
+    def __init__(self, address, token, job, trust=None):
         self.address = address
         self.token = token
+        self.trust = trust
         self.job_id = job["id"]
         self.url = farm_client.job_page_url(address, self.job_id)
         self.job = job
@@ -140,7 +142,7 @@ class JobWatcher:
 
     def _fetch(self):
         try:
-            outcome = ("job", farm_client.get_job(self.address, self.token, self.job_id))
+            outcome = ("job", farm_client.get_job(self.address, self.token, self.job_id, trust=self.trust))
         except FarmError as error:
             outcome = ("error", error)
         except Exception as error:  # never let a polling thread die silently

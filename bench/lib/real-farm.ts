@@ -48,7 +48,7 @@ export class RealFarm {
         web_port: farm.server.httpPort,
         name,
         cache_dir: path.join(farm.root, name),
-        token: farm.server.token,
+        token: farm.server.tokens.worker!,
       },
       silentLogger,
     );
@@ -64,7 +64,7 @@ export class RealFarm {
   }
 
   get token(): string {
-    return this.farm.server.token;
+    return this.farm.server.tokens.user!;
   }
 
   timeline(jobId: string): JobTimeline {

@@ -93,6 +93,7 @@ send({
   httpUrl: server.httpUrl,
   httpPort: server.httpPort,
   wsPort: server.wsPort,
-  token: server.token,
+  token: server.tokens.user,
+  workerToken: server.tokens.worker,
   dataDir: server.dataDir.root,
 });

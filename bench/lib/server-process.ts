@@ -37,7 +37,10 @@ export class ServerProcess {
   httpUrl = '';
   httpPort = 0;
   wsPort = 0;
+  /** A user token, for the API. */
   token = '';
+  /** A worker token, for simulated workers. */
+  workerToken = '';
   dataDir = '';
   /** jobId -> every state it was reported in, in order. */
   readonly jobs = new Map<string, JobUpdate[]>();
@@ -86,6 +89,7 @@ export class ServerProcess {
             httpPort: message.httpPort,
             wsPort: message.wsPort,
             token: message.token,
+            workerToken: message.workerToken,
             dataDir: message.dataDir,
           });
           resolve();

@@ -5,7 +5,7 @@
  * Blender. Used by the scale, big-files, tail-duplication and ui-load benchmarks and by
  * test/scale-smoke.test.ts.
  *
- * Each worker: `hello` with the farm token → waits for `welcome` → `ready`; on `probe`
+ * Each worker: `hello` with a worker token → waits for `welcome` → `ready`; on `probe`
  * answers `probe_result` with a made-up SceneInfo; on `render` waits the simulated render
  * time (optionally sending `progress` as it goes), sends `frame_log`, PUTs a fake frame to
  * /api/worker/jobs/:id/frames/:n, then sends `ready` again. On `cancel` it stops a render in
@@ -25,7 +25,7 @@ import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
-import { PROTOCOL_VERSION, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../../src/protocol/index.ts';
+import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../../src/protocol/index.ts';
 
 export type FrameBody = { kind: 'buffer'; body: Buffer; sha256: string } | { kind: 'file'; file: string; size: number; sha256: string };
 
@@ -264,6 +264,8 @@ function bump(map: Map<string, Map<number, number>>, jobId: string, frame: numbe
 
 class SimWorker {
   id: string | undefined;
+  /** From the welcome: binds this worker's uploads to its connection. */
+  uploadKey: string | undefined;
   private socket: WebSocket | null = null;
   private readySentAt = Number.NaN;
   private firstReady = true;
@@ -295,6 +297,7 @@ class SimWorker {
           host: 'simulated',
           threads: 1,
           blenderVersion: '3.4.1',
+          allowScripts: false,
           holding: [],
         } as WorkerMessage);
       });
@@ -308,6 +311,7 @@ class SimWorker {
         }
         if (message.type === 'welcome') {
           this.id = message.workerId;
+          this.uploadKey = message.uploadKey;
           welcomed = true;
           this.ready();
           resolve();
@@ -507,7 +511,7 @@ class SimWorker {
           authorization: `Bearer ${this.opts.token}`,
           'content-type': 'application/octet-stream',
           'content-length': size,
-          'x-archenland-worker': this.id!,
+          [UPLOAD_KEY_HEADER]: this.uploadKey!,
           'x-archenland-sha256': body.sha256,
           'x-archenland-render-ms': String(Math.round(renderMs)),
         },

@@ -1,15 +1,29 @@
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
+import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { loadSettings, ConfigError } from '../config/index.ts';
 import { CLIENT_HEADER } from '../protocol/index.ts';
+import { CertificateError, explainTlsError, fingerprintOfPem, parseFingerprint, TlsClient, workerTls, type TlsTrust } from '../util/tls-client.ts';
 
 export interface ClientOptions {
   server?: string;
   token?: string;
   config?: string;
+  /** PEM file of the certificate authority that signed the server's certificate (--tls-ca). */
+  tlsCa?: string;
+  /** SHA-256 fingerprint of the server's certificate (--tls-fingerprint). */
+  tlsFingerprint?: string;
+}
+
+/** Where the farm is, how to prove who we are, and whom to trust for an https:// server. */
+export interface ResolvedClient {
+  baseUrl: string;
+  token?: string;
+  trust: TlsTrust;
 }
 
 /** Thrown for answers scripts should see as failure; the message is the server's own. Status 0: unreachable. */
@@ -27,19 +41,42 @@ export class ApiError extends Error {
  * else ./settings.conf when present: a server's web_port and token file, or a worker's
  * address, web_port and token), environment (ARCHENLAND_SERVER, ARCHENLAND_TOKEN, and the
  * ARCHENLAND_* settings variables), flags (--server, --token).
+ *
+ * Trust for an https:// server comes from the highest of these that gives any: flags
+ * (--tls-ca, --tls-fingerprint), environment (ARCHENLAND_TLS_CA, ARCHENLAND_TLS_FINGERPRINT),
+ * or the settings file, but from the file only when the address does too: a server's
+ * tls_cert (its certificate is pinned) or a worker's tls, tls_ca and tls_fingerprint.
  */
-export function resolveClient(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): { baseUrl: string; token?: string } {
+export function resolveClient(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): ResolvedClient {
   const needLocal = options.server === undefined && !env.ARCHENLAND_SERVER;
   const needToken = options.token === undefined && !env.ARCHENLAND_TOKEN;
-  const local = needLocal || needToken || options.config !== undefined ? localServer(options.config) : { url: '' };
+  const local: LocalServer = needLocal || needToken || options.config !== undefined ? localServer(options.config) : { url: '', trust: {} };
   const raw = options.server ?? (env.ARCHENLAND_SERVER || undefined) ?? local.url;
   const token = options.token ?? (env.ARCHENLAND_TOKEN || undefined) ?? local.token;
-  return { baseUrl: normaliseServer(raw), token };
+  const layers: Array<{ trust: TlsTrust; source: string }> = [
+    { trust: { caFile: options.tlsCa, fingerprint: options.tlsFingerprint }, source: '--tls-fingerprint' },
+    { trust: { caFile: env.ARCHENLAND_TLS_CA || undefined, fingerprint: env.ARCHENLAND_TLS_FINGERPRINT || undefined }, source: 'ARCHENLAND_TLS_FINGERPRINT' },
+    // The file's certificate says nothing about a server named elsewhere.
+    { trust: needLocal ? local.trust : {}, source: 'the settings file' },
+  ];
+  const chosen = layers.find(({ trust }) => trust.caFile !== undefined || trust.fingerprint !== undefined);
+  const trust = chosen?.trust ?? {};
+  if (trust.fingerprint !== undefined && parseFingerprint(trust.fingerprint) === null) {
+    throw new ConfigError(`${chosen!.source}: "${trust.fingerprint}" is not a SHA-256 fingerprint: expected 64 hex digits, colons allowed`);
+  }
+  return { baseUrl: normaliseServer(raw, chosen !== undefined), token, trust };
 }
 
-/** Accepts "host", "host:port" or a full URL. */
-function normaliseServer(raw: string): string {
-  const withScheme = /^https?:\/\//i.test(raw) ? raw : `http://${raw}`;
+/**
+ * Accepts "host", "host:port" or a full URL. Without a scheme, https when a certificate
+ * to trust was given (it only means something for https), else http.
+ */
+function normaliseServer(raw: string, trustGiven = false): string {
+  const hasScheme = /^https?:\/\//i.test(raw);
+  if (trustGiven && hasScheme && /^http:/i.test(raw)) {
+    throw new ConfigError(`the server address ${raw} is plain http://, but a certificate to trust was given (--tls-ca, --tls-fingerprint or ARCHENLAND_TLS_*): use https://`);
+  }
+  const withScheme = hasScheme ? raw : `${trustGiven ? 'https' : 'http'}://${raw}`;
   let url: URL;
   try {
     url = new URL(withScheme);
@@ -49,16 +86,27 @@ function normaliseServer(raw: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
-function localServer(configFile?: string): { url: string; token?: string } {
+interface LocalServer {
+  url: string;
+  token?: string;
+  trust: TlsTrust;
+}
+
+function firstLine(file: string): string | undefined {
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
+}
+
+function localServer(configFile?: string): LocalServer {
   // A file named with --config must exist; the default ./settings.conf may be absent.
   if (configFile !== undefined && !existsSync(configFile)) throw new ConfigError(`${configFile}: settings file not found`);
   const file = configFile ?? (existsSync('settings.conf') ? 'settings.conf' : undefined);
   try {
     const settings = loadSettings('server', { file: file ?? false, flags: {} });
-    const tokenFile = path.join(settings.data_dir, 'farm-token');
-    const token = settings.token ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+    // The server's first user token, else the legacy farm token of an older data folder.
+    const token = settings.token ?? firstLine(path.join(settings.data_dir, 'user-token')) ?? firstLine(path.join(settings.data_dir, 'farm-token'));
     const host = ['0.0.0.0', '::', ''].includes(settings.bind) ? '127.0.0.1' : settings.bind;
-    return { url: `http://${host.includes(':') ? `[${host}]` : host}:${settings.web_port}`, token };
+    const scheme = settings.tls_cert === undefined ? 'http' : 'https';
+    return { url: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${settings.web_port}`, token, trust: serverCertificatePin(settings.tls_cert) };
   } catch (error) {
     // A worker's settings.conf is not a server's: use its address and ports instead.
     if (!(error instanceof ConfigError) || file === undefined) throw error;
@@ -68,7 +116,24 @@ function localServer(configFile?: string): { url: string; token?: string } {
     } catch {
       throw error; // neither: report the problem as a server settings file
     }
-    return { url: `http://${worker.address}:${worker.web_port}`, token: worker.token };
+    const { secure, trust } = workerTls(worker);
+    const host = worker.address.includes(':') ? `[${worker.address}]` : worker.address;
+    return { url: `${secure ? 'https' : 'http'}://${host}:${worker.web_port}`, token: worker.token, trust };
+  }
+}
+
+/**
+ * Trust for the server whose settings file this is: exactly its own certificate, pinned by
+ * fingerprint. Not the file as a CA: the CLI connects to 127.0.0.1 or the bind address,
+ * which a certificate made for the machine's name does not list, and a certificate signed
+ * by someone else is no trust anchor by itself.
+ */
+function serverCertificatePin(certFile: string | undefined): TlsTrust {
+  if (certFile === undefined) return {};
+  try {
+    return { fingerprint: fingerprintOfPem(readFileSync(certFile)) };
+  } catch (error) {
+    throw new ConfigError(`cannot read the server's certificate ${certFile} (tls_cert) to trust it: ${(error as Error).message}; or pass --tls-ca or --tls-fingerprint`, { file: certFile, key: 'tls_cert' });
   }
 }
 
@@ -81,6 +146,8 @@ export class ApiClient {
   constructor(
     readonly baseUrl: string,
     readonly token?: string,
+    /** http, or https with the trust from resolveClient; watch.ts and upload.ts use it too. */
+    readonly transport: TlsClient = new TlsClient(),
   ) {}
 
   headers(): Record<string, string> {
@@ -93,8 +160,8 @@ export class ApiClient {
     return this.request<T>('GET', pathName);
   }
 
-  post<T>(pathName: string): Promise<T> {
-    return this.request<T>('POST', pathName);
+  post<T>(pathName: string, body?: unknown): Promise<T> {
+    return this.request<T>('POST', pathName, body);
   }
 
   patch<T>(pathName: string, body: unknown): Promise<T> {
@@ -105,26 +172,39 @@ export class ApiClient {
     return this.request<void>('DELETE', pathName);
   }
 
-  private async send(method: string, pathName: string, body?: unknown): Promise<Response> {
+  private async send(method: string, pathName: string, body?: unknown): Promise<IncomingMessage> {
     const headers = this.headers();
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
+    let response: IncomingMessage;
     try {
-      response = await fetch(`${this.baseUrl}${pathName}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      response = await this.transport.send(new URL(`${this.baseUrl}${pathName}`), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (error) {
-      throw new ApiError(`cannot reach the server at ${this.baseUrl}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`, 0);
+      throw this.connectionError(error as Error, 'cannot reach the server at');
     }
-    if (!response.ok) {
-      const answer = (await response.json().catch(() => ({}))) as { error?: string };
-      throw new ApiError(answer.error ?? `HTTP ${response.status} ${response.statusText}`, response.status);
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      const answer = parseJson(await text(response).catch(() => '')) as { error?: string } | undefined;
+      throw new ApiError(answer?.error ?? `HTTP ${status} ${response.statusMessage ?? ''}`.trim(), status);
     }
     return response;
   }
 
+  /**
+   * What to throw when no answer came: a refused certificate is a configuration error (exit
+   * 2), since it will not change until the trust settings do; anything else is "unreachable"
+   * (exit 3, try again later).
+   */
+  connectionError(error: Error, what: string): Error {
+    const explained = explainTlsError(error);
+    if (explained instanceof CertificateError) return new ConfigError(`refused the server at ${this.baseUrl}: ${explained.message}`);
+    return new ApiError(`${what} ${this.baseUrl}: ${explained.message}`, 0);
+  }
+
   private async request<T>(method: string, pathName: string, body?: unknown): Promise<T> {
     const response = await this.send(method, pathName, body);
-    if (response.status === 204) return undefined as T;
-    return (await response.json()) as T;
+    const raw = await text(response);
+    if (response.statusCode === 204) return undefined as T;
+    return JSON.parse(raw) as T;
   }
 
   /**
@@ -139,10 +219,10 @@ export class ApiClient {
     onProgress: (received: number, total: number | null) => void,
   ): Promise<DownloadResult> {
     const response = await this.send('GET', pathName);
-    const name = fileNameOf(response.headers.get('content-disposition')) ?? fallbackName;
+    const name = fileNameOf(response.headers['content-disposition'] ?? null) ?? fallbackName;
     const file = path.join(dir, name);
     const partial = `${file}.partial`;
-    const length = Number(response.headers.get('content-length'));
+    const length = Number(response.headers['content-length']);
     const total = Number.isFinite(length) && length > 0 ? length : null;
     let received = 0;
     onProgress(0, total);
@@ -154,7 +234,7 @@ export class ApiClient {
       },
     });
     try {
-      await pipeline(Readable.fromWeb(response.body! as import('node:stream/web').ReadableStream), counter, createWriteStream(partial));
+      await pipeline(response, counter, createWriteStream(partial));
     } catch (error) {
       await rm(partial, { force: true });
       throw new ApiError(`download of ${pathName} broke off after ${received} bytes: ${(error as Error).message}`, 0);
@@ -165,6 +245,14 @@ export class ApiClient {
     }
     await rename(partial, file);
     return { file, bytes: received };
+  }
+}
+
+function parseJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return undefined;
   }
 }
 

@@ -14,6 +14,8 @@ import {
   type JobDetail,
   type JobPatch,
   type Worker,
+  type CreatedToken,
+  type TokenInfo,
 } from '../protocol/index.ts';
 import {
   clientFrom,
@@ -53,6 +55,7 @@ export function registerClientCommands(program: Command): void {
   registerJobReads(program);
   registerJobActions(program);
   registerWorkerCommands(program);
+  registerTokenCommands(program);
   registerDownloadCommand(program);
 }
 
@@ -231,6 +234,35 @@ function booleanWord(value: string): boolean {
   if (['yes', 'true', 'on'].includes(value.toLowerCase())) return true;
   if (['no', 'false', 'off'].includes(value.toLowerCase())) return false;
   throw new InvalidArgumentError('expected yes or no');
+}
+
+function registerTokenCommands(program: Command): void {
+  const token = program.command('token').description('manage access tokens: user tokens (API, CLI, web UI) and worker tokens (render workers only)');
+  const create = withClientOptions(token.command('create'))
+    .description('create a token; its secret is printed once (store it now: the server keeps only a digest)')
+    .addOption(new Option('--role <role>', 'user: the API, CLI and web UI; worker: the worker protocol only').choices(['user', 'worker']).makeOptionMandatory())
+    .option('--name <name>', 'a name to recognise it by, e.g. the machine it is for')
+    .action(async (options: CommonOptions & { role: 'user' | 'worker'; name?: string }) => {
+      const created = await clientFrom(options).post<CreatedToken>('/api/tokens', { role: options.role, ...(options.name ? { name: options.name } : {}) });
+      print(options.json, created, `${created.role} token ${created.id} (${created.name}):\n${created.token}`);
+    });
+  examples(create, ['archenland token create --role worker --name render-07 > worker-token', 'archenland token create --role user --name alice --json']);
+
+  const list = withClientOptions(token.command('list'))
+    .description('list tokens: id, role, name and when each was made (never the secrets)')
+    .action(async (options: CommonOptions) => {
+      const tokens = await clientFrom(options).get<TokenInfo[]>('/api/tokens');
+      print(options.json, tokens, tokens.map((t) => `${t.id}  ${t.role.padEnd(6)}  ${t.createdAt}  ${t.name}`).join('\n') || 'no tokens');
+    });
+  examples(list, ['archenland token list']);
+
+  const revoke = withClientOptions(token.command('revoke <id>'))
+    .description('revoke a token: its browser sessions end and workers using it are disconnected')
+    .action(async (id: string, options: CommonOptions) => {
+      await clientFrom(options).delete(`/api/tokens/${encodeURIComponent(id)}`);
+      print(options.json, { revoked: id }, `token ${id} revoked`);
+    });
+  examples(revoke, ['archenland token revoke 3f9c0a1b22de']);
 }
 
 function registerWorkerCommands(program: Command): void {

@@ -11,6 +11,7 @@ import {
   type WorkerSettings,
 } from '../config/index.ts';
 import type { Logger } from '../util/log.ts';
+import type { RunningServer } from '../server/index.ts';
 import { examples, EXIT, integer } from './common.ts';
 
 /** Commander gives camelCase options; settings use snake_case keys. Undefined means "not given". */
@@ -85,7 +86,7 @@ export function registerFarmCommands(program: Command): void {
       const { startServer, createLogger } = await farmModules();
       const log = createLogger('server', settings.log_level);
       const running = await startServer(settings, log);
-      printBanner(running.httpUrl, running.token, running.tokenFile);
+      printBanner(running);
       stopOnSignal(log, () => running.close());
     });
   examples(server, [
@@ -104,7 +105,9 @@ export function registerFarmCommands(program: Command): void {
     .action(async (options) => {
       const settings = loadSettings('worker', { file: options.config, flags: settingFlags(options, WORKER_KEYS) });
       if (!settings.token) {
-        throw new ConfigError('a worker needs the farm token: pass --token, set ARCHENLAND_TOKEN, or put token = "..." in settings.conf (the server prints it on first start and keeps it in its data folder, file farm-token)');
+        throw new ConfigError(
+          'a worker needs a worker token: put token = "..." in settings.conf or set ARCHENLAND_TOKEN (the server makes one on first start in its data folder, file worker-token; more with `archenland token create --role worker`)',
+        );
       }
       const { RenderWorker, createLogger } = await farmModules();
       const log = createLogger('worker', settings.log_level);
@@ -117,9 +120,9 @@ export function registerFarmCommands(program: Command): void {
       }
     });
   examples(worker, [
-    'archenland worker --address render-server --token <farm token>',
+    'archenland worker --address render-server          # token = "…" in ./settings.conf',
     'archenland worker --address 10.0.0.5 --threads 8 --name gpu-box',
-    'ARCHENLAND_TOKEN=<farm token> archenland worker -c worker.conf',
+    'ARCHENLAND_TOKEN="$(cat worker-token)" archenland worker -c worker.conf',
   ]);
 
   const start = program
@@ -144,10 +147,18 @@ export function registerFarmCommands(program: Command): void {
           port: running.wsPort,
           web_port: running.httpPort,
           cache_dir: path.join(settings.data_dir, 'local-worker'),
+          // A TLS server: its own certificate, pinned. Not tls_cert as a CA: 127.0.0.1 is
+          // rarely a name the certificate lists, and a CA-signed one is no trust anchor.
+          ...(running.tlsFingerprint ? { tls: true, tls_fingerprint: running.tlsFingerprint } : {}),
         },
       });
-      const localWorker = new RenderWorker({ ...workerSettings, token: running.token }, log.child({ process: 'worker' }));
-      printBanner(running.httpUrl, running.token, running.tokenFile);
+      const workerToken = running.tokens.worker ?? running.tokens.farm;
+      if (!workerToken) {
+        await running.close();
+        throw new ConfigError(`the local worker needs the server's worker token, but ${running.dataDir.workerTokenFile} is gone: create one with \`archenland token create --role worker\` and save it there`);
+      }
+      const localWorker = new RenderWorker({ ...workerSettings, token: workerToken }, log.child({ process: 'worker' }));
+      printBanner(running);
       stopOnSignal(log, async () => {
         await localWorker.drain(DRAIN_GRACE_MS);
         await running.close();
@@ -164,10 +175,14 @@ export function registerFarmCommands(program: Command): void {
  */
 const DRAIN_GRACE_MS = 30 * 60 * 1000;
 
-function printBanner(url: string, token: string, tokenFile: string | null): void {
-  console.log(`Archenland is running: open ${url} in a browser.`);
-  console.log(`Add workers on other machines with: archenland worker --address <this machine> --token ${token}`);
-  console.log(tokenFile ? `(the token is kept in ${tokenFile})` : '(the token comes from the settings)');
+function printBanner(running: RunningServer): void {
+  const { httpUrl, dataDir } = running;
+  console.log(`Archenland is running: open ${httpUrl} in a browser.`);
+  if (running.tlsFingerprint) console.log(`Its certificate's SHA-256 fingerprint, for tls_fingerprint on workers: ${running.tlsFingerprint}`);
+  // Where the tokens are, never the tokens: a terminal's scrollback and logs travel.
+  console.log(`The user token (web UI, CLI, API) is in ${dataDir.userTokenFile}.`);
+  console.log(`Add workers on other machines: put the worker token from ${dataDir.workerTokenFile} into their settings.conf (token = "…"),`);
+  console.log('then run: archenland worker --address <this machine>');
 }
 
 function stopOnSignal(log: Logger, stop: () => Promise<void>): void {

@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline';
 import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import type { Job, Worker } from '../protocol/index.ts';
+import { TlsClient } from '../util/tls-client.ts';
 import { ApiClient, ApiError, resolveClient, type ClientOptions } from './client.ts';
 
 /** Exit codes scripts can rely on (docs/cli.md). */
@@ -17,18 +18,20 @@ export interface CommonOptions extends ClientOptions {
   json?: boolean;
 }
 
-/** --server, --token, --config and --json, shared by every command that talks to a server. */
+/** --server, --token, --config, --tls-ca, --tls-fingerprint and --json, shared by every command that talks to a server. */
 export function withClientOptions(command: Command): Command {
   return command
     .option('--server <url>', 'server URL (env ARCHENLAND_SERVER; default: from settings.conf here, else http://127.0.0.1:8080)')
     .option('--token <token>', 'access token (env ARCHENLAND_TOKEN; default: the token file of a server set up here)')
     .option('-c, --config <file>', 'settings file to find the server in (default: ./settings.conf if present)')
+    .option('--tls-ca <file>', "https: PEM file of the authority that signed the server's certificate (env ARCHENLAND_TLS_CA)")
+    .option('--tls-fingerprint <hex>', "https: accept exactly the certificate with this SHA-256 fingerprint (env ARCHENLAND_TLS_FINGERPRINT)")
     .option('--json', 'print JSON for scripts (the API\'s own objects)');
 }
 
 export function clientFrom(options: ClientOptions): ApiClient {
-  const { baseUrl, token } = resolveClient(options);
-  return new ApiClient(baseUrl, token);
+  const { baseUrl, token, trust } = resolveClient(options);
+  return new ApiClient(baseUrl, token, new TlsClient(trust));
 }
 
 /** Prints JSON for scripts or text for people, on stdout. */

@@ -26,6 +26,7 @@ export function formatJob(job: Job): string {
   ];
   if (job.scene) lines.push(`scene: ${job.scene.engine}, ${job.scene.resolutionX}x${job.scene.resolutionY}, ${job.fps} fps`);
   if (job.error) lines.push(`error: ${job.error}`);
+  if (job.notice) lines.push(`note: ${job.notice}`);
   if (job.videoReady) lines.push(`video: /api/jobs/${job.id}/video`);
   return lines.join('\n');
 }

@@ -1,7 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Job } from '../protocol/index.ts';
@@ -28,10 +26,9 @@ export async function uploadJob(
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const url = new URL('/api/jobs', client.baseUrl);
-  const transport = url.protocol === 'https:' ? https : http;
 
   return new Promise((resolve, reject) => {
-    const request = transport.request(url, {
+    const request = client.transport.request(url, {
       method: 'POST',
       headers: {
         ...client.headers(),
@@ -39,7 +36,7 @@ export async function uploadJob(
         'content-length': head.length + size + tail.length,
       },
     });
-    request.on('error', (error) => reject(new ApiError(`upload to ${client.baseUrl} failed: ${error.message}`, 0)));
+    request.on('error', (error) => reject(client.connectionError(error, 'upload failed: cannot reach the server at')));
     request.on('response', (response) => {
       let body = '';
       response.setEncoding('utf8').on('data', (chunk) => (body += chunk));

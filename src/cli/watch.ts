@@ -1,5 +1,6 @@
 import { WebSocket } from 'ws';
 import { farmEventSchema, parseMessage, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
+import { explainTlsError } from '../util/tls-client.ts';
 import type { ApiClient } from './client.ts';
 
 const finished = new Set(['completed', 'failed', 'cancelled']);
@@ -10,9 +11,14 @@ const finished = new Set(['completed', 'failed', 'cancelled']);
  * happened before the subscription is not missed.
  */
 export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job: Job) => void): Promise<Job> {
-  const info = await client.get<{ wsPort: number }>('/api/info');
+  const info = await client.get<{ wsPort: number; tls?: boolean }>('/api/info');
   const base = new URL(client.baseUrl);
-  const socket = new WebSocket(`ws://${base.hostname.includes(':') ? `[${base.hostname}]` : base.hostname}:${info.wsPort}`);
+  // The server says whether its WebSocket port speaks TLS; one from before `tls` was in
+  // /api/info did when its API did.
+  const secure = info.tls ?? base.protocol === 'https:';
+  // URL.hostname keeps the brackets of an IPv6 address.
+  const url = `${secure ? 'wss' : 'ws'}://${base.hostname}:${info.wsPort}`;
+  const socket = new WebSocket(url, client.transport.webSocketOptions(url));
   return new Promise<Job>((resolve, reject) => {
     const done = (job: Job) => {
       socket.close();
@@ -33,7 +39,7 @@ export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job:
         for (const change of event.changes) if (change.type === 'job' && change.job.id === jobId) update(change.job);
       }
     });
-    socket.on('error', (error) => reject(new Error(`lost the live connection to the server: ${error.message}`)));
+    socket.on('error', (error) => reject(new Error(`lost the live connection to the server: ${explainTlsError(error).message}`)));
     socket.on('close', () => reject(new Error('the server closed the live connection')));
   });
 }

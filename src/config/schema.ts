@@ -81,7 +81,7 @@ export const workerSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('Run Python embedded in .blend files for jobs that ask for it (allowScripts); false: such jobs go to other workers'),
-  tls: z.boolean().default(false).describe('Connect with HTTPS and WSS (the server has tls_cert and tls_key)'),
+  tls: z.boolean().default(false).describe('Connect with HTTPS and WSS (the server has tls_cert and tls_key); tls_ca or tls_fingerprint imply it'),
   tls_ca: file("PEM file of the certificate authority that signed the server's certificate, for a self-signed or private one"),
   tls_fingerprint: fingerprint("SHA-256 fingerprint of the server's certificate; when set, exactly that certificate is accepted, whoever signed it"),
   log_level: logLevel(),

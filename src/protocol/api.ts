@@ -92,6 +92,8 @@ export const jobSchema = z.object({
   etaMs: z.number().nullable(),
   videoReady: z.boolean(),
   error: z.string().nullable(),
+  /** Why the job waits, when the farm knows (no worker may take it, say). */
+  notice: z.string().nullable(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
@@ -283,10 +285,33 @@ export const frameLogSchema = z.object({ number: z.number().int(), error: z.stri
 export type FrameLog = z.infer<typeof frameLogSchema>;
 
 export const loginSchema = z.strictObject({ token: z.string().min(1).max(512) });
+
+/**
+ * user: the API, the CLI and the web UI. worker: the worker protocol only (it cannot list,
+ * submit, change or delete jobs). farm: the legacy single token, both at once.
+ */
+export const tokenRoleSchema = z.enum(['user', 'worker', 'farm']);
+export type TokenRole = z.infer<typeof tokenRoleSchema>;
+export const tokenInfoSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: tokenRoleSchema,
+  createdAt: z.string().describe('ISO 8601'),
+});
+export type TokenInfo = z.infer<typeof tokenInfoSchema>;
+export const tokenRequestSchema = z.strictObject({
+  role: z.enum(['user', 'worker']),
+  name: z.string().trim().min(1).max(100).optional(),
+});
+export type TokenRequest = z.infer<typeof tokenRequestSchema>;
+/** The answer to creating a token: the only time its secret is shown. */
+export const createdTokenSchema = tokenInfoSchema.extend({ token: z.string() });
+export type CreatedToken = z.infer<typeof createdTokenSchema>;
 export const sessionSchema = z.object({ authenticated: z.boolean() });
 export type Session = z.infer<typeof sessionSchema>;
 /** `GET /api/info`: what a browser needs to open the live connection. */
-export const infoSchema = z.object({ protocol: z.number().int(), wsPort: z.number().int() });
+/** `tls`: the server speaks HTTPS and WSS (tls_cert and tls_key), so clients use wss:// on wsPort. */
+export const infoSchema = z.object({ protocol: z.number().int(), wsPort: z.number().int(), tls: z.boolean() });
 export type Info = z.infer<typeof infoSchema>;
 
 /**
@@ -295,6 +320,9 @@ export type Info = z.infer<typeof infoSchema>;
  * form post or image request cannot act on the farm (CSRF).
  */
 export const CLIENT_HEADER = 'x-archenland-client';
+
+/** Frame and tile uploads carry the upload key their worker's connection was welcomed with. */
+export const UPLOAD_KEY_HEADER = 'x-archenland-upload-key';
 
 export const apiErrorSchema = z.object({ error: z.string(), details: z.unknown().optional() });
 export type ApiError = z.infer<typeof apiErrorSchema>;

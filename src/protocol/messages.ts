@@ -7,7 +7,7 @@ import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -31,6 +31,8 @@ const helloSchema = z.object({
   host: z.string().min(1).max(255),
   threads: z.number().int().min(0).max(1024),
   blenderVersion: z.string().max(100).nullable(),
+  /** The worker runs jobs whose .blend Python may run (its allow_scripts setting). */
+  allowScripts: z.boolean().default(false),
   /** Frames rendered while the worker was away whose uploads are still on their way. */
   holding: z.array(z.object({ jobId: idSchema, frame: z.number().int(), tile: tileIndexSchema })).max(10_000).default([]),
 });
@@ -127,7 +129,13 @@ export const probeRequestSchema = z.object({
 export type ProbeRequest = z.infer<typeof probeRequestSchema>;
 
 export const serverToWorkerSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('welcome'), workerId: idSchema, protocol: z.number().int() }),
+  z.object({
+    type: z.literal('welcome'),
+    workerId: idSchema,
+    protocol: z.number().int(),
+    /** Sent with every upload (x-archenland-upload-key): binds it to this connection. */
+    uploadKey: z.string().min(16).max(100),
+  }),
   renderAssignmentSchema,
   probeRequestSchema,
   /** The job ended or the frame went to someone else: stop and drop it. */

@@ -37,6 +37,8 @@ export interface QueuedJob {
   paused?: boolean;
   /** How frames may be split into tiles; whole frames when absent. */
   tiling?: JobTilingPlan;
+  /** The job runs the .blend's Python: only workers that allow scripts may take it. */
+  needsScripts?: boolean;
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -52,6 +54,8 @@ export type FrameOutcome =
   /** `stitch`: that was the last tile of a split frame; the farm stitches, then calls `frameStitched`. */
   | { kind: 'accepted'; jobFinished: boolean; cancel: Assignment[]; stitch: boolean }
   | { kind: 'duplicate' }
+  /** The worker was never given this frame or tile: its result is refused. */
+  | { kind: 'not_assigned' }
   | { kind: 'unknown' };
 
 export type FailureOutcome =
@@ -75,6 +79,7 @@ interface JobEntry {
   seq: number;
   paused: boolean;
   tiling: JobTilingPlan;
+  needsScripts: boolean;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
   fresh: number[];
   next: number;
@@ -83,6 +88,11 @@ interface JobEntry {
   tileQueue: string[];
   /** unit -> workers currently rendering it -> when each started. */
   inFlight: Map<string, Map<string, number>>;
+  /**
+   * unit -> every worker it was handed to (or claimed by) while its frame is open: only
+   * they may deliver or fail it, even after it went elsewhere (a late result still wins).
+   */
+  assignedTo: Map<string, Set<string>>;
   /** Whole frames (not tiles) in flight, so counts cost nothing. */
   wholeInFlight: number;
   split: Map<number, SplitFrame>;
@@ -136,6 +146,9 @@ export class Scheduler {
   /** worker -> "job#unit" keys it holds, to hand them back if it vanishes. */
   private readonly held = new Map<string, Set<string>>();
 
+  /** Workers whose owners let them run the Python inside .blend files (allow_scripts). */
+  private readonly scriptWorkers = new Set<string>();
+
   /** worker -> running average of its whole-frame times (ms), learnt from finished work. */
   private readonly averageMs = new Map<string, number>();
   private readonly now: () => number;
@@ -152,11 +165,13 @@ export class Scheduler {
       seq: job.seq,
       paused: job.paused ?? false,
       tiling: job.tiling ?? { mode: 'off' },
+      needsScripts: job.needsScripts ?? false,
       fresh: [...job.frames],
       next: 0,
       retry: [],
       tileQueue: [],
       inFlight: new Map(),
+      assignedTo: new Map(),
       wholeInFlight: 0,
       split: new Map(),
       stitching: new Set(),
@@ -196,6 +211,11 @@ export class Scheduler {
   /** Whether the frame is still to be finished (queued, rendering, or split and not yet stitched). */
   isOpen(jobId: string, frame: number): boolean {
     return this.jobs.get(jobId)?.open.has(frame) ?? false;
+  }
+
+  /** Whether the worker was given this frame (or tile) while it is open: only then may it deliver it. */
+  wasAssigned(jobId: string, frame: number, workerId: string, tile?: number): boolean {
+    return this.jobs.get(jobId)?.assignedTo.get(unitKey(frame, tile))?.has(workerId) ?? false;
   }
 
   /** The tiles of a split frame and how each stands; null for a frame rendered whole. */
@@ -241,6 +261,12 @@ export class Scheduler {
   setPaused(jobId: string, paused: boolean): void {
     const entry = this.jobs.get(jobId);
     if (entry) entry.paused = paused;
+  }
+
+  /** Whether the worker runs jobs that need scripts; told once when it connects. */
+  setScriptsAllowed(workerId: string, allowed: boolean): void {
+    if (allowed) this.scriptWorkers.add(workerId);
+    else this.scriptWorkers.delete(workerId);
   }
 
   workerReady(workerId: string): void {
@@ -326,6 +352,7 @@ export class Scheduler {
     const split = entry.split.get(frame);
     if (!entry.open.has(frame) || (tile === undefined) !== (split === undefined)) return { kind: 'duplicate' };
     if (split && (tile! >= split.regions.length || split.done.has(tile!))) return { kind: 'duplicate' };
+    if (!entry.assignedTo.get(unit)?.has(workerId)) return { kind: 'not_assigned' };
 
     const holders = entry.inFlight.get(unit);
     const startedAt = holders?.get(workerId);
@@ -343,6 +370,7 @@ export class Scheduler {
       entry.stitching.add(frame);
       return { kind: 'accepted', jobFinished: false, cancel, stitch: true };
     }
+    this.forgetAssignments(entry, frame);
     entry.open.delete(frame);
     entry.done++;
     return { kind: 'accepted', jobFinished: entry.open.size === 0, cancel, stitch: false };
@@ -352,6 +380,7 @@ export class Scheduler {
   frameStitched(jobId: string, frame: number): { jobFinished: boolean } | null {
     const entry = this.jobs.get(jobId);
     if (!entry || !entry.stitching.delete(frame)) return null;
+    this.forgetAssignments(entry, frame);
     entry.split.delete(frame);
     entry.open.delete(frame);
     entry.done++;
@@ -362,6 +391,7 @@ export class Scheduler {
   stitchFailed(jobId: string, frame: number): FailureOutcome {
     const entry = this.jobs.get(jobId);
     if (!entry || !entry.stitching.delete(frame)) return { kind: 'unknown' };
+    this.forgetAssignments(entry, frame);
     entry.split.delete(frame);
     const unit = unitKey(frame);
     const attempts = (entry.attempts.get(unit) ?? 0) + 1;
@@ -378,7 +408,7 @@ export class Scheduler {
   frameFailed(jobId: string, frame: number, workerId: string, tile?: number): FailureOutcome {
     const entry = this.jobs.get(jobId);
     const unit = unitKey(frame, tile);
-    if (!entry || !this.isOpenUnit(entry, unit)) return { kind: 'unknown' };
+    if (!entry || !this.isOpenUnit(entry, unit) || !entry.assignedTo.get(unit)?.has(workerId)) return { kind: 'unknown' };
     const attempts = (entry.attempts.get(unit) ?? 0) + 1;
     entry.attempts.set(unit, attempts);
     let failedOn = entry.failedOn.get(unit);
@@ -415,7 +445,7 @@ export class Scheduler {
 
   private takeWorkFor(workerId: string): Assignment | null {
     for (const entry of this.order) {
-      if (entry.paused || entry.blocked.has(workerId)) continue;
+      if (!this.mayTake(entry, workerId)) continue;
       const unit = this.takePending(entry, workerId);
       if (unit === undefined) continue;
       this.addHolder(entry, unit, workerId);
@@ -501,7 +531,7 @@ export class Scheduler {
     const copies: Assignment[] = [];
     for (const workerId of measured) {
       const mine = this.averageMs.get(workerId)!;
-      const index = candidates.findIndex((c) => c.holder !== workerId && !c.entry.blocked.has(workerId));
+      const index = candidates.findIndex((c) => c.holder !== workerId && this.mayTake(c.entry, workerId));
       const best = index < 0 ? undefined : candidates[index]!;
       if (!best || mine * best.share >= best.left) continue;
       candidates.splice(index, 1);
@@ -509,6 +539,11 @@ export class Scheduler {
       copies.push(this.assignment(best.entry, workerId, best.unit));
     }
     return copies;
+  }
+
+  /** Whether the worker may be given work of this job now. */
+  private mayTake(entry: JobEntry, workerId: string): boolean {
+    return !entry.paused && !entry.blocked.has(workerId) && (!entry.needsScripts || this.scriptWorkers.has(workerId));
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */
@@ -522,10 +557,17 @@ export class Scheduler {
         this.dropHolder(entry, unit, holder);
       }
     }
+    this.forgetAssignments(entry, frame);
     entry.split.delete(frame);
     entry.open.delete(frame);
     entry.failed++;
     return { jobFinished: entry.open.size === 0, cancel };
+  }
+
+  /** The frame is settled or starts over: who was given it, or its tiles, no longer matters. */
+  private forgetAssignments(entry: JobEntry, frame: number): void {
+    entry.assignedTo.delete(unitKey(frame));
+    for (const { index } of entry.split.get(frame)?.regions ?? []) entry.assignedTo.delete(unitKey(frame, index));
   }
 
   private addHolder(entry: JobEntry, unit: string, workerId: string): void {
@@ -536,6 +578,9 @@ export class Scheduler {
     }
     holders.set(workerId, this.now());
     this.held.get(workerId)?.add(heldKey(entry.jobId, unit));
+    let assigned = entry.assignedTo.get(unit);
+    if (!assigned) entry.assignedTo.set(unit, (assigned = new Set()));
+    assigned.add(workerId);
   }
 
   /** Removes one holder of a unit; true when nobody renders the unit any more. */

@@ -24,6 +24,10 @@ export interface ConnectedWorker {
   current: CurrentWork | null;
   /** Its stored row, kept current by every write, so publishing it costs no query. */
   row: WorkerRow;
+  /** Its owner lets it run the Python inside .blend files (allow_scripts). */
+  allowScripts: boolean;
+  /** Sent in the welcome; its uploads present it, binding them to this connection. */
+  uploadKey: string;
 }
 
 export const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>

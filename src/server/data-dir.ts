@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -12,8 +11,17 @@ export class DataDir {
   get database() {
     return path.join(this.root, 'farm.sqlite');
   }
+  /** The legacy single token of servers from before token roles; honoured while it exists. */
   get tokenFile() {
     return path.join(this.root, 'farm-token');
+  }
+  /** The first user token, made on first start for the CLI and browsers on this machine. */
+  get userTokenFile() {
+    return path.join(this.root, 'user-token');
+  }
+  /** The first worker token, made on first start; `archenland start` gives it to its worker. */
+  get workerTokenFile() {
+    return path.join(this.root, 'worker-token');
   }
   get tmp() {
     return path.join(this.root, 'tmp');
@@ -48,20 +56,6 @@ export class DataDir {
     for (const dir of [this.root, this.tmp, path.join(this.root, 'blends'), path.join(this.root, 'jobs')]) {
       mkdirSync(dir, { recursive: true });
     }
-  }
-
-  /**
-   * The farm token workers present. Generated once and kept in the data directory so
-   * `archenland start` and a CLI run in the same folder find it without copying.
-   */
-  loadOrCreateToken(configured?: string): { token: string; created: boolean } {
-    if (configured) return { token: configured, created: false };
-    if (existsSync(this.tokenFile)) {
-      return { token: readFileSync(this.tokenFile, 'utf8').trim(), created: false };
-    }
-    const token = randomBytes(24).toString('base64url');
-    writeFileSync(this.tokenFile, `${token}\n`, { mode: 0o600 });
-    return { token, created: true };
   }
 }
 

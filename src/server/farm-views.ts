@@ -66,7 +66,17 @@ export class FarmViews {
       this.storedCounts.set(row.id, (await this.store.frameCounts(row.id)).get(row.id) ?? emptyCounts());
     }
     const counts = this.countsOf(row.id);
-    return jobView(row, counts, this.timesOf(row.id, counts));
+    return { ...jobView(row, counts, this.timesOf(row.id, counts)), notice: this.noticeOf(row) };
+  }
+
+  /** Why a job that should be rendering is not, when the farm knows: a user should not wait in silence. */
+  private noticeOf(row: JobRow): string | null {
+    if (row.allow_scripts !== 1 || !['queued', 'rendering'].includes(row.state)) return null;
+    const workers = [...this.workers.values()];
+    if (workers.some((worker) => worker.allowScripts)) return null;
+    return workers.length === 0
+      ? null
+      : 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
   }
 
   frame(row: FrameSummaryRow): Frame {

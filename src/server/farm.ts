@@ -345,16 +345,28 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       threads: hello.threads,
       blender_version: hello.blenderVersion,
     });
-    this.workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row });
+    const uploadKey = randomBytes(24).toString('base64url');
+    this.workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, uploadKey });
+    this.scheduler.setScriptsAllowed(id, hello.allowScripts);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!this.scheduler.claim(jobId, frame, id, tile)) continue;
       await this.views.saveFrame(jobId, frame, { state: 'rendering', worker_id: tile === undefined ? id : null });
     }
-    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol });
+    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
     this.log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await this.views.publishWorker(id);
+    await this.publishScriptJobs();
     this.requestProbes();
     return id;
+  }
+
+  /**
+   * The worker whose open connection was given this upload key. Uploads prove with it that
+   * they come from that connection, so a worker token alone cannot deliver another's frames.
+   */
+  workerForUploadKey(key: string): string | undefined {
+    for (const worker of this.workers.values()) if (worker.uploadKey === key) return worker.id;
+    return undefined;
   }
 
   workerReady(workerId: string): void {
@@ -389,6 +401,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     for (const [jobId, prober] of this.probes) if (prober === workerId) this.probes.set(jobId, null);
     await this.store.touchWorker(workerId);
     await this.views.publishWorker(workerId);
+    await this.publishScriptJobs();
     this.requestProbes();
     this.pump();
   }
@@ -451,6 +464,13 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       : tiles?.states[tile] === undefined ? `frame ${frame} is not split into that tile`
       : tiles.states[tile] === 'done' ? 'tile already done'
       : null;
+    // Only the worker (or workers, at the tail) it was handed to may deliver it.
+    const unassigned = !refusal && !this.scheduler.wasAssigned(jobId, frame, workerId, tile);
+    if (unassigned) {
+      this.log.warn({ workerId, jobId, frame, tile }, 'result refused: not assigned to this worker');
+      await discardFile(upload.tempPath);
+      return { accepted: false, reason: `${tile === undefined ? `frame ${frame}` : `tile ${tile} of frame ${frame}`} was not assigned to this worker` };
+    }
     if (refusal) {
       if (tile === undefined) this.takeEarlyLog(jobId, frame, workerId); // a losing copy's log is not the frame's
       await discardFile(upload.tempPath);
@@ -708,6 +728,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       failed: counts.failed,
       paused,
       tiling,
+      needsScripts: row.allow_scripts === 1,
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.background(this.finishRendering(row.id));
@@ -794,10 +815,18 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
             type: 'probe',
             jobId,
             blend: { sha256: row.blend_sha256, size: row.blend_size },
-            allowScripts: row.allow_scripts === 1,
+            // A worker that refuses scripts reads the scene with them off: the probe only reads settings.
+            allowScripts: row.allow_scripts === 1 && worker.allowScripts,
           });
         }),
       );
+    }
+  }
+
+  /** Jobs that need scripts say whether any connected worker allows them: republished as workers come and go. */
+  private async publishScriptJobs(): Promise<void> {
+    for (const row of await this.store.listJobsInState(['queued', 'rendering'])) {
+      if (row.allow_scripts === 1) await this.views.publishJob(row.id);
     }
   }
 

@@ -1,25 +1,28 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
-import fastifyStatic from '@fastify/static';
 import { z } from 'zod';
 import {
-  CLIENT_HEADER,
-  describeIssues,
   frameCursorSchema,
   idSchema,
   jobPatchSchema,
-  loginSchema,
   PROTOCOL_VERSION,
   sha256Schema,
   tileIndexSchema,
+  UPLOAD_KEY_HEADER,
   type FarmChange,
 } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import { bearerToken, hasSessionCookie, isLoopback, SESSION_COOKIE, sessionValue, tokenMatches } from './auth.ts';
+import { installAccessControl, type HostPolicy } from './access.ts';
+import type { Credentials } from './credentials.ts';
+import { routeAccess } from './openapi.ts';
+import { limitRequestTime } from './request-limits.ts';
+import { registerSessionRoutes, registerTokenRoutes } from './session-routes.ts';
+import type { ServerTls } from './tls.ts';
+import { parse } from './validate.ts';
+import { registerWebUi } from './web-ui.ts';
 import { blendKindOf, isTruncatedPlainBlend } from './blend-file.ts';
 import type { DataDir } from './data-dir.ts';
 import { frameFileName } from './data-dir.ts';
@@ -32,14 +35,19 @@ import { registerOpenApi } from './openapi.ts';
 import { discardFile, formatBytes, isDiskFull, receiveToTemp, UploadError, type ReceivedFile } from './upload.ts';
 
 export interface HttpOptions {
-  token: string;
+  credentials: Credentials;
+  hosts: HostPolicy;
   trustLoopback: boolean;
+  /** The server's certificate and key: HTTPS instead of HTTP, and session cookies marked Secure. */
+  tls: ServerTls | null;
+  /** The legacy farm token comes from the `token` setting, so it cannot be revoked from here. */
+  legacyTokenFromSettings: boolean;
   maxUploadBytes: number;
+  /** Time to read a request other than an upload; see request-limits.ts. */
+  requestReadLimitMs?: number;
   /** Told to browsers so the UI can open its live connection. */
   wsPort: number;
 }
-
-const WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
 
 const jobParams = z.object({ id: idSchema });
 const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
@@ -58,6 +66,8 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // With tls_cert and tls_key: HTTPS on the same port, nothing else changes.
+    ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
@@ -73,51 +83,20 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     void reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` });
   });
 
-  /** How a request proved it may use the API, if it did. */
-  const credentialOf = (request: FastifyRequest): 'token' | 'cookie' | 'loopback' | null => {
-    const bearer = bearerToken(request.headers.authorization);
-    // A wrong token is refused even where none is needed, so a typo shows up at once.
-    if (bearer !== undefined) return tokenMatches(bearer, options.token) ? 'token' : null;
-    if (hasSessionCookie(request.headers.cookie, options.token)) return 'cookie';
-    if (options.trustLoopback && isLoopback(request.socket.remoteAddress)) return 'loopback';
-    return null;
-  };
-  // Nothing here reveals the farm's data: the API description, and what a login needs.
-  const openRoutes = new Set(['/api/login', '/api/logout', '/api/session', '/api/info', '/api/openapi.json', '/api/docs']);
-
-  app.addHook('onRequest', async (request) => {
-    const url = request.url.split('?')[0]!;
-    if (!url.startsWith('/api/') || openRoutes.has(url)) return;
-    const credential = credentialOf(request);
-    const workerRoute = url.startsWith('/api/worker/');
-    if (workerRoute ? credential !== 'token' : credential === null) {
-      request.log.warn({ remote: request.socket.remoteAddress, url }, 'request refused: missing or wrong token');
-      throw new FarmError('missing or wrong access token', 401);
-    }
-    // Browsers (cookie or loopback trust) must prove a state change comes from our own page.
-    const changesState = !['GET', 'HEAD', 'OPTIONS'].includes(request.method);
-    if (changesState && credential !== 'token' && request.headers[CLIENT_HEADER] === undefined) {
-      throw new FarmError(`state-changing requests need the ${CLIENT_HEADER} header (protection against cross-site requests)`, 403);
-    }
+  const routes = installAccessControl(app, {
+    credentials: options.credentials,
+    hosts: options.hosts,
+    trustLoopback: options.trustLoopback,
+    accessOf: (method, url) => routeAccess(method, url),
   });
+  limitRequestTime(app, options.requestReadLimitMs);
 
   registerMetrics(app, farm);
   registerOpenApi(app);
-  app.get('/api/info', async () => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort }));
+  app.get('/api/info', async (request) => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort, tls: request.protocol === 'https' }));
 
-  app.get('/api/session', async (request) => ({ authenticated: credentialOf(request) !== null }));
-  app.post('/api/login', async (request, reply) => {
-    const { token } = parse(loginSchema, request.body);
-    if (!tokenMatches(token, options.token)) {
-      request.log.warn({ remote: request.socket.remoteAddress }, 'login refused: wrong token');
-      throw new FarmError('wrong access token', 401);
-    }
-    const cookie = `${SESSION_COOKIE}=${sessionValue(options.token)}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000`;
-    return reply.header('set-cookie', cookie).send({ authenticated: true });
-  });
-  app.post('/api/logout', async (_request, reply) =>
-    reply.header('set-cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`).send({ authenticated: false }),
-  );
+  registerSessionRoutes(app, options.credentials, options.tls !== null);
+  registerTokenRoutes(app, options.credentials, dataDir, options.legacyTokenFromSettings);
 
   void app.register(async (api) => {
     await api.register(multipart, {
@@ -236,6 +215,11 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     // A whole frame, or one tile of a split frame.
     const receiveResult = async (request: FastifyRequest, id: string, frame: number, tile?: number) => {
       const headers = parse(frameUploadHeaders, request.headers);
+      // Checked before a byte is stored: the upload must come from an open worker connection.
+      const workerId = farm.workerForUploadKey(headers[UPLOAD_KEY_HEADER]);
+      if (workerId === undefined) {
+        throw new FarmError('this upload key belongs to no open worker connection: upload again once the worker has reconnected', 503);
+      }
       let upload: ReceivedFile;
       try {
         upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes, announcedBytes: announcedLength(request) });
@@ -251,7 +235,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
         await discardFile(upload.tempPath);
         throw new FarmError('the frame file is empty', 422);
       }
-      return farm.frameUploaded(headers['x-archenland-worker'], id, frame, upload, headers['x-archenland-render-ms'], tile);
+      return farm.frameUploaded(workerId, id, frame, upload, headers['x-archenland-render-ms'], tile);
     };
     workerApi.put('/api/worker/jobs/:id/frames/:frame', async (request) => {
       const { id, frame } = parse(frameParams, request.params);
@@ -263,14 +247,12 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     });
   });
 
-  if (existsSync(WEB_ROOT)) void app.register(fastifyStatic, { root: WEB_ROOT, prefix: '/' });
-  else app.get('/', async () => ({ name: 'Archenland', api: '/api/jobs', note: 'the web UI is not built (npm run build:web)' }));
-
-  return app;
+  registerWebUi(app);
+  return Object.assign(app, { registeredRoutes: routes });
 }
 
 const frameUploadHeaders = z.object({
-  'x-archenland-worker': idSchema,
+  [UPLOAD_KEY_HEADER]: z.string().min(16).max(100),
   'x-archenland-sha256': sha256Schema,
   'x-archenland-render-ms': z.coerce.number().min(0).max(1e10),
 });
@@ -288,12 +270,6 @@ function watchFrameChanges(app: FastifyInstance<any, any, any, any, any>, farm: 
 function announcedLength(request: FastifyRequest): number | undefined {
   const length = Number(request.headers['content-length']);
   return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-}
-
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new FarmError(`invalid request: ${describeIssues(parsed.error)}`, 400);
-  return parsed.data;
 }
 
 async function sendFile(reply: FastifyReply, file: string, downloadName: string, type?: string) {

@@ -19,6 +19,9 @@ import {
   jobStateSchema,
   frameStateSchema,
   loginSchema,
+  createdTokenSchema,
+  tokenInfoSchema,
+  tokenRequestSchema,
   observerMessageSchema,
   outputFormatSchema,
   PROTOCOL_VERSION,
@@ -26,6 +29,7 @@ import {
   sceneOverridesSchema,
   sha256Schema,
   tileIndexSchema,
+  UPLOAD_KEY_HEADER,
   workerSchema,
   workerStateSchema,
 } from '../protocol/index.ts';
@@ -43,6 +47,7 @@ import { knownJobFields } from './job-form.ts';
 export const infoSchema = z.object({
   protocol: z.number().int().describe('WebSocket protocol version'),
   wsPort: z.number().int().describe('WebSocket port for live events (`{"type":"observe","protocol":1}`) and workers'),
+  tls: z.boolean().describe('true when the server speaks HTTPS and WSS (tls_cert and tls_key): open wss:// on wsPort'),
 });
 export const sessionSchema = z.object({ authenticated: z.boolean() });
 export const healthSchema = z.object({
@@ -83,6 +88,8 @@ function responseRegistry() {
   registry.add(apiErrorSchema, { id: 'Error', description: 'Every error answer: a message fit to show to a person.' });
   registry.add(infoSchema, { id: 'Info' });
   registry.add(sessionSchema, { id: 'Session' });
+  registry.add(tokenInfoSchema, { id: 'TokenInfo', description: 'An access token, without its secret.' });
+  registry.add(createdTokenSchema, { id: 'CreatedToken', description: 'A new token with its secret, shown only here.' });
   registry.add(healthSchema, { id: 'Health' });
   registry.add(frameUploadAnswerSchema, { id: 'FrameUploadAnswer' });
   registry.add(farmChangeSchema, { id: 'FarmChange', description: 'One change in the farm.' });
@@ -100,6 +107,7 @@ function requestRegistry() {
   registry.add(frameRangeSchema, { id: 'FrameRangeInput', description: 'Frames start..end (inclusive), every step-th (default 1); end >= start.' });
   registry.add(outputFormatSchema, { id: 'OutputFormat' });
   registry.add(loginSchema, { id: 'Login' });
+  registry.add(tokenRequestSchema, { id: 'TokenRequest' });
   registry.add(observerMessageSchema, { id: 'ObserverMessage', description: 'The first WebSocket message of a live-event client.' });
   return registry;
 }
@@ -140,7 +148,7 @@ function inline(schema: z.ZodType, io: 'input' | 'output' = 'input'): Record<str
 
 // ---- routes ------------------------------------------------------------------------
 
-type Access = 'open' | 'api' | 'worker';
+import type { Access } from './access.ts';
 type Body =
   | { kind: 'json'; ref: string }
   | { kind: 'multipart' }
@@ -180,7 +188,7 @@ const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description:
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
 const tileNumber: Param = { name: 'tile', in: 'path', schema: tileIndexSchema, description: 'tile index, row by row from the top-left, from 0' };
 const uploadHeaders: Param[] = [
-  { name: 'x-archenland-worker', in: 'header', schema: idSchema, description: 'the uploading worker', required: true },
+  { name: UPLOAD_KEY_HEADER, in: 'header', schema: z.string(), description: "the upload key of the worker's open WebSocket connection (sent in its welcome); an unknown key is answered 503", required: true },
   { name: 'x-archenland-sha256', in: 'header', schema: sha256Schema, description: 'SHA-256 of the body; a mismatch is refused', required: true },
   { name: 'x-archenland-render-ms', in: 'header', schema: z.number().min(0).max(1e10), description: 'render time in milliseconds', required: true },
 ];
@@ -191,7 +199,7 @@ const jobAction = (action: string, summary: string, conflict: string): RouteDoc 
   path: `/api/jobs/:id/${action}`,
   tag: 'jobs',
   summary,
-  access: 'api',
+  access: 'user',
   params: [jobId],
   ok: { 200: { description: 'the job after the change', json: 'Job' } },
   errors: { 404: 'no such job', 409: conflict },
@@ -202,13 +210,17 @@ const workerMode = (mode: 'enable' | 'drain' | 'disable', summary: string): Rout
   path: `/api/workers/:id/${mode}`,
   tag: 'workers',
   summary,
-  access: 'api',
+  access: 'user',
   params: [workerId],
   ok: { 200: { description: 'the worker after the change', json: 'Worker' } },
   errors: { 404: 'no such worker' },
 });
 
-/** Every route of the HTTP app. test/openapi.test.ts checks this against the routes Fastify has. */
+/**
+ * Every route of the HTTP app, with the access it needs: the server takes each route's
+ * access from here when the route is registered (access.ts), and test/openapi.test.ts
+ * checks this table against the routes Fastify has.
+ */
 export const routeDocs: RouteDoc[] = [
   {
     method: 'get', path: '/healthz', tag: 'operations', access: 'open',
@@ -235,12 +247,12 @@ export const routeDocs: RouteDoc[] = [
     ok: { 200: { description: 'server info', json: 'Info' } },
   },
   {
-    method: 'get', path: '/api/openapi.json', tag: 'operations', access: 'api',
+    method: 'get', path: '/api/openapi.json', tag: 'operations', access: 'open',
     summary: 'This document (OpenAPI 3.1)',
     ok: { 200: { description: 'the OpenAPI document', media: ['application/json'] } },
   },
   {
-    method: 'get', path: '/api/docs', tag: 'operations', access: 'api',
+    method: 'get', path: '/api/docs', tag: 'operations', access: 'open',
     summary: 'This document as a web page',
     ok: { 200: { description: 'HTML', media: ['text/html'] } },
   },
@@ -251,19 +263,19 @@ export const routeDocs: RouteDoc[] = [
   },
   {
     method: 'post', path: '/api/login', tag: 'session', access: 'open',
-    summary: 'Browser login with the farm token',
-    description: `Sets the HttpOnly cookie \`${SESSION_COOKIE}\`, derived from the token, for 30 days.`,
+    summary: 'Browser login with a user token',
+    description: `Starts a server-side session and sets the HttpOnly cookie \`${SESSION_COOKIE}\` holding its random id. Sessions expire after 14 days, end at logout, and end when their token is revoked. Worker tokens cannot log in.`,
     body: { kind: 'json', ref: 'Login' },
     ok: { 200: { description: 'logged in; the cookie is set', json: 'Session', headers: { 'set-cookie': 'the session cookie' } } },
     errors: { 400: 'invalid request body', 401: 'wrong token' },
   },
   {
     method: 'post', path: '/api/logout', tag: 'session', access: 'open',
-    summary: 'Browser logout (clears the cookie)',
+    summary: 'Browser logout: ends the session on the server and clears the cookie',
     ok: { 200: { description: 'logged out', json: 'Session' } },
   },
   {
-    method: 'post', path: '/api/jobs', tag: 'jobs', access: 'api',
+    method: 'post', path: '/api/jobs', tag: 'jobs', access: 'user',
     summary: 'Submit a .blend',
     description:
       'multipart/form-data with the .blend in the field `file` and optional text fields. The server probes the scene (frame range, fps, resolution, engine, format) on a worker; fields given here override the file\'s values.',
@@ -278,19 +290,19 @@ export const routeDocs: RouteDoc[] = [
     },
   },
   {
-    method: 'get', path: '/api/jobs', tag: 'jobs', access: 'api',
+    method: 'get', path: '/api/jobs', tag: 'jobs', access: 'user',
     summary: 'List jobs, oldest first',
     ok: { 200: { description: 'every job', json: 'Job', array: true } },
   },
   {
-    method: 'get', path: '/api/jobs/:id', tag: 'jobs', access: 'api',
+    method: 'get', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
     summary: 'One job with its frames',
     params: [jobId],
     ok: { 200: { description: 'the job', json: 'JobDetail' } },
     errors: { 404: 'no such job' },
   },
   {
-    method: 'get', path: '/api/jobs/:id/frames', tag: 'jobs', access: 'api',
+    method: 'get', path: '/api/jobs/:id/frames', tag: 'jobs', access: 'user',
     summary: 'One job with its frames in columns (what the web UI reads)',
     description:
       'The frames of `GET /api/jobs/{id}` in a compact form for large jobs. With `since`, the `cursor` of an earlier answer, only the frames that changed after that answer (`partial: true`), so a client that was not listening for live events can catch up; a cursor the server no longer knows (too old, or from before a restart) gets every frame.',
@@ -299,7 +311,7 @@ export const routeDocs: RouteDoc[] = [
     errors: { 404: 'no such job' },
   },
   {
-    method: 'patch', path: '/api/jobs/:id', tag: 'jobs', access: 'api',
+    method: 'patch', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
     summary: 'Rename, re-prioritise or re-configure a job',
     params: [jobId],
     body: { kind: 'json', ref: 'JobPatch' },
@@ -307,7 +319,7 @@ export const routeDocs: RouteDoc[] = [
     errors: { 404: 'no such job', 409: 'render settings can no longer change (frames were handed out)' },
   },
   {
-    method: 'delete', path: '/api/jobs/:id', tag: 'jobs', access: 'api',
+    method: 'delete', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
     summary: 'Delete a job with its frames and files (a running job is cancelled first)',
     params: [jobId],
     ok: { 204: { description: 'deleted' } },
@@ -318,49 +330,68 @@ export const routeDocs: RouteDoc[] = [
   jobAction('resume', 'Resume a paused (or held) job', 'the job is not paused'),
   jobAction('retry', "Queue a job's failed frames again, with fresh attempts", 'the job has no failed frames or has ended otherwise'),
   {
-    method: 'get', path: '/api/jobs/:id/frames/:frame', tag: 'results', access: 'api',
+    method: 'get', path: '/api/jobs/:id/frames/:frame', tag: 'results', access: 'user',
     summary: 'One rendered frame, as Blender saved it',
     params: [jobId, frameNumber],
     ok: { 200: { description: 'the image file', media: IMAGE_TYPES } },
     errors: { 404: 'no such job or frame, or the frame is not rendered yet' },
   },
   {
-    method: 'get', path: '/api/jobs/:id/frames/:frame/preview', tag: 'results', access: 'api',
+    method: 'get', path: '/api/jobs/:id/frames/:frame/preview', tag: 'results', access: 'user',
     summary: 'A WebP preview of a rendered frame',
     params: [jobId, frameNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
     ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
     errors: { 404: 'no such frame, or not rendered yet', 415: 'no preview for this format (e.g. EXR)' },
   },
   {
-    method: 'get', path: '/api/jobs/:id/frames/:frame/tiles/:tile/preview', tag: 'results', access: 'api',
+    method: 'get', path: '/api/jobs/:id/frames/:frame/tiles/:tile/preview', tag: 'results', access: 'user',
     summary: 'A WebP preview of one finished tile of a split frame, until the frame is stitched',
     params: [jobId, frameNumber, tileNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
     ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
     errors: { 404: 'no such tile, or it is not waiting to be stitched (not rendered yet, or the frame is done)', 415: 'no preview for this format (e.g. EXR)' },
   },
   {
-    method: 'get', path: '/api/jobs/:id/frames/:frame/log', tag: 'results', access: 'api',
+    method: 'get', path: '/api/jobs/:id/frames/:frame/log', tag: 'results', access: 'user',
     summary: "Blender's output for a frame",
     params: [jobId, frameNumber],
     ok: { 200: { description: 'the log', json: 'FrameLog' } },
     errors: { 404: 'no such job or frame' },
   },
   {
-    method: 'get', path: '/api/jobs/:id/video', tag: 'results', access: 'api',
+    method: 'get', path: '/api/jobs/:id/video', tag: 'results', access: 'user',
     summary: 'The H.264 MP4 of a completed job',
     params: [jobId],
     ok: { 200: { description: 'the video', media: ['video/mp4'] } },
     errors: { 404: 'no such job, or no video yet' },
   },
   {
-    method: 'get', path: '/api/jobs/:id/frames.zip', tag: 'results', access: 'api',
+    method: 'get', path: '/api/jobs/:id/frames.zip', tag: 'results', access: 'user',
     summary: 'Every finished frame in one zip (streamed, stored uncompressed; no Content-Length)',
     params: [jobId],
     ok: { 200: { description: 'zip archive', media: ['application/zip'] } },
     errors: { 404: 'no such job, or no finished frames yet' },
   },
   {
-    method: 'get', path: '/api/workers', tag: 'workers', access: 'api',
+    method: 'get', path: '/api/tokens', tag: 'tokens', access: 'user',
+    summary: 'List access tokens (never their secrets)',
+    ok: { 200: { description: 'every token, oldest first', json: 'TokenInfo', array: true } },
+  },
+  {
+    method: 'post', path: '/api/tokens', tag: 'tokens', access: 'user',
+    summary: 'Create a user or worker token',
+    description: 'A worker token opens the worker protocol only; a user token the API, the CLI and the web UI. The secret is in this answer only: the server keeps a SHA-256 digest.',
+    body: { kind: 'json', ref: 'TokenRequest' },
+    ok: { 201: { description: 'the new token with its secret', json: 'CreatedToken' } },
+  },
+  {
+    method: 'delete', path: '/api/tokens/:id', tag: 'tokens', access: 'user',
+    summary: 'Revoke a token: its sessions end and workers using it are disconnected',
+    params: [{ name: 'id', in: 'path', schema: z.string(), description: 'token id' }],
+    ok: { 204: { description: 'revoked' } },
+    errors: { 404: 'no such token', 409: 'the legacy token comes from the `token` setting' },
+  },
+  {
+    method: 'get', path: '/api/workers', tag: 'workers', access: 'user',
     summary: 'List workers with state, current frame and average frame time',
     ok: { 200: { description: 'every worker the farm has seen', json: 'Worker', array: true } },
   },
@@ -391,6 +422,12 @@ export const routeDocs: RouteDoc[] = [
     errors: { 404: 'no such job or frame', 413: 'larger than max_upload_mb', 422: 'checksum mismatch or empty file', 507: "the server's disk is full; the job is paused" },
   },
 ];
+
+/** The declared access of a route (HEAD follows GET); undefined for a route not in the table. */
+export function routeAccess(method: string, path: string): Access | undefined {
+  const wanted = method.toLowerCase() === 'head' ? 'get' : method.toLowerCase();
+  return routeDocs.find((route) => route.method === wanted && route.path === path)?.access;
+}
 
 /** Field descriptions of the job upload; types come from jobOptionsSchema. */
 const jobFieldDescriptions: Record<string, string> = {
@@ -435,7 +472,7 @@ function operation(route: RouteDoc): Record<string, unknown> {
   const changesState = route.method !== 'get';
   if (route.access === 'open') op.security = [];
   if (route.access === 'worker') op.security = [{ bearer: [] }];
-  if (route.params?.length || (route.access === 'api' && changesState)) {
+  if (route.params?.length || (route.access === 'user' && changesState)) {
     const params = (route.params ?? []).map((p) => ({
       name: p.name,
       in: p.in,
@@ -443,7 +480,7 @@ function operation(route: RouteDoc): Record<string, unknown> {
       description: p.description,
       schema: inline(p.schema),
     }));
-    if (route.access === 'api' && changesState) {
+    if (route.access === 'user' && changesState) {
       params.push({
         name: CLIENT_HEADER,
         in: 'header',
@@ -482,7 +519,7 @@ function operation(route: RouteDoc): Record<string, unknown> {
   const errors: Record<string, string> = {};
   if (route.params?.length || route.body) errors[400] = 'invalid request: a parameter or the body does not match the schema';
   if (route.access !== 'open') errors[401] = 'missing or wrong access token';
-  if (route.access === 'api' && changesState) errors[403] = `state-changing request without the ${CLIENT_HEADER} header`;
+  if (route.access === 'user' && changesState) errors[403] = `state-changing request without the ${CLIENT_HEADER} header`;
   Object.assign(errors, route.errors);
   errors[500] = 'internal server error';
   for (const [status, description] of Object.entries(errors)) {
@@ -535,6 +572,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'results', description: 'frames, previews, logs, videos' },
       { name: 'workers', description: 'render machines' },
       { name: 'session', description: 'browser login' },
+      { name: 'tokens', description: 'user and worker access tokens' },
       { name: 'operations', description: 'health, metrics, server info, this document' },
       { name: 'worker protocol', description: 'used by workers, with the farm token' },
     ],
@@ -543,7 +581,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     components: {
       schemas: { ...componentsOf(responseRegistry(), 'output'), ...componentsOf(requestRegistry(), 'input') },
       securitySchemes: {
-        bearer: { type: 'http', scheme: 'bearer', description: 'the farm token (printed on first start, kept in data_dir/farm-token)' },
+        bearer: { type: 'http', scheme: 'bearer', description: 'a user token (API) or a worker token (worker protocol); the first of each is made on first start in data_dir/user-token and data_dir/worker-token' },
         cookie: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE, description: 'set by POST /api/login' },
       },
     },

@@ -37,6 +37,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     ...times,
     videoReady: row.video_file !== null,
     error: row.error,
+    notice: null,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,

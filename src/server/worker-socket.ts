@@ -12,13 +12,17 @@ import {
   type WorkerMessage,
 } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import { hasSessionCookie, isLoopback, sameHostOrigin, tokenMatches } from './auth.ts';
+import { identify, type HostPolicy } from './access.ts';
+import { mayUseApi, mayWork, type Credentials } from './credentials.ts';
 import type { Farm, WorkerLink } from './farm.ts';
 
 export interface SocketOptions {
+  /** WSS: an HTTPS server, not yet listening, to serve on instead of listening on host and port. */
+  server?: import('node:https').Server;
   host: string;
   port: number;
-  token: string;
+  credentials: Credentials;
+  hosts: HostPolicy;
   trustLoopback: boolean;
   /** A connection that answers no ping for this long is dropped and its frames reassigned. */
   heartbeatTimeoutMs: number;
@@ -26,6 +30,11 @@ export interface SocketOptions {
 
 /** A connection must say who it is this soon, or it is closed. */
 const HELLO_TIMEOUT_MS = 10_000;
+/**
+ * Connections that have not yet said who they are, at most: a stranger cannot hold
+ * thousands of sockets open. Workers reconnecting after a server restart stay far below.
+ */
+export const MAX_UNIDENTIFIED_CONNECTIONS = 64;
 
 /**
  * The WebSocket edge on `port`: workers say `hello` and then take work; observers (the
@@ -33,45 +42,68 @@ const HELLO_TIMEOUT_MS = 10_000;
  * validated against the shared protocol before the farm sees it.
  */
 export async function startWorkerSocket(farm: Farm, options: SocketOptions, log: Logger) {
-  const wss = new WebSocketServer({ host: options.host, port: options.port, maxPayload: MAX_MESSAGE_BYTES });
+  const wss = new WebSocketServer({ ...(options.server ? { server: options.server } : { host: options.host, port: options.port }), maxPayload: MAX_MESSAGE_BYTES });
   await new Promise<void>((resolve, reject) => {
     wss.once('listening', resolve);
     wss.once('error', reject);
   });
   const alive = new WeakMap<WebSocket, number>();
+  /** The token each identified connection presented, so revoking it closes them. */
+  const tokenOf = new WeakMap<WebSocket, string>();
+  let unidentified = 0;
+  options.credentials.on('revoked', (tokenId) => {
+    for (const socket of wss.clients) if (tokenOf.get(socket) === tokenId) closeWith(socket, 'the access token was revoked');
+  });
 
   wss.on('connection', (socket, request) => {
     alive.set(socket, Date.now());
     socket.on('pong', () => alive.set(socket, Date.now()));
     socket.on('error', (error) => log.debug({ err: error }, 'socket error'));
+    if (unidentified >= MAX_UNIDENTIFIED_CONNECTIONS) {
+      log.warn({ remote: request.socket.remoteAddress }, 'connection refused: too many connections waiting to identify');
+      return closeWith(socket, 'too many connections waiting to identify; try again shortly', 1013);
+    }
+    unidentified++;
+    let identified = false;
+    const settleIdentity = () => {
+      if (!identified) unidentified--;
+      identified = true;
+    };
+    socket.once('close', settleIdentity);
     const helloTimer = setTimeout(() => closeWith(socket, 'no hello received in time'), HELLO_TIMEOUT_MS);
     socket.once('message', (data) => {
       clearTimeout(helloTimer);
+      settleIdentity();
       const parsed = parseMessage(firstMessageSchema, data.toString());
       if (!parsed.ok) return closeWith(socket, parsed.error);
       const first = parsed.message;
       if (first.protocol !== PROTOCOL_VERSION) {
         return closeWith(socket, `protocol version ${first.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}: upgrade the client`);
       }
-      const trusted = options.trustLoopback && isLoopback(request.socket.remoteAddress);
+      const remote = request.socket.remoteAddress;
       if (first.type === 'hello') {
-        if (!tokenMatches(first.token, options.token)) {
-          log.warn({ remote: request.socket.remoteAddress, name: first.name }, 'worker refused: wrong farm token');
-          return closeWith(socket, 'wrong farm token');
+        const token = options.credentials.verify(first.token);
+        if (!token || !mayWork(token.role)) {
+          log.warn({ remote, name: first.name, role: token?.role }, 'worker refused: not a worker token');
+          return closeWith(socket, token ? 'a user token cannot run a worker: use a worker token' : 'wrong worker token');
         }
+        tokenOf.set(socket, token.id);
         farm.background(serveWorker(farm, socket, first, log));
-      } else {
-        if (!sameHostOrigin(request.headers.origin, request.headers.host)) {
-          log.warn({ origin: request.headers.origin }, 'observer refused: page from another site');
-          return closeWith(socket, 'connections from other sites are not allowed');
-        }
-        const loggedIn = hasSessionCookie(request.headers.cookie, options.token);
-        if (!trusted && !loggedIn && !tokenMatches(first.token, options.token)) {
-          log.warn({ remote: request.socket.remoteAddress }, 'observer refused: wrong token');
-          return closeWith(socket, 'wrong or missing access token');
-        }
-        serveObserver(farm, socket);
+        return;
       }
+      // Observers are browsers or the CLI: the same rules as the HTTP API's.
+      const origin = request.headers.origin;
+      if (!options.hosts.allowsHost(request.headers.host) || (origin !== undefined && !options.hosts.allowsOrigin(origin))) {
+        log.warn({ origin, host: request.headers.host }, 'observer refused: page from another site');
+        return closeWith(socket, 'connections from other sites are not allowed');
+      }
+      const principal = identify(request.headers, remote, first.token, options);
+      if (principal === null || (principal.via !== 'loopback' && !mayUseApi(principal.token.role))) {
+        log.warn({ remote }, 'observer refused: wrong token');
+        return closeWith(socket, 'wrong or missing access token');
+      }
+      if (principal.via !== 'loopback') tokenOf.set(socket, principal.token.id);
+      serveObserver(farm, socket);
     });
   });
 
@@ -175,9 +207,9 @@ function sendJson(socket: WebSocket, message: unknown) {
   if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
 }
 
-function closeWith(socket: WebSocket, reason: string) {
+/** 1008: policy violation; 1013: try again later. The reason is also sent as a message since close reasons are capped at 123 bytes. */
+function closeWith(socket: WebSocket, reason: string, code = 1008) {
   sendJson(socket, { type: 'error', message: reason });
-  // 1008: policy violation. The reason is also sent as a message since close reasons are capped at 123 bytes.
-  socket.close(1008, reason.slice(0, 120));
+  socket.close(code, reason.slice(0, 120));
 }
 

@@ -1,2 +1,3 @@
 export { Store } from './store.ts';
 export type { JobRow, FrameRow, FrameSummaryRow, WorkerRow, NewJobRow } from './store.ts';
+export type { CredentialRows, TokenRow, SessionRow } from './credential-rows.ts';

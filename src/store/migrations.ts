@@ -63,6 +63,26 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('workers').addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1)).execute();
     },
   },
+  '0003_credentials': {
+    async up(db: Kysely<any>) {
+      // Secrets are kept only as SHA-256 digests: a copy of the database opens nothing.
+      await db.schema
+        .createTable('tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('sessions')
+        .addColumn('hash', 'text', (c) => c.primaryKey())
+        .addColumn('token_id', 'text', (c) => c.notNull().references('tokens.id').onDelete('cascade'))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

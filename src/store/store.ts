@@ -1,6 +1,7 @@
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
 import type { FrameCounts, FrameState, JobState } from '../protocol/index.ts';
+import { CredentialRows } from './credential-rows.ts';
 import { GroupCommitDatabase } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts';
@@ -31,11 +32,15 @@ export class Store {
    * changed behind the database's back.
    */
   private readonly jobs = new Map<string, Readonly<JobRow>>();
+  /** Access tokens and browser sessions. */
+  readonly credentials: CredentialRows;
 
   private constructor(
     readonly db: Kysely<Database>,
     private readonly connection: GroupCommitDatabase,
-  ) {}
+  ) {
+    this.credentials = new CredentialRows(db, () => this.committed());
+  }
 
   /** `onCommitFailed`: writes that callers saw succeed could not be saved (disk full, I/O error). */
   static async open(file: string, onCommitFailed: (error: Error) => void = () => {}): Promise<Store> {

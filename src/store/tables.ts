@@ -51,8 +51,28 @@ export interface WorkersTable {
   last_seen_at: string;
 }
 
+export interface TokensTable {
+  id: string;
+  name: string;
+  /** user | worker | farm (the legacy single token, both at once) */
+  role: string;
+  /** SHA-256 of the secret, hex. */
+  hash: string;
+  created_at: string;
+}
+
+export interface SessionsTable {
+  /** SHA-256 of the browser's session id, hex. */
+  hash: string;
+  token_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface Database {
   jobs: JobsTable;
   frames: FramesTable;
   workers: WorkersTable;
+  tokens: TokensTable;
+  sessions: SessionsTable;
 }

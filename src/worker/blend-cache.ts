@@ -2,9 +2,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { text } from 'node:stream/consumers';
 import type { BlendRef } from '../protocol/index.ts';
+import type { TlsClient } from '../util/tls-client.ts';
 
 /**
  * .blend files by SHA-256: each is downloaded once per worker, verified, and kept, so
@@ -17,6 +19,8 @@ export class BlendCache {
     private readonly dir: string,
     private readonly serverUrl: string,
     private readonly token: string,
+    /** http or https (with the worker's TLS trust) by serverUrl's scheme. */
+    private readonly transport: TlsClient,
   ) {}
 
   pathOf(sha256: string): string {
@@ -36,11 +40,11 @@ export class BlendCache {
 
   private async download(blend: BlendRef, target: string): Promise<string> {
     await mkdir(this.dir, { recursive: true });
-    const response = await fetch(`${this.serverUrl}/api/worker/blends/${blend.sha256}`, {
+    const response = await this.transport.send(new URL(`/api/worker/blends/${blend.sha256}`, this.serverUrl), {
       headers: { authorization: `Bearer ${this.token}` },
     });
-    if (!response.ok || !response.body) {
-      throw new Error(`could not download the .blend ${blend.sha256.slice(0, 12)}: HTTP ${response.status} ${await response.text()}`);
+    if (response.statusCode !== 200) {
+      throw new Error(`could not download the .blend ${blend.sha256.slice(0, 12)}: HTTP ${response.statusCode} ${await text(response)}`);
     }
     const temp = `${target}.${randomBytes(4).toString('hex')}.part`;
     const hash = createHash('sha256');
@@ -51,7 +55,7 @@ export class BlendCache {
       },
     });
     try {
-      await pipeline(Readable.fromWeb(response.body as never), hashing, createWriteStream(temp));
+      await pipeline(response, hashing, createWriteStream(temp));
       const actual = hash.digest('hex');
       if (actual !== blend.sha256) throw new Error(`downloaded .blend has SHA-256 ${actual}, expected ${blend.sha256}`);
       await rename(temp, target);

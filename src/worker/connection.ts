@@ -1,6 +1,7 @@
-import { WebSocket } from 'ws';
+import { WebSocket, type ClientOptions } from 'ws';
 import { parseMessage, serverToWorkerSchema, type ServerToWorker, type WorkerMessage } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
+import { CertificateError, explainTlsError } from '../util/tls-client.ts';
 
 export interface ConnectionHandlers {
   /** Called on every (re)connect; returns the hello to send. */
@@ -16,7 +17,7 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 15_000;
 
 /** Messages the server sends before closing when retrying cannot help. */
-const FATAL_REASONS = [/wrong farm token/, /protocol version/];
+const FATAL_REASONS = [/wrong worker token/, /cannot run a worker/, /token was revoked/, /protocol version/];
 
 /**
  * Keeps one WebSocket to the server open: reconnects with exponential backoff and full
@@ -32,6 +33,8 @@ export class ServerConnection {
     private readonly url: string,
     private readonly handlers: ConnectionHandlers,
     private readonly log: Logger,
+    /** TLS trust for a wss:// url (TlsClient.webSocketOptions). */
+    private readonly options: ClientOptions = {},
   ) {}
 
   start(): void {
@@ -57,7 +60,7 @@ export class ServerConnection {
   }
 
   private connect(): void {
-    const socket = new WebSocket(this.url, { handshakeTimeout: 10_000 });
+    const socket = new WebSocket(this.url, { ...this.options, handshakeTimeout: 10_000 });
     this.socket = socket;
     let fatal: string | null = null;
     socket.on('open', () => {
@@ -72,7 +75,12 @@ export class ServerConnection {
       if (message.type === 'error' && FATAL_REASONS.some((re) => re.test(message.message))) fatal = message.message;
       this.handlers.onMessage(message);
     });
-    socket.on('error', (error) => this.log.debug({ err: error }, 'connection error'));
+    socket.on('error', (error) => {
+      const explained = explainTlsError(error);
+      // A refused certificate stays refused: stop, as for a wrong token, instead of retrying forever.
+      if (explained instanceof CertificateError) fatal = explained.message;
+      else this.log.debug({ err: explained }, 'connection error');
+    });
     socket.on('close', () => {
       if (this.socket === socket) this.socket = null;
       this.handlers.onClose();

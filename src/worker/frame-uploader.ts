@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import http from 'node:http';
+import { UPLOAD_KEY_HEADER } from '../protocol/index.ts';
+import type { TlsClient } from '../util/tls-client.ts';
 import { sha256OfFile } from './blend-cache.ts';
 
 export interface FrameUpload {
@@ -17,20 +18,24 @@ export interface UploadAnswer {
   reason?: string;
 }
 
-/** Streams one rendered frame to the server with its checksum; the server verifies it. */
-export async function uploadFrame(serverUrl: string, token: string, workerId: string, upload: FrameUpload): Promise<UploadAnswer> {
+/**
+ * Streams one rendered frame to the server with its checksum; the server verifies it.
+ * `uploadKey` is the one the worker's current connection was welcomed with. `transport`
+ * is http or https (with the worker's TLS trust) by serverUrl's scheme.
+ */
+export async function uploadFrame(serverUrl: string, token: string, uploadKey: string, upload: FrameUpload, transport: TlsClient): Promise<UploadAnswer> {
   const sha256 = await sha256OfFile(upload.file);
   const { size } = await stat(upload.file);
   const tilePart = upload.tile === undefined ? '' : `/tiles/${upload.tile}`;
   const url = new URL(`/api/worker/jobs/${upload.jobId}/frames/${upload.frame}${tilePart}`, serverUrl);
   return new Promise((resolve, reject) => {
-    const request = http.request(url, {
+    const request = transport.request(url, {
       method: 'PUT',
       headers: {
         authorization: `Bearer ${token}`,
         'content-type': 'application/octet-stream',
         'content-length': size,
-        'x-archenland-worker': workerId,
+        [UPLOAD_KEY_HEADER]: uploadKey,
         'x-archenland-sha256': sha256,
         'x-archenland-render-ms': String(Math.round(upload.renderMs)),
       },

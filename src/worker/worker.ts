@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import type { WorkerSettings } from '../config/index.ts';
 import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type ServerToWorker } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
+import { TlsClient, workerTls } from '../util/tls-client.ts';
 import { BlenderLauncher, type BlenderSession, probeScene } from './blender/index.ts';
 import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
@@ -36,6 +37,8 @@ export class RenderWorker {
   private readonly blenders: BlenderLauncher;
   private readonly serverUrl: string;
   private workerId: string | undefined;
+  /** Given by the server in its welcome; uploads present it. Unset while disconnected. */
+  private uploadKey: string | undefined;
   private blenderVersion: string | null = null;
   private open: OpenSession | null = null;
   private current: RenderAssignment | null = null;
@@ -53,8 +56,11 @@ export class RenderWorker {
     private readonly log: Logger,
   ) {
     const host = settings.address.includes(':') ? `[${settings.address}]` : settings.address;
-    this.serverUrl = `http://${host}:${settings.web_port}`;
-    this.cache = new BlendCache(path.join(settings.cache_dir, 'blends'), this.serverUrl, settings.token);
+    const { secure, trust } = workerTls(settings);
+    const transport = new TlsClient(trust); // reads tls_ca once, for every connection to come
+    this.serverUrl = `${secure ? 'https' : 'http'}://${host}:${settings.web_port}`;
+    const socketUrl = `${secure ? 'wss' : 'ws'}://${host}:${settings.port}`;
+    this.cache = new BlendCache(path.join(settings.cache_dir, 'blends'), this.serverUrl, settings.token, transport);
     this.workerId = readWorkerId(settings.cache_dir);
     this.blenders = new BlenderLauncher({
       blenderPath: settings.blender_path,
@@ -64,13 +70,17 @@ export class RenderWorker {
     });
     this.stopped = new Promise((resolve) => (this.stop = resolve));
     this.uploads = new UploadQueue(
-      (upload) => uploadFrame(this.serverUrl, settings.token, this.workerId!, upload),
+      (upload) => {
+        // Retried (no HTTP status) until the connection is open again and has its key.
+        if (!this.uploadKey) return Promise.reject(new Error('waiting for the connection to the server before uploading'));
+        return uploadFrame(this.serverUrl, settings.token, this.uploadKey, upload, transport);
+      },
       (upload, error) =>
         this.connection.send({ type: 'frame_failed', jobId: upload.jobId, frame: upload.frame, tile: upload.tile, error: error.message, log: '', reason: 'render' }),
       log,
     );
     this.connection = new ServerConnection(
-      `ws://${host}:${settings.port}`,
+      socketUrl,
       {
         hello: () => ({
           type: 'hello',
@@ -82,10 +92,14 @@ export class RenderWorker {
           host: os.hostname(),
           threads: settings.threads,
           blenderVersion: this.blenderVersion,
+          allowScripts: settings.allow_scripts,
           holding: this.uploads.holding(),
         }),
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),
-        onClose: () => this.log.warn('connection to the server closed'),
+        onClose: () => {
+          this.uploadKey = undefined; // it belonged to that connection
+          this.log.warn('connection to the server closed');
+        },
         onMessage: (message) => this.handle(message),
         onFatal: (reason) => {
           this.log.error({ reason }, 'the server refused this worker');
@@ -93,6 +107,7 @@ export class RenderWorker {
         },
       },
       log,
+      transport.webSocketOptions(socketUrl),
     );
   }
 
@@ -152,6 +167,7 @@ export class RenderWorker {
           this.workerId = message.workerId;
           writeWorkerId(this.settings.cache_dir, message.workerId);
         }
+        this.uploadKey = message.uploadKey;
         // A frame still rendering from before a reconnect finishes first, then asks for more.
         this.askForWork();
         return;
@@ -177,6 +193,15 @@ export class RenderWorker {
     this.cancelled = false;
     const log = this.log.child({ jobId, frame, tile });
     let lastProgress = 0;
+    if (assignment.allowScripts && !this.settings.allow_scripts) {
+      // The server sends such jobs only to workers that allow scripts; this one's owner did not.
+      const error = 'this worker does not run Python scripts from .blend files (its allow_scripts setting is false)';
+      log.error(error);
+      this.connection.send({ type: 'frame_failed', jobId, frame, tile, error, log: '', reason: 'render' });
+      this.current = null;
+      this.askForWork();
+      return;
+    }
     const short = await this.spaceShortage();
     if (short) {
       log.error({ reason: short }, 'disk full: handing the frame back');
@@ -294,7 +319,8 @@ export class RenderWorker {
     }
     try {
       const blendFile = await this.cache.get(request.blend);
-      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts: request.allowScripts });
+      const allowScripts = request.allowScripts && this.settings.allow_scripts;
+      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts });
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
     } catch (error) {
       this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: (error as Error).message.slice(0, 4000), reason: 'scene' });

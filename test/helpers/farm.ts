@@ -20,7 +20,9 @@ export interface TestFarm {
 }
 
 /** A real server on free loopback ports with real workers (real Blender) in this process. */
-export async function startTestFarm(opts: { workers?: number; server?: Partial<ServerSettings> } = {}): Promise<TestFarm> {
+export async function startTestFarm(
+  opts: { workers?: number; server?: Partial<ServerSettings>; worker?: Partial<WorkerSettings> } = {},
+): Promise<TestFarm> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'archenland-farm-'));
   const settings: ServerSettings = {
     ...serverSchema.parse({}),
@@ -44,7 +46,8 @@ export async function startTestFarm(opts: { workers?: number; server?: Partial<S
         web_port: server.httpPort,
         name,
         cache_dir: path.join(root, name),
-        token: server.token,
+        token: server.tokens.worker!,
+        ...opts.worker,
         ...overrides,
       },
       testLogger(name),

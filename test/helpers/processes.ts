@@ -85,10 +85,14 @@ export function startServerProcess(dataDir: string, ports: ServerPorts, settings
 }
 
 export function startWorkerProcess(cacheDir: string, ports: ServerPorts, token: string, name: string): FarmProcess {
-  return new FarmProcess([
-    'worker', '--address', '127.0.0.1', '--port', String(ports.port), '--web-port', String(ports.webPort),
-    '--token', token, '--name', name, '--cache-dir', cacheDir, '--threads', '1', '--blender-path', BLENDER,
-  ]);
+  // The token in the environment, as the docs advise: a command line shows in every process list.
+  return new FarmProcess(
+    [
+      'worker', '--address', '127.0.0.1', '--port', String(ports.port), '--web-port', String(ports.webPort),
+      '--name', name, '--cache-dir', cacheDir, '--threads', '1', '--blender-path', BLENDER,
+    ],
+    { ARCHENLAND_TOKEN: token },
+  );
 }
 
 /** A small client of the real API for tests that drive processes from outside. */

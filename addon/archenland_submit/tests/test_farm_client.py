@@ -11,7 +11,10 @@ import email.policy
 import hashlib
 import json
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -192,6 +195,11 @@ class FarmClientTest(unittest.TestCase):
             farm_client.check_farm(f"127.0.0.1:{port}", "t", timeout=5)
         self.assertIn(f"Cannot reach the farm at http://127.0.0.1:{port}", str(caught.exception))
 
+    def test_https_to_a_plain_farm_says_so(self):
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.check_farm(self.address.replace("http:", "https:"), "right-token", timeout=5)
+        self.assertIn("does not speak https on this port", str(caught.exception))
+
     def test_job_status(self):
         job = farm_client.get_job(self.address, "right-token", "abc123")
         self.assertEqual(farm_client.describe_job(job), "rendering: 5/10 frames done")
@@ -216,6 +224,101 @@ class FarmClientTest(unittest.TestCase):
         self.assertEqual(farm_client.frame_range_text(1, 250, 5), "1-250:5")
         with self.assertRaises(farm_client.FarmError):
             farm_client.frame_range_text(10, 1)
+
+
+def make_certificate(directory, name):
+    """A self-signed certificate for 127.0.0.1 (openssl, as the farm's own tests make one)."""
+    cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}-key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def fingerprint_of(cert_file):
+    with open(cert_file) as handle:
+        der = ssl.PEM_cert_to_DER_cert(handle.read())
+    return hashlib.sha256(der).hexdigest()
+
+
+@unittest.skipIf(shutil.which("openssl") is None, "needs openssl to make a certificate")
+class HttpsFarmTest(unittest.TestCase):
+    """The same fake farm behind TLS with a self-signed certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.cert, key = make_certificate(cls.dir.name, "farm")
+        cls.other_cert, _ = make_certificate(cls.dir.name, "other")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cls.cert, key)
+        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeFarm)
+        cls.server.socket = context.wrap_socket(cls.server.socket, server_side=True)
+        cls.address = f"https://127.0.0.1:{cls.server.server_address[1]}"
+        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.dir.cleanup()
+
+    def setUp(self):
+        FakeFarm.requests = []
+        FakeFarm.reply = None
+
+    def refused(self, trust, address=None):
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.check_farm(address or self.address, "right-token", timeout=5, trust=trust)
+        self.assertEqual(FakeFarm.requests, [], "a request (and its token) reached the farm")
+        return str(caught.exception)
+
+    def test_the_farms_ca_file_is_trusted(self):
+        trust = farm_client.TlsTrust(ca_file=self.cert)
+        workers = farm_client.check_farm(self.address, "right-token", trust=trust)
+        self.assertEqual(len(workers), 2)
+        self.assertEqual(farm_client.get_job(self.address, "right-token", "abc123", trust=trust)["id"], "abc123")
+        watcher = submission.JobWatcher(self.address, "right-token", {"id": "abc123", "state": "probing"}, trust)
+        watcher.refresh()
+        self.assertEqual(watcher.text, "rendering: 5/10 frames done")
+
+    def test_a_pinned_fingerprint_is_trusted_with_or_without_colons(self):
+        digits = fingerprint_of(self.cert)
+        with_colons = ":".join(digits[i:i + 2] for i in range(0, 64, 2)).upper()
+        for text in (digits, with_colons, "sha256//" + digits):
+            trust = farm_client.TlsTrust(fingerprint=text)
+            self.assertEqual(len(farm_client.check_farm(self.address, "right-token", trust=trust)), 2, text)
+        path = os.path.join(self.dir.name, "scene.blend")
+        with open(path, "wb") as handle:
+            handle.write(b"BLENDER-v304" + bytes(1000))
+        job = farm_client.submit_job(self.address, "right-token", path, {"frames": "1"}, trust=farm_client.TlsTrust(fingerprint=digits))
+        self.assertEqual(job["id"], "abc123")
+        self.assertEqual(FakeFarm.requests[-1]["received"], FakeFarm.requests[-1]["length"])
+
+    def test_a_wrong_fingerprint_is_refused_before_anything_is_sent(self):
+        wrong = fingerprint_of(self.other_cert)
+        message = self.refused(farm_client.TlsTrust(fingerprint=wrong))
+        self.assertIn("the farm's certificate has fingerprint " + farm_client._shown(fingerprint_of(self.cert)), message)
+        self.assertIn("expected " + farm_client._shown(wrong), message)
+        self.assertIn("Nothing was sent", message)
+
+    def test_a_certificate_nobody_vouches_for_is_refused(self):
+        self.assertIn("its certificate is not trusted", self.refused(None))
+        self.assertIn("its certificate is not trusted", self.refused(farm_client.TlsTrust(ca_file=self.other_cert)))
+
+    def test_trust_settings_need_an_https_address(self):
+        message = self.refused(farm_client.TlsTrust(ca_file=self.cert), self.address.replace("https:", "http:"))
+        self.assertIn("is not https://", message)
+
+    def test_bad_trust_settings_read_plainly(self):
+        with self.assertRaises(farm_client.FarmError) as caught:
+            farm_client.TlsTrust(fingerprint="12:34")
+        self.assertIn("is not a SHA-256 certificate fingerprint", str(caught.exception))
+        missing = os.path.join(self.dir.name, "missing.pem")
+        self.assertIn(f"Cannot use the CA file {missing}", self.refused(farm_client.TlsTrust(ca_file=missing)))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,11 @@ export function JobPage({ id }: { id: string }) {
           {job.error}
         </p>
       )}
+      {job.notice && (
+        <p class="callout" role="status" data-testid="job-notice">
+          {job.notice}
+        </p>
+      )}
       <Summary job={job} now={now} onDeleted={() => (window.location.hash = href.queue)} />
       {!held && <TilingNote job={job} />}
       {job.state === 'probing' && <ProbingNote />}

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { farm } from '../store.ts';
 
-/** Shown when the farm does not trust this machine: the farm token opens a browser session. */
+/** Shown when the farm does not trust this machine: a user token opens a browser session. */
 export function LoginPage() {
   const [token, setToken] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -30,10 +30,10 @@ export function LoginPage() {
         </p>
         <h1 id="login-title">Sign in to the farm</h1>
         <p class="muted">
-          This computer is not trusted by the farm server. Enter the farm token: it is printed when the server first starts and
-          kept in <code>archenland-data/farm-token</code> on the server.
+          This computer is not trusted by the farm server. Enter a user token: the server makes one when it first starts, in{' '}
+          <code>archenland-data/user-token</code>, and more with <code>archenland token create --role user</code>.
         </p>
-        <label for="token">Farm token</label>
+        <label for="token">User token</label>
         <input
           id="token"
           name="token"

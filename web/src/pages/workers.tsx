@@ -22,7 +22,8 @@ export function WorkersPage() {
         ) : workers.length === 0 ? (
           <p class="muted">
             No worker has connected yet. Start one on a render machine with{' '}
-            <code>node bin/archenland.js worker --address &lt;server&gt; --token &lt;farm token&gt;</code>.
+            <code>node bin/archenland.js worker --address &lt;server&gt;</code>, with a worker token in its{' '}
+            <code>settings.conf</code>.
           </p>
         ) : (
           <div class="worker-table">

@@ -1,0 +1,58 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { loginSchema, tokenRequestSchema, type CreatedToken } from '../protocol/index.ts';
+import type { Principal } from './access.ts';
+import { SESSION_COOKIE } from './auth.ts';
+import { mayUseApi, SESSION_LIFETIME_MS, type Credentials } from './credentials.ts';
+import type { DataDir } from './data-dir.ts';
+import { FarmError } from './farm.ts';
+import { parse } from './validate.ts';
+
+type App = FastifyInstance<any, any, any, any, any>;
+
+const tokenParams = z.object({ id: z.string().regex(/^[a-z0-9]{1,40}$/, 'expected a token id') });
+
+/** Browser login with a user token: a server-side session behind an HttpOnly cookie. */
+export function registerSessionRoutes(app: App, credentials: Credentials, secureCookies: boolean): void {
+  const cookie = (value: string, maxAgeS: number) =>
+    `${SESSION_COOKIE}=${value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeS}${secureCookies ? '; Secure' : ''}`;
+
+  app.get('/api/session', async (request) => ({ authenticated: usesApi(request.principal) }));
+
+  app.post('/api/login', async (request, reply) => {
+    const { token } = parse(loginSchema, request.body);
+    const info = credentials.verify(token);
+    if (!info || !mayUseApi(info.role)) {
+      request.log.warn({ remote: request.socket.remoteAddress, role: info?.role }, 'login refused');
+      throw new FarmError(info ? 'a worker token cannot log in: use a user token' : 'wrong access token', 401);
+    }
+    const sessionId = await credentials.startSession(info);
+    return reply.header('set-cookie', cookie(sessionId, SESSION_LIFETIME_MS / 1000)).send({ authenticated: true });
+  });
+
+  app.post('/api/logout', async (request, reply) => {
+    if (request.principal?.via === 'session') await credentials.endSession(request.principal.sessionId);
+    return reply.header('set-cookie', cookie('', 0)).send({ authenticated: false });
+  });
+}
+
+const usesApi = (principal: Principal | null) => principal !== null && (principal.via === 'loopback' || mayUseApi(principal.token.role));
+
+/** Token management for users: list, create (the secret is shown once), revoke. */
+export function registerTokenRoutes(app: App, credentials: Credentials, dataDir: DataDir, legacyFromSettings: boolean): void {
+  app.get('/api/tokens', async () => credentials.list());
+
+  app.post('/api/tokens', async (request, reply) => {
+    const { role, name } = parse(tokenRequestSchema, request.body);
+    const { info, token } = await credentials.create(role, name ?? `${role} token`);
+    request.log.info({ id: info.id, role, name: info.name }, 'token created');
+    return reply.status(201).send({ ...info, token } satisfies CreatedToken);
+  });
+
+  app.delete('/api/tokens/:id', async (request, reply) => {
+    const { id } = parse(tokenParams, request.params);
+    const revoked = await credentials.revoke(id, dataDir, legacyFromSettings);
+    request.log.info({ id, role: revoked.role, name: revoked.name }, 'token revoked');
+    return reply.status(204).send();
+  });
+}

@@ -1,0 +1,10 @@
+import type { z } from 'zod';
+import { describeIssues } from '../protocol/index.ts';
+import { FarmError } from './farm.ts';
+
+/** A request part checked against its schema; a mismatch is a 400 naming the field. */
+export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new FarmError(`invalid request: ${describeIssues(parsed.error)}`, 400);
+  return parsed.data;
+}
