@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseFrameRange, frameCount, parseMessage, workerMessageSchema, MAX_MESSAGE_BYTES } from '../src/protocol/index.ts';
-import { blendKindOf } from '../src/server/blend-file.ts';
-import { parseJobFields } from '../src/server/job-form.ts';
+import { blendKindOf } from '../src/edge/blend-file.ts';
+import { parseJobFields } from '../src/edge/job-form.ts';
 
 describe('frame ranges', () => {
   test('parses single frames, ranges and steps', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DataDir, type Farm } from '../src/server/index.ts';
-import { buildHttpApp } from '../src/server/http.ts';
+import { buildHttpApp } from '../src/edge/http.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { makeTestScene } from './helpers/scenes.ts';

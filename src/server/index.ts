@@ -1,14 +1,14 @@
 import type { ServerSettings } from '../config/index.ts';
 import { Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
-import { HostPolicy, type RegisteredRoute } from './access.ts';
-import { Credentials, type BootstrapTokens } from './credentials.ts';
-import { DataDir } from './data-dir.ts';
-import { Farm } from './farm.ts';
-import { buildHttpApp } from './http.ts';
-import { closeServer, createHttpsServer, loadServerTls } from './tls.ts';
-import { startWorkerSocket } from './worker-socket.ts';
-import { startWebhookNotifier } from './webhook.ts';
+import { HostPolicy, type RegisteredRoute } from '../edge/access.ts';
+import { Credentials, type BootstrapTokens } from '../edge/credentials.ts';
+import { DataDir } from '../store/index.ts';
+import { Farm } from '../farm/index.ts';
+import { buildHttpApp } from '../edge/http.ts';
+import { closeServer, createHttpsServer, loadServerTls } from '../edge/tls.ts';
+import { startWorkerSocket } from '../edge/worker-socket.ts';
+import { startWebhookNotifier } from '../edge/webhook.ts';
 
 export interface RunningServer {
   farm: Farm;
@@ -117,5 +117,5 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
   };
 }
 
-export { Farm, FarmError } from './farm.ts';
-export { DataDir } from './data-dir.ts';
+export { Farm, FarmError } from '../farm/index.ts';
+export { DataDir } from '../store/index.ts';

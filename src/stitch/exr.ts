@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { StitchError } from './errors.ts';
 import { boxHeight, boxWidth, readExrFile, type ExrBox, type ExrHeader } from './exr-header.ts';
-import type { CheckedTile, StitchRequest } from './index.ts';
+import type { CheckedTile, StitchRequest } from './request.ts';
 
 /**
  * OpenEXR through ffmpeg (sharp cannot write EXR): every tile is an input, `xstack` lays

@@ -24,37 +24,15 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { PixelRect } from '../protocol/tiles.ts';
 import { StitchError } from './errors.ts';
 import { checkExrTiles, writeExr } from './exr.ts';
 import { checkRasterTiles, writeRaster } from './raster.ts';
 import { checkCoverage, rectText } from './rects.ts';
+import type { CheckedTile, StitchRequest } from './request.ts';
 
 export { StitchError } from './errors.ts';
 
-export interface TileFile {
-  file: string;
-  rect: PixelRect;
-}
-
-export interface StitchRequest {
-  /** Every tile of the frame, in any order. */
-  tiles: TileFile[];
-  frameWidth: number;
-  frameHeight: number;
-  /** The job's output extension; tiles are in the same format. */
-  extension: 'png' | 'tif' | 'exr';
-  /** The stitched frame's path; replaced atomically. */
-  output: string;
-  /** ffmpeg, for EXR. */
-  ffmpegPath: string;
-}
-
-/** A tile that passed the common checks, with the name errors use for it. */
-export interface CheckedTile extends TileFile {
-  index: number;
-  label: string;
-}
+export type { CheckedTile, StitchRequest, TileFile } from './request.ts';
 
 const extensions = ['png', 'tif', 'exr'] as const;
 

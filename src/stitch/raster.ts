@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { TiffOptions } from 'sharp';
 import { StitchError } from './errors.ts';
-import type { CheckedTile, StitchRequest } from './index.ts';
+import type { CheckedTile, StitchRequest } from './request.ts';
 import { EXTRA_SAMPLE, TIFF_COMPRESSION, readTiffTags, setExtraSample, setExtraSampleInFile, type TiffTags } from './tiff-header.ts';
 
 /**

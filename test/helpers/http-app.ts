@@ -1,6 +1,6 @@
-import { HostPolicy } from '../../src/server/access.ts';
-import { Credentials } from '../../src/server/credentials.ts';
-import type { HttpOptions } from '../../src/server/http.ts';
+import { HostPolicy } from '../../src/edge/access.ts';
+import { Credentials } from '../../src/edge/credentials.ts';
+import type { HttpOptions } from '../../src/edge/http.ts';
 import { Store } from '../../src/store/index.ts';
 
 /** Options for an HTTP app built alone in a test: credentials in an in-memory SQLite store. */

@@ -4,8 +4,8 @@ import { loginSchema, tokenRequestSchema, type CreatedToken } from '../protocol/
 import type { Principal } from './access.ts';
 import { SESSION_COOKIE } from './auth.ts';
 import { mayUseApi, SESSION_LIFETIME_MS, type Credentials } from './credentials.ts';
-import type { DataDir } from './data-dir.ts';
-import { FarmError } from './farm.ts';
+import type { DataDir } from '../store/index.ts';
+import { FarmError } from '../farm/index.ts';
 import { parse } from './validate.ts';
 
 type App = FastifyInstance<any, any, any, any, any>;

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { frameStates, jobStates, workerStates, type FarmChange } from '../protocol/index.ts';
-import type { Farm } from './farm.ts';
+import type { Farm } from '../farm/index.ts';
 import { watchJobStates } from './webhook.ts';
 
 /** Frame render times from a fraction of a second (previews) to hours (feature film frames). */

@@ -24,15 +24,16 @@ import type { ServerTls } from './tls.ts';
 import { parse } from './validate.ts';
 import { registerWebUi } from './web-ui.ts';
 import { blendKindOf, isTruncatedPlainBlend } from './blend-file.ts';
-import type { DataDir } from './data-dir.ts';
-import { frameFileName } from './data-dir.ts';
-import { FarmError, type Farm } from './farm.ts';
-import { FrameChangeLog } from './farm-views.ts';
+import type { DataDir } from '../store/index.ts';
+import { frameFileName } from '../store/index.ts';
+import { FarmError, type Farm } from '../farm/index.ts';
+import { FrameChangeLog } from '../farm/index.ts';
 import { parseJobFields } from './job-form.ts';
 import { canPreview, previewOf, type PreviewSize } from './thumbnails.ts';
 import { registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
-import { discardFile, formatBytes, isDiskFull, receiveToTemp, UploadError, type ReceivedFile } from './upload.ts';
+import { discardFile, type ReceivedFile } from '../store/index.ts';
+import { formatBytes, isDiskFull, receiveToTemp, UploadError } from './upload.ts';
 
 export interface HttpOptions {
   credentials: Credentials;

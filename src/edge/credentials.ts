@@ -3,8 +3,8 @@ import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { TokenInfo, TokenRole } from '../protocol/index.ts';
 import type { CredentialRows, TokenRow } from '../store/index.ts';
-import type { DataDir } from './data-dir.ts';
-import { FarmError } from './farm.ts';
+import type { DataDir } from '../store/index.ts';
+import { FarmError } from '../farm/index.ts';
 
 export type { TokenInfo, TokenRole };
 

@@ -14,7 +14,7 @@ import {
 import type { Logger } from '../util/log.ts';
 import { identify, type HostPolicy } from './access.ts';
 import { mayUseApi, mayWork, type Credentials } from './credentials.ts';
-import type { Farm, WorkerLink } from './farm.ts';
+import type { Farm, WorkerLink } from '../farm/index.ts';
 
 export interface SocketOptions {
   /** WSS: an HTTPS server, not yet listening, to serve on instead of listening on host and port. */

@@ -1,6 +1,6 @@
 import type { FarmChange, Job, JobState } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import type { Farm } from './farm.ts';
+import type { Farm } from '../farm/index.ts';
 
 /**
  * Follows each job's state through the farm's events and calls back on real transitions.

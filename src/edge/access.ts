@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CLIENT_HEADER } from '../protocol/index.ts';
 import { bearerToken, cookieValue, isLoopback, SESSION_COOKIE } from './auth.ts';
 import { mayUseApi, mayWork, type Credentials, type TokenInfo } from './credentials.ts';
-import { FarmError } from './farm.ts';
+import { FarmError } from '../farm/index.ts';
 
 /**
  * open: anyone (the web UI's files, login, the API description, health and metrics).

@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rename, rm, mkdir, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ensureDir, type ReceivedFile } from '../store/index.ts';
+
 
 export class UploadError extends Error {
   constructor(
@@ -17,12 +19,6 @@ export class UploadError extends Error {
 /** Enough of a file's start to recognise its format. */
 const DEFAULT_HEAD_BYTES = 16;
 
-export interface ReceivedFile {
-  tempPath: string;
-  sha256: string;
-  size: number;
-  head: Buffer;
-}
 
 /**
  * Uploads announced this small are read into memory and written with one call: on a busy
@@ -103,34 +99,6 @@ function tooLarge(maxBytes: number): UploadError {
 
 function tempPathIn(tmpDir: string): string {
   return path.join(tmpDir, `upload-${randomBytes(8).toString('hex')}`);
-}
-
-export async function commitFile(tempPath: string, finalPath: string): Promise<void> {
-  const dir = path.dirname(finalPath);
-  await ensureDir(dir);
-  try {
-    await rename(tempPath, finalPath);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    // The folder went away since it was made (a job deleted and its id reused, a cleanup): make it again.
-    made.delete(dir);
-    await ensureDir(dir);
-    await rename(tempPath, finalPath);
-  }
-}
-
-/** Folders this process made; a busy farm commits hundreds of files a second into a few folders. */
-const made = new Set<string>();
-
-async function ensureDir(dir: string): Promise<void> {
-  if (made.has(dir)) return;
-  await mkdir(dir, { recursive: true });
-  if (made.size >= 10_000) made.clear(); // tiles make a folder per split frame: keep the set bounded
-  made.add(dir);
-}
-
-export async function discardFile(tempPath: string): Promise<void> {
-  await rm(tempPath, { force: true });
 }
 
 export function formatBytes(bytes: number): string {

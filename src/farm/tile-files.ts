@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { JobTilingPlan } from '../jobs/index.ts';
 import { tileRects, type TileGrid } from '../protocol/index.ts';
 import { stitchTiles } from '../stitch/index.ts';
-import type { DataDir } from './data-dir.ts';
+import type { DataDir } from '../store/index.ts';
 
 export interface StitchJob {
   jobId: string;

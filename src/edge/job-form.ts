@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { describeIssues, jobOptionsSchema, parseFrameRange, parseTiling, type JobOptions } from '../protocol/index.ts';
-import { FarmError } from './farm.ts';
+import { FarmError } from '../farm/index.ts';
 
 /**
  * Multipart fields arrive as strings; this turns them into typed job options or a 400

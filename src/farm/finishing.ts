@@ -1,0 +1,111 @@
+import { stat } from 'node:fs/promises';
+import { encodeVideo } from '../encoder/index.ts';
+import type { Dispatcher } from './dispatch.ts';
+import type { FarmState } from './state.ts';
+import { now } from './state.ts';
+import { dropTiles, stitchFrame } from './tile-files.ts';
+
+/** What a frame was finished with: rendered whole by a worker, or stitched from its tiles. */
+export interface FrameResult {
+  worker_id: string | null;
+  render_ms: number;
+  file: string;
+  sha256: string | null;
+  log?: string;
+}
+
+/**
+ * The end of a frame and of a job: a done frame is recorded, a split frame is stitched
+ * from its tiles, and after a job's last frame its video is encoded (or the job fails
+ * with what failed).
+ */
+export class Finisher {
+  constructor(
+    private readonly state: FarmState,
+    private readonly dispatch: Dispatcher,
+  ) {}
+
+  /** Records a frame as done (rendered whole, or stitched from its tiles). */
+  async frameDone(jobId: string, frame: number, result: FrameResult): Promise<void> {
+    this.state.views.addRenderTime(jobId, result.render_ms);
+    await this.state.views.saveFrame(jobId, frame, { state: 'done', ...result, error: null, finished_at: now() });
+  }
+
+  /**
+   * A frame is done or failed for good: after the job's last one its rendering ends (a
+   * paused job ends on resume), else only its counts changed.
+   */
+  async frameSettled(jobId: string, wasLast: boolean): Promise<void> {
+    const job = await this.state.store.getJob(jobId);
+    if (wasLast && job?.state !== 'paused') await this.finishRendering(jobId);
+    else await this.state.views.publishJob(jobId);
+  }
+
+  /** Every tile of a frame is in: stitch them into the frame, which only then is done. */
+  async stitch(jobId: string, frame: number): Promise<void> {
+    const { scheduler, dataDir, views, log, options } = this.state;
+    const queued = this.dispatch.tilingOf(jobId);
+    const tiles = scheduler.tilesOf(jobId, frame);
+    if (!queued || !tiles || queued.tiling.mode === 'off') return;
+    const extension = queued.fileExtension;
+    const output = dataDir.frameFile(jobId, frame, extension);
+    try {
+      await stitchFrame(dataDir, { jobId, frame, grid: tiles.grid, plan: queued.tiling, extension, output, ffmpegPath: options.ffmpegPath });
+    } catch (error) {
+      const message = `the tiles could not be stitched: ${(error as Error).message}`;
+      log.error({ jobId, frame, err: error }, 'stitching failed');
+      const outcome = scheduler.stitchFailed(jobId, frame);
+      if (outcome.kind === 'unknown') return;
+      await dropTiles(dataDir, jobId, frame);
+      await views.saveFrame(jobId, frame, { state: outcome.kind === 'failed' ? 'failed' : 'queued', attempts: outcome.attempts, error: message });
+      await this.frameSettled(jobId, outcome.kind === 'failed' && outcome.jobFinished);
+      this.dispatch.pump();
+      return;
+    }
+    const renderMs = Math.round(scheduler.tileRenderMs(jobId, frame) ?? 0);
+    const done = scheduler.frameStitched(jobId, frame);
+    if (!done) return;
+    log.info({ jobId, frame, tiles: tiles.states.length, renderMs }, 'frame stitched from tiles');
+    await this.frameDone(jobId, frame, { worker_id: null, render_ms: renderMs, file: output, sha256: null });
+    await this.frameSettled(jobId, done.jobFinished);
+  }
+
+  /** Every frame is either done or failed for good: encode, or report what failed. */
+  async finishRendering(jobId: string): Promise<void> {
+    const { store, views } = this.state;
+    const row = await this.state.requireJob(jobId);
+    if (!['queued', 'rendering', 'paused'].includes(row.state)) return;
+    await this.dispatch.leaveScheduler(jobId);
+    this.dispatch.releaseJob(jobId);
+    const counts = views.countsOf(jobId);
+    if (counts.failed > 0) {
+      const [firstFailure] = await store.listFrames(jobId, 'failed');
+      await this.state.failJob(row, `${counts.failed} of ${counts.total} frames failed; frame ${firstFailure?.number}: ${firstFailure?.error}`);
+      return;
+    }
+    await this.state.setState(row, 'encoding');
+    // Not awaited: the upload that finished the last frame gets its answer now, not after ffmpeg.
+    this.state.background(this.encode(jobId));
+  }
+
+  async encode(jobId: string): Promise<void> {
+    const { dataDir, options, log } = this.state;
+    const row = await this.state.requireJob(jobId);
+    const output = dataDir.video(jobId);
+    try {
+      await encodeVideo({
+        ffmpegPath: options.ffmpegPath,
+        framesDir: dataDir.framesDir(jobId),
+        extension: row.file_extension ?? 'png',
+        fps: row.fps ?? 24,
+        output,
+      });
+      const { size } = await stat(output);
+      log.info({ jobId, bytes: size }, 'video encoded');
+      await this.state.setState(row, 'completed', { video_file: output, finished_at: now() });
+    } catch (error) {
+      log.error({ jobId, err: error }, 'video encoding failed');
+      await this.state.failJob(row, `the frames rendered but the video could not be made: ${(error as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,190 @@
+import { rm } from 'node:fs/promises';
+import { compileJob, type RenderRequest } from '../jobs/index.ts';
+import { framesOf, type JobOptions, type JobPatch, type JobState, type SceneInfo } from '../protocol/index.ts';
+import { finishedStates } from '../scheduler/index.ts';
+import type { JobRow } from '../store/index.ts';
+import { commitFile, type ReceivedFile } from '../store/index.ts';
+import type { Dispatcher } from './dispatch.ts';
+import { FarmError } from './errors.ts';
+import type { Finisher } from './finishing.ts';
+import type { Prober } from './probing.ts';
+import type { FarmState } from './state.ts';
+import { newId, now } from './state.ts';
+import { emptyCounts } from './views.ts';
+
+/** The commands people give a job: submit, pause, resume, retry, cancel, delete, edit. */
+export class JobLifecycle {
+  constructor(
+    private readonly state: FarmState,
+    private readonly dispatch: Dispatcher,
+    private readonly prober: Prober,
+    private readonly finisher: Finisher,
+    /** Tells observers the job is gone. */
+    private readonly announceRemoved: (jobId: string) => void,
+  ) {}
+
+  /** Stores the .blend and a job that waits for its scene to be read; returns its id. */
+  async submit(upload: ReceivedFile, options: JobOptions, fileName: string): Promise<string> {
+    const { store, dataDir, views, log } = this.state;
+    await commitFile(upload.tempPath, dataDir.blend(upload.sha256));
+    const request: RenderRequest = {
+      frames: options.frames,
+      fileFormat: options.fileFormat,
+      resolutionPercentage: options.resolutionPercentage,
+      samples: options.samples,
+      tiles: options.tiles,
+      forceTiles: options.forceTiles,
+    };
+    const row = await store.insertJob({
+      id: newId(),
+      name: options.name ?? displayName(fileName),
+      state: 'probing',
+      priority: options.priority,
+      allow_scripts: options.allowScripts ? 1 : 0,
+      blend_sha256: upload.sha256,
+      blend_size: upload.size,
+      requested_json: JSON.stringify({ ...request, hold: options.hold }),
+      overrides_json: JSON.stringify({
+        engine: null,
+        resolutionPercentage: request.resolutionPercentage ?? null,
+        samples: request.samples ?? null,
+        fileFormat: request.fileFormat ?? null,
+      }),
+      scene_json: null,
+      frame_start: null,
+      frame_end: null,
+      frame_step: null,
+      fps: null,
+      file_extension: null,
+      video_file: null,
+      error: null,
+      created_at: now(),
+      started_at: null,
+      finished_at: null,
+    });
+    log.info({ jobId: row.id, name: row.name, size: upload.size }, 'job submitted');
+    views.keepCounts(row.id, emptyCounts());
+    this.prober.add(row.id);
+    await views.publishJob(row.id);
+    this.prober.requestProbes();
+    return row.id;
+  }
+
+  async cancel(id: string): Promise<void> {
+    const row = await this.state.requireJob(id);
+    if (finishedStates.includes(row.state as JobState)) throw new FarmError(`job ${id} is already ${row.state}`, 409);
+    this.prober.drop(id);
+    await this.dispatch.leaveScheduler(id);
+    await this.state.setState(row, 'cancelled', { finished_at: now() });
+    this.dispatch.releaseJob(id);
+    this.dispatch.pump();
+  }
+
+  async pause(id: string): Promise<void> {
+    const row = await this.state.requireJob(id);
+    if (!['queued', 'rendering'].includes(row.state)) throw new FarmError(`a ${row.state} job cannot be paused`, 409);
+    // Frames already rendering finish; no new ones are handed out.
+    this.state.scheduler.setPaused(id, true);
+    await this.state.setState(row, 'paused');
+  }
+
+  async resume(id: string): Promise<void> {
+    const { scheduler, views } = this.state;
+    const row = await this.state.requireJob(id);
+    if (row.state !== 'paused') throw new FarmError(`job ${id} is ${row.state}, not paused`, 409);
+    scheduler.setPaused(id, false);
+    const started = scheduler.hasStarted(id);
+    await this.state.setState(row, started ? 'rendering' : 'queued', { error: null });
+    this.dispatch.pump();
+    const counts = views.countsOf(id);
+    if (counts.queued + counts.rendering === 0) await this.finisher.finishRendering(id);
+  }
+
+  /** The server's disk filled while receiving a frame: pause rather than fail; nothing stored is touched. */
+  async storageFull(jobId: string, detail: string): Promise<void> {
+    const row = await this.state.store.getJob(jobId);
+    if (!row || !['queued', 'rendering'].includes(row.state)) return;
+    this.state.log.error({ jobId, detail }, 'disk full: pausing the job');
+    this.state.scheduler.setPaused(jobId, true);
+    await this.state.setState(row, 'paused', { error: `paused because the server's disk is full (${detail}); free space, then resume` });
+  }
+
+  /** Puts a job's failed frames back in the queue, with fresh attempts. */
+  async retryFailed(id: string): Promise<void> {
+    const { store, views } = this.state;
+    const row = await this.state.requireJob(id);
+    const counts = views.countsOf(id);
+    if (counts.failed === 0) throw new FarmError(`job ${id} has no failed frames`, 409);
+    if (!['failed', 'rendering', 'queued', 'paused'].includes(row.state)) {
+      throw new FarmError(`a ${row.state} job cannot retry frames`, 409);
+    }
+    await this.dispatch.leaveScheduler(id);
+    await store.requeueFailedFrames(id);
+    if (row.state === 'failed') await this.state.setState(row, 'queued', { error: null, finished_at: null });
+    await this.dispatch.enqueue(await this.state.requireJob(id), row.state === 'paused');
+    this.dispatch.pump();
+    await views.publishJob(id);
+  }
+
+  /** Removes a job with its frames and files; a running job is cancelled first. */
+  async delete(id: string): Promise<void> {
+    const { store, dataDir, views, log } = this.state;
+    const row = await this.state.requireJob(id);
+    if (!finishedStates.includes(row.state as JobState)) await this.cancel(id);
+    views.forgetJob(id);
+    this.dispatch.forget(id);
+    await store.deleteJob(id);
+    await rm(dataDir.jobDir(id), { recursive: true, force: true });
+    if ((await store.jobsUsingBlend(row.blend_sha256)) === 0) await rm(dataDir.blend(row.blend_sha256), { force: true });
+    log.info({ jobId: id }, 'job deleted');
+    this.announceRemoved(id);
+  }
+
+  /** Renames or re-prioritises a job; render settings change only before any frame is out. */
+  async patch(id: string, patch: JobPatch): Promise<void> {
+    const row = await this.state.requireJob(id);
+    const changesRender = ['frames', 'fileFormat', 'resolutionPercentage', 'samples', 'tiles', 'forceTiles'].some((k) => k in patch);
+    if (changesRender) await this.changeRenderSettings(row, patch);
+    if (patch.name !== undefined || patch.priority !== undefined) {
+      await this.state.store.updateJob(id, { name: patch.name ?? row.name, priority: patch.priority ?? row.priority });
+      if (patch.priority !== undefined) this.state.scheduler.setPriority(id, patch.priority);
+    }
+    await this.state.views.publishJob(id);
+    this.dispatch.pump();
+  }
+
+  private async changeRenderSettings(row: JobRow, patch: JobPatch): Promise<void> {
+    const { store, scheduler } = this.state;
+    const editable = ['paused', 'queued'].includes(row.state) && !scheduler.hasStarted(row.id);
+    if (!editable || !row.scene_json) {
+      throw new FarmError(`render settings can only change before the job's first frame is handed out (job is ${row.state})`, 409);
+    }
+    const previous = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
+    const request: RenderRequest = { ...previous, ...patch };
+    let compiled;
+    try {
+      compiled = compileJob(JSON.parse(row.scene_json) as SceneInfo, request);
+    } catch (error) {
+      throw new FarmError((error as Error).message, 400);
+    }
+    scheduler.removeJob(row.id);
+    await store.deleteFrames(row.id);
+    await store.insertFrames(row.id, framesOf(compiled.range));
+    await store.updateJob(row.id, {
+      requested_json: JSON.stringify({ ...request, hold: previous.hold }),
+      overrides_json: JSON.stringify(compiled.overrides),
+      frame_start: compiled.range.start,
+      frame_end: compiled.range.end,
+      frame_step: compiled.range.step,
+      file_extension: compiled.fileExtension,
+    });
+    await this.dispatch.enqueue(await this.state.requireJob(row.id), row.state === 'paused');
+  }
+}
+
+/** A name fit to show: the upload's base name without extension; never used as a path. */
+function displayName(fileName: string): string {
+  const base = fileName.split(/[\\/]/).pop() ?? '';
+  const cleaned = base.replace(/\.blend\d*$/i, '').replace(/[^\p{L}\p{N} ._()-]/gu, '_').trim();
+  return cleaned.slice(0, 120) || 'untitled';
+}

@@ -1,0 +1,118 @@
+import { compileJob, CompileError, type RenderRequest } from '../jobs/index.ts';
+import { framesOf, type SceneInfo } from '../protocol/index.ts';
+import type { ConnectedWorker } from './connected-worker.ts';
+import type { Dispatcher } from './dispatch.ts';
+import type { FarmState } from './state.ts';
+
+/**
+ * A new job's scene is read by a worker (the server has no Blender): the probe asks a
+ * connected worker, and its answer compiles the job into frames and queues it.
+ */
+export class Prober {
+  /** job id -> worker probing its scene (null: waiting for a worker). */
+  private readonly probes = new Map<string, string | null>();
+  /** Workers that handed a probe back (disk full), until they say they are ready again. */
+  private readonly cannotProbe = new Set<string>();
+
+  constructor(
+    private readonly state: FarmState,
+    private readonly dispatch: Dispatcher,
+  ) {}
+
+  /** A job waits for its scene to be read. */
+  add(jobId: string): void {
+    this.probes.set(jobId, null);
+  }
+
+  /** The job ended before its scene was read. */
+  drop(jobId: string): void {
+    this.probes.delete(jobId);
+  }
+
+  /** The worker is ready again (it may have freed space) or gone: it may be asked, or is no longer asked. */
+  workerReady(workerId: string): void {
+    if (this.cannotProbe.delete(workerId)) this.requestProbes();
+  }
+
+  workerGone(workerId: string): void {
+    this.cannotProbe.delete(workerId);
+    for (const [jobId, prober] of this.probes) if (prober === workerId) this.probes.set(jobId, null);
+  }
+
+  /** Sends each job waiting for its scene to be read to a connected worker. */
+  requestProbes(): void {
+    for (const [jobId, prober] of this.probes) {
+      if (prober !== null) continue;
+      const worker = this.pickProber();
+      if (!worker) return;
+      this.probes.set(jobId, worker.id);
+      this.state.background(
+        this.state.store.getJob(jobId).then((row) => {
+          if (!row) return;
+          worker.link.send({
+            type: 'probe',
+            jobId,
+            blend: { sha256: row.blend_sha256, size: row.blend_size },
+            // A worker that refuses scripts reads the scene with them off: the probe only reads settings.
+            allowScripts: row.allow_scripts === 1 && worker.allowScripts,
+          });
+        }),
+      );
+    }
+  }
+
+  async probeSucceeded(workerId: string, jobId: string, scene: SceneInfo): Promise<void> {
+    const { store, views, log } = this.state;
+    if (this.probes.get(jobId) !== workerId) return;
+    this.probes.delete(jobId);
+    const row = await store.getJob(jobId);
+    if (!row || row.state !== 'probing') return;
+    const request = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
+    let compiled;
+    try {
+      compiled = compileJob(scene, request);
+    } catch (error) {
+      if (!(error instanceof CompileError)) throw error;
+      await this.state.failJob(row, error.message);
+      return;
+    }
+    const frames = framesOf(compiled.range);
+    await store.insertFrames(jobId, frames);
+    const fields = {
+      scene_json: JSON.stringify(scene),
+      overrides_json: JSON.stringify(compiled.overrides),
+      frame_start: compiled.range.start,
+      frame_end: compiled.range.end,
+      frame_step: compiled.range.step,
+      fps: scene.fps,
+      file_extension: compiled.fileExtension,
+    };
+    await store.updateJob(jobId, fields);
+    await this.dispatch.enqueue({ ...row, ...fields }, request.hold === true, frames);
+    await this.state.setState(row, request.hold ? 'paused' : 'queued');
+    log.info({ jobId, frames: views.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
+    this.dispatch.pump();
+  }
+
+  /** The worker could not probe (its disk is full): another worker probes, or this one once it is ready again. */
+  async probeHandedBack(workerId: string, jobId: string, reason: string): Promise<void> {
+    if (this.probes.get(jobId) !== workerId) return;
+    this.state.log.warn({ workerId, jobId, reason }, 'worker handed a probe back');
+    this.probes.set(jobId, null);
+    this.cannotProbe.add(workerId);
+    this.requestProbes();
+  }
+
+  async probeFailed(workerId: string, jobId: string, error: string): Promise<void> {
+    if (this.probes.get(jobId) !== workerId) return;
+    this.probes.delete(jobId);
+    const row = await this.state.store.getJob(jobId);
+    if (row?.state === 'probing') await this.state.failJob(row, `could not read the scene: ${error}`);
+  }
+
+  /** Probing takes a couple of seconds beside a render, so an idle worker is best but any enabled one will do. */
+  private pickProber(): ConnectedWorker | undefined {
+    const all = [...this.state.workers.values()].filter((w) => w.enabled && !this.cannotProbe.has(w.id));
+    return all.find((w) => this.state.scheduler.isIdle(w.id)) ?? all.find((w) => !w.current) ?? all[0];
+  }
+}

@@ -1,0 +1,72 @@
+import type { FrameColumns, FrameLog, Job, JobDetail, Worker } from '../protocol/index.ts';
+import { FarmError } from './errors.ts';
+import type { FarmState } from './state.ts';
+import { workerView } from './views.ts';
+
+/** What can be read about jobs, frames and workers; nothing here changes the farm. */
+export class Queries {
+  constructor(private readonly state: FarmState) {}
+
+  async job(id: string): Promise<Job> {
+    return this.state.views.job(await this.state.requireJob(id));
+  }
+
+  async jobDetail(id: string): Promise<JobDetail> {
+    const job = await this.job(id);
+    const frames = await this.state.store.listFrames(id);
+    return { ...job, frameList: frames.map((f) => this.state.views.frame(f)) };
+  }
+
+  /**
+   * The job's frames in columns, for the web UI: all of them, or only those numbered in
+   * `only`. `cursor` is where the frame change log stood before the frames were read.
+   */
+  async frameColumns(id: string, cursor: string, only?: number[]): Promise<FrameColumns> {
+    const job = await this.job(id);
+    const stored = await this.state.store.listFrameColumns(id, only);
+    return this.state.views.frameColumns(job, stored, { cursor, partial: only !== undefined });
+  }
+
+  async jobs(): Promise<Job[]> {
+    return Promise.all((await this.state.store.listJobs()).map((row) => this.state.views.job(row)));
+  }
+
+  /** The file a frame was saved to, for download. */
+  async frameFile(jobId: string, frame: number): Promise<string> {
+    const row = await this.state.store.getFrame(jobId, frame);
+    if (!row) throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
+    if (row.state !== 'done' || !row.file) throw new FarmError(`frame ${frame} is not rendered yet`, 404);
+    return row.file;
+  }
+
+  async frameLog(jobId: string, frame: number): Promise<FrameLog> {
+    const row = await this.state.store.getFrame(jobId, frame);
+    if (!row) throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
+    return { number: frame, error: row.error, log: row.log ?? '' };
+  }
+
+  async videoFile(jobId: string): Promise<string> {
+    const row = await this.state.requireJob(jobId);
+    if (!row.video_file) throw new FarmError(`job ${jobId} has no video yet`, 404);
+    return row.video_file;
+  }
+
+  async doneFrames(jobId: string): Promise<Array<{ number: number; file: string }>> {
+    await this.state.requireJob(jobId);
+    const frames = await this.state.store.listFrames(jobId, 'done');
+    return frames.filter((f) => f.file).map((f) => ({ number: f.number, file: f.file! }));
+  }
+
+  /** The tile file of a split frame, while the frame waits for its other tiles (for previews). */
+  async tileFile(jobId: string, frame: number, tile: number): Promise<string> {
+    const job = await this.state.requireJob(jobId);
+    if (this.state.scheduler.tilesOf(jobId, frame)?.states[tile] !== 'done') {
+      throw new FarmError(`tile ${tile} of frame ${frame} is not waiting to be stitched`, 404);
+    }
+    return this.state.dataDir.tileFile(jobId, frame, tile, job.file_extension ?? 'png');
+  }
+
+  async workers(): Promise<Worker[]> {
+    return (await this.state.store.listWorkers()).map((row) => workerView(row, this.state.views.liveState(row.id)));
+  }
+}

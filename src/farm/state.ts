@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import type { FarmChange, JobState } from '../protocol/index.ts';
+import { Scheduler, assertTransition } from '../scheduler/index.ts';
+import type { JobRow, Store } from '../store/index.ts';
+import type { Logger } from '../util/log.ts';
+import type { DataDir } from '../store/index.ts';
+import type { ConnectedWorker } from './connected-worker.ts';
+import { EarlyLogs } from './early-logs.ts';
+import { FarmError } from './errors.ts';
+import { ReadModel } from './read-model.ts';
+
+export interface FarmOptions {
+  ffmpegPath: string;
+  /** A frame is tried this many more times after its first failure. */
+  frameRetries: number;
+  /** A frame rendering longer than this is stopped and counted as failed; 0 = no limit. */
+  frameTimeoutMs: number;
+  /** Idle workers copy the slowest frames at a job's tail (first result wins). */
+  duplicateTail?: boolean;
+}
+
+export const newId = () => randomBytes(8).toString('hex');
+export const now = () => new Date().toISOString();
+
+/**
+ * What every part of the farm shares: the store and the data folder, the scheduler, the
+ * connected workers, the read model that announces changes, and the work under way. The
+ * parts (job-lifecycle, dispatch, results, …) each hold one and keep nothing else alike.
+ */
+export class FarmState {
+  readonly scheduler: Scheduler;
+  readonly workers = new Map<string, ConnectedWorker>();
+  readonly views: ReadModel;
+  readonly earlyLogs = new EarlyLogs((log) => this.background(this.store.setFrameLog(log.jobId, log.frame, log.log, log.workerId)));
+  private readonly pending = new Set<Promise<unknown>>();
+  /** Set once the farm stops: events from the edges change nothing any more. */
+  stopping = false;
+
+  constructor(
+    readonly store: Store,
+    readonly dataDir: DataDir,
+    readonly options: FarmOptions,
+    readonly log: Logger,
+    announce: (change: FarmChange) => void,
+  ) {
+    this.scheduler = new Scheduler({
+      maxAttempts: options.frameRetries + 1,
+      blockAfterFailures: 3,
+      duplicateTail: options.duplicateTail ?? true,
+    });
+    this.views = new ReadModel(store, this.scheduler, this.workers, announce);
+  }
+
+  /**
+   * Runs work the caller does not wait for (edges, timers, fan-out), logging its errors
+   * and keeping it counted so `settle` can let it finish before the store closes.
+   */
+  background(work: Promise<unknown>): void {
+    this.pending.add(work);
+    work
+      .catch((error) => this.log.error({ err: error }, 'background farm task failed'))
+      .finally(() => this.pending.delete(work));
+  }
+
+  /** Resolves once no background work is left. */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  async requireJob(id: string): Promise<JobRow> {
+    const row = await this.store.getJob(id);
+    if (!row) throw new FarmError(`no job with id ${id}`, 404);
+    return row;
+  }
+
+  /** Moves a job to a new state, if the job's state machine allows it, and announces it. */
+  async setState(row: JobRow, state: JobState, patch: Partial<JobRow> = {}): Promise<void> {
+    const current = (await this.store.getJob(row.id))?.state as JobState | undefined;
+    if (current === undefined) return;
+    assertTransition(current, state);
+    await this.store.setJobState(row.id, state, patch);
+    await this.views.publishJob(row.id);
+  }
+
+  async failJob(row: JobRow, error: string): Promise<void> {
+    this.log.warn({ jobId: row.id, error }, 'job failed');
+    await this.setState(row, 'failed', { error, finished_at: now() });
+  }
+
+  /** The stored state of a frame not finished: rendering while it is split into tiles, else queued. */
+  unfinishedState(jobId: string, frame: number): 'queued' | 'rendering' {
+    return this.scheduler.tilesOf(jobId, frame) ? 'rendering' : 'queued';
+  }
+}

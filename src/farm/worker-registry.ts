@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import type { Worker, WorkerHello } from '../protocol/index.ts';
+import { isWorkOn, type WorkerLink } from './connected-worker.ts';
+import type { Dispatcher } from './dispatch.ts';
+import { FarmError } from './errors.ts';
+import type { Prober } from './probing.ts';
+import type { FarmState } from './state.ts';
+import { newId } from './state.ts';
+import type { FrameTimers } from './timeouts.ts';
+import { workerView } from './views.ts';
+
+/**
+ * The workers the farm knows: they connect, say they are ready, report progress, leave,
+ * and are enabled, drained or disabled. A worker that leaves gives its frames back.
+ */
+export class WorkerRegistry {
+  constructor(
+    private readonly state: FarmState,
+    private readonly dispatch: Dispatcher,
+    private readonly prober: Prober,
+    private readonly timers: FrameTimers,
+  ) {}
+
+  async connected(hello: WorkerHello, link: WorkerLink): Promise<string> {
+    const { workers, store, scheduler, views, log } = this.state;
+    const id = hello.workerId ?? newId();
+    const previous = workers.get(id);
+    if (previous) {
+      // The same machine reconnected before its old socket timed out: the new one wins.
+      workers.delete(id);
+      previous.link.close('replaced by a newer connection');
+      this.returnFramesOf(id);
+    }
+    const row = await store.upsertWorker({
+      id,
+      name: hello.name,
+      host: hello.host,
+      threads: hello.threads,
+      blender_version: hello.blenderVersion,
+    });
+    const uploadKey = randomBytes(24).toString('base64url');
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, uploadKey });
+    scheduler.setScriptsAllowed(id, hello.allowScripts);
+    for (const { jobId, frame, tile } of hello.holding) {
+      if (!scheduler.claim(jobId, frame, id, tile)) continue;
+      await views.saveFrame(jobId, frame, { state: 'rendering', worker_id: tile === undefined ? id : null });
+    }
+    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
+    log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
+    await views.publishWorker(id);
+    await this.publishScriptJobs();
+    this.prober.requestProbes();
+    return id;
+  }
+
+  /**
+   * The worker whose open connection was given this upload key. Uploads prove with it that
+   * they come from that connection, so a worker token alone cannot deliver another's frames.
+   */
+  workerForUploadKey(key: string): string | undefined {
+    for (const worker of this.state.workers.values()) if (worker.uploadKey === key) return worker.id;
+    return undefined;
+  }
+
+  ready(workerId: string): void {
+    const worker = this.state.workers.get(workerId);
+    if (!worker) return;
+    worker.current = null;
+    this.timers.clear(workerId);
+    this.prober.workerReady(workerId);
+    if (worker.enabled) this.state.scheduler.workerReady(workerId);
+    this.state.background(this.state.views.publishWorker(workerId));
+    this.dispatch.pump();
+  }
+
+  progress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
+    const worker = this.state.workers.get(workerId);
+    if (!isWorkOn(worker?.current, jobId, frame, tile)) return;
+    worker!.current!.percent = percent;
+    this.state.background(this.state.views.publishWorker(workerId));
+    // Only while it is still rendering: a late progress line must not re-announce a done frame.
+    const stillRendering = () => isWorkOn(worker!.current, jobId, frame, tile);
+    this.state.background(this.state.views.publishFrame(jobId, frame, stillRendering));
+  }
+
+  async disconnected(workerId: string, link: WorkerLink): Promise<void> {
+    const { workers, store, views, log } = this.state;
+    const worker = workers.get(workerId);
+    if (!worker || worker.link !== link || this.state.stopping) return; // an older, replaced connection, or shutdown
+    workers.delete(workerId);
+    this.timers.clear(workerId);
+    log.warn({ workerId }, 'worker disconnected');
+    this.returnFramesOf(workerId);
+    this.prober.workerGone(workerId);
+    await store.touchWorker(workerId);
+    await views.publishWorker(workerId);
+    await this.publishScriptJobs();
+    this.prober.requestProbes();
+    this.dispatch.pump();
+  }
+
+  /**
+   * `drain`: the worker finishes its frame and takes no more. `disable`: its frame goes
+   * back to the queue at once. `enable`: it takes work again.
+   */
+  async setMode(workerId: string, mode: 'enable' | 'drain' | 'disable'): Promise<Worker> {
+    const { store, scheduler, views, log } = this.state;
+    const row = await store.getWorker(workerId);
+    if (!row) throw new FarmError(`no worker with id ${workerId}`, 404);
+    const enabled = mode === 'enable';
+    const updated = await store.setWorkerEnabled(workerId, enabled);
+    const worker = this.state.workers.get(workerId);
+    if (worker) {
+      worker.enabled = enabled;
+      if (updated) worker.row = updated;
+      if (enabled && !worker.current) scheduler.workerReady(workerId);
+      if (!enabled) scheduler.workerParked(workerId);
+      if (mode === 'disable' && worker.current) {
+        const { jobId, frame, tile } = worker.current;
+        worker.link.send({ type: 'cancel', jobId, frame, tile });
+        this.returnFramesOf(workerId);
+        worker.current = null;
+      }
+    }
+    log.info({ workerId, mode }, 'worker mode changed');
+    this.prober.requestProbes();
+    this.dispatch.pump();
+    await views.publishWorker(workerId);
+    return workerView((await store.getWorker(workerId))!, views.liveState(workerId));
+  }
+
+  private returnFramesOf(workerId: string): void {
+    for (const { jobId, frame } of this.state.scheduler.workerLost(workerId)) {
+      const state = this.state.unfinishedState(jobId, frame);
+      this.state.background(this.state.views.saveFrame(jobId, frame, { state, worker_id: null }));
+    }
+  }
+
+  /** Jobs that need scripts say whether any connected worker allows them: republished as workers come and go. */
+  private async publishScriptJobs(): Promise<void> {
+    for (const row of await this.state.store.listJobsInState(['queued', 'rendering'])) {
+      if (row.allow_scripts === 1) await this.state.views.publishJob(row.id);
+    }
+  }
+}
