@@ -143,7 +143,11 @@ describe('the OpenAPI document', () => {
     assert.equal(patch.additionalProperties, false, 'unknown fields are refused, as the server does');
     assert.deepEqual(Object.keys(patch.properties).sort(), ['fileFormat', 'forceTiles', 'frames', 'name', 'priority', 'resolutionPercentage', 'samples', 'tiles']);
     assert.equal(doc.paths['/api/jobs/{id}'].patch.requestBody.content['application/json'].schema.$ref, '#/components/schemas/JobPatch');
-    assert.deepEqual(doc.components.schemas.Error.required, ['error']);
+    // Every error answer carries its code from the catalogue (src/protocol/errors.ts) and a message.
+    assert.deepEqual(doc.components.schemas.Error.required, ['code', 'error']);
+    assert.ok(doc.components.schemas.Error.properties.code.enum.includes('JOB_NOT_FOUND'));
+    const cancelNotFound = doc.paths['/api/jobs/{id}/cancel'].post.responses['404'];
+    assert.deepEqual(cancelNotFound['x-error-codes'], ['JOB_NOT_FOUND'], 'each route lists the codes it may answer');
   });
 
   it('renders a browsable, self-contained docs page', () => {

@@ -6,7 +6,7 @@ import { Transform } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { loadSettings, ConfigError } from '../config/index.ts';
-import { CLIENT_HEADER } from '../protocol/index.ts';
+import { apiErrorSchema, CLIENT_HEADER, type ErrorCode } from '../protocol/index.ts';
 import { CertificateError, explainTlsError, fingerprintOfPem, parseFingerprint, TlsClient, workerTls, type TlsTrust } from '../util/tls-client.ts';
 
 export interface ClientOptions {
@@ -26,13 +26,24 @@ export interface ResolvedClient {
   trust: TlsTrust;
 }
 
-/** Thrown for answers scripts should see as failure; the message is the server's own. Status 0: unreachable. */
+/**
+ * Thrown for answers scripts should see as failure; the message is the server's own, and
+ * `code` its code from the catalogue (null when no farm answered). Status 0: unreachable.
+ */
 export class ApiError extends Error {
   constructor(
     message: string,
     readonly statusCode: number,
+    readonly code: ErrorCode | null = null,
   ) {
     super(message);
+  }
+
+  /** From a refusal's body: the farm's `{code, error}`, or the status line for anything else. */
+  static fromAnswer(status: number, body: string, statusLine = ''): ApiError {
+    const answer = apiErrorSchema.safeParse(parseJson(body));
+    if (answer.success) return new ApiError(answer.data.error, status, answer.data.code);
+    return new ApiError(`HTTP ${status} ${statusLine}`.trim(), status);
   }
 }
 
@@ -183,8 +194,7 @@ export class ApiClient {
     }
     const status = response.statusCode ?? 0;
     if (status < 200 || status > 299) {
-      const answer = parseJson(await text(response).catch(() => '')) as { error?: string } | undefined;
-      throw new ApiError(answer?.error ?? `HTTP ${status} ${response.statusMessage ?? ''}`.trim(), status);
+      throw ApiError.fromAnswer(status, await text(response).catch(() => ''), response.statusMessage);
     }
     return response;
   }

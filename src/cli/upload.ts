@@ -41,14 +41,12 @@ export async function uploadJob(
       let body = '';
       response.setEncoding('utf8').on('data', (chunk) => (body += chunk));
       response.on('end', () => {
-        let json: { error?: string } = {};
+        if (response.statusCode !== 201) return reject(ApiError.fromAnswer(response.statusCode ?? 0, body, response.statusMessage));
         try {
-          json = JSON.parse(body);
+          resolve(JSON.parse(body) as Job);
         } catch {
-          json = { error: body };
+          reject(new ApiError(`the server accepted the file but answered something that is not JSON: ${body.slice(0, 200)}`, 201));
         }
-        if (response.statusCode === 201) resolve(json as Job);
-        else reject(new ApiError(json.error ?? `HTTP ${response.statusCode}`, response.statusCode ?? 0));
       });
     });
     request.write(head);

@@ -127,7 +127,7 @@ export function installAccessControl(app: FastifyInstance<any, any, any, any, an
     // A bearer token is no browser credential, so a rebinding page cannot carry one.
     if (bearer === undefined && !options.hosts.allowsHost(request.headers.host)) {
       request.log.warn({ host: request.headers.host, remote: request.socket.remoteAddress }, 'request refused: unknown Host');
-      throw new FarmError(`this server does not answer to the name "${request.headers.host ?? ''}": add it to public_hosts in the server's settings.conf`, 421);
+      throw new FarmError('UNKNOWN_HOST', `this server does not answer to the name "${request.headers.host ?? ''}": add it to public_hosts in the server's settings.conf`);
     }
     request.principal = identify(request.headers, request.socket.remoteAddress, bearer, options);
     if (access === 'open') return;
@@ -163,26 +163,26 @@ function refuseUnless(request: FastifyRequest, access: 'user' | 'worker'): void 
   const principal = request.principal;
   if (principal === null) {
     request.log.warn({ remote: request.socket.remoteAddress, route: request.routeOptions.url }, 'request refused: missing or wrong token');
-    throw new FarmError('missing or wrong access token', 401);
+    throw new FarmError('UNAUTHENTICATED', 'missing or wrong access token');
   }
   if (access === 'worker') {
     // Loopback trust is for people at this machine, never for the worker protocol.
-    if (principal.via !== 'token') throw new FarmError('missing worker token', 401);
-    if (!mayWork(principal.token.role)) throw new FarmError('this route is for workers: it needs a worker token', 403);
+    if (principal.via !== 'token') throw new FarmError('UNAUTHENTICATED', 'missing worker token');
+    if (!mayWork(principal.token.role)) throw new FarmError('WRONG_TOKEN_ROLE', 'this route is for workers: it needs a worker token');
     return;
   }
   if (principal.via !== 'loopback' && !mayUseApi(principal.token.role)) {
-    throw new FarmError('a worker token opens the worker protocol only; use a user token', 403);
+    throw new FarmError('WRONG_TOKEN_ROLE', 'a worker token opens the worker protocol only; use a user token');
   }
   // Browsers (cookie or loopback trust) must prove a state change comes from our own page.
   const changesState = !['GET', 'HEAD', 'OPTIONS'].includes(request.method);
   if (!changesState || principal.via === 'token') return;
   if (request.headers[CLIENT_HEADER] === undefined) {
-    throw new FarmError(`state-changing requests need the ${CLIENT_HEADER} header (protection against cross-site requests)`, 403);
+    throw new FarmError('CROSS_SITE_REQUEST', `state-changing requests need the ${CLIENT_HEADER} header (protection against cross-site requests)`);
   }
   const origin = request.headers.origin;
   if (origin !== undefined && !sameHost(origin, request.headers.host)) {
-    throw new FarmError('state-changing requests from pages of other sites are refused', 403);
+    throw new FarmError('CROSS_SITE_REQUEST', 'state-changing requests from pages of other sites are refused');
   }
 }
 

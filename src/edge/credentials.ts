@@ -106,9 +106,9 @@ export class Credentials extends EventEmitter<{ revoked: [tokenId: string] }> {
 
   async revoke(id: string, dataDir: DataDir, legacyFromSettings: boolean): Promise<TokenInfo> {
     const entry = [...this.byDigest.entries()].find(([, info]) => info.id === id);
-    if (!entry) throw new FarmError(`no token with id ${id}`, 404);
+    if (!entry) throw new FarmError('TOKEN_NOT_FOUND', `no token with id ${id}`);
     if (id === FARM_TOKEN_ID && legacyFromSettings) {
-      throw new FarmError('the farm token comes from the `token` setting: remove it from settings.conf and restart the server', 409);
+      throw new FarmError('TOKEN_FROM_SETTINGS', 'the farm token comes from the `token` setting: remove it from settings.conf and restart the server');
     }
     await this.rows.deleteToken(id);
     this.byDigest.delete(entry[0]);

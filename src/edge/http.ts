@@ -12,6 +12,9 @@ import {
   sha256Schema,
   tileIndexSchema,
   UPLOAD_KEY_HEADER,
+  errorCatalogue,
+  type ApiError,
+  type ErrorCode,
   type FarmChange,
 } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
@@ -33,7 +36,7 @@ import { canPreview, previewOf, type PreviewSize } from './thumbnails.ts';
 import { registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { discardFile, type ReceivedFile } from '../store/index.ts';
-import { formatBytes, isDiskFull, receiveToTemp, UploadError } from './upload.ts';
+import { isDiskFull, receiveToTemp, tooLarge } from './upload.ts';
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -71,17 +74,14 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
-    if (isDiskFull(error)) {
-      request.log.error({ err: error, url: request.url }, 'disk full');
-      return reply.status(507).send({ error: "the server's disk is full: free space in its data folder and try again" });
-    }
-    const status = error instanceof FarmError || error instanceof UploadError ? error.statusCode : error.statusCode ?? 500;
-    if (status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
-    void reply.status(status).send({ error: status >= 500 ? 'internal server error' : error.message });
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    const answer = errorAnswer(error);
+    if (answer.code === 'DISK_FULL') request.log.error({ err: error, url: request.url }, 'disk full');
+    else if (errorCatalogue[answer.code].status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
+    void reply.status(errorCatalogue[answer.code].status).send(answer);
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` });
+    void reply.status(404).send({ code: 'NOT_FOUND', error: `no route ${request.method} ${request.url.split('?')[0]}` } satisfies ApiError);
   });
 
   const routes = installAccessControl(app, {
@@ -107,13 +107,13 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     api.post('/api/jobs', async (request, reply) => {
       const { upload, fields, fileName } = await receiveJobUpload(request, dataDir, options.maxUploadBytes);
       try {
-        if (upload.size === 0) throw new FarmError('the file is empty', 400);
+        if (upload.size === 0) throw new FarmError('EMPTY_FILE', 'the file is empty');
         const kind = blendKindOf(upload.head);
         if (!kind) {
-          throw new FarmError(`"${fileName}" is not a Blender file (a .blend starts with "BLENDER", or is zstd or gzip compressed)`, 415);
+          throw new FarmError('NOT_A_BLEND', `"${fileName}" is not a Blender file (a .blend starts with "BLENDER", or is zstd or gzip compressed)`);
         }
         if (kind === 'plain' && (await isTruncatedPlainBlend(upload.tempPath, upload.head))) {
-          throw new FarmError(`"${fileName}" is cut short: it lacks the end marker every complete .blend has; upload the whole file`, 422);
+          throw new FarmError('CORRUPT_UPLOAD', `"${fileName}" is cut short: it lacks the end marker every complete .blend has; upload the whole file`);
         }
         const job = await farm.submitJob(upload, parseJobFields(fields), fileName);
         return reply.status(201).send(job);
@@ -155,7 +155,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     const { id, frame } = parse(frameParams, request.params);
     const { size } = parse(previewQuery, request.query);
     const file = await farm.frameFile(id, frame);
-    if (!canPreview(file)) throw new FarmError(`no preview for ${path.extname(file)} frames; download the frame instead`, 415);
+    if (!canPreview(file)) throw new FarmError('NO_PREVIEW', `no preview for ${path.extname(file)} frames; download the frame instead`);
     const preview = await previewOf(file, path.join(dataDir.jobDir(id), 'previews'), size);
     return sendFile(reply.header('cache-control', 'private, max-age=86400'), preview, path.basename(preview), 'image/webp');
   });
@@ -165,7 +165,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     const { id, frame, tile } = parse(tileParams, request.params);
     const { size } = parse(previewQuery, request.query);
     const file = await farm.tileFile(id, frame, tile);
-    if (!canPreview(file)) throw new FarmError(`no preview for ${path.extname(file)} tiles`, 415);
+    if (!canPreview(file)) throw new FarmError('NO_PREVIEW', `no preview for ${path.extname(file)} tiles`);
     const preview = await previewOf(file, path.join(path.dirname(file), 'previews'), size);
     return sendFile(reply.header('cache-control', 'no-cache'), preview, path.basename(preview), 'image/webp');
   });
@@ -184,7 +184,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   app.get('/api/jobs/:id/frames.zip', async (request, reply) => {
     const { id } = parse(jobParams, request.params);
     const frames = await farm.doneFrames(id);
-    if (frames.length === 0) throw new FarmError(`job ${id} has no finished frames yet`, 404);
+    if (frames.length === 0) throw new FarmError('FRAME_NOT_RENDERED', `job ${id} has no finished frames yet`);
     // Frames are already compressed images: store them, do not spend CPU deflating them.
     const { ZipArchive } = await import('archiver'); // loaded on first use: ~19 MB idle otherwise
     const zip = new ZipArchive({ store: true });
@@ -205,7 +205,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   app.get('/api/worker/blends/:sha256', async (request, reply) => {
     const { sha256 } = parse(blendParams, request.params);
     const file = dataDir.blend(sha256);
-    if (!existsSync(file)) throw new FarmError(`no .blend with SHA-256 ${sha256}`, 404);
+    if (!existsSync(file)) throw new FarmError('BLEND_NOT_FOUND', `no .blend with SHA-256 ${sha256}`);
     return sendFile(reply, file, `${sha256}.blend`, 'application/octet-stream');
   });
 
@@ -219,7 +219,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       // Checked before a byte is stored: the upload must come from an open worker connection.
       const workerId = farm.workerForUploadKey(headers[UPLOAD_KEY_HEADER]);
       if (workerId === undefined) {
-        throw new FarmError('this upload key belongs to no open worker connection: upload again once the worker has reconnected', 503);
+        throw new FarmError('WORKER_NOT_CONNECTED', 'this upload key belongs to no open worker connection: upload again once the worker has reconnected');
       }
       let upload: ReceivedFile;
       try {
@@ -230,11 +230,11 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       }
       if (upload.sha256 !== headers['x-archenland-sha256']) {
         await discardFile(upload.tempPath);
-        throw new FarmError(`checksum mismatch: the upload has SHA-256 ${upload.sha256}, the worker said ${headers['x-archenland-sha256']}`, 422);
+        throw new FarmError('CORRUPT_UPLOAD', `checksum mismatch: the upload has SHA-256 ${upload.sha256}, the worker said ${headers['x-archenland-sha256']}`);
       }
       if (upload.size === 0) {
         await discardFile(upload.tempPath);
-        throw new FarmError('the frame file is empty', 422);
+        throw new FarmError('CORRUPT_UPLOAD', 'the frame file is empty');
       }
       return farm.frameUploaded(workerId, id, frame, upload, headers['x-archenland-render-ms'], tile);
     };
@@ -257,6 +257,16 @@ const frameUploadHeaders = z.object({
   'x-archenland-sha256': sha256Schema,
   'x-archenland-render-ms': z.coerce.number().min(0).max(1e10),
 });
+
+/** The answer for an error: the farm's own code, or the closest code for Fastify's and Node's errors. */
+function errorAnswer(error: Error & { statusCode?: number }): ApiError {
+  if (error instanceof FarmError) return { code: error.code, error: error.message };
+  if (isDiskFull(error)) return { code: 'DISK_FULL', error: "the server's disk is full: free space in its data folder and try again" };
+  const status = error.statusCode ?? 500;
+  if (status >= 500) return { code: 'INTERNAL', error: 'internal server error' };
+  const byStatus: Record<number, ErrorCode> = { 404: 'NOT_FOUND', 413: 'TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE' };
+  return { code: byStatus[status] ?? 'INVALID_REQUEST', error: error.message };
+}
 
 /** A log of the farm's frame changes for as long as the app runs. */
 function watchFrameChanges(app: FastifyInstance<any, any, any, any, any>, farm: Farm): FrameChangeLog {
@@ -290,7 +300,7 @@ function contentTypeOf(file: string): string {
 
 /** Reads the multipart body: the file streams to a temp file; fields are collected as text. */
 async function receiveJobUpload(request: FastifyRequest, dataDir: DataDir, maxBytes: number) {
-  if (!request.isMultipart()) throw new FarmError('expected a multipart/form-data upload with a "file" field', 415);
+  if (!request.isMultipart()) throw new FarmError('UNSUPPORTED_MEDIA_TYPE', 'expected a multipart/form-data upload with a "file" field');
   const fields: Record<string, string> = {};
   let upload: ReceivedFile | undefined;
   let fileName = '';
@@ -299,7 +309,7 @@ async function receiveJobUpload(request: FastifyRequest, dataDir: DataDir, maxBy
       if (part.type === 'file') {
         if (part.fieldname !== 'file' || upload) {
           part.file.resume();
-          throw new FarmError(`unexpected file field "${part.fieldname}": send one .blend in the field "file"`, 400);
+          throw new FarmError('BAD_UPLOAD', `unexpected file field "${part.fieldname}": send one .blend in the field "file"`);
         }
         fileName = part.filename;
         upload = await receiveToTemp(part.file, dataDir.tmp, { maxBytes, isTruncated: () => part.file.truncated });
@@ -310,10 +320,10 @@ async function receiveJobUpload(request: FastifyRequest, dataDir: DataDir, maxBy
   } catch (error) {
     if (upload) await discardFile(upload.tempPath);
     const code = (error as { code?: string }).code;
-    if (code === 'FST_REQ_FILE_TOO_LARGE') throw new UploadError(`file is larger than the limit of ${formatBytes(maxBytes)}`, 413);
-    if (code?.startsWith('FST_')) throw new FarmError(`bad upload: ${(error as Error).message}`, 400);
+    if (code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge(maxBytes);
+    if (code?.startsWith('FST_')) throw new FarmError('BAD_UPLOAD', `bad upload: ${(error as Error).message}`);
     throw error;
   }
-  if (!upload) throw new FarmError('no file: send the .blend in the multipart field "file"', 400);
+  if (!upload) throw new FarmError('BAD_UPLOAD', 'no file: send the .blend in the multipart field "file"');
   return { upload, fields, fileName };
 }

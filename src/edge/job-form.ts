@@ -13,7 +13,7 @@ export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercen
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
-    if (!knownJobFields.includes(field)) throw new FarmError(`unknown field "${field}" (known: ${knownJobFields.join(', ')})`, 400);
+    if (!knownJobFields.includes(field)) throw new FarmError('INVALID_REQUEST', `unknown field "${field}" (known: ${knownJobFields.join(', ')})`);
   }
   const typed: Record<string, unknown> = {};
   try {
@@ -28,15 +28,15 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
       if (fields[key] !== undefined) typed[key] = parseField(key, booleanText, fields[key].toLowerCase());
     }
   } catch (error) {
-    throw error instanceof FarmError ? error : new FarmError((error as Error).message, 400);
+    throw error instanceof FarmError ? error : new FarmError('INVALID_JOB_SETTINGS', (error as Error).message);
   }
   const parsed = jobOptionsSchema.safeParse(typed);
-  if (!parsed.success) throw new FarmError(`invalid job options: ${describeIssues(parsed.error)}`, 400);
+  if (!parsed.success) throw new FarmError('INVALID_REQUEST', `invalid job options: ${describeIssues(parsed.error)}`);
   return parsed.data;
 }
 
 function parseField<T>(name: string, schema: z.ZodType<T>, value: string): T {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new FarmError(`field "${name}": ${describeIssues(parsed.error)}, got "${value.slice(0, 40)}"`, 400);
+  if (!parsed.success) throw new FarmError('INVALID_REQUEST', `field "${name}": ${describeIssues(parsed.error)}, got "${value.slice(0, 40)}"`);
   return parsed.data;
 }

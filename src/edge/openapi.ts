@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import {
   apiErrorSchema,
+  errorCatalogue,
+  type ErrorCode,
   CLIENT_HEADER,
   farmChangeSchema,
   farmEventSchema,
@@ -179,8 +181,8 @@ export interface RouteDoc {
   params?: Param[];
   body?: Body;
   ok: Record<number, Answer>;
-  /** Error statuses besides the ones every route of its kind can answer. */
-  errors?: Record<number, string>;
+  /** Error codes besides the ones every route of its kind can answer (src/protocol/errors.ts). */
+  errors?: ErrorCode[];
 }
 
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
@@ -199,10 +201,11 @@ const jobAction = (action: string, summary: string, conflict: string): RouteDoc 
   path: `/api/jobs/:id/${action}`,
   tag: 'jobs',
   summary,
+  description: `Answers \`JOB_STATE_CONFLICT\` when ${conflict}.`,
   access: 'user',
   params: [jobId],
   ok: { 200: { description: 'the job after the change', json: 'Job' } },
-  errors: { 404: 'no such job', 409: conflict },
+  errors: ['JOB_NOT_FOUND', 'JOB_STATE_CONFLICT'],
 });
 
 const workerMode = (mode: 'enable' | 'drain' | 'disable', summary: string): RouteDoc => ({
@@ -213,7 +216,7 @@ const workerMode = (mode: 'enable' | 'drain' | 'disable', summary: string): Rout
   access: 'user',
   params: [workerId],
   ok: { 200: { description: 'the worker after the change', json: 'Worker' } },
-  errors: { 404: 'no such worker' },
+  errors: ['WORKER_NOT_FOUND'],
 });
 
 /**
@@ -267,7 +270,7 @@ export const routeDocs: RouteDoc[] = [
     description: `Starts a server-side session and sets the HttpOnly cookie \`${SESSION_COOKIE}\` holding its random id. Sessions expire after 14 days, end at logout, and end when their token is revoked. Worker tokens cannot log in.`,
     body: { kind: 'json', ref: 'Login' },
     ok: { 200: { description: 'logged in; the cookie is set', json: 'Session', headers: { 'set-cookie': 'the session cookie' } } },
-    errors: { 400: 'invalid request body', 401: 'wrong token' },
+    errors: ['UNAUTHENTICATED'],
   },
   {
     method: 'post', path: '/api/logout', tag: 'session', access: 'open',
@@ -281,13 +284,7 @@ export const routeDocs: RouteDoc[] = [
       'multipart/form-data with the .blend in the field `file` and optional text fields. The server probes the scene (frame range, fps, resolution, engine, format) on a worker; fields given here override the file\'s values.',
     body: { kind: 'multipart' },
     ok: { 201: { description: 'the new job (state probing)', json: 'Job' } },
-    errors: {
-      400: 'missing file, unknown field or invalid value',
-      413: 'larger than max_upload_mb',
-      415: 'not multipart, or not a Blender file',
-      422: 'the .blend is cut short (no end marker)',
-      507: "the server's disk is full",
-    },
+    errors: ['BAD_UPLOAD', 'EMPTY_FILE', 'INVALID_JOB_SETTINGS', 'TOO_LARGE', 'NOT_A_BLEND', 'UNSUPPORTED_MEDIA_TYPE', 'CORRUPT_UPLOAD', 'DISK_FULL'],
   },
   {
     method: 'get', path: '/api/jobs', tag: 'jobs', access: 'user',
@@ -299,7 +296,7 @@ export const routeDocs: RouteDoc[] = [
     summary: 'One job with its frames',
     params: [jobId],
     ok: { 200: { description: 'the job', json: 'JobDetail' } },
-    errors: { 404: 'no such job' },
+    errors: ['JOB_NOT_FOUND'],
   },
   {
     method: 'get', path: '/api/jobs/:id/frames', tag: 'jobs', access: 'user',
@@ -308,7 +305,7 @@ export const routeDocs: RouteDoc[] = [
       'The frames of `GET /api/jobs/{id}` in a compact form for large jobs. With `since`, the `cursor` of an earlier answer, only the frames that changed after that answer (`partial: true`), so a client that was not listening for live events can catch up; a cursor the server no longer knows (too old, or from before a restart) gets every frame.',
     params: [jobId, { name: 'since', in: 'query', schema: frameCursorSchema, description: 'the `cursor` of an earlier answer', required: false }],
     ok: { 200: { description: 'the job and its frames', json: 'FrameColumns' } },
-    errors: { 404: 'no such job' },
+    errors: ['JOB_NOT_FOUND'],
   },
   {
     method: 'patch', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
@@ -316,14 +313,14 @@ export const routeDocs: RouteDoc[] = [
     params: [jobId],
     body: { kind: 'json', ref: 'JobPatch' },
     ok: { 200: { description: 'the job after the change', json: 'Job' } },
-    errors: { 404: 'no such job', 409: 'render settings can no longer change (frames were handed out)' },
+    errors: ['JOB_NOT_FOUND', 'JOB_STATE_CONFLICT', 'INVALID_JOB_SETTINGS'],
   },
   {
     method: 'delete', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
     summary: 'Delete a job with its frames and files (a running job is cancelled first)',
     params: [jobId],
     ok: { 204: { description: 'deleted' } },
-    errors: { 404: 'no such job' },
+    errors: ['JOB_NOT_FOUND'],
   },
   jobAction('cancel', 'Cancel a job', 'the job already ended'),
   jobAction('pause', 'Pause a job: frames under way finish, no new ones are handed out', 'only a queued or rendering job can be paused'),
@@ -334,42 +331,42 @@ export const routeDocs: RouteDoc[] = [
     summary: 'One rendered frame, as Blender saved it',
     params: [jobId, frameNumber],
     ok: { 200: { description: 'the image file', media: IMAGE_TYPES } },
-    errors: { 404: 'no such job or frame, or the frame is not rendered yet' },
+    errors: ['FRAME_NOT_FOUND', 'FRAME_NOT_RENDERED'],
   },
   {
     method: 'get', path: '/api/jobs/:id/frames/:frame/preview', tag: 'results', access: 'user',
     summary: 'A WebP preview of a rendered frame',
     params: [jobId, frameNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
     ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
-    errors: { 404: 'no such frame, or not rendered yet', 415: 'no preview for this format (e.g. EXR)' },
+    errors: ['FRAME_NOT_FOUND', 'FRAME_NOT_RENDERED', 'NO_PREVIEW'],
   },
   {
     method: 'get', path: '/api/jobs/:id/frames/:frame/tiles/:tile/preview', tag: 'results', access: 'user',
     summary: 'A WebP preview of one finished tile of a split frame, until the frame is stitched',
     params: [jobId, frameNumber, tileNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
     ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
-    errors: { 404: 'no such tile, or it is not waiting to be stitched (not rendered yet, or the frame is done)', 415: 'no preview for this format (e.g. EXR)' },
+    errors: ['JOB_NOT_FOUND', 'TILE_NOT_FOUND', 'NO_PREVIEW'],
   },
   {
     method: 'get', path: '/api/jobs/:id/frames/:frame/log', tag: 'results', access: 'user',
     summary: "Blender's output for a frame",
     params: [jobId, frameNumber],
     ok: { 200: { description: 'the log', json: 'FrameLog' } },
-    errors: { 404: 'no such job or frame' },
+    errors: ['FRAME_NOT_FOUND'],
   },
   {
     method: 'get', path: '/api/jobs/:id/video', tag: 'results', access: 'user',
     summary: 'The H.264 MP4 of a completed job',
     params: [jobId],
     ok: { 200: { description: 'the video', media: ['video/mp4'] } },
-    errors: { 404: 'no such job, or no video yet' },
+    errors: ['JOB_NOT_FOUND', 'VIDEO_NOT_READY'],
   },
   {
     method: 'get', path: '/api/jobs/:id/frames.zip', tag: 'results', access: 'user',
     summary: 'Every finished frame in one zip (streamed, stored uncompressed; no Content-Length)',
     params: [jobId],
     ok: { 200: { description: 'zip archive', media: ['application/zip'] } },
-    errors: { 404: 'no such job, or no finished frames yet' },
+    errors: ['JOB_NOT_FOUND', 'FRAME_NOT_RENDERED'],
   },
   {
     method: 'get', path: '/api/tokens', tag: 'tokens', access: 'user',
@@ -388,7 +385,7 @@ export const routeDocs: RouteDoc[] = [
     summary: 'Revoke a token: its sessions end and workers using it are disconnected',
     params: [{ name: 'id', in: 'path', schema: z.string(), description: 'token id' }],
     ok: { 204: { description: 'revoked' } },
-    errors: { 404: 'no such token', 409: 'the legacy token comes from the `token` setting' },
+    errors: ['TOKEN_NOT_FOUND', 'TOKEN_FROM_SETTINGS'],
   },
   {
     method: 'get', path: '/api/workers', tag: 'workers', access: 'user',
@@ -403,7 +400,7 @@ export const routeDocs: RouteDoc[] = [
     summary: 'Download a scene by its SHA-256 (workers)',
     params: [{ name: 'sha256', in: 'path', schema: sha256Schema, description: 'SHA-256 of the .blend' }],
     ok: { 200: { description: 'the .blend', media: ['application/octet-stream'] } },
-    errors: { 404: 'no such file' },
+    errors: ['BLEND_NOT_FOUND'],
   },
   {
     method: 'put', path: '/api/worker/jobs/:id/frames/:frame', tag: 'worker protocol', access: 'worker',
@@ -411,7 +408,7 @@ export const routeDocs: RouteDoc[] = [
     params: [jobId, frameNumber, ...uploadHeaders],
     body: { kind: 'binary', description: 'the image file as Blender saved it' },
     ok: { 200: { description: 'whether the frame was taken', json: 'FrameUploadAnswer' } },
-    errors: { 404: 'no such job or frame', 413: 'larger than max_upload_mb', 422: 'checksum mismatch or empty file', 507: "the server's disk is full; the job is paused" },
+    errors: ['FRAME_NOT_FOUND', 'WORKER_NOT_CONNECTED', 'TOO_LARGE', 'CORRUPT_UPLOAD', 'DISK_FULL'],
   },
   {
     method: 'put', path: '/api/worker/jobs/:id/frames/:frame/tiles/:tile', tag: 'worker protocol', access: 'worker',
@@ -419,7 +416,7 @@ export const routeDocs: RouteDoc[] = [
     params: [jobId, frameNumber, tileNumber, ...uploadHeaders],
     body: { kind: 'binary', description: 'the tile image as Blender saved it (cropped to the tile)' },
     ok: { 200: { description: 'whether the tile was taken', json: 'FrameUploadAnswer' } },
-    errors: { 404: 'no such job or frame', 413: 'larger than max_upload_mb', 422: 'checksum mismatch or empty file', 507: "the server's disk is full; the job is paused" },
+    errors: ['FRAME_NOT_FOUND', 'WORKER_NOT_CONNECTED', 'TOO_LARGE', 'CORRUPT_UPLOAD', 'DISK_FULL'],
   },
 ];
 
@@ -460,7 +457,33 @@ function multipartSchema(): Record<string, unknown> {
   return { type: 'object', required: ['file'], properties, additionalProperties: false };
 }
 
-const errorAnswer = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: REF('Error') } } } });
+/** Every code a route may answer: its own, and those of every route of its kind. */
+export function routeErrorCodes(route: RouteDoc): ErrorCode[] {
+  const codes = new Set<ErrorCode>();
+  if (route.params?.length || route.body) codes.add('INVALID_REQUEST');
+  if (route.access !== 'worker') codes.add('UNKNOWN_HOST');
+  if (route.access !== 'open') codes.add('UNAUTHENTICATED').add('WRONG_TOKEN_ROLE');
+  if (route.access === 'user' && route.method !== 'get') codes.add('CROSS_SITE_REQUEST');
+  for (const code of route.errors ?? []) codes.add(code);
+  codes.add('INTERNAL');
+  return [...codes];
+}
+
+function errorsByStatus(route: RouteDoc): Map<number, ErrorCode[]> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of routeErrorCodes(route)) {
+    const status = errorCatalogue[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  return new Map([...byStatus].sort(([a], [b]) => a - b));
+}
+
+/** An error answer: which codes it may carry (listed again as x-error-codes for tools) and what each means. */
+const errorAnswer = (codes: ErrorCode[]) => ({
+  description: codes.map((code) => `\`${code}\`: ${errorCatalogue[code].title}`).join('; '),
+  'x-error-codes': codes,
+  content: { 'application/json': { schema: { $ref: REF('Error') } } },
+});
 
 function operation(route: RouteDoc): Record<string, unknown> {
   const op: Record<string, unknown> = {
@@ -516,14 +539,8 @@ function operation(route: RouteDoc): Record<string, unknown> {
     }
     responses[status] = response;
   }
-  const errors: Record<string, string> = {};
-  if (route.params?.length || route.body) errors[400] = 'invalid request: a parameter or the body does not match the schema';
-  if (route.access !== 'open') errors[401] = 'missing or wrong access token';
-  if (route.access === 'user' && changesState) errors[403] = `state-changing request without the ${CLIENT_HEADER} header`;
-  Object.assign(errors, route.errors);
-  errors[500] = 'internal server error';
-  for (const [status, description] of Object.entries(errors)) {
-    if (!(status in responses)) responses[status] = errorAnswer(description);
+  for (const [status, codes] of errorsByStatus(route)) {
+    if (!(status in responses)) responses[status] = errorAnswer(codes);
   }
   op.responses = responses;
   return op;

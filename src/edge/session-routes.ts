@@ -24,7 +24,7 @@ export function registerSessionRoutes(app: App, credentials: Credentials, secure
     const info = credentials.verify(token);
     if (!info || !mayUseApi(info.role)) {
       request.log.warn({ remote: request.socket.remoteAddress, role: info?.role }, 'login refused');
-      throw new FarmError(info ? 'a worker token cannot log in: use a user token' : 'wrong access token', 401);
+      throw new FarmError('UNAUTHENTICATED', info ? 'a worker token cannot log in: use a user token' : 'wrong access token');
     }
     const sessionId = await credentials.startSession(info);
     return reply.header('set-cookie', cookie(sessionId, SESSION_LIFETIME_MS / 1000)).send({ authenticated: true });

@@ -4,17 +4,9 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { FarmError } from '../farm/index.ts';
 import { ensureDir, type ReceivedFile } from '../store/index.ts';
 
-
-export class UploadError extends Error {
-  constructor(
-    message: string,
-    readonly statusCode: number,
-  ) {
-    super(message);
-  }
-}
 
 /** Enough of a file's start to recognise its format. */
 const DEFAULT_HEAD_BYTES = 16;
@@ -93,8 +85,8 @@ async function receiveSmall(source: Readable, tmpDir: string, opts: ReceiveOptio
   return { tempPath, sha256: createHash('sha256').update(body).digest('hex'), size, head };
 }
 
-function tooLarge(maxBytes: number): UploadError {
-  return new UploadError(`file is larger than the limit of ${formatBytes(maxBytes)}`, 413);
+export function tooLarge(maxBytes: number): FarmError {
+  return new FarmError('TOO_LARGE', `file is larger than the limit of ${formatBytes(maxBytes)}`);
 }
 
 function tempPathIn(tmpDir: string): string {

@@ -1,9 +1,14 @@
-/** A request the farm refuses, with the HTTP status that says why. */
+import { errorCatalogue, type ErrorCode } from '../protocol/index.ts';
+
+/** A request the farm refuses: a code from the catalogue (src/protocol/errors.ts) and a message for a person. */
 export class FarmError extends Error {
+  readonly statusCode: number;
+
   constructor(
-    message: string,
-    readonly statusCode: number,
+    readonly code: ErrorCode,
+    message: string = errorCatalogue[code].title,
   ) {
     super(message);
+    this.statusCode = errorCatalogue[code].status;
   }
 }

@@ -72,7 +72,7 @@ export class JobLifecycle {
 
   async cancel(id: string): Promise<void> {
     const row = await this.state.requireJob(id);
-    if (finishedStates.includes(row.state as JobState)) throw new FarmError(`job ${id} is already ${row.state}`, 409);
+    if (finishedStates.includes(row.state as JobState)) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} is already ${row.state}`);
     this.prober.drop(id);
     await this.dispatch.leaveScheduler(id);
     await this.state.setState(row, 'cancelled', { finished_at: now() });
@@ -82,7 +82,7 @@ export class JobLifecycle {
 
   async pause(id: string): Promise<void> {
     const row = await this.state.requireJob(id);
-    if (!['queued', 'rendering'].includes(row.state)) throw new FarmError(`a ${row.state} job cannot be paused`, 409);
+    if (!['queued', 'rendering'].includes(row.state)) throw new FarmError('JOB_STATE_CONFLICT', `a ${row.state} job cannot be paused`);
     // Frames already rendering finish; no new ones are handed out.
     this.state.scheduler.setPaused(id, true);
     await this.state.setState(row, 'paused');
@@ -91,7 +91,7 @@ export class JobLifecycle {
   async resume(id: string): Promise<void> {
     const { scheduler, views } = this.state;
     const row = await this.state.requireJob(id);
-    if (row.state !== 'paused') throw new FarmError(`job ${id} is ${row.state}, not paused`, 409);
+    if (row.state !== 'paused') throw new FarmError('JOB_STATE_CONFLICT', `job ${id} is ${row.state}, not paused`);
     scheduler.setPaused(id, false);
     const started = scheduler.hasStarted(id);
     await this.state.setState(row, started ? 'rendering' : 'queued', { error: null });
@@ -114,9 +114,9 @@ export class JobLifecycle {
     const { store, views } = this.state;
     const row = await this.state.requireJob(id);
     const counts = views.countsOf(id);
-    if (counts.failed === 0) throw new FarmError(`job ${id} has no failed frames`, 409);
+    if (counts.failed === 0) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} has no failed frames`);
     if (!['failed', 'rendering', 'queued', 'paused'].includes(row.state)) {
-      throw new FarmError(`a ${row.state} job cannot retry frames`, 409);
+      throw new FarmError('JOB_STATE_CONFLICT', `a ${row.state} job cannot retry frames`);
     }
     await this.dispatch.leaveScheduler(id);
     await store.requeueFailedFrames(id);
@@ -157,7 +157,7 @@ export class JobLifecycle {
     const { store, scheduler } = this.state;
     const editable = ['paused', 'queued'].includes(row.state) && !scheduler.hasStarted(row.id);
     if (!editable || !row.scene_json) {
-      throw new FarmError(`render settings can only change before the job's first frame is handed out (job is ${row.state})`, 409);
+      throw new FarmError('JOB_STATE_CONFLICT', `render settings can only change before the job's first frame is handed out (job is ${row.state})`);
     }
     const previous = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
     const request: RenderRequest = { ...previous, ...patch };
@@ -165,7 +165,7 @@ export class JobLifecycle {
     try {
       compiled = compileJob(JSON.parse(row.scene_json) as SceneInfo, request);
     } catch (error) {
-      throw new FarmError((error as Error).message, 400);
+      throw new FarmError('INVALID_JOB_SETTINGS', (error as Error).message);
     }
     scheduler.removeJob(row.id);
     await store.deleteFrames(row.id);

@@ -34,20 +34,20 @@ export class Queries {
   /** The file a frame was saved to, for download. */
   async frameFile(jobId: string, frame: number): Promise<string> {
     const row = await this.state.store.getFrame(jobId, frame);
-    if (!row) throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
-    if (row.state !== 'done' || !row.file) throw new FarmError(`frame ${frame} is not rendered yet`, 404);
+    if (!row) throw new FarmError('FRAME_NOT_FOUND', `job ${jobId} has no frame ${frame}`);
+    if (row.state !== 'done' || !row.file) throw new FarmError('FRAME_NOT_RENDERED', `frame ${frame} is not rendered yet`);
     return row.file;
   }
 
   async frameLog(jobId: string, frame: number): Promise<FrameLog> {
     const row = await this.state.store.getFrame(jobId, frame);
-    if (!row) throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
+    if (!row) throw new FarmError('FRAME_NOT_FOUND', `job ${jobId} has no frame ${frame}`);
     return { number: frame, error: row.error, log: row.log ?? '' };
   }
 
   async videoFile(jobId: string): Promise<string> {
     const row = await this.state.requireJob(jobId);
-    if (!row.video_file) throw new FarmError(`job ${jobId} has no video yet`, 404);
+    if (!row.video_file) throw new FarmError('VIDEO_NOT_READY', `job ${jobId} has no video yet`);
     return row.video_file;
   }
 
@@ -61,7 +61,7 @@ export class Queries {
   async tileFile(jobId: string, frame: number, tile: number): Promise<string> {
     const job = await this.state.requireJob(jobId);
     if (this.state.scheduler.tilesOf(jobId, frame)?.states[tile] !== 'done') {
-      throw new FarmError(`tile ${tile} of frame ${frame} is not waiting to be stitched`, 404);
+      throw new FarmError('TILE_NOT_FOUND', `tile ${tile} of frame ${frame} is not waiting to be stitched`);
     }
     return this.state.dataDir.tileFile(jobId, frame, tile, job.file_extension ?? 'png');
   }

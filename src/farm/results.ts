@@ -38,7 +38,7 @@ export class Results {
     const row = open ? null : job && (await store.getFrame(jobId, frame));
     if (!job || row === undefined) {
       await discardFile(upload.tempPath);
-      throw new FarmError(`job ${jobId} has no frame ${frame}`, 404);
+      throw new FarmError('FRAME_NOT_FOUND', `job ${jobId} has no frame ${frame}`);
     }
     const tiles = row ? null : scheduler.tilesOf(jobId, frame);
     const refusal =

@@ -69,7 +69,7 @@ export class FarmState {
 
   async requireJob(id: string): Promise<JobRow> {
     const row = await this.store.getJob(id);
-    if (!row) throw new FarmError(`no job with id ${id}`, 404);
+    if (!row) throw new FarmError('JOB_NOT_FOUND', `no job with id ${id}`);
     return row;
   }
 

@@ -106,7 +106,7 @@ export class WorkerRegistry {
   async setMode(workerId: string, mode: 'enable' | 'drain' | 'disable'): Promise<Worker> {
     const { store, scheduler, views, log } = this.state;
     const row = await store.getWorker(workerId);
-    if (!row) throw new FarmError(`no worker with id ${workerId}`, 404);
+    if (!row) throw new FarmError('WORKER_NOT_FOUND', `no worker with id ${workerId}`);
     const enabled = mode === 'enable';
     const updated = await store.setWorkerEnabled(workerId, enabled);
     const worker = this.state.workers.get(workerId);

@@ -324,5 +324,3 @@ export const CLIENT_HEADER = 'x-archenland-client';
 /** Frame and tile uploads carry the upload key their worker's connection was welcomed with. */
 export const UPLOAD_KEY_HEADER = 'x-archenland-upload-key';
 
-export const apiErrorSchema = z.object({ error: z.string(), details: z.unknown().optional() });
-export type ApiError = z.infer<typeof apiErrorSchema>;

@@ -11,6 +11,7 @@ import {
   type Job,
   type JobPatch,
   type Worker,
+  type ErrorCode,
 } from '../../src/protocol/index.ts';
 
 // The two small shapes below are answered by src/server/http.ts but not (yet) defined in
@@ -19,11 +20,15 @@ const sessionSchema = z.object({ authenticated: z.boolean() });
 const infoSchema = z.object({ protocol: z.number().int(), wsPort: z.number().int() });
 export type FarmInfo = z.infer<typeof infoSchema>;
 
-/** An API answer other than success, with the server's own `{error}` text. */
+/**
+ * An API answer other than success, with the server's own `{code, error}`. `code` is null
+ * when no answer came (status 0: unreachable, -1: cancelled) or it was not the farm's.
+ */
 export class ApiError extends Error {
   constructor(
     message: string,
     readonly status: number,
+    readonly code: ErrorCode | null = null,
   ) {
     super(message);
   }
@@ -36,14 +41,13 @@ export function whenUnauthorized(handler: () => void): void {
 }
 
 async function errorOf(response: Response): Promise<ApiError> {
-  let message = `${response.status} ${response.statusText}`.trim();
   try {
     const parsed = apiErrorSchema.safeParse(await response.json());
-    if (parsed.success) message = parsed.data.error;
+    if (parsed.success) return new ApiError(parsed.data.error, response.status, parsed.data.code);
   } catch {
-    // not JSON: keep the status line
+    // not JSON: the status line says what it can
   }
-  return new ApiError(message, response.status);
+  return new ApiError(`${response.status} ${response.statusText}`.trim(), response.status);
 }
 
 declare global {
@@ -79,7 +83,7 @@ async function request<T>(method: string, path: string, schema: z.ZodType<T> | n
   }
   if (!response.ok) {
     const error = await errorOf(response);
-    if (response.status === 401 && path !== '/api/login') onUnauthorized();
+    if (error.code === 'UNAUTHENTICATED' && path !== '/api/login') onUnauthorized();
     throw error;
   }
   if (schema === null || response.status === 204) return undefined as T;
@@ -150,10 +154,14 @@ export function uploadBlend(file: File, fields: Record<string, string>, onProgre
         else reject(new ApiError('the server accepted the file but answered something unexpected', xhr.status));
         return;
       }
-      if (xhr.status === 401) onUnauthorized();
       const error = apiErrorSchema.safeParse(body);
-      const fallback = xhr.status === 413 ? 'the file is too large for this farm' : `upload refused (${xhr.status})`;
-      reject(new ApiError(error.success ? error.data.error : fallback, xhr.status));
+      if (!error.success) {
+        // A proxy's or a cut-off answer: the status is all there is.
+        reject(new ApiError(xhr.status === 413 ? 'the file is too large for this farm' : `upload refused (${xhr.status})`, xhr.status));
+        return;
+      }
+      if (error.data.code === 'UNAUTHENTICATED') onUnauthorized();
+      reject(new ApiError(error.data.error, xhr.status, error.data.code));
     };
     xhr.onerror = () => reject(new ApiError('the upload was interrupted: the server closed the connection or cannot be reached', 0));
     xhr.onabort = () => reject(new ApiError('upload cancelled', -1));

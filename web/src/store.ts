@@ -293,7 +293,7 @@ class FarmStore {
   }
 
   private detailFailed(error: Error): void {
-    const missing = error instanceof ApiError && error.status === 404;
+    const missing = error instanceof ApiError && error.code === 'JOB_NOT_FOUND';
     if (this.detail?.status === 'ready' && !missing) return; // keep showing what we have
     this.detail = { ...this.detail!, status: missing ? 'missing' : 'error', error: error.message };
   }
