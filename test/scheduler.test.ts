@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler } from '../src/scheduler/index.ts';
-import { canTransition } from '../src/scheduler/job-state.ts';
+import { canTransition, statesLeadingTo } from '../src/protocol/index.ts';
 
 const make = (maxAttempts = 3, blockAfterFailures = 3) => new Scheduler({ maxAttempts, blockAfterFailures });
 
@@ -282,5 +282,11 @@ describe('job state machine', () => {
     assert.equal(canTransition('encoding', 'completed'), true);
     assert.equal(canTransition('completed', 'rendering'), false);
     assert.equal(canTransition('cancelled', 'queued'), false);
+  });
+
+  test('knows, for each state, the states that may move into it (the guard of a state change in SQL)', () => {
+    assert.deepEqual(statesLeadingTo('completed'), ['encoding']);
+    assert.deepEqual(statesLeadingTo('encoding'), ['paused', 'rendering']);
+    assert.deepEqual(statesLeadingTo('probing'), []);
   });
 });

@@ -56,7 +56,7 @@ describe('store group commit', () => {
   it('writes of one turn reach the disk together, when committed() resolves', async () => {
     await store.insertJob(job('j1'));
     await store.insertFrames('j1', [1, 2, 3]);
-    await store.updateFrame('j1', 1, { state: 'rendering', worker_id: 'w' });
+    await store.startFrame('j1', 1, 'w');
     assert.equal((await store.getFrame('j1', 1))?.state, 'rendering', 'the store reads its own writes at once');
     assert.equal(stateOnDisk('j1', 1), undefined, 'another connection sees nothing before the commit');
     await store.committed();
@@ -66,7 +66,7 @@ describe('store group commit', () => {
   });
 
   it('a transaction that fails rolls back alone; the other writes of its turn are kept', async () => {
-    const update = store.updateFrame('j1', 2, { state: 'done' });
+    const update = store.finishFrame('j1', 2, { worker_id: 'w', render_ms: 5, file: 'frame.png', sha256: null });
     // Frame 3 exists: the insert fails on the primary key, after inserting frame 4 in the same transaction.
     await assert.rejects(store.insertFrames('j1', [4, 3]), /UNIQUE/);
     await update;

@@ -118,7 +118,7 @@ export class Dispatcher {
     this.timers.start(workerId, jobId, frame, tile);
     // Sent before any query: the worker starts while the store catches up.
     worker.link.send(tile ? { ...info.message, frame, tile } : { ...info.message, frame });
-    const frameRow = await store.updateFrame(jobId, frame, { state: 'rendering', worker_id: tile ? null : workerId });
+    const frameRow = await store.startFrame(jobId, frame, tile ? null : workerId);
     if (!info.started) {
       info.started = true;
       const row = await store.getJob(jobId);

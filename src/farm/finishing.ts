@@ -1,18 +1,11 @@
 import { stat } from 'node:fs/promises';
 import { encodeVideo } from '../encoder/index.ts';
+import type { FrameResult } from '../store/index.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { FarmState } from './state.ts';
 import { now } from './state.ts';
 import { dropTiles, stitchFrame } from './tile-files.ts';
 
-/** What a frame was finished with: rendered whole by a worker, or stitched from its tiles. */
-export interface FrameResult {
-  worker_id: string | null;
-  render_ms: number;
-  file: string;
-  sha256: string | null;
-  log?: string;
-}
 
 /**
  * The end of a frame and of a job: a done frame is recorded, a split frame is stitched
@@ -26,9 +19,9 @@ export class Finisher {
   ) {}
 
   /** Records a frame as done (rendered whole, or stitched from its tiles). */
-  async frameDone(jobId: string, frame: number, result: FrameResult): Promise<void> {
+  async frameDone(jobId: string, frame: number, result: FrameResult & { render_ms: number }): Promise<void> {
     this.state.views.addRenderTime(jobId, result.render_ms);
-    await this.state.views.saveFrame(jobId, frame, { state: 'done', ...result, error: null, finished_at: now() });
+    this.state.views.announceFrame(await this.state.store.finishFrame(jobId, frame, result));
   }
 
   /**
@@ -57,7 +50,9 @@ export class Finisher {
       const outcome = scheduler.stitchFailed(jobId, frame);
       if (outcome.kind === 'unknown') return;
       await dropTiles(dataDir, jobId, frame);
-      await views.saveFrame(jobId, frame, { state: outcome.kind === 'failed' ? 'failed' : 'queued', attempts: outcome.attempts, error: message });
+      const failure = { attempts: outcome.attempts, error: message };
+      const { store } = this.state;
+      views.announceFrame(await (outcome.kind === 'failed' ? store.failFrame(jobId, frame, failure) : store.requeueFrame(jobId, frame, 'queued', failure)));
       await this.frameSettled(jobId, outcome.kind === 'failed' && outcome.jobFinished);
       this.dispatch.pump();
       return;

@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { compileJob, type RenderRequest } from '../jobs/index.ts';
-import { framesOf, type JobOptions, type JobPatch, type JobState, type SceneInfo } from '../protocol/index.ts';
-import { finishedStates } from '../scheduler/index.ts';
+import { allows, framesOf, isFinished, type JobOptions, type JobPatch, type JobState, type SceneInfo } from '../protocol/index.ts';
 import type { JobRow } from '../store/index.ts';
 import { commitFile, type ReceivedFile } from '../store/index.ts';
 import type { Dispatcher } from './dispatch.ts';
@@ -72,7 +71,7 @@ export class JobLifecycle {
 
   async cancel(id: string): Promise<void> {
     const row = await this.state.requireJob(id);
-    if (finishedStates.includes(row.state as JobState)) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} is already ${row.state}`);
+    if (!allows('cancel', row.state as JobState)) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} is already ${row.state}`);
     this.prober.drop(id);
     await this.dispatch.leaveScheduler(id);
     await this.state.setState(row, 'cancelled', { finished_at: now() });
@@ -82,7 +81,7 @@ export class JobLifecycle {
 
   async pause(id: string): Promise<void> {
     const row = await this.state.requireJob(id);
-    if (!['queued', 'rendering'].includes(row.state)) throw new FarmError('JOB_STATE_CONFLICT', `a ${row.state} job cannot be paused`);
+    if (!allows('pause', row.state as JobState)) throw new FarmError('JOB_STATE_CONFLICT', `a ${row.state} job cannot be paused`);
     // Frames already rendering finish; no new ones are handed out.
     this.state.scheduler.setPaused(id, true);
     await this.state.setState(row, 'paused');
@@ -91,7 +90,7 @@ export class JobLifecycle {
   async resume(id: string): Promise<void> {
     const { scheduler, views } = this.state;
     const row = await this.state.requireJob(id);
-    if (row.state !== 'paused') throw new FarmError('JOB_STATE_CONFLICT', `job ${id} is ${row.state}, not paused`);
+    if (!allows('resume', row.state as JobState)) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} is ${row.state}, not paused`);
     scheduler.setPaused(id, false);
     const started = scheduler.hasStarted(id);
     await this.state.setState(row, started ? 'rendering' : 'queued', { error: null });
@@ -115,7 +114,7 @@ export class JobLifecycle {
     const row = await this.state.requireJob(id);
     const counts = views.countsOf(id);
     if (counts.failed === 0) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} has no failed frames`);
-    if (!['failed', 'rendering', 'queued', 'paused'].includes(row.state)) {
+    if (!allows('retry', row.state as JobState)) {
       throw new FarmError('JOB_STATE_CONFLICT', `a ${row.state} job cannot retry frames`);
     }
     await this.dispatch.leaveScheduler(id);
@@ -130,7 +129,7 @@ export class JobLifecycle {
   async delete(id: string): Promise<void> {
     const { store, dataDir, views, log } = this.state;
     const row = await this.state.requireJob(id);
-    if (!finishedStates.includes(row.state as JobState)) await this.cancel(id);
+    if (!isFinished(row.state as JobState)) await this.cancel(id);
     views.forgetJob(id);
     this.dispatch.forget(id);
     await store.deleteJob(id);
@@ -155,7 +154,7 @@ export class JobLifecycle {
 
   private async changeRenderSettings(row: JobRow, patch: JobPatch): Promise<void> {
     const { store, scheduler } = this.state;
-    const editable = ['paused', 'queued'].includes(row.state) && !scheduler.hasStarted(row.id);
+    const editable = allows('editRenderSettings', row.state as JobState) && !scheduler.hasStarted(row.id);
     if (!editable || !row.scene_json) {
       throw new FarmError('JOB_STATE_CONFLICT', `render settings can only change before the job's first frame is handed out (job is ${row.state})`);
     }

@@ -112,9 +112,8 @@ export class ReadModel {
     if (row && stillTrue()) this.publishFrameRow(row);
   }
 
-  /** Changes a frame in the store and announces it. */
-  async saveFrame(jobId: string, frame: number, patch: Partial<FrameRow>): Promise<void> {
-    const row = await this.store.updateFrame(jobId, frame, patch);
+  /** Announces a frame the store just moved; nothing when the store refused the move. */
+  announceFrame(row: FrameSummaryRow | undefined): void {
     if (row) this.publishFrameRow(row);
   }
 

@@ -88,7 +88,7 @@ export class Results {
   }
 
   async frameFailed(workerId: string, jobId: string, frame: number, error: string, log: string, tile?: number): Promise<void> {
-    const { scheduler, views } = this.state;
+    const { scheduler, views, store } = this.state;
     const outcome = scheduler.frameFailed(jobId, frame, workerId, tile);
     if (outcome.kind === 'unknown') return;
     this.state.log.warn({ workerId, jobId, frame, tile, attempts: outcome.attempts, error }, tile === undefined ? 'frame failed' : 'tile failed');
@@ -97,13 +97,12 @@ export class Results {
     if (outcome.kind === 'failed') {
       for (const other of outcome.cancel) this.state.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame, tile: other.tile?.index });
     }
-    await views.saveFrame(jobId, frame, {
-      state: outcome.kind === 'failed' ? 'failed' : this.state.unfinishedState(jobId, frame),
-      worker_id: outcome.kind === 'failed' ? workerId : null,
-      attempts: outcome.attempts,
-      error: tile === undefined ? error : `tile ${tile + 1}: ${error}`,
-      log,
-    });
+    const failure = { attempts: outcome.attempts, error: tile === undefined ? error : `tile ${tile + 1}: ${error}`, log };
+    views.announceFrame(
+      await (outcome.kind === 'failed'
+        ? store.failFrame(jobId, frame, { ...failure, worker_id: workerId })
+        : store.requeueFrame(jobId, frame, this.state.unfinishedState(jobId, frame), failure)),
+    );
     await this.finisher.frameSettled(jobId, outcome.kind === 'failed' && outcome.jobFinished);
     this.dispatch.pump();
   }
@@ -118,7 +117,7 @@ export class Results {
     const worker = this.state.workers.get(workerId);
     if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
     this.timers.clear(workerId);
-    await this.state.views.saveFrame(jobId, frame, { state: this.state.unfinishedState(jobId, frame), worker_id: null });
+    this.state.views.announceFrame(await this.state.store.requeueFrame(jobId, frame, this.state.unfinishedState(jobId, frame)));
     await this.state.views.publishWorker(workerId);
     this.dispatch.pump();
   }
@@ -135,6 +134,6 @@ export class Results {
     if (!row || (row.worker_id !== null && row.worker_id !== workerId)) return;
     const name = workers.get(workerId)?.row.name ?? workerId;
     const combined = `${row.log ?? ''}--- tile ${tile + 1} (worker ${name}) ---\n${log}\n`;
-    await store.updateFrame(jobId, frame, { log: combined.slice(-MAX_FRAME_LOG_CHARS) });
+    await store.setTileLogs(jobId, frame, combined.slice(-MAX_FRAME_LOG_CHARS));
   }
 }

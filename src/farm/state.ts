@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FarmChange, JobState } from '../protocol/index.ts';
-import { Scheduler, assertTransition } from '../scheduler/index.ts';
+import { Scheduler } from '../scheduler/index.ts';
 import type { JobRow, Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from '../store/index.ts';
@@ -73,12 +73,14 @@ export class FarmState {
     return row;
   }
 
-  /** Moves a job to a new state, if the job's state machine allows it, and announces it. */
+  /** Moves a job to a new state, if its life cycle allows (checked in the database), and announces it. */
   async setState(row: JobRow, state: JobState, patch: Partial<JobRow> = {}): Promise<void> {
-    const current = (await this.store.getJob(row.id))?.state as JobState | undefined;
-    if (current === undefined) return;
-    assertTransition(current, state);
-    await this.store.setJobState(row.id, state, patch);
+    const moved = await this.store.moveJob(row.id, state, patch);
+    if (!moved) {
+      const current = await this.store.getJob(row.id);
+      if (current === undefined) return; // deleted meanwhile
+      throw new Error(`a job cannot go from ${current.state} to ${state}`);
+    }
     await this.views.publishJob(row.id);
   }
 

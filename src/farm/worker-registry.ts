@@ -43,7 +43,7 @@ export class WorkerRegistry {
     scheduler.setScriptsAllowed(id, hello.allowScripts);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
-      await views.saveFrame(jobId, frame, { state: 'rendering', worker_id: tile === undefined ? id : null });
+      views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
     }
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
@@ -132,7 +132,7 @@ export class WorkerRegistry {
   private returnFramesOf(workerId: string): void {
     for (const { jobId, frame } of this.state.scheduler.workerLost(workerId)) {
       const state = this.state.unfinishedState(jobId, frame);
-      this.state.background(this.state.views.saveFrame(jobId, frame, { state, worker_id: null }));
+      this.state.background(this.state.store.requeueFrame(jobId, frame, state).then((row) => this.state.views.announceFrame(row)));
     }
   }
 

@@ -1,6 +1,7 @@
 /** The one place every message and API shape is defined; server, worker, CLI and UI import it. */
 export * from './api.ts';
 export * from './errors.ts';
+export * from './lifecycle.ts';
 export * from './frames.ts';
 export * from './messages.ts';
 export * from './scene.ts';

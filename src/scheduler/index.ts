@@ -1,4 +1,3 @@
 export { Scheduler } from './scheduler.ts';
 export type { Assignment, QueuedJob, FrameOutcome, FailureOutcome, SchedulerOptions, JobCounts } from './scheduler.ts';
 export { chooseSplit, MIN_TILE_MS } from './tile-policy.ts';
-export { canTransition, assertTransition, finishedStates } from './job-state.ts';

@@ -1,6 +1,6 @@
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
-import type { FrameCounts, FrameState, JobState } from '../protocol/index.ts';
+import { frameStatesLeadingTo, statesLeadingTo, type FrameCounts, type FrameState, type JobState } from '../protocol/index.ts';
 import { CredentialRows } from './credential-rows.ts';
 import { GroupCommitDatabase } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
@@ -13,6 +13,10 @@ export type FrameSummaryRow = Omit<FrameRow, 'log'>;
 const summaryColumns = ['job_id', 'number', 'state', 'worker_id', 'attempts', 'render_ms', 'file', 'sha256', 'error', 'finished_at'] as const;
 export type WorkerRow = Selectable<WorkersTable>;
 export type NewJobRow = Omit<JobRow, 'seq'>;
+/** What a done frame is stored with. */
+export type FrameResult = Pick<FrameRow, 'worker_id' | 'render_ms' | 'file' | 'sha256'> & { log?: string };
+/** What a failed attempt leaves on its frame. */
+export type FrameFailure = { worker_id?: string | null; attempts: number; error: string; log?: string };
 
 /** Frames are inserted in chunks: SQLite caps the number of bound variables per statement. */
 const INSERT_CHUNK = 2000;
@@ -90,8 +94,21 @@ export class Store {
     if (row) this.jobs.set(id, Object.freeze(row));
   }
 
-  async setJobState(id: string, state: JobState, patch: Partial<JobRow> = {}): Promise<void> {
-    await this.updateJob(id, { ...patch, state });
+  /**
+   * Moves a job to `state` only from a state the life cycle allows (compare-and-set in SQL,
+   * as pg-boss does): the row as moved, or undefined when the job is gone or in a state
+   * that cannot move there.
+   */
+  async moveJob(id: string, state: JobState, patch: Partial<JobRow> = {}): Promise<Readonly<JobRow> | undefined> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ ...patch, state })
+      .where('id', '=', id)
+      .where('state', 'in', statesLeadingTo(state))
+      .returningAll()
+      .executeTakeFirst();
+    if (row) this.jobs.set(id, Object.freeze(row));
+    return row;
   }
 
   async getJob(id: string): Promise<Readonly<JobRow> | undefined> {
@@ -206,16 +223,47 @@ export class Store {
     return inNumberOrder(columns);
   }
 
+  /** A frame is handed to a worker (a split frame's tiles go to several: `workerId` null). */
+  startFrame(jobId: string, number: number, workerId: string | null): Promise<FrameSummaryRow | undefined> {
+    return this.moveFrame(jobId, number, 'rendering', { worker_id: workerId });
+  }
+
+  /** A frame is done: rendered whole, or stitched from its tiles. The first result wins. */
+  finishFrame(jobId: string, number: number, result: FrameResult): Promise<FrameSummaryRow | undefined> {
+    return this.moveFrame(jobId, number, 'done', { ...result, error: null, finished_at: new Date().toISOString() });
+  }
+
+  /** A frame failed for good, with the error of its last attempt. */
+  failFrame(jobId: string, number: number, failure: FrameFailure): Promise<FrameSummaryRow | undefined> {
+    return this.moveFrame(jobId, number, 'failed', failure);
+  }
+
   /**
-   * Changes a frame and returns it as stored (without its log: hundreds of updates a
-   * second need not read back a log each), so callers publish it without a query.
+   * A frame is unfinished again: back in the queue, or still rendering while other tiles
+   * of it are out. An attempt that failed leaves its count and error.
    */
-  async updateFrame(jobId: string, number: number, patch: Partial<Omit<FrameRow, 'job_id' | 'number'>>): Promise<FrameSummaryRow | undefined> {
+  requeueFrame(jobId: string, number: number, state: 'queued' | 'rendering', failure: Partial<FrameFailure> = {}): Promise<FrameSummaryRow | undefined> {
+    return this.moveFrame(jobId, number, state, { ...failure, worker_id: null });
+  }
+
+  /** Replaces a frame's log (a split frame's log gathers every tile's). */
+  async setTileLogs(jobId: string, number: number, log: string): Promise<void> {
+    await this.db.updateTable('frames').set({ log }).where('job_id', '=', jobId).where('number', '=', number).execute();
+  }
+
+  /**
+   * Moves a frame to `state` only from a state its life cycle allows (compare-and-set) and
+   * returns it as stored, without its log (hundreds of moves a second need not read back a
+   * log each), so callers publish it without a query. Undefined: no such frame, or a move
+   * the life cycle refuses (a done frame stays done).
+   */
+  private moveFrame(jobId: string, number: number, state: FrameState, patch: Partial<FrameRow>): Promise<FrameSummaryRow | undefined> {
     return this.db
       .updateTable('frames')
-      .set(patch)
+      .set({ ...patch, state })
       .where('job_id', '=', jobId)
       .where('number', '=', number)
+      .where('state', 'in', frameStatesLeadingTo(state))
       .returning(summaryColumns)
       .executeTakeFirst();
   }

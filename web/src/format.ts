@@ -1,4 +1,4 @@
-import type { Job, JobState, Worker } from '../../src/protocol/index.ts';
+import { isActive, type Job, type JobState, type Worker } from '../../src/protocol/index.ts';
 
 /** "850 ms", "12.4 s", "3 min 05 s", "2 h 14 min", "3 d 4 h". */
 export function duration(ms: number | null | undefined): string {
@@ -41,8 +41,7 @@ export const stateLabels: Record<JobState, string> = {
   cancelled: 'Cancelled',
 };
 
-export const activeStates: readonly JobState[] = ['probing', 'queued', 'paused', 'rendering', 'encoding'];
-export const isActive = (job: Job) => activeStates.includes(job.state);
+export { isActive };
 
 /** A paused job whose frames were never handed out: its render settings may still change. */
 export function isHeld(job: Job): boolean {

@@ -1,5 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import {
+  allows,
+  canRetry,
   describeIssues,
   frameCount,
   jobPatchSchema,
@@ -43,13 +45,13 @@ export function JobActions({
       setBusy(null);
     }
   };
-  const canRetry = job.counts.failed > 0 && ['failed', 'rendering', 'queued', 'paused'].includes(job.state);
-  const cancellable = ['probing', 'queued', 'rendering', 'paused'].includes(job.state);
+  const retryable = canRetry(job);
+  const cancellable = allows('cancel', job.state);
   const deletable = showDelete === 'always' || !isActive(job);
   const neverStarted = job.startedAt === null;
   return (
     <div class="actions" role="group" aria-label={`Actions for ${job.name}`}>
-      {(job.state === 'queued' || job.state === 'rendering') && (
+      {allows('pause', job.state) && (
         <button type="button" class="small" disabled={busy !== null} onClick={() => run('pause')} aria-label={`Pause ${job.name}`}>
           Pause
         </button>
@@ -65,7 +67,7 @@ export function JobActions({
           {neverStarted ? 'Start' : 'Resume'}
         </button>
       )}
-      {canRetry && (
+      {retryable && (
         <button type="button" class="small" disabled={busy !== null} onClick={() => run('retry')} aria-label={`Retry failed frames of ${job.name}`}>
           Retry failed
         </button>
