@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { EarlyLogs } from '../src/farm/early-logs.ts';
 import { Farm, type WorkerLink } from '../src/farm/index.ts';
-import { jobOptionsSchema, sceneInfoSchema, type FarmChange, type SceneInfo, type ServerToWorker, type WorkerHello } from '../src/protocol/index.ts';
+import { jobOptionsSchema, jobSchema, sceneInfoSchema, type FarmChange, type SceneInfo, type ServerToWorker, type WorkerHello } from '../src/protocol/index.ts';
 import { DataDir, Store, type ReceivedFile } from '../src/store/index.ts';
 import { silentLogger } from '../src/util/log.ts';
 
@@ -151,6 +151,25 @@ describe('the farm, part by part, without sockets', () => {
     await settle();
     assert.equal(careful.last('render'), undefined);
     assert.match((await farm.getJob(job.id)).notice ?? '', /no connected worker allows them/);
+  });
+});
+
+describe('job records', () => {
+  it('show a render setting reset to the scene\'s own as not asked, so the job still fits its schema', async () => {
+    const { farm, received, close } = await farmInMemory();
+    try {
+      const job = await farm.submitJob(received(Buffer.from('BLENDER-v304 scene')), jobOptionsSchema.parse({ hold: true, tiles: 'off' }), 'held.blend');
+      const link = new FakeLink();
+      const workerId = await farm.workerConnected(hello('w'), link);
+      await settle();
+      await farm.probeSucceeded(workerId, job.id, scene(3));
+      assert.equal((await farm.patchJob(job.id, { resolutionPercentage: 50 })).requested.resolutionPercentage, 50);
+      const reset = await farm.patchJob(job.id, { resolutionPercentage: null });
+      assert.equal('resolutionPercentage' in reset.requested, false);
+      assert.ok(jobSchema.safeParse(reset).success, 'the job as the API sends it fits the shared schema');
+    } finally {
+      await close();
+    }
   });
 });
 

@@ -1,12 +1,13 @@
 import { rm } from 'node:fs/promises';
-import { compileJob, type JobTilingPlan, type RenderRequest } from '../jobs/index.ts';
-import type { RenderAssignment, SceneInfo } from '../protocol/index.ts';
+import { compileJob, type JobTilingPlan } from '../jobs/index.ts';
+import type { RenderAssignment } from '../protocol/index.ts';
 import type { Assignment } from '../scheduler/index.ts';
 import type { JobRow } from '../store/index.ts';
 import type { FarmState } from './state.ts';
 import { now } from './state.ts';
 import type { FrameTimers } from './timeouts.ts';
 import { emptyCounts } from './views.ts';
+import { jobRecord } from './job-record.ts';
 
 interface RenderInfo {
   message: Omit<RenderAssignment, 'frame' | 'tile'>;
@@ -54,8 +55,8 @@ export class Dispatcher {
         type: 'render',
         jobId: row.id,
         blend: { sha256: row.blend_sha256, size: row.blend_size },
-        allowScripts: row.allow_scripts === 1,
-        overrides: JSON.parse(row.overrides_json),
+        allowScripts: jobRecord(row).allowScripts,
+        overrides: jobRecord(row).overrides,
         fileExtension: row.file_extension ?? 'png',
       },
     });
@@ -68,7 +69,7 @@ export class Dispatcher {
       failed: counts.failed,
       paused,
       tiling,
-      needsScripts: row.allow_scripts === 1,
+      needsScripts: jobRecord(row).allowScripts,
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.state.background(this.onNothingLeft(row.id));
@@ -131,9 +132,10 @@ export class Dispatcher {
 
 /** How the job's frames may be split, from its probed scene and request (compiled again: pure and cheap). */
 function tilingOf(row: JobRow): JobTilingPlan {
-  if (!row.scene_json) return { mode: 'off' };
+  const { scene, request } = jobRecord(row);
+  if (!scene) return { mode: 'off' };
   try {
-    return compileJob(JSON.parse(row.scene_json) as SceneInfo, JSON.parse(row.requested_json) as RenderRequest).tiling;
+    return compileJob(scene, request).tiling;
   } catch {
     return { mode: 'off' };
   }

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { compileJob, type RenderRequest } from '../jobs/index.ts';
-import { allows, framesOf, isFinished, type JobOptions, type JobPatch, type JobState, type SceneInfo } from '../protocol/index.ts';
+import { allows, framesOf, isFinished, type JobOptions, type JobPatch, type JobState } from '../protocol/index.ts';
 import type { JobRow } from '../store/index.ts';
 import { commitFile, type ReceivedFile } from '../store/index.ts';
 import type { Dispatcher } from './dispatch.ts';
@@ -10,6 +10,7 @@ import type { Prober } from './probing.ts';
 import type { FarmState } from './state.ts';
 import { newId, now } from './state.ts';
 import { emptyCounts } from './views.ts';
+import { jobRecord } from './job-record.ts';
 
 /** The commands people give a job: submit, pause, resume, retry, cancel, delete, edit. */
 export class JobLifecycle {
@@ -155,14 +156,14 @@ export class JobLifecycle {
   private async changeRenderSettings(row: JobRow, patch: JobPatch): Promise<void> {
     const { store, scheduler } = this.state;
     const editable = allows('editRenderSettings', row.state as JobState) && !scheduler.hasStarted(row.id);
-    if (!editable || !row.scene_json) {
+    const { scene, request: previous } = jobRecord(row);
+    if (!editable || !scene) {
       throw new FarmError('JOB_STATE_CONFLICT', `render settings can only change before the job's first frame is handed out (job is ${row.state})`);
     }
-    const previous = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
     const request: RenderRequest = { ...previous, ...patch };
     let compiled;
     try {
-      compiled = compileJob(JSON.parse(row.scene_json) as SceneInfo, request);
+      compiled = compileJob(scene, request);
     } catch (error) {
       throw new FarmError('INVALID_JOB_SETTINGS', (error as Error).message);
     }

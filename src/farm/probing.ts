@@ -1,8 +1,9 @@
-import { compileJob, CompileError, type RenderRequest } from '../jobs/index.ts';
+import { compileJob, CompileError } from '../jobs/index.ts';
 import { framesOf, type SceneInfo } from '../protocol/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { FarmState } from './state.ts';
+import { jobRecord } from './job-record.ts';
 
 /**
  * A new job's scene is read by a worker (the server has no Blender): the probe asks a
@@ -54,7 +55,7 @@ export class Prober {
             jobId,
             blend: { sha256: row.blend_sha256, size: row.blend_size },
             // A worker that refuses scripts reads the scene with them off: the probe only reads settings.
-            allowScripts: row.allow_scripts === 1 && worker.allowScripts,
+            allowScripts: jobRecord(row).allowScripts && worker.allowScripts,
           });
         }),
       );
@@ -67,7 +68,7 @@ export class Prober {
     this.probes.delete(jobId);
     const row = await store.getJob(jobId);
     if (!row || row.state !== 'probing') return;
-    const request = JSON.parse(row.requested_json) as RenderRequest & { hold?: boolean };
+    const { request } = jobRecord(row);
     let compiled;
     try {
       compiled = compileJob(scene, request);

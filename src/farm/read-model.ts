@@ -1,9 +1,10 @@
 import type { FarmChange, Frame, FrameColumns, FrameCounts, Job } from '../protocol/index.ts';
 import type { Scheduler } from '../scheduler/index.ts';
-import type { FrameRow, FrameSummaryRow, JobRow, Store } from '../store/index.ts';
+import type { FrameSummaryRow, JobRow, Store } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import { emptyCounts, frameColumnsView, frameView, jobView, workerView, type JobTimes, type LiveFrameDetail } from './views.ts';
+import { jobRecord } from './job-record.ts';
 
 const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
 
@@ -70,7 +71,7 @@ export class ReadModel {
 
   /** Why a job that should be rendering is not, when the farm knows: a user should not wait in silence. */
   private noticeOf(row: JobRow): string | null {
-    if (row.allow_scripts !== 1 || !['queued', 'rendering'].includes(row.state)) return null;
+    if (!jobRecord(row).allowScripts || !['queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];
     if (workers.some((worker) => worker.allowScripts)) return null;
     return workers.length === 0

@@ -1,8 +1,9 @@
 import { tileBlockers } from '../jobs/index.ts';
 import { frameStateLetters, runsOf } from '../protocol/index.ts';
-import type { FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo, TileRequest } from '../protocol/index.ts';
+import type { FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
 import type { FrameSummaryRow, JobRow, WorkerRow } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
+import { jobRecord, type StoredRequest } from './job-record.ts';
 
 /** Turns stored rows into the API's shapes; the only place that knows both. */
 export const emptyCounts = (): FrameCounts => ({ total: 0, queued: 0, rendering: 0, done: 0, failed: 0 });
@@ -13,14 +14,13 @@ export interface JobTimes {
 }
 
 export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times: JobTimes = { averageFrameMs: null, etaMs: null }): Job {
-  const scene = row.scene_json ? (JSON.parse(row.scene_json) as SceneInfo) : null;
-  const submitted = JSON.parse(row.requested_json) as StoredRequest;
+  const { scene, request: submitted, overrides, allowScripts } = jobRecord(row);
   return {
     id: row.id,
     name: row.name,
     state: row.state as JobState,
     priority: row.priority,
-    allowScripts: row.allow_scripts === 1,
+    allowScripts,
     blendSha256: row.blend_sha256,
     blendSize: row.blend_size,
     requested: requestedView(submitted),
@@ -31,7 +31,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
         ? null
         : { start: row.frame_start, end: row.frame_end, step: row.frame_step ?? 1 },
     fps: row.fps,
-    overrides: JSON.parse(row.overrides_json),
+    overrides,
     fileExtension: row.file_extension,
     counts,
     ...times,
@@ -44,12 +44,17 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
   };
 }
 
-/** What a job was submitted with, as kept in `requested_json`. */
-type StoredRequest = Job['requested'] & { hold?: boolean; tiles?: TileRequest; forceTiles?: boolean };
-
-/** The render settings the user asked for, without submission-only flags such as `hold`. */
+/**
+ * The render settings the user asked for, without submission-only flags such as `hold`.
+ * A setting reset to the scene's own (null, from an edit) is left out, as if never asked.
+ */
 function requestedView(submitted: StoredRequest): Job['requested'] {
-  const { hold: _hold, tiles: _tiles, forceTiles: _forceTiles, ...requested } = submitted;
+  const { frames, fileFormat, resolutionPercentage, samples } = submitted;
+  const requested: Job['requested'] = {};
+  if (frames) requested.frames = frames;
+  if (fileFormat) requested.fileFormat = fileFormat;
+  if (resolutionPercentage != null) requested.resolutionPercentage = resolutionPercentage;
+  if (samples != null) requested.samples = samples;
   return requested;
 }
 

@@ -8,6 +8,7 @@ import type { FarmState } from './state.ts';
 import { newId } from './state.ts';
 import type { FrameTimers } from './timeouts.ts';
 import { workerView } from './views.ts';
+import { jobRecord } from './job-record.ts';
 
 /**
  * The workers the farm knows: they connect, say they are ready, report progress, leave,
@@ -139,7 +140,7 @@ export class WorkerRegistry {
   /** Jobs that need scripts say whether any connected worker allows them: republished as workers come and go. */
   private async publishScriptJobs(): Promise<void> {
     for (const row of await this.state.store.listJobsInState(['queued', 'rendering'])) {
-      if (row.allow_scripts === 1) await this.state.views.publishJob(row.id);
+      if (jobRecord(row).allowScripts) await this.state.views.publishJob(row.id);
     }
   }
 }
