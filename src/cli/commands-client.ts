@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
+  apiPath,
   formatFrameRange,
   jobPatchSchema,
   jobStates,
@@ -47,8 +48,6 @@ const upperChoice = (choices: readonly string[]) => (value: string) => {
   if (!choices.includes(upper)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got "${value}"`);
   return upper;
 };
-
-const jobPath = (id: string, rest = '') => `/api/jobs/${encodeURIComponent(id)}${rest}`;
 
 export function registerClientCommands(program: Command): void {
   registerSubmit(program);
@@ -130,7 +129,7 @@ function registerJobReads(program: Command): void {
     .description('list jobs, oldest first')
     .addOption(new Option('--state <state>', 'only jobs in this state').choices([...jobStates]))
     .action(async (options: CommonOptions & { state?: string }) => {
-      const all = await clientFrom(options).get<Job[]>('/api/jobs');
+      const all = await clientFrom(options).get<Job[]>(apiPath('listJobs'));
       const shown = options.state ? all.filter((j) => j.state === options.state) : all;
       print(options.json, shown, formatJobs(shown));
     });
@@ -140,7 +139,7 @@ function registerJobReads(program: Command): void {
     .description('show one job: settings, frame counts, time left, failed frames (--json: with every frame)')
     .action(async (typed: string, options: CommonOptions) => {
       const client = clientFrom(options);
-      const detail = await client.get<JobDetail>(jobPath(await resolveJobId(client, typed)));
+      const detail = await client.get<JobDetail>(apiPath('getJob', { id: await resolveJobId(client, typed) }));
       print(options.json, detail, formatJobDetail(detail));
     });
   examples(job, ['archenland job 3f2a9c', 'archenland job 3f2a9c41d07be815 --json | jq .counts']);
@@ -150,19 +149,19 @@ function registerJobReads(program: Command): void {
     .action(async (typed: string, frame: string, options: CommonOptions) => {
       const number = usage(() => integer()(frame));
       const client = clientFrom(options);
-      const entry = await client.get<FrameLog>(jobPath(await resolveJobId(client, typed), `/frames/${number}/log`));
+      const entry = await client.get<FrameLog>(apiPath('frameLog', { id: await resolveJobId(client, typed), frame: number }));
       print(options.json, entry, `${entry.log.trimEnd()}${entry.error ? `\nerror: ${entry.error}` : ''}`);
     });
   examples(log, ['archenland log 3f2a9c 12', 'archenland log 3f2a9c 12 --json | jq -r .error']);
 }
 
 /** One command per job action of the API: POST /api/jobs/:id/<action>. */
-function jobAction(program: Command, action: string, description: string, done: string, sample: string[]): void {
+function jobAction(program: Command, action: 'cancel' | 'pause' | 'resume' | 'retry', description: string, done: string, sample: string[]): void {
   const command = withClientOptions(program.command(`${action} <id>`))
     .description(description)
     .action(async (typed: string, options: CommonOptions) => {
       const client = clientFrom(options);
-      const job = await client.post<Job>(jobPath(await resolveJobId(client, typed), `/${action}`));
+      const job = await client.post<Job>(apiPath(`${action}Job`, { id: await resolveJobId(client, typed) }));
       print(options.json, job, `${done} job ${job.id} (${job.name}): now ${job.state}`);
     });
   examples(command, sample);
@@ -181,11 +180,11 @@ function registerJobActions(program: Command): void {
       const client = clientFrom(options);
       const id = await resolveJobId(client, typed);
       if (!options.yes) {
-        const job = await client.get<Job>(jobPath(id));
+        const job = await client.get<Job>(apiPath('getJob', { id }));
         const question = `Delete job ${job.id} "${job.name}" (${job.state}, ${job.counts.done} frames rendered) with all its files?`;
         if (!(await confirm(question))) throw new RefusedError('not deleted (answer y to confirm, or pass --yes)');
       }
-      await client.delete(jobPath(id));
+      await client.delete(apiPath('deleteJob', { id }));
       print(options.json, { id, deleted: true }, `deleted job ${id}`);
     });
   examples(del, ['archenland delete 3f2a9c', 'archenland delete 3f2a9c --yes']);
@@ -195,7 +194,7 @@ function registerJobActions(program: Command): void {
     .action(async (typed: string, n: string, options: CommonOptions) => {
       const value = usage(() => integer(-1000, 1000)(n));
       const client = clientFrom(options);
-      const job = await client.patch<Job>(jobPath(await resolveJobId(client, typed)), { priority: value } satisfies JobPatch);
+      const job = await client.patch<Job>(apiPath('patchJob', { id: await resolveJobId(client, typed) }), { priority: value } satisfies JobPatch);
       print(options.json, job, `job ${job.id} (${job.name}): priority ${job.priority}`);
     });
   examples(priority, ['archenland priority 3f2a9c 10', 'archenland priority 3f2a9c -5']);
@@ -224,7 +223,7 @@ function registerJobActions(program: Command): void {
       const checked = jobPatchSchema.safeParse(patch);
       if (!checked.success) throw new UsageError(describeIssues(checked.error));
       const client = clientFrom(options);
-      const job = await client.patch<Job>(jobPath(await resolveJobId(client, typed)), patch);
+      const job = await client.patch<Job>(apiPath('patchJob', { id: await resolveJobId(client, typed) }), patch);
       print(options.json, job, formatJob(job));
     });
   examples(edit, ['archenland edit 3f2a9c --name "shot 010 final"', 'archenland edit 3f2a9c --frames 1-100 --samples 64 && archenland resume 3f2a9c']);
@@ -243,7 +242,7 @@ function registerTokenCommands(program: Command): void {
     .addOption(new Option('--role <role>', 'user: the API, CLI and web UI; worker: the worker protocol only').choices(['user', 'worker']).makeOptionMandatory())
     .option('--name <name>', 'a name to recognise it by, e.g. the machine it is for')
     .action(async (options: CommonOptions & { role: 'user' | 'worker'; name?: string }) => {
-      const created = await clientFrom(options).post<CreatedToken>('/api/tokens', { role: options.role, ...(options.name ? { name: options.name } : {}) });
+      const created = await clientFrom(options).post<CreatedToken>(apiPath('createToken'), { role: options.role, ...(options.name ? { name: options.name } : {}) });
       print(options.json, created, `${created.role} token ${created.id} (${created.name}):\n${created.token}`);
     });
   examples(create, ['archenland token create --role worker --name render-07 > worker-token', 'archenland token create --role user --name alice --json']);
@@ -251,7 +250,7 @@ function registerTokenCommands(program: Command): void {
   const list = withClientOptions(token.command('list'))
     .description('list tokens: id, role, name and when each was made (never the secrets)')
     .action(async (options: CommonOptions) => {
-      const tokens = await clientFrom(options).get<TokenInfo[]>('/api/tokens');
+      const tokens = await clientFrom(options).get<TokenInfo[]>(apiPath('listTokens'));
       print(options.json, tokens, tokens.map((t) => `${t.id}  ${t.role.padEnd(6)}  ${t.createdAt}  ${t.name}`).join('\n') || 'no tokens');
     });
   examples(list, ['archenland token list']);
@@ -259,7 +258,7 @@ function registerTokenCommands(program: Command): void {
   const revoke = withClientOptions(token.command('revoke <id>'))
     .description('revoke a token: its browser sessions end and workers using it are disconnected')
     .action(async (id: string, options: CommonOptions) => {
-      await clientFrom(options).delete(`/api/tokens/${encodeURIComponent(id)}`);
+      await clientFrom(options).delete(apiPath('revokeToken', { id }));
       print(options.json, { revoked: id }, `token ${id} revoked`);
     });
   examples(revoke, ['archenland token revoke 3f9c0a1b22de']);
@@ -269,7 +268,7 @@ function registerWorkerCommands(program: Command): void {
   const workers = withClientOptions(program.command('workers'))
     .description('list workers: state, current frame, frames rendered, average frame time')
     .action(async (options: CommonOptions) => {
-      const list = await clientFrom(options).get<Worker[]>('/api/workers');
+      const list = await clientFrom(options).get<Worker[]>(apiPath('listWorkers'));
       print(options.json, list, formatWorkers(list));
     });
   examples(workers, ['archenland workers', "archenland workers --json | jq '.[] | select(.state==\"offline\") | .name'"]);
@@ -279,12 +278,12 @@ function registerWorkerCommands(program: Command): void {
     drain: ['let a worker finish its current frame, then take no more (for maintenance)', 'draining'],
     disable: ['take a worker out now: its current frame goes back to the queue', 'disabled'],
   } as const;
-  for (const [mode, [description, done]] of Object.entries(modes)) {
+  for (const [mode, [description, done]] of Object.entries(modes) as Array<[keyof typeof modes, (typeof modes)[keyof typeof modes]]>) {
     const command = withClientOptions(program.command(`worker-${mode} <worker>`))
       .description(`${description}; <worker> is a worker id, id prefix or name`)
       .action(async (typed: string, options: CommonOptions) => {
         const client = clientFrom(options);
-        const worker = await client.post<Worker>(`/api/workers/${encodeURIComponent(await resolveWorkerId(client, typed))}/${mode}`);
+        const worker = await client.post<Worker>(apiPath(`${mode}Worker`, { id: await resolveWorkerId(client, typed) }));
         print(options.json, worker, `worker ${worker.name} (${worker.id}): ${done}, ${worker.state}`);
       });
     examples(command, [`archenland worker-${mode} render-07`, `archenland worker-${mode} 9c41d07b`]);

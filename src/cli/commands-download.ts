@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { JobDetail } from '../protocol/index.ts';
+import { apiPath, type JobDetail } from '../protocol/index.ts';
 import { ApiError, type DownloadResult } from './client.ts';
 import { clientFrom, examples, mb, print, progressBar, resolveJobId, UsageError, withClientOptions, type CommonOptions } from './common.ts';
 
@@ -33,7 +33,7 @@ export function registerDownloadCommand(program: Command): void {
 
       let files: DownloadResult[];
       if (kind === 'frames') {
-        const job = await client.get<JobDetail>(`/api/jobs/${id}`);
+        const job = await client.get<JobDetail>(apiPath('getJob', { id }));
         const done = job.frameList.filter((f) => f.state === 'done');
         if (done.length === 0) throw new ApiError(`job ${id} has no rendered frames yet (${job.state})`, 404);
         const dir = options.output ?? `${id}-frames`;
@@ -44,7 +44,7 @@ export function registerDownloadCommand(program: Command): void {
         let bytes = 0;
         try {
           for (const frame of done) {
-            const file = await client.download(`/api/jobs/${id}/frames/${frame.number}`, dir, `frame_${frame.number}`, () => {});
+            const file = await client.download(apiPath('frameFile', { id, frame: frame.number }), dir, `frame_${frame.number}`, () => {});
             files.push(file);
             bytes += file.bytes;
             bar.increment(1, { size: mb(bytes) });
@@ -55,7 +55,7 @@ export function registerDownloadCommand(program: Command): void {
       } else {
         const dir = options.output ?? '.';
         mkdirSync(dir, { recursive: true });
-        const route = kind === 'video' ? `/api/jobs/${id}/video` : `/api/jobs/${id}/frames.zip`;
+        const route = kind === 'video' ? apiPath('video', { id }) : apiPath('framesZip', { id });
         const fallback = kind === 'video' ? `${id}.mp4` : `${id}-frames.zip`;
         files = [await downloadWithBar(client, route, dir, fallback)];
       }

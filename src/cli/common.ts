@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import type { Job, Worker } from '../protocol/index.ts';
+import { apiPath, type Job, type Worker } from '../protocol/index.ts';
 import { TlsClient } from '../util/tls-client.ts';
 import { ApiClient, ApiError, resolveClient, type ClientOptions } from './client.ts';
 
@@ -70,14 +70,14 @@ const FULL_ID = /^[a-f0-9]{16}$/;
  */
 export async function resolveJobId(client: ApiClient, typed: string): Promise<string> {
   if (FULL_ID.test(typed)) return typed;
-  const jobs = await client.get<Job[]>('/api/jobs');
+  const jobs = await client.get<Job[]>(apiPath('listJobs'));
   return pick('job', typed, jobs.filter((j) => j.id.startsWith(typed)), jobs.filter((j) => j.name === typed));
 }
 
 /** Resolves a worker id, id prefix or name to a worker id. */
 export async function resolveWorkerId(client: ApiClient, typed: string): Promise<string> {
   if (FULL_ID.test(typed)) return typed;
-  const workers = await client.get<Worker[]>('/api/workers');
+  const workers = await client.get<Worker[]>(apiPath('listWorkers'));
   return pick('worker', typed, workers.filter((w) => w.id.startsWith(typed)), workers.filter((w) => w.name === typed));
 }
 

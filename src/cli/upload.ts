@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Job } from '../protocol/index.ts';
+import { apiPath, type Job } from '../protocol/index.ts';
 import { ApiError, type ApiClient } from './client.ts';
 
 /**
@@ -25,7 +25,7 @@ export async function uploadJob(
     `${fieldParts}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  const url = new URL('/api/jobs', client.baseUrl);
+  const url = new URL(apiPath('submitJob'), client.baseUrl);
 
   return new Promise((resolve, reject) => {
     const request = client.transport.request(url, {

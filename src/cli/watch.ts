@@ -1,5 +1,5 @@
 import { WebSocket } from 'ws';
-import { farmEventSchema, parseMessage, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
+import { apiPath, farmEventSchema, parseMessage, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
 import { explainTlsError } from '../util/tls-client.ts';
 import type { ApiClient } from './client.ts';
 
@@ -11,7 +11,7 @@ const finished = new Set(['completed', 'failed', 'cancelled']);
  * happened before the subscription is not missed.
  */
 export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job: Job) => void): Promise<Job> {
-  const info = await client.get<{ wsPort: number; tls?: boolean }>('/api/info');
+  const info = await client.get<{ wsPort: number; tls?: boolean }>(apiPath('info'));
   const base = new URL(client.baseUrl);
   // The server says whether its WebSocket port speaks TLS; one from before `tls` was in
   // /api/info did when its API did.
@@ -33,7 +33,7 @@ export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job:
       const parsed = parseMessage(farmEventSchema, data.toString());
       if (!parsed.ok) return;
       const event = parsed.message;
-      if (event.type === 'welcome') client.get<Job>(`/api/jobs/${jobId}`).then(update, reject);
+      if (event.type === 'welcome') client.get<Job>(apiPath('getJob', { id: jobId })).then(update, reject);
       else if (event.type === 'error') reject(new Error(event.message));
       else {
         for (const change of event.changes) if (change.type === 'job' && change.job.id === jobId) update(change.job);

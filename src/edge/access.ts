@@ -1,17 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import os from 'node:os';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { CLIENT_HEADER } from '../protocol/index.ts';
+import { CLIENT_HEADER, type Access } from '../protocol/index.ts';
 import { bearerToken, cookieValue, isLoopback, SESSION_COOKIE } from './auth.ts';
 import { mayUseApi, mayWork, type Credentials, type TokenInfo } from './credentials.ts';
 import { FarmError } from '../farm/index.ts';
 
-/**
- * open: anyone (the web UI's files, login, the API description, health and metrics).
- * user: a user token, a browser session, or a trusted loopback caller.
- * worker: a worker token; the worker protocol only.
- */
-export type Access = 'open' | 'user' | 'worker';
+export type { Access };
 
 /** How a request proved who it is. */
 export type Principal =

@@ -11,7 +11,7 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-export const SESSION_COOKIE = 'archenland_session';
+export { SESSION_COOKIE } from '../protocol/index.ts';
 
 export function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? '').split(';')) {

@@ -12,6 +12,7 @@ import {
   sha256Schema,
   tileIndexSchema,
   UPLOAD_KEY_HEADER,
+  routeAccess,
   errorCatalogue,
   type ApiError,
   type ErrorCode,
@@ -20,7 +21,6 @@ import {
 import type { Logger } from '../util/log.ts';
 import { installAccessControl, type HostPolicy } from './access.ts';
 import type { Credentials } from './credentials.ts';
-import { routeAccess } from './openapi.ts';
 import { limitRequestTime } from './request-limits.ts';
 import { registerSessionRoutes, registerTokenRoutes } from './session-routes.ts';
 import type { ServerTls } from './tls.ts';

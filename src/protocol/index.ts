@@ -2,6 +2,7 @@
 export * from './api.ts';
 export * from './errors.ts';
 export * from './lifecycle.ts';
+export * from './routes.ts';
 export * from './frames.ts';
 export * from './messages.ts';
 export * from './scene.ts';

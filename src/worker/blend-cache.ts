@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { text } from 'node:stream/consumers';
-import type { BlendRef } from '../protocol/index.ts';
+import { apiPath, type BlendRef } from '../protocol/index.ts';
 import type { TlsClient } from '../util/tls-client.ts';
 
 /**
@@ -40,7 +40,7 @@ export class BlendCache {
 
   private async download(blend: BlendRef, target: string): Promise<string> {
     await mkdir(this.dir, { recursive: true });
-    const response = await this.transport.send(new URL(`/api/worker/blends/${blend.sha256}`, this.serverUrl), {
+    const response = await this.transport.send(new URL(apiPath('downloadBlend', { sha256: blend.sha256 }), this.serverUrl), {
       headers: { authorization: `Bearer ${this.token}` },
     });
     if (response.statusCode !== 200) {

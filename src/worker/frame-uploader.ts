@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { UPLOAD_KEY_HEADER } from '../protocol/index.ts';
+import { apiPath, UPLOAD_KEY_HEADER } from '../protocol/index.ts';
 import type { TlsClient } from '../util/tls-client.ts';
 import { sha256OfFile } from './blend-cache.ts';
 
@@ -26,8 +26,11 @@ export interface UploadAnswer {
 export async function uploadFrame(serverUrl: string, token: string, uploadKey: string, upload: FrameUpload, transport: TlsClient): Promise<UploadAnswer> {
   const sha256 = await sha256OfFile(upload.file);
   const { size } = await stat(upload.file);
-  const tilePart = upload.tile === undefined ? '' : `/tiles/${upload.tile}`;
-  const url = new URL(`/api/worker/jobs/${upload.jobId}/frames/${upload.frame}${tilePart}`, serverUrl);
+  const path =
+    upload.tile === undefined
+      ? apiPath('uploadFrame', { id: upload.jobId, frame: upload.frame })
+      : apiPath('uploadTile', { id: upload.jobId, frame: upload.frame, tile: upload.tile });
+  const url = new URL(path, serverUrl);
   return new Promise((resolve, reject) => {
     const request = transport.request(url, {
       method: 'PUT',

@@ -1,7 +1,11 @@
 import { z } from 'zod';
 import {
   apiErrorSchema,
+  apiPath,
   CLIENT_HEADER,
+  infoSchema,
+  sessionSchema,
+  type Info,
   frameColumnsSchema,
   frameLogSchema,
   jobSchema,
@@ -16,9 +20,7 @@ import {
 
 // The two small shapes below are answered by src/server/http.ts but not (yet) defined in
 // src/protocol; they are kept minimal and validated all the same.
-const sessionSchema = z.object({ authenticated: z.boolean() });
-const infoSchema = z.object({ protocol: z.number().int(), wsPort: z.number().int() });
-export type FarmInfo = z.infer<typeof infoSchema>;
+export type FarmInfo = Info;
 
 /**
  * An API answer other than success, with the server's own `{code, error}`. `code` is null
@@ -83,7 +85,7 @@ async function request<T>(method: string, path: string, schema: z.ZodType<T> | n
   }
   if (!response.ok) {
     const error = await errorOf(response);
-    if (error.code === 'UNAUTHENTICATED' && path !== '/api/login') onUnauthorized();
+    if (error.code === 'UNAUTHENTICATED' && path !== apiPath('login')) onUnauthorized();
     throw error;
   }
   if (schema === null || response.status === 204) return undefined as T;
@@ -96,30 +98,30 @@ export type JobAction = 'cancel' | 'pause' | 'resume' | 'retry';
 export type WorkerMode = 'enable' | 'drain' | 'disable';
 
 export const api = {
-  session: () => request('GET', '/api/session', sessionSchema),
-  login: (token: string) => request('POST', '/api/login', sessionSchema, { token }),
-  logout: () => request('POST', '/api/logout', sessionSchema),
-  info: (): Promise<FarmInfo> => request('GET', '/api/info', infoSchema),
-  jobs: (): Promise<Job[]> => request('GET', '/api/jobs', z.array(jobSchema)),
+  session: () => request('GET', apiPath('session'), sessionSchema),
+  login: (token: string) => request('POST', apiPath('login'), sessionSchema, { token }),
+  logout: () => request('POST', apiPath('logout'), sessionSchema),
+  info: (): Promise<FarmInfo> => request('GET', apiPath('info'), infoSchema),
+  jobs: (): Promise<Job[]> => request('GET', apiPath('listJobs'), z.array(jobSchema)),
   /** A job with its frames in columns; with `since` (a cursor from an earlier answer), only the frames changed after it. */
   frames: (id: string, since?: string): Promise<FrameColumns> =>
-    request('GET', `/api/jobs/${id}/frames${since === undefined ? '' : `?since=${encodeURIComponent(since)}`}`, frameColumnsSchema),
-  patchJob: (id: string, patch: JobPatch): Promise<Job> => request('PATCH', `/api/jobs/${id}`, jobSchema, patch),
-  jobAction: (id: string, action: JobAction): Promise<Job> => request('POST', `/api/jobs/${id}/${action}`, jobSchema),
-  deleteJob: (id: string): Promise<void> => request('DELETE', `/api/jobs/${id}`, null),
-  frameLog: (id: string, frame: number): Promise<FrameLog> => request('GET', `/api/jobs/${id}/frames/${frame}/log`, frameLogSchema),
-  workers: (): Promise<Worker[]> => request('GET', '/api/workers', z.array(workerSchema)),
-  workerMode: (id: string, mode: WorkerMode): Promise<Worker> => request('POST', `/api/workers/${id}/${mode}`, workerSchema),
+    request('GET', `${apiPath('frameColumns', { id })}${since === undefined ? '' : `?since=${encodeURIComponent(since)}`}`, frameColumnsSchema),
+  patchJob: (id: string, patch: JobPatch): Promise<Job> => request('PATCH', apiPath('patchJob', { id }), jobSchema, patch),
+  jobAction: (id: string, action: JobAction): Promise<Job> => request('POST', apiPath(`${action}Job`, { id }), jobSchema),
+  deleteJob: (id: string): Promise<void> => request('DELETE', apiPath('deleteJob', { id }), null),
+  frameLog: (id: string, frame: number): Promise<FrameLog> => request('GET', apiPath('frameLog', { id, frame }), frameLogSchema),
+  workers: (): Promise<Worker[]> => request('GET', apiPath('listWorkers'), z.array(workerSchema)),
+  workerMode: (id: string, mode: WorkerMode): Promise<Worker> => request('POST', apiPath(`${mode}Worker`, { id }), workerSchema),
 };
 
 export const urls = {
-  frame: (jobId: string, frame: number) => `/api/jobs/${jobId}/frames/${frame}`,
-  preview: (jobId: string, frame: number, size: 'small' | 'large') => `/api/jobs/${jobId}/frames/${frame}/preview?size=${size}`,
+  frame: (jobId: string, frame: number) => apiPath('frameFile', { id: jobId, frame }),
+  preview: (jobId: string, frame: number, size: 'small' | 'large') => `${apiPath('framePreview', { id: jobId, frame })}?size=${size}`,
   /** One finished tile of a split frame, while the frame waits for its other tiles. */
   tilePreview: (jobId: string, frame: number, tile: number, size: 'small' | 'large') =>
-    `/api/jobs/${jobId}/frames/${frame}/tiles/${tile}/preview?size=${size}`,
-  video: (jobId: string) => `/api/jobs/${jobId}/video`,
-  zip: (jobId: string) => `/api/jobs/${jobId}/frames.zip`,
+    `${apiPath('tilePreview', { id: jobId, frame, tile })}?size=${size}`,
+  video: (jobId: string) => apiPath('video', { id: jobId }),
+  zip: (jobId: string) => apiPath('framesZip', { id: jobId }),
 };
 
 export interface Upload {
@@ -137,7 +139,7 @@ export function uploadBlend(file: File, fields: Record<string, string>, onProgre
     const form = new FormData();
     for (const [key, value] of Object.entries(fields)) form.append(key, value);
     form.append('file', file, file.name);
-    xhr.open('POST', '/api/jobs');
+    xhr.open('POST', apiPath('submitJob'));
     xhr.setRequestHeader(CLIENT_HEADER, 'web');
     xhr.responseType = 'text';
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
