@@ -37,6 +37,7 @@ import { registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { discardFile, type ReceivedFile } from '../store/index.ts';
 import { isDiskFull, receiveToTemp, tooLarge } from './upload.ts';
+import { on } from './routing.ts';
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -94,7 +95,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   registerMetrics(app, farm);
   registerOpenApi(app);
-  app.get('/api/info', async (request) => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort, tls: request.protocol === 'https' }));
+  on(app, 'info', async (request) => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort, tls: request.protocol === 'https' }));
 
   registerSessionRoutes(app, options.credentials, options.tls !== null);
   registerTokenRoutes(app, options.credentials, dataDir, options.legacyTokenFromSettings);
@@ -104,7 +105,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       limits: { fileSize: options.maxUploadBytes, files: 1, fields: 20, fieldSize: 1024, parts: 30 },
     });
 
-    api.post('/api/jobs', async (request, reply) => {
+    on(api, 'submitJob', async (request, reply) => {
       const { upload, fields, fileName } = await receiveJobUpload(request, dataDir, options.maxUploadBytes);
       try {
         if (upload.size === 0) throw new FarmError('EMPTY_FILE', 'the file is empty');
@@ -124,11 +125,11 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     });
   });
 
-  app.get('/api/jobs', async () => farm.listJobs());
-  app.get('/api/jobs/:id', async (request) => farm.getJobDetail(parse(jobParams, request.params).id));
+  on(app, 'listJobs', async () => farm.listJobs());
+  on(app, 'getJob', async (request) => farm.getJobDetail(parse(jobParams, request.params).id));
   const frameChanges = watchFrameChanges(app, farm);
   // The web UI's frame list: compact columns, and after `since` only the frames changed since.
-  app.get('/api/jobs/:id/frames', async (request) => {
+  on(app, 'frameColumns', async (request) => {
     const { id } = parse(jobParams, request.params);
     const { since } = parse(frameColumnsQuery, request.query);
     // Taken before the frames are read, so every change up to the cursor is in the answer.
@@ -136,22 +137,22 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     const changed = since === undefined ? null : frameChanges.changedSince(id, since);
     return farm.frameColumns(id, cursor, changed ?? undefined);
   });
-  app.post('/api/jobs/:id/cancel', async (request) => farm.cancelJob(parse(jobParams, request.params).id));
-  app.post('/api/jobs/:id/pause', async (request) => farm.pauseJob(parse(jobParams, request.params).id));
-  app.post('/api/jobs/:id/resume', async (request) => farm.resumeJob(parse(jobParams, request.params).id));
-  app.post('/api/jobs/:id/retry', async (request) => farm.retryFailed(parse(jobParams, request.params).id));
-  app.patch('/api/jobs/:id', async (request) => farm.patchJob(parse(jobParams, request.params).id, parse(jobPatchSchema, request.body)));
-  app.delete('/api/jobs/:id', async (request, reply) => {
+  on(app, 'cancelJob', async (request) => farm.cancelJob(parse(jobParams, request.params).id));
+  on(app, 'pauseJob', async (request) => farm.pauseJob(parse(jobParams, request.params).id));
+  on(app, 'resumeJob', async (request) => farm.resumeJob(parse(jobParams, request.params).id));
+  on(app, 'retryJob', async (request) => farm.retryFailed(parse(jobParams, request.params).id));
+  on(app, 'patchJob', async (request) => farm.patchJob(parse(jobParams, request.params).id, parse(jobPatchSchema, request.body)));
+  on(app, 'deleteJob', async (request, reply) => {
     await farm.deleteJob(parse(jobParams, request.params).id);
     return reply.status(204).send();
   });
 
-  app.get('/api/jobs/:id/frames/:frame/log', async (request) => {
+  on(app, 'frameLog', async (request) => {
     const { id, frame } = parse(frameParams, request.params);
     return farm.frameLog(id, frame);
   });
 
-  app.get('/api/jobs/:id/frames/:frame/preview', async (request, reply) => {
+  on(app, 'framePreview', async (request, reply) => {
     const { id, frame } = parse(frameParams, request.params);
     const { size } = parse(previewQuery, request.query);
     const file = await farm.frameFile(id, frame);
@@ -161,7 +162,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   // A tile of a split frame while it waits for the others, so the UI fills the frame in tile by tile.
-  app.get('/api/jobs/:id/frames/:frame/tiles/:tile/preview', async (request, reply) => {
+  on(app, 'tilePreview', async (request, reply) => {
     const { id, frame, tile } = parse(tileParams, request.params);
     const { size } = parse(previewQuery, request.query);
     const file = await farm.tileFile(id, frame, tile);
@@ -170,18 +171,18 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     return sendFile(reply.header('cache-control', 'no-cache'), preview, path.basename(preview), 'image/webp');
   });
 
-  app.get('/api/jobs/:id/frames/:frame', async (request, reply) => {
+  on(app, 'frameFile', async (request, reply) => {
     const { id, frame } = parse(frameParams, request.params);
     const file = await farm.frameFile(id, frame);
     return sendFile(reply, file, path.basename(file));
   });
 
-  app.get('/api/jobs/:id/video', async (request, reply) => {
+  on(app, 'video', async (request, reply) => {
     const { id } = parse(jobParams, request.params);
     return sendFile(reply, await farm.videoFile(id), `${id}.mp4`, 'video/mp4');
   });
 
-  app.get('/api/jobs/:id/frames.zip', async (request, reply) => {
+  on(app, 'framesZip', async (request, reply) => {
     const { id } = parse(jobParams, request.params);
     const frames = await farm.doneFrames(id);
     if (frames.length === 0) throw new FarmError('FRAME_NOT_RENDERED', `job ${id} has no finished frames yet`);
@@ -196,13 +197,13 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       .send(zip);
   });
 
-  app.get('/api/workers', async () => farm.listWorkers());
+  on(app, 'listWorkers', async () => farm.listWorkers());
   for (const mode of ['enable', 'drain', 'disable'] as const) {
-    app.post(`/api/workers/:id/${mode}`, async (request) => farm.setWorkerMode(parse(jobParams, request.params).id, mode));
+    on(app, `${mode}Worker`, async (request) => farm.setWorkerMode(parse(jobParams, request.params).id, mode));
   }
 
   // ---- worker endpoints ----
-  app.get('/api/worker/blends/:sha256', async (request, reply) => {
+  on(app, 'downloadBlend', async (request, reply) => {
     const { sha256 } = parse(blendParams, request.params);
     const file = dataDir.blend(sha256);
     if (!existsSync(file)) throw new FarmError('BLEND_NOT_FOUND', `no .blend with SHA-256 ${sha256}`);
@@ -238,11 +239,11 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       }
       return farm.frameUploaded(workerId, id, frame, upload, headers['x-archenland-render-ms'], tile);
     };
-    workerApi.put('/api/worker/jobs/:id/frames/:frame', async (request) => {
+    on(workerApi, 'uploadFrame', async (request) => {
       const { id, frame } = parse(frameParams, request.params);
       return receiveResult(request, id, frame);
     });
-    workerApi.put('/api/worker/jobs/:id/frames/:frame/tiles/:tile', async (request) => {
+    on(workerApi, 'uploadTile', async (request) => {
       const { id, frame, tile } = parse(tileParams, request.params);
       return receiveResult(request, id, frame, tile);
     });

@@ -1,13 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { frameStates, jobStates, workerStates, type FarmChange } from '../protocol/index.ts';
 import type { Farm } from '../farm/index.ts';
+import { frameStates, jobStates, routeNamed, workerStates, type FarmChange } from '../protocol/index.ts';
+import { on } from './routing.ts';
 import { watchJobStates } from './webhook.ts';
 
 /** Frame render times from a fraction of a second (previews) to hours (feature film frames). */
 export const RENDER_SECONDS_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
 
-const FRAME_UPLOAD_ROUTE = '/api/worker/jobs/:id/frames/:frame';
+const FRAME_UPLOAD_ROUTE = routeNamed('uploadFrame').path;
 
 /**
  * Prometheus metrics for one farm, in a registry of its own (several farms may share a
@@ -120,9 +121,9 @@ export function registerMetrics(app: FastifyInstance<any, any, any, any, any>, f
     metrics.frameBytes(Number(request.headers['content-length']));
   });
 
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.scrape()));
+  on(app, 'metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.scrape()));
 
-  app.get('/healthz', async (request, reply) => {
+  on(app, 'health', async (request, reply) => {
     try {
       // One indexed read of a small table: proves SQLite answers without scanning jobs.
       await farm.listWorkers();

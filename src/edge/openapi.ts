@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { on } from './routing.ts';
 import { z } from 'zod';
 import {
   apiErrorSchema,
@@ -319,9 +320,9 @@ export function buildOpenApiDocument(): Record<string, unknown> {
 
 /** Serves the document and its HTML rendering. */
 export function registerOpenApi(app: FastifyInstance<any, any, any, any, any>): void {
-  app.get('/api/openapi.json', async (_request, reply) => reply.type('application/json; charset=utf-8').send(buildOpenApiDocument()));
+  on(app, 'openApi', async (_request, reply) => reply.type('application/json; charset=utf-8').send(buildOpenApiDocument()));
   let page: string | undefined;
-  app.get('/api/docs', async (_request, reply) => {
+  on(app, 'apiDocs', async (_request, reply) => {
     page ??= renderDocsPage(buildOpenApiDocument());
     return reply
       .type('text/html; charset=utf-8')

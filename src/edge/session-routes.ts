@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { on } from './routing.ts';
 import { z } from 'zod';
 import { loginSchema, tokenRequestSchema, type CreatedToken } from '../protocol/index.ts';
 import type { Principal } from './access.ts';
@@ -17,9 +18,9 @@ export function registerSessionRoutes(app: App, credentials: Credentials, secure
   const cookie = (value: string, maxAgeS: number) =>
     `${SESSION_COOKIE}=${value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeS}${secureCookies ? '; Secure' : ''}`;
 
-  app.get('/api/session', async (request) => ({ authenticated: usesApi(request.principal) }));
+  on(app, 'session', async (request) => ({ authenticated: usesApi(request.principal) }));
 
-  app.post('/api/login', async (request, reply) => {
+  on(app, 'login', async (request, reply) => {
     const { token } = parse(loginSchema, request.body);
     const info = credentials.verify(token);
     if (!info || !mayUseApi(info.role)) {
@@ -30,7 +31,7 @@ export function registerSessionRoutes(app: App, credentials: Credentials, secure
     return reply.header('set-cookie', cookie(sessionId, SESSION_LIFETIME_MS / 1000)).send({ authenticated: true });
   });
 
-  app.post('/api/logout', async (request, reply) => {
+  on(app, 'logout', async (request, reply) => {
     if (request.principal?.via === 'session') await credentials.endSession(request.principal.sessionId);
     return reply.header('set-cookie', cookie('', 0)).send({ authenticated: false });
   });
@@ -40,16 +41,16 @@ const usesApi = (principal: Principal | null) => principal !== null && (principa
 
 /** Token management for users: list, create (the secret is shown once), revoke. */
 export function registerTokenRoutes(app: App, credentials: Credentials, dataDir: DataDir, legacyFromSettings: boolean): void {
-  app.get('/api/tokens', async () => credentials.list());
+  on(app, 'listTokens', async () => credentials.list());
 
-  app.post('/api/tokens', async (request, reply) => {
+  on(app, 'createToken', async (request, reply) => {
     const { role, name } = parse(tokenRequestSchema, request.body);
     const { info, token } = await credentials.create(role, name ?? `${role} token`);
     request.log.info({ id: info.id, role, name: info.name }, 'token created');
     return reply.status(201).send({ ...info, token } satisfies CreatedToken);
   });
 
-  app.delete('/api/tokens/:id', async (request, reply) => {
+  on(app, 'revokeToken', async (request, reply) => {
     const { id } = parse(tokenParams, request.params);
     const revoked = await credentials.revoke(id, dataDir, legacyFromSettings);
     request.log.info({ id, role: revoked.role, name: revoked.name }, 'token revoked');

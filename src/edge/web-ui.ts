@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
+import { apiPath } from '../protocol/index.ts';
+import { on } from './routing.ts';
 
 const WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
 
@@ -19,7 +21,7 @@ export function registerWebUi(app: FastifyInstance<any, any, any, any, any>, web
       route.config = Object.assign(route.config ?? {}, { access: 'open' as const });
     });
     if (!existsSync(webRoot)) {
-      web.get('/', async () => ({ name: 'Archenland', api: '/api/jobs', note: 'the web UI is not built (npm run build:web)' }));
+      on(web, 'webUi', async () => ({ name: 'Archenland', api: apiPath('listJobs'), note: 'the web UI is not built (npm run build:web)' }));
       return;
     }
     const policy = contentSecurityPolicy(path.join(webRoot, 'index.html'));

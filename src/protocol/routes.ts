@@ -312,10 +312,16 @@ type PathParamNames<P extends string> = P extends `${string}:${infer Name}/${inf
     : never;
 export type RouteParams<N extends RouteName> = Record<PathParamNames<RouteNamed<N>['path']>, string | number>;
 
+/** A route's declaration by its name. */
+export function routeNamed<N extends RouteName>(name: N): RouteNamed<N> {
+  const route = routeDocs.find((candidate) => candidate.name === name);
+  if (!route) throw new Error(`no route named ${name}`);
+  return route as RouteNamed<N>;
+}
+
 /** The URL path of a route by its name, its parameters filled in (encoded). */
 export function apiPath<N extends RouteName>(name: N, ...[params]: PathParamNames<RouteNamed<N>['path']> extends never ? [] : [RouteParams<N>]): string {
-  const route = routeDocs.find((candidate) => candidate.name === name)!;
-  return route.path.replace(/:(\w+)/g, (_, key: string) => {
+  return routeNamed(name).path.replace(/:(\w+)/g, (_, key: string) => {
     const value = (params as Record<string, string | number> | undefined)?.[key];
     if (value === undefined) throw new Error(`apiPath(${name}): no value for :${key}`);
     return encodeURIComponent(String(value));
