@@ -12,105 +12,27 @@
  * Units are retried, handed back and duplicated alike; a split frame is done once every
  * tile is in and the farm has stitched them (`frameStitched`).
  */
-import type { JobTilingPlan } from '../jobs/index.ts';
-import { tileCount, tileRegions, type FrameState, type TileGrid, type TileRegion } from '../protocol/index.ts';
+import { tileRegions, type FrameState, type TileGrid } from '../protocol/index.ts';
+import {
+  assignmentOf,
+  forgetAssignments,
+  heldKey,
+  isOpenUnit,
+  newJobEntry,
+  parseUnit,
+  shareOf,
+  unitKey,
+  type Assignment,
+  type FailureOutcome,
+  type FrameOutcome,
+  type JobCounts,
+  type JobEntry,
+  type QueuedJob,
+} from './job-entry.ts';
+import { tailCandidates } from './tail-copies.ts';
+
+export type { Assignment, FailureOutcome, FrameOutcome, JobCounts, QueuedJob } from './job-entry.ts';
 import { chooseSplit } from './tile-policy.ts';
-
-export interface Assignment {
-  workerId: string;
-  jobId: string;
-  frame: number;
-  /** Present when the worker renders one tile of the frame rather than all of it. */
-  tile?: TileRegion;
-}
-
-export interface QueuedJob {
-  jobId: string;
-  /** Higher first; ties go to the lower sequence number (earlier submission). */
-  priority: number;
-  seq: number;
-  /** Frames still to render, in the order they should be handed out. */
-  frames: number[];
-  /** Frames of the job already finished before it was (re)queued, for its counts. */
-  done?: number;
-  failed?: number;
-  paused?: boolean;
-  /** How frames may be split into tiles; whole frames when absent. */
-  tiling?: JobTilingPlan;
-  /** The job runs the .blend's Python: only workers that allow scripts may take it. */
-  needsScripts?: boolean;
-}
-
-/** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
-export interface JobCounts {
-  total: number;
-  queued: number;
-  rendering: number;
-  done: number;
-  failed: number;
-}
-
-export type FrameOutcome =
-  /** `stitch`: that was the last tile of a split frame; the farm stitches, then calls `frameStitched`. */
-  | { kind: 'accepted'; jobFinished: boolean; cancel: Assignment[]; stitch: boolean }
-  | { kind: 'duplicate' }
-  /** The worker was never given this frame or tile: its result is refused. */
-  | { kind: 'not_assigned' }
-  | { kind: 'unknown' };
-
-export type FailureOutcome =
-  | { kind: 'requeued'; attempts: number }
-  /** `cancel`: other tiles of the frame still rendering, now pointless. */
-  | { kind: 'failed'; attempts: number; jobFinished: boolean; cancel: Assignment[] }
-  | { kind: 'unknown' };
-
-/** The tiles of a split frame. */
-interface SplitFrame {
-  grid: TileGrid;
-  regions: TileRegion[];
-  done: Set<number>;
-  /** Tile render times so far, for the frame's total. */
-  renderMs: number;
-}
-
-interface JobEntry {
-  jobId: string;
-  priority: number;
-  seq: number;
-  paused: boolean;
-  tiling: JobTilingPlan;
-  needsScripts: boolean;
-  /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
-  fresh: number[];
-  next: number;
-  /** Units handed back (worker lost or failed) go ahead of fresh ones; tiles of split frames next. */
-  retry: string[];
-  tileQueue: string[];
-  /** unit -> workers currently rendering it -> when each started. */
-  inFlight: Map<string, Map<string, number>>;
-  /**
-   * unit -> every worker it was handed to (or claimed by) while its frame is open: only
-   * they may deliver or fail it, even after it went elsewhere (a late result still wins).
-   */
-  assignedTo: Map<string, Set<string>>;
-  /** Whole frames (not tiles) in flight, so counts cost nothing. */
-  wholeInFlight: number;
-  split: Map<number, SplitFrame>;
-  /** Split frames whose tiles are all in, waiting for the farm's stitch. */
-  stitching: Set<number>;
-  attempts: Map<string, number>;
-  /** Frames neither done nor finally failed; the job is finished when this reaches 0. */
-  open: Set<number>;
-  /** Workers that failed this job too often (issue: blocklist); they get none of its frames. */
-  blocked: Set<string>;
-  failuresByWorker: Map<string, number>;
-  /** unit -> workers it failed on, so a retry goes to another worker when there is one. */
-  failedOn: Map<string, Set<string>>;
-  /** Running average of one whole frame's render time in this job (tiles scaled up). */
-  frameMs: number | undefined;
-  done: number;
-  failed: number;
-}
 
 export interface SchedulerOptions {
   /** A frame (or tile) is tried until it has failed this many times in all. */
@@ -128,14 +50,6 @@ export interface SchedulerOptions {
 
 /** Weight of the newest frame in a running average of frame times. */
 const SPEED_WEIGHT = 0.3;
-
-/** A unit of work within a job: "12" is frame 12, "12/3" its tile 3. */
-const unitKey = (frame: number, tile?: number) => (tile === undefined ? `${frame}` : `${frame}/${tile}`);
-function parseUnit(unit: string): { frame: number; tile?: number } {
-  const slash = unit.indexOf('/');
-  return slash < 0 ? { frame: Number(unit) } : { frame: Number(unit.slice(0, slash)), tile: Number(unit.slice(slash + 1)) };
-}
-const heldKey = (jobId: string, unit: string) => `${jobId}#${unit}`;
 
 export class Scheduler {
   private readonly jobs = new Map<string, JobEntry>();
@@ -159,31 +73,7 @@ export class Scheduler {
 
   addJob(job: QueuedJob): void {
     if (this.jobs.has(job.jobId)) throw new Error(`job ${job.jobId} is already queued`);
-    const entry: JobEntry = {
-      jobId: job.jobId,
-      priority: job.priority,
-      seq: job.seq,
-      paused: job.paused ?? false,
-      tiling: job.tiling ?? { mode: 'off' },
-      needsScripts: job.needsScripts ?? false,
-      fresh: [...job.frames],
-      next: 0,
-      retry: [],
-      tileQueue: [],
-      inFlight: new Map(),
-      assignedTo: new Map(),
-      wholeInFlight: 0,
-      split: new Map(),
-      stitching: new Set(),
-      attempts: new Map(),
-      open: new Set(job.frames),
-      blocked: new Set(),
-      failuresByWorker: new Map(),
-      failedOn: new Map(),
-      frameMs: undefined,
-      done: job.done ?? 0,
-      failed: job.failed ?? 0,
-    };
+    const entry = newJobEntry(job);
     this.jobs.set(job.jobId, entry);
     this.order.push(entry);
     this.sortQueue();
@@ -243,7 +133,7 @@ export class Scheduler {
     for (const [unit, holders] of entry.inFlight) {
       for (const workerId of holders.keys()) {
         this.held.get(workerId)?.delete(heldKey(jobId, unit));
-        stop.push(this.assignment(entry, workerId, unit));
+        stop.push(assignmentOf(entry, workerId, unit));
       }
     }
     this.jobs.delete(jobId);
@@ -295,8 +185,8 @@ export class Scheduler {
       const entry = this.jobs.get(k.slice(0, hash));
       if (!entry) continue;
       const unit = k.slice(hash + 1);
-      returned.push(this.assignment(entry, workerId, unit));
-      if (this.dropHolder(entry, unit, workerId) && this.isOpenUnit(entry, unit)) entry.retry.push(unit);
+      returned.push(assignmentOf(entry, workerId, unit));
+      if (this.dropHolder(entry, unit, workerId) && isOpenUnit(entry, unit)) entry.retry.push(unit);
     }
     this.held.delete(workerId);
     return returned;
@@ -309,7 +199,7 @@ export class Scheduler {
   claim(jobId: string, frame: number, workerId: string, tile?: number): boolean {
     const entry = this.jobs.get(jobId);
     const unit = unitKey(frame, tile);
-    if (!entry || !this.isOpenUnit(entry, unit) || entry.inFlight.has(unit)) return false;
+    if (!entry || !isOpenUnit(entry, unit) || entry.inFlight.has(unit)) return false;
     if (!this.held.has(workerId)) this.held.set(workerId, new Set());
     this.addHolder(entry, unit, workerId);
     return true;
@@ -320,7 +210,7 @@ export class Scheduler {
     const entry = this.jobs.get(jobId);
     const unit = unitKey(frame, tile);
     if (!entry || !entry.inFlight.get(unit)?.has(workerId)) return false;
-    if (this.dropHolder(entry, unit, workerId) && this.isOpenUnit(entry, unit)) entry.retry.unshift(unit);
+    if (this.dropHolder(entry, unit, workerId) && isOpenUnit(entry, unit)) entry.retry.unshift(unit);
     return true;
   }
 
@@ -356,10 +246,10 @@ export class Scheduler {
 
     const holders = entry.inFlight.get(unit);
     const startedAt = holders?.get(workerId);
-    if (startedAt !== undefined) this.recordDuration(entry, workerId, (this.now() - startedAt) / this.shareOf(entry, unit));
+    if (startedAt !== undefined) this.recordDuration(entry, workerId, (this.now() - startedAt) / shareOf(entry, unit));
     const cancel: Assignment[] = [];
     for (const holder of [...(holders?.keys() ?? [])]) {
-      if (holder !== workerId) cancel.push(this.assignment(entry, holder, unit));
+      if (holder !== workerId) cancel.push(assignmentOf(entry, holder, unit));
       this.dropHolder(entry, unit, holder);
     }
     // A unit handed back earlier may still wait in `retry`; it is skipped when taken.
@@ -370,7 +260,7 @@ export class Scheduler {
       entry.stitching.add(frame);
       return { kind: 'accepted', jobFinished: false, cancel, stitch: true };
     }
-    this.forgetAssignments(entry, frame);
+    forgetAssignments(entry, frame);
     entry.open.delete(frame);
     entry.done++;
     return { kind: 'accepted', jobFinished: entry.open.size === 0, cancel, stitch: false };
@@ -380,7 +270,7 @@ export class Scheduler {
   frameStitched(jobId: string, frame: number): { jobFinished: boolean } | null {
     const entry = this.jobs.get(jobId);
     if (!entry || !entry.stitching.delete(frame)) return null;
-    this.forgetAssignments(entry, frame);
+    forgetAssignments(entry, frame);
     entry.split.delete(frame);
     entry.open.delete(frame);
     entry.done++;
@@ -391,7 +281,7 @@ export class Scheduler {
   stitchFailed(jobId: string, frame: number): FailureOutcome {
     const entry = this.jobs.get(jobId);
     if (!entry || !entry.stitching.delete(frame)) return { kind: 'unknown' };
-    this.forgetAssignments(entry, frame);
+    forgetAssignments(entry, frame);
     entry.split.delete(frame);
     const unit = unitKey(frame);
     const attempts = (entry.attempts.get(unit) ?? 0) + 1;
@@ -408,7 +298,7 @@ export class Scheduler {
   frameFailed(jobId: string, frame: number, workerId: string, tile?: number): FailureOutcome {
     const entry = this.jobs.get(jobId);
     const unit = unitKey(frame, tile);
-    if (!entry || !this.isOpenUnit(entry, unit) || !entry.assignedTo.get(unit)?.has(workerId)) return { kind: 'unknown' };
+    if (!entry || !isOpenUnit(entry, unit) || !entry.assignedTo.get(unit)?.has(workerId)) return { kind: 'unknown' };
     const attempts = (entry.attempts.get(unit) ?? 0) + 1;
     entry.attempts.set(unit, attempts);
     let failedOn = entry.failedOn.get(unit);
@@ -437,7 +327,7 @@ export class Scheduler {
   pendingCount(jobId: string): number {
     const entry = this.jobs.get(jobId);
     if (!entry) return 0;
-    const waiting = (units: string[]) => units.filter((u) => this.isOpenUnit(entry, u) && !entry.inFlight.has(u)).length;
+    const waiting = (units: string[]) => units.filter((u) => isOpenUnit(entry, u) && !entry.inFlight.has(u)).length;
     return entry.fresh.length - entry.next + waiting(entry.retry) + waiting(entry.tileQueue);
   }
 
@@ -449,7 +339,7 @@ export class Scheduler {
       const unit = this.takePending(entry, workerId);
       if (unit === undefined) continue;
       this.addHolder(entry, unit, workerId);
-      return this.assignment(entry, workerId, unit);
+      return assignmentOf(entry, workerId, unit);
     }
     return null;
   }
@@ -462,7 +352,7 @@ export class Scheduler {
     while (entry.next < entry.fresh.length) {
       const frame = entry.fresh[entry.next++]!;
       const unit = unitKey(frame);
-      if (this.isOpenUnit(entry, unit) && !entry.inFlight.has(unit)) return this.splitIfWanted(entry, unit);
+      if (isOpenUnit(entry, unit) && !entry.inFlight.has(unit)) return this.splitIfWanted(entry, unit);
     }
     return undefined;
   }
@@ -471,7 +361,7 @@ export class Scheduler {
   private takeFrom(entry: JobEntry, queue: string[], workerId: string): string | undefined {
     for (let i = 0; i < queue.length; ) {
       const unit = queue[i]!;
-      if (!this.isOpenUnit(entry, unit) || entry.inFlight.has(unit)) {
+      if (!isOpenUnit(entry, unit) || entry.inFlight.has(unit)) {
         queue.splice(i, 1);
         continue;
       }
@@ -501,31 +391,13 @@ export class Scheduler {
 
   /**
    * Nothing is left to hand out: idle workers, fastest first, copy the running units with
-   * the most time left, each when it would likely finish it sooner than its holder. Time
-   * left is the holder's average minus time spent. A unit running past its holder's
-   * average is most likely near its end (frame times jitter), so it is guessed to need half
-   * that average more; on a worker not yet measured, as long again as it has run so far.
-   * The candidates are listed once per dispatch, not once per idle worker: at the tail of
-   * a big job hundreds of workers go idle at once.
+   * the most time left (tail-copies.ts), each when it would likely finish it sooner than
+   * its holder. The candidates are listed once per dispatch, not once per idle worker: at
+   * the tail of a big job hundreds of workers go idle at once.
    */
   private takeDuplicates(workers: string[]): Assignment[] {
-    const now = this.now();
-    const candidates: Array<{ entry: JobEntry; unit: string; holder: string; left: number; share: number }> = [];
-    for (const entry of this.order) {
-      if (entry.paused) continue;
-      for (const [unit, holders] of entry.inFlight) {
-        if (holders.size !== 1) continue;
-        const [[holder, startedAt]] = holders;
-        const share = this.shareOf(entry, unit);
-        const elapsed = now - startedAt;
-        const average = this.averageMs.get(holder);
-        const expected = average === undefined ? undefined : average * share;
-        const left = expected === undefined ? elapsed : expected > elapsed ? expected - elapsed : expected / 2;
-        candidates.push({ entry, unit, holder, left, share });
-      }
-    }
+    const candidates = tailCandidates(this.order, this.averageMs, this.now());
     if (candidates.length === 0) return [];
-    candidates.sort((a, b) => b.left - a.left);
     const measured = workers.filter((w) => this.averageMs.has(w)); // unmeasured: no grounds to think it faster
     measured.sort((a, b) => this.averageMs.get(a)! - this.averageMs.get(b)!);
     const copies: Assignment[] = [];
@@ -536,7 +408,7 @@ export class Scheduler {
       if (!best || mine * best.share >= best.left) continue;
       candidates.splice(index, 1);
       this.addHolder(best.entry, best.unit, workerId);
-      copies.push(this.assignment(best.entry, workerId, best.unit));
+      copies.push(assignmentOf(best.entry, workerId, best.unit));
     }
     return copies;
   }
@@ -553,22 +425,18 @@ export class Scheduler {
     for (const { index } of split?.regions ?? []) {
       const unit = unitKey(frame, index);
       for (const holder of [...(entry.inFlight.get(unit)?.keys() ?? [])]) {
-        cancel.push(this.assignment(entry, holder, unit));
+        cancel.push(assignmentOf(entry, holder, unit));
         this.dropHolder(entry, unit, holder);
       }
     }
-    this.forgetAssignments(entry, frame);
+    forgetAssignments(entry, frame);
     entry.split.delete(frame);
     entry.open.delete(frame);
     entry.failed++;
     return { jobFinished: entry.open.size === 0, cancel };
   }
 
-  /** The frame is settled or starts over: who was given it, or its tiles, no longer matters. */
-  private forgetAssignments(entry: JobEntry, frame: number): void {
-    entry.assignedTo.delete(unitKey(frame));
-    for (const { index } of entry.split.get(frame)?.regions ?? []) entry.assignedTo.delete(unitKey(frame, index));
-  }
+
 
   private addHolder(entry: JobEntry, unit: string, workerId: string): void {
     let holders = entry.inFlight.get(unit);
@@ -595,27 +463,11 @@ export class Scheduler {
     return true;
   }
 
-  /** Whether a unit still needs rendering: its frame is open and, for a tile, the tile is not in. */
-  private isOpenUnit(entry: JobEntry, unit: string): boolean {
-    const { frame, tile } = parseUnit(unit);
-    if (!entry.open.has(frame)) return false;
-    const split = entry.split.get(frame);
-    if (tile === undefined) return split === undefined;
-    return split !== undefined && tile < split.regions.length && !split.done.has(tile);
-  }
 
-  /** The part of a whole frame a unit is: 1 for a frame, 1/N for one of N tiles. */
-  private shareOf(entry: JobEntry, unit: string): number {
-    const { frame, tile } = parseUnit(unit);
-    const split = tile === undefined ? undefined : entry.split.get(frame);
-    return split ? 1 / tileCount(split.grid) : 1;
-  }
 
-  private assignment(entry: JobEntry, workerId: string, unit: string): Assignment {
-    const { frame, tile } = parseUnit(unit);
-    const region = tile === undefined ? undefined : entry.split.get(frame)?.regions[tile];
-    return region ? { workerId, jobId: entry.jobId, frame, tile: region } : { workerId, jobId: entry.jobId, frame };
-  }
+
+
+
 
   private recordDuration(entry: JobEntry, workerId: string, frameMs: number): void {
     const previous = this.averageMs.get(workerId);
