@@ -292,8 +292,8 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       version: '0.1.0',
       description:
         'The HTTP API of an Archenland server: submit Blender scenes, steer jobs and workers, fetch frames and videos. ' +
-        'Calls from other machines need the farm token (`Authorization: Bearer …`); calls from the server\'s own machine are trusted unless `trust_loopback = false`. ' +
-        'Every error answer is `{"error": "…"}`. Generated from the same zod schemas the server validates with.',
+        'Calls from other machines need a user token (`Authorization: Bearer …`) or a browser session; the worker protocol needs a worker token. Calls from the server\'s own machine, naming it by a loopback name, are trusted unless `trust_loopback = false`. ' +
+        'Every error answer is `{"code": "…", "error": "…"}`, each code with one status (the Error schema lists them). Generated from the same route table and zod schemas the server validates with.',
       license: { name: 'MIT', identifier: 'MIT' },
     },
     tags: [
@@ -303,7 +303,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'session', description: 'browser login' },
       { name: 'tokens', description: 'user and worker access tokens' },
       { name: 'operations', description: 'health, metrics, server info, this document' },
-      { name: 'worker protocol', description: 'used by workers, with the farm token' },
+      { name: 'worker protocol', description: 'used by workers, with a worker token' },
     ],
     security: [{ bearer: [] }, { cookie: [] }],
     paths,
