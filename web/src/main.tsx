@@ -3,7 +3,7 @@ import { App } from './app.tsx';
 import { whenUnauthorized } from './api.ts';
 import { parseHash } from './router.ts';
 import { farm } from './store.ts';
-import './styles.css';
+import './styles/index.css';
 
 whenUnauthorized(() => farm.setAuth('login'));
 
