@@ -17,10 +17,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ApiClient } from '../src/cli/client.ts';
 import { uploadJob } from '../src/cli/upload.ts';
-import { BLEND_HEAD, BLEND_TAIL, fakeBlend, postJson, submitJob } from './lib/api.ts';
-import { fmtMB, fmtRatio, fmtS, mdTable, median, numberOption, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { BLEND_HEAD, BLEND_TAIL, fakeBlend, postJson, submitJob } from '../testkit/api.ts';
+import { fakeScene, SimulatedWorkers } from '../testkit/sim-worker.ts';
+import { fmtMB, fmtRatio, fmtS, mdTable, median, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 import { ServerProcess } from './lib/server-process.ts';
-import { fakeScene, SimulatedWorkers } from './lib/sim-worker.ts';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -152,11 +153,13 @@ export const bigFiles: Benchmark = {
   name: 'big-files',
   title: 'Big files: 1 GB scene, 50 MB frames',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const sizeMB = numberOption(ctx, 'size-mb', 1024, 200);
-    const downloads = numberOption(ctx, 'downloads', 20, 20);
-    const frameMB = numberOption(ctx, 'frame-mb', 50, 50);
-    const frameCount = numberOption(ctx, 'frame-count', 10, 4);
-    const rounds = numberOption(ctx, 'rounds', 2, 1);
+    const sizeMB = option(ctx, 'size-mb', { default: 1024, quick: 200, min: 1, integer: true });
+    const downloads = option(ctx, 'downloads', { default: 20, min: 1, integer: true });
+    const frameMB = option(ctx, 'frame-mb', { default: 50, min: 1, integer: true });
+    const frameCount = option(ctx, 'frame-count', { default: 10, quick: 4, min: 1, integer: true });
+    const rounds = option(ctx, 'rounds', { default: 2, quick: 1, min: 1, integer: true });
+    const logs = option(ctx, 'server-logs', { default: false });
+    const profile = option(ctx, 'profile', { default: '' });
     ensureCurl(ctx);
 
     const work = mkdtempSync(path.join(os.tmpdir(), 'archenland-bigfiles-'));
@@ -170,7 +173,7 @@ export const bigFiles: Benchmark = {
 
     const server = await ServerProcess.start(
       { max_upload_mb: sizeMB + 64 },
-      { logs: 'server-logs' in ctx.options, profileDir: ctx.options.profile ? path.resolve(ctx.options.profile) : undefined },
+      { logs, profileDir: profile ? path.resolve(profile) : undefined },
     );
     const sink = await startSink(blendFile);
     const MBps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
@@ -280,7 +283,7 @@ export const bigFiles: Benchmark = {
         "must, and streams the file on GET. Uploads: the CLI's streaming multipart uploader (src/cli/upload.ts) and",
         "`curl -F` to the farm, `curl -T` to the sink (curl's own timing), after one small warm-up upload.",
         `Downloads: ${downloads} concurrent GETs from the benchmark process, bytes counted and dropped. Frames: one`,
-        'simulated worker (bench/lib/sim-worker.ts) uploading with the real PUT endpoint and headers, vs the same PUTs',
+        'simulated worker (testkit/sim-worker.ts) uploading with the real PUT endpoint and headers, vs the same PUTs',
         `to the sink. RSS: the server's peak (kernel high-water mark, reset before each phase) minus its RSS just before.`,
         `Medians of ${rounds} round(s) for the uploads.`,
         '',

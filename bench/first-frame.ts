@@ -8,8 +8,9 @@ import { openAsBlob } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { makeTestScene } from '../test/helpers/scenes.ts';
-import { apiHeaders, postJson } from './lib/api.ts';
-import { fmtS, mdTable, median, numberOption, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { apiHeaders, postJson } from '../testkit/api.ts';
+import { fmtS, mdTable, median, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 import { RealFarm } from './lib/real-farm.ts';
 
 interface Run {
@@ -27,8 +28,8 @@ export const firstFrame: Benchmark = {
   name: 'first-frame',
   title: 'Time to first frame',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const runs = numberOption(ctx, 'runs', 5, 3);
-    const threads = numberOption(ctx, 'threads', os.cpus().length, os.cpus().length);
+    const runs = option(ctx, 'runs', { default: 5, quick: 3, min: 1, integer: true });
+    const threads = option(ctx, 'threads', { default: os.cpus().length, min: 1, integer: true });
     const scene = await makeTestScene({ frames: '1-20', width: 192, height: 108, samples: 4 });
     const farm = await RealFarm.start(threads);
     const results: Run[] = [];

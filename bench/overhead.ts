@@ -15,8 +15,9 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { BLENDER, makeTestScene } from '../test/helpers/scenes.ts';
 import type { JobDetail } from '../src/protocol/index.ts';
-import { getJson, submitJob } from './lib/api.ts';
-import { fmtMs, fmtRatio, fmtS, mdTable, median, numberOption, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { getJson, submitJob } from '../testkit/api.ts';
+import { fmtMs, fmtRatio, fmtS, mdTable, median, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 import { RealFarm } from './lib/real-farm.ts';
 
 const run = promisify(execFile);
@@ -49,9 +50,9 @@ export const overhead: Benchmark = {
   name: 'overhead',
   title: 'Farm overhead on real Blender',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const frames = numberOption(ctx, 'frames', 20, 10);
-    const rounds = numberOption(ctx, 'rounds', 3, 2);
-    const threads = numberOption(ctx, 'threads', os.cpus().length, os.cpus().length);
+    const frames = option(ctx, 'frames', { default: 20, quick: 10, min: 1, integer: true });
+    const rounds = option(ctx, 'rounds', { default: 3, quick: 2, min: 1, integer: true });
+    const threads = option(ctx, 'threads', { default: os.cpus().length, min: 1, integer: true });
     // 10 % of 1920×1080, 4 samples: tiny frames, so start-up and hand-off costs show.
     const scene = await makeTestScene({ frames: `1-${frames}`, width: 192, height: 108, samples: 4 });
     const work = mkdtempSync(path.join(os.tmpdir(), 'archenland-overhead-'));

@@ -5,7 +5,7 @@
  * figures against their targets, and writes docs/benchmarks.md with the date, the machine
  * and the exact command. Options: `--quick` smaller sizes; `--out=FILE` another report
  * file; `--no-report` print only; benchmark-specific `--key=value` options are listed in
- * bench/README.md.
+ * bench/README.md. Everything reads its options through bench/lib/options.ts.
  *
  * Adding a benchmark: one file under bench/ exporting a `Benchmark` (bench/lib/harness.ts),
  * and one line in BENCHMARKS below.
@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { bigFiles } from './big-files.ts';
 import { firstFrame } from './first-frame.ts';
 import type { Benchmark, BenchContext } from './lib/harness.ts';
+import { option, OptionError, parseCommandLine, unreadOptions } from './lib/options.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
 import { overhead } from './overhead.ts';
 import { scale } from './scale.ts';
@@ -44,17 +45,12 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  const names: string[] = [];
-  const options: Record<string, string> = {};
-  let quick = false;
-  for (const arg of args) {
-    if (arg === '--quick') quick = true;
-    else if (arg === '--help' || arg === '-h') return usage(0);
-    else if (arg.startsWith('--')) {
-      const [key, ...rest] = arg.slice(2).split('=');
-      options[key!] = rest.length ? rest.join('=') : 'true';
-    } else names.push(arg);
-  }
+  const { names, options, help } = parseCommandLine(args);
+  if (help) return usage(0);
+  const suite = { quick: false, options };
+  const quick = option(suite, 'quick', { default: false });
+  const report = option(suite, 'report', { default: true });
+  const out = option(suite, 'out', { default: 'docs/benchmarks.md' });
   const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
   if (unknown.length) {
     console.error(`unknown benchmark: ${unknown.join(', ')}`);
@@ -69,6 +65,7 @@ async function main(): Promise<number> {
 
   const results: Section[] = [];
   let crashed = 0;
+  let badOptions = 0;
   for (const bench of selected) {
     const started = Date.now();
     const loadBefore = os.loadavg()[0]!;
@@ -79,6 +76,12 @@ async function main(): Promise<number> {
       const result = await bench.run(ctx);
       section = { name: bench.name, title: bench.title, date, command, quick, machine: machineLine(machine), ...result };
     } catch (error) {
+      // A bad option is the command's fault, not the benchmark's: its last good section stays in the report.
+      if (error instanceof OptionError) {
+        badOptions++;
+        console.error(`  ${error.message}\n`);
+        continue;
+      }
       crashed++;
       console.error(error);
       section = {
@@ -99,15 +102,17 @@ async function main(): Promise<number> {
 
   const planned = PLANNED.filter((p) => !BENCHMARKS.some((b) => b.name === p.name));
   console.log(consoleTable(results, planned));
-  if (options.report !== 'false' && !('no-report' in options)) {
-    const file = path.resolve(ROOT, options.out ?? 'docs/benchmarks.md');
+  const unread = unreadOptions(options);
+  if (unread.length) console.log(`\nNot used by the benchmarks that ran (a typo?): ${unread.map((k) => `--${k}`).join(' ')}`);
+  if (report) {
+    const file = path.resolve(ROOT, out);
     const sections = readSections(file);
     for (const s of results) sections.set(s.name, s);
     for (const name of [...sections.keys()]) if (!BENCHMARKS.some((b) => b.name === name)) sections.delete(name);
     writeReport(file, BENCHMARKS.map((b) => b.name), sections, planned, { date, command, machine });
     console.log(`\nReport written to ${path.relative(process.cwd(), file) || file}`);
   }
-  return crashed ? 1 : 0;
+  return crashed ? 1 : badOptions ? 2 : 0;
 }
 
 function usage(code: number): number {
@@ -116,6 +121,10 @@ benchmarks: ${BENCHMARKS.map((b) => `${b.name} (${b.title})`).join('; ')}`);
   return code;
 }
 
-process.exitCode = await main();
+process.exitCode = await main().catch((error: unknown) => {
+  if (!(error instanceof OptionError)) throw error;
+  console.error(error.message);
+  return usage(2);
+});
 // Child processes and sockets of a benchmark that failed must not keep the suite alive.
 setTimeout(() => process.exit(), 2000).unref();

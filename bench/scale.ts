@@ -1,6 +1,6 @@
 /**
  * Scheduler scale: N simulated workers (real WebSocket clients speaking the real protocol,
- * real HTTP frame uploads; bench/lib/sim-worker.ts) against a real server in a child
+ * real HTTP frame uploads; testkit/sim-worker.ts) against a real server in a child
  * process, rendering one job of M frames with simulated render times.
  *
  * Figures: ready→render latency (p50/p99), makespan against the ideal (total simulated
@@ -10,7 +10,8 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Worker } from '../src/protocol/index.ts';
-import { fakeBlend, getJson, postJson, submitJob } from './lib/api.ts';
+import { fakeBlend, getJson, postJson, submitJob } from '../testkit/api.ts';
+import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from '../testkit/sim-worker.ts';
 import {
   fmtInt,
   fmtMB,
@@ -18,7 +19,6 @@ import {
   fmtPct,
   fmtS,
   mdTable,
-  numberOption,
   quantile,
   slope,
   sleep,
@@ -26,8 +26,8 @@ import {
   type BenchResult,
   type Benchmark,
 } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 import { ServerProcess } from './lib/server-process.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from './lib/sim-worker.ts';
 
 /** What Blender prints for a tiny Cycles frame, roughly: the size of a real `frame_log`. */
 const FAKE_LOG = Array.from(
@@ -48,19 +48,23 @@ export const scale: Benchmark = {
   name: 'scale',
   title: 'Scheduler scale: simulated workers',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const workers = numberOption(ctx, 'workers', 500, 50);
+    const workers = option(ctx, 'workers', { default: 500, quick: 50, min: 1, integer: true });
     // The issue's job: 100,000 frames. Simulated frames of 2 s (1–3 s) are still far shorter
     // than real renders; they ask the server for 250 frames/s. `--frame-ms=1000` asks for
     // 500/s, more than one server process sharing 2 cores with 500 clients sustains (see the
     // capacity row), and shows what happens past it.
-    const frames = numberOption(ctx, 'frames', 100_000, 2_000);
-    const meanMs = numberOption(ctx, 'frame-ms', 2000, 250);
-    const jitter = numberOption(ctx, 'jitter', 0.5, 0.5);
-    const progressMs = numberOption(ctx, 'progress-ms', 250, 250);
-    const maxMinutes = numberOption(ctx, 'max-minutes', 15, 4);
-    const profileDir = ctx.options.profile ? path.resolve(ctx.options.profile) : undefined;
+    const frames = option(ctx, 'frames', { default: 100_000, quick: 2_000, min: 1, integer: true });
+    const meanMs = option(ctx, 'frame-ms', { default: 2000, quick: 250, min: 0 });
+    const jitter = option(ctx, 'jitter', { default: 0.5, min: 0, max: 1 });
+    const progressMs = option(ctx, 'progress-ms', { default: 250, min: 0 });
+    const maxMinutes = option(ctx, 'max-minutes', { default: 15, quick: 4, min: 0 });
+    const profile = option(ctx, 'profile', { default: '' });
+    const profileDir = profile ? path.resolve(profile) : undefined;
+    const logs = option(ctx, 'server-logs', { default: false });
+    const countSql = option(ctx, 'count-sql', { default: false });
+    const keep = option(ctx, 'keep', { default: false });
 
-    const server = await ServerProcess.start({}, { profileDir, logs: 'server-logs' in ctx.options, countSql: 'count-sql' in ctx.options });
+    const server = await ServerProcess.start({}, { profileDir, logs, countSql });
     let sims: SimulatedWorkers | undefined;
     try {
       await sleep(500);
@@ -280,7 +284,7 @@ export const scale: Benchmark = {
       return { rows, details };
     } finally {
       await sims?.close();
-      await server.stop(Boolean(ctx.options.keep));
+      await server.stop(keep);
       if (profileDir) ctx.log(`server CPU profile written to ${profileDir}`);
     }
   },

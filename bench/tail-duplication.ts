@@ -5,7 +5,7 @@
  * still running on the slowest worker (src/scheduler/scheduler.ts, `tail_duplicates`); the
  * first valid result wins and the other copy is cancelled. This benchmark renders the same
  * kind of job on two real servers (child processes), one with `tail_duplicates = true` and
- * one with `false`, each with its own simulated workers (bench/lib/sim-worker.ts: real
+ * one with `false`, each with its own simulated workers (testkit/sim-worker.ts: real
  * WebSocket clients, real uploads, timers instead of Blender) of which one is 5× slower.
  * Jobs alternate between the two servers (on/off, then off/on, …) and figures are medians.
  *
@@ -15,10 +15,11 @@
  * (off) or copy the slow worker's frame (on).
  */
 import { performance } from 'node:perf_hooks';
-import { fakeBlend, submitJob } from './lib/api.ts';
-import { fmtInt, fmtPct, fmtS, mdTable, mean, median, numberOption, quantile, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { fakeBlend, submitJob } from '../testkit/api.ts';
+import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG, type SimEvent } from '../testkit/sim-worker.ts';
+import { fmtInt, fmtPct, fmtS, mdTable, mean, median, quantile, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 import { ServerProcess } from './lib/server-process.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG, type SimEvent } from './lib/sim-worker.ts';
 
 type Mode = 'on' | 'off';
 
@@ -64,12 +65,13 @@ export const tailDuplication: Benchmark = {
   name: 'tail-duplication',
   title: 'Tail duplication: a slow worker at the end of a job',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const workers = numberOption(ctx, 'workers', 8, 8);
-    const frames = numberOption(ctx, 'frames', 100, 50);
-    const meanMs = numberOption(ctx, 'frame-ms', 300, 300);
-    const jitter = numberOption(ctx, 'jitter', 0.3, 0.3);
-    const slow = numberOption(ctx, 'slow', 5, 5);
-    const rounds = numberOption(ctx, 'rounds', 20, 10);
+    const workers = option(ctx, 'workers', { default: 8, min: 1, integer: true });
+    const frames = option(ctx, 'frames', { default: 100, quick: 50, min: 1, integer: true });
+    const meanMs = option(ctx, 'frame-ms', { default: 300, min: 0 });
+    const jitter = option(ctx, 'jitter', { default: 0.3, min: 0, max: 1 });
+    const slow = option(ctx, 'slow', { default: 5, min: 1 });
+    const rounds = option(ctx, 'rounds', { default: 20, quick: 10, min: 1, integer: true });
+    const logs = option(ctx, 'server-logs', { default: false });
     const slowIndex = workers - 1;
     const speedSum = workers - 1 + 1 / slow;
     // All workers start together, so with a fixed job length the slow worker would be at about the
@@ -77,7 +79,7 @@ export const tailDuplication: Benchmark = {
     // depend on the chosen length. Each round's length is drawn from frames … frames + spread − 1,
     // the spread being one slow frame's worth of the farm's throughput: the end falls at every
     // point of the slow worker's frame alike. Both jobs of a round get the same length.
-    const spread = numberOption(ctx, 'frame-spread', Math.round(slow * speedSum), Math.round(slow * speedSum));
+    const spread = option(ctx, 'frame-spread', { default: Math.round(slow * speedSum), min: 0, integer: true });
     const maxFrames = frames + Math.max(0, spread - 1);
 
     // Each frame costs the same "work" whoever renders it (its own copy included): drawn once per
@@ -96,7 +98,7 @@ export const tailDuplication: Benchmark = {
     const farms: Farm[] = [];
     try {
       for (const mode of ['on', 'off'] as const) {
-        const server = await ServerProcess.start({ tail_duplicates: mode === 'on' }, { logs: 'server-logs' in ctx.options });
+        const server = await ServerProcess.start({ tail_duplicates: mode === 'on' }, { logs });
         const events: SimEvent[] = [];
         const farm = { mode, frames } as Farm;
         const sims = await SimulatedWorkers.start({

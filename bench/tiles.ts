@@ -9,7 +9,8 @@ import { performance } from 'node:perf_hooks';
 import type { FarmChange } from '../src/protocol/index.ts';
 import { startTestFarm, submitBlend, waitForJob } from '../test/helpers/farm.ts';
 import { makeTestScene } from '../test/helpers/scenes.ts';
-import { fmtRatio, fmtS, mdTable, median, numberOption, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { fmtRatio, fmtS, mdTable, median, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 
 interface Round {
   variant: 'whole' | 'tiles';
@@ -26,9 +27,9 @@ export const tiles: Benchmark = {
   name: 'tiles',
   title: 'Tiles: one still on several workers, split vs whole',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const workers = numberOption(ctx, 'workers', 2, 2);
-    const rounds = numberOption(ctx, 'rounds', 3, 1);
-    const samples = numberOption(ctx, 'samples', 256, 64);
+    const workers = option(ctx, 'workers', { default: 2, min: 1, integer: true });
+    const rounds = option(ctx, 'rounds', { default: 3, quick: 1, min: 1, integer: true });
+    const samples = option(ctx, 'samples', { default: 256, quick: 64, min: 1, integer: true });
     const [width, height] = [480, 270];
     const scene = await openAsBlob(await makeTestScene({ frames: '1', width, height, samples, detail: true }));
     // tail copies off: a copy of the whole frame on the idle worker would hide the comparison

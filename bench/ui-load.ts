@@ -4,7 +4,7 @@
  *
  * A real server runs in a child process (bench/lib/server-process.ts) and serves the built
  * UI (web/dist, rebuilt first when older than its sources, as scripts/setup.sh does). 200
- * simulated workers (bench/lib/sim-worker.ts) render the job with short frames and send
+ * simulated workers (testkit/sim-worker.ts) render the job with short frames and send
  * `progress` as the real worker does. Then:
  *
  * 1. Page loads: a fresh browser context (cold cache) opens `/#/jobs/:id` directly, several
@@ -28,7 +28,8 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { FrameColumns, Job } from '../src/protocol/index.ts';
-import { apiHeaders, fakeBlend, getJson, postJson, submitJob } from './lib/api.ts';
+import { apiHeaders, fakeBlend, getJson, postJson, submitJob } from '../testkit/api.ts';
+import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from '../testkit/sim-worker.ts';
 import {
   fmtInt,
   fmtMB,
@@ -36,7 +37,6 @@ import {
   fmtS,
   mdTable,
   median,
-  numberOption,
   quantile,
   sleep,
   waitFor,
@@ -44,8 +44,8 @@ import {
   type BenchResult,
   type Benchmark,
 } from './lib/harness.ts';
+import { option } from './lib/options.ts';
 import { ServerProcess } from './lib/server-process.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from './lib/sim-worker.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -360,21 +360,22 @@ export const uiLoad: Benchmark = {
   name: 'ui-load',
   title: 'Web UI under load: a 100,000-frame job page',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const frames = numberOption(ctx, 'frames', 100_000, 10_000);
-    const workers = numberOption(ctx, 'workers', 200, 100);
-    const meanMs = numberOption(ctx, 'frame-ms', 2000, 2000);
-    const jitter = numberOption(ctx, 'jitter', 0.5, 0.5);
-    const progressMs = numberOption(ctx, 'progress-ms', 250, 250);
-    const loads = numberOption(ctx, 'loads', 5, 3);
-    const windowS = numberOption(ctx, 'window-s', 30, 15);
-    const scrollS = numberOption(ctx, 'scroll-s', 10, 5);
-    const ttfrTarget = numberOption(ctx, 'target-ms', 2000, 2000);
-
-    const profileDir = ctx.options.profile ? path.resolve(ctx.options.profile) : undefined;
+    const frames = option(ctx, 'frames', { default: 100_000, quick: 10_000, min: 1, integer: true });
+    const workers = option(ctx, 'workers', { default: 200, quick: 100, min: 1, integer: true });
+    const meanMs = option(ctx, 'frame-ms', { default: 2000, min: 0 });
+    const jitter = option(ctx, 'jitter', { default: 0.5, min: 0, max: 1 });
+    const progressMs = option(ctx, 'progress-ms', { default: 250, min: 0 });
+    const loads = option(ctx, 'loads', { default: 5, quick: 3, min: 1, integer: true });
+    const windowS = option(ctx, 'window-s', { default: 30, quick: 15, min: 0 });
+    const scrollS = option(ctx, 'scroll-s', { default: 10, quick: 5, min: 0 });
+    const ttfrTarget = option(ctx, 'target-ms', { default: 2000, min: 0 });
+    const profile = option(ctx, 'profile', { default: '' });
+    const profileDir = profile ? path.resolve(profile) : undefined;
+    const logs = option(ctx, 'server-logs', { default: false });
 
     if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install it with \`WITH_BROWSER=1 bash scripts/setup.sh\` or point CHROMIUM at one`);
     const build = ensureWebBuild(ctx);
-    const server = await ServerProcess.start({}, { profileDir, logs: 'server-logs' in ctx.options });
+    const server = await ServerProcess.start({}, { profileDir, logs });
     let sims: SimulatedWorkers | undefined;
     let browser: Browser | undefined;
     let jobId: string | undefined;

@@ -8,8 +8,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { fakeBlend } from '../bench/lib/api.ts';
-import { fakeScene, TINY_PNG } from '../bench/lib/sim-worker.ts';
 import {
   framesFromColumns,
   frameColumnsSchema,
@@ -24,7 +22,9 @@ import {
   type ServerToWorker,
   type WorkerMessage,
 } from '../src/protocol/index.ts';
-import { FrameChangeLog } from '../src/server/farm-views.ts';
+import { FrameChangeLog } from '../src/farm/index.ts';
+import { fakeBlend } from '../testkit/api.ts';
+import { fakeScene, TINY_PNG } from '../testkit/sim-worker.ts';
 import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
 
 type FrameOf = Extract<FarmChange, { type: 'frame' }>['frame'];

@@ -1,13 +1,13 @@
 /**
  * A small version of the scale benchmark (bench/scale.ts), asserting correctness only:
- * 50 simulated workers (real WebSocket clients, real frame uploads; bench/lib/sim-worker.ts)
+ * 50 simulated workers (real WebSocket clients, real frame uploads; testkit/sim-worker.ts)
  * take a 2,000-frame job from a real server. Speed is the benchmark's business, not this test's.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { fakeBlend, getJson, submitJob } from '../bench/lib/api.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from '../bench/lib/sim-worker.ts';
 import type { Job, JobDetail, Worker } from '../src/protocol/index.ts';
+import { fakeBlend, getJson, submitJob } from '../testkit/api.ts';
+import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from '../testkit/sim-worker.ts';
 import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
 
 const WORKERS = 50;

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { fakeBlend, submitJob } from '../bench/lib/api.ts';
 import type { Job, RenderAssignment } from '../src/protocol/index.ts';
+import { fakeBlend, submitJob } from '../testkit/api.ts';
 import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 

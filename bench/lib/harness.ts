@@ -11,8 +11,11 @@ import { performance } from 'node:perf_hooks';
 export interface BenchContext {
   /** `--quick`: smaller sizes, for a fast look (figures are marked as quick in the report). */
   quick: boolean;
-  /** Extra `--key=value` options from the command line (e.g. `--workers=200`). */
-  options: Record<string, string>;
+  /**
+   * The `--key=value` options of the command line, as given (e.g. `--workers=200`). Read them
+   * with `option()` from bench/lib/options.ts, which checks and types them.
+   */
+  options: Readonly<Record<string, string>>;
   /** Progress lines for the person watching; not part of the report. */
   log(message: string): void;
 }
@@ -114,15 +117,4 @@ export const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
 export function mdTable(header: string[], rows: Array<Array<string | number>>): string {
   const line = (cells: Array<string | number>) => `| ${cells.map((c) => String(c).replace(/\|/g, '\\|')).join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
-}
-
-/** Option from `--key=value`, with a default. */
-export function numberOption(ctx: BenchContext, key: string, full: number, quick: number): number {
-  const raw = ctx.options[key];
-  if (raw !== undefined) {
-    const value = Number(raw);
-    if (!Number.isFinite(value)) throw new Error(`--${key}=${raw} is not a number`);
-    return value;
-  }
-  return ctx.quick ? quick : full;
 }

@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/util/log.ts';
 import { RenderWorker } from '../../src/worker/index.ts';
 import { startTestFarm, type TestFarm } from '../../test/helpers/farm.ts';
 import { BLENDER } from '../../test/helpers/scenes.ts';
-import { getJson } from './api.ts';
+import { getJson } from '../../testkit/api.ts';
 import { waitFor } from './harness.ts';
 
 export interface JobTimeline {

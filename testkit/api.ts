@@ -1,9 +1,13 @@
 /**
- * Small HTTP helpers against the real API (loopback only). Requests carry the farm token
- * as the CLI does, plus the browser client header, so they pass whichever check applies.
+ * testkit: simulated workers, fake scenes and small API helpers shared by the tests and the
+ * benchmarks (see testkit/README.md).
+ *
+ * This file: a fake .blend, and small HTTP helpers against the real API (loopback only).
+ * Requests carry the farm token as the CLI does, plus the client header state-changing
+ * requests need, so they pass whichever check applies.
  */
 import { randomBytes } from 'node:crypto';
-import type { Job } from '../../src/protocol/index.ts';
+import { CLIENT_HEADER, type Job } from '../src/protocol/index.ts';
 
 /** The 12-byte header of a plain, 64-bit, little-endian .blend saved by Blender 3.4. */
 export const BLEND_HEAD = Buffer.from('BLENDER-v304', 'ascii');
@@ -16,7 +20,7 @@ export function fakeBlend(size = 1024): Buffer {
 }
 
 export function apiHeaders(token?: string): Record<string, string> {
-  return { 'x-archenland-client': 'bench', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  return { [CLIENT_HEADER]: 'testkit', ...(token ? { authorization: `Bearer ${token}` } : {}) };
 }
 
 /** POST /api/jobs with a multipart body, as the web UI does; resolves on HTTP 201. */

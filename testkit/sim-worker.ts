@@ -1,9 +1,11 @@
 /**
- * Simulated render workers: real WebSocket clients speaking the real worker protocol
- * (src/protocol/messages.ts) and uploading frames over the real HTTP endpoint with the
- * headers src/worker/frame-uploader.ts sends, but "rendering" with a timer instead of
- * Blender. Used by the scale, big-files, tail-duplication and ui-load benchmarks and by
- * test/scale-smoke.test.ts.
+ * testkit: simulated workers, fake scenes and small API helpers shared by the tests and the
+ * benchmarks (see testkit/README.md).
+ *
+ * This file: simulated render workers, real WebSocket clients speaking the real worker
+ * protocol (src/protocol/messages.ts) and uploading frames over the real HTTP endpoint with
+ * the headers src/worker/frame-uploader.ts sends, but "rendering" with a timer instead of
+ * Blender; plus the fake scene (`fakeScene`) and frame (`TINY_PNG`) they report and upload.
  *
  * Each worker: `hello` with a worker token → waits for `welcome` → `ready`; on `probe`
  * answers `probe_result` with a made-up SceneInfo; on `render` waits the simulated render
@@ -25,7 +27,7 @@ import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
-import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../../src/protocol/index.ts';
+import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../src/protocol/index.ts';
 
 export type FrameBody = { kind: 'buffer'; body: Buffer; sha256: string } | { kind: 'file'; file: string; size: number; sha256: string };
 
