@@ -16,10 +16,14 @@ import json
 import os
 import sys
 
-import bpy
+# Blender runs this file with --python, which does not put its folder on
+# sys.path; the farm_session package beside it holds the event channel's
+# constants, shared with session.py.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-EVENT_FD = 3
-NONCE_VARIABLE = "ARCHENLAND_EVENT_NONCE"
+import bpy  # noqa: E402
+
+from farm_session.events import EVENT_FD, NONCE_VARIABLE  # noqa: E402
 
 
 def sample_count(scene):

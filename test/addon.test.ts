@@ -155,7 +155,7 @@ describe('the Blender add-on submits a scene with external textures', () => {
       startTestFarm({ workers: 0, server: { trust_loopback: false } }).then((started) => (farm = started)),
       run('node', [repo('scripts/build-addon.mjs'), '--out', zip]),
       run(BLENDER, [
-        '-b', '--factory-startup', '--python', repo('blender/make_textured_scene.py'), '--',
+        '-b', '--factory-startup', '--python', repo('blender/test_scenes/make_textured_scene.py'), '--',
         '--output', blend, '--texture', textureFile, '--relative', '--frames', '1-2', '--width', '64', '--height', '48', '--samples', '4',
       ], { timeout: 120_000 }),
     ]);

@@ -1,7 +1,7 @@
 """Generate a small, deterministic test scene for Archenland's tests.
 
 Run:
-  blender -b --factory-startup --python blender/make_test_scene.py -- \
+  blender -b --factory-startup --python blender/test_scenes/make_test_scene.py -- \
       --output X.blend [--frames 1-10] [--width 64 --height 48] [--samples 4] \
       [--engine CYCLES] [--fps 24] [--denoise] [--glare] [--detail] \
       [--format PNG|OPEN_EXR] [--color-depth 8|16|32]
@@ -25,6 +25,8 @@ import sys
 
 import bpy
 
+# Blender's --python does not put the script's folder on sys.path, and
+# scene_kit.py lives beside this script.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scene_kit import (  # noqa: E402
     add_camera, add_sun, clear_scene, configure_render, make_linear, make_material, parse_frames,

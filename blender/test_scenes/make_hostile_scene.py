@@ -1,7 +1,7 @@
 """Generate a small scene that attacks the worker, for Archenland's security tests.
 
 Run:
-  blender -b --factory-startup --python blender/make_hostile_scene.py -- \
+  blender -b --factory-startup --python blender/test_scenes/make_hostile_scene.py -- \
       --output X.blend [--forge-events SECRET_PATH] [--file-outputs OUTSIDE_DIR]
 
 The scene is make_test_scene.py's in miniature (a cube, a ground plane, a sun and a
@@ -28,6 +28,8 @@ import sys
 
 import bpy
 
+# Blender's --python does not put the script's folder on sys.path, and
+# scene_kit.py lives beside this script.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scene_kit import add_camera, add_sun, clear_scene, configure_render, make_material  # noqa: E402
 
