@@ -11,7 +11,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Worker } from '../src/protocol/index.ts';
 import { fakeBlend, getJson, postJson, submitJob } from '../testkit/api.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from '../testkit/sim-worker.ts';
+import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
+import { SimulatedWorkers } from '../testkit/sim-worker.ts';
 import {
   fmtInt,
   fmtMB,

@@ -16,7 +16,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { fakeBlend, submitJob } from '../testkit/api.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG, type SimEvent } from '../testkit/sim-worker.ts';
+import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
+import { SimulatedWorkers, type SimEvent } from '../testkit/sim-worker.ts';
 import { fmtInt, fmtPct, fmtS, mdTable, mean, median, quantile, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
 import { option } from './lib/options.ts';
 import { ServerProcess } from './lib/server-process.ts';

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openAsBlob, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,8 +10,6 @@ import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers
 import { until } from './helpers/processes.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 import { makeTestScene } from './helpers/scenes.ts';
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** Sends the headers and part of the body of a frame upload, then drops the connection. */
 async function cutUpload(farm: TestFarm, jobId: string, frame: number, uploadKey: string) {

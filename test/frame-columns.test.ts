@@ -24,7 +24,7 @@ import {
 } from '../src/protocol/index.ts';
 import { FrameChangeLog } from '../src/farm/index.ts';
 import { fakeBlend } from '../testkit/api.ts';
-import { fakeScene, TINY_PNG } from '../testkit/sim-worker.ts';
+import { fakeScene, TINY_PNG } from '../testkit/fakes.ts';
 import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
 
 type FrameOf = Extract<FarmChange, { type: 'frame' }>['frame'];

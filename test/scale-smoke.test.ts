@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Job, JobDetail, Worker } from '../src/protocol/index.ts';
 import { fakeBlend, getJson, submitJob } from '../testkit/api.ts';
-import { fakeScene, frameFromBuffer, SimulatedWorkers, TINY_PNG } from '../testkit/sim-worker.ts';
+import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
+import { SimulatedWorkers } from '../testkit/sim-worker.ts';
 import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
 
 const WORKERS = 50;

@@ -1,35 +1,24 @@
 /**
- * testkit: simulated workers, fake scenes and small API helpers shared by the tests and the
- * benchmarks (see testkit/README.md).
+ * testkit (see README.md): simulated render workers. Real WebSocket clients speak the real
+ * worker protocol (src/protocol/messages.ts) and upload over the real HTTP endpoint with
+ * the real worker's headers, but "render" with a timer instead of Blender (fakes.ts holds
+ * the scene they report and the frames they upload).
  *
- * This file: simulated render workers, real WebSocket clients speaking the real worker
- * protocol (src/protocol/messages.ts) and uploading frames over the real HTTP endpoint with
- * the headers src/worker/frame-uploader.ts sends, but "rendering" with a timer instead of
- * Blender; plus the fake scene (`fakeScene`) and frame (`TINY_PNG`) they report and upload.
- *
- * Each worker: `hello` with a worker token → waits for `welcome` → `ready`; on `probe`
- * answers `probe_result` with a made-up SceneInfo; on `render` waits the simulated render
- * time (optionally sending `progress` as it goes), sends `frame_log`, PUTs a fake frame to
- * /api/worker/jobs/:id/frames/:n, then sends `ready` again. On `cancel` it stops a render in
- * progress (not an upload under way, like the real worker) and sends `ready`. Render times
- * come from `renderMs(job, frame, worker index)`, so workers can differ in speed; `trace`
- * reports each assignment, cancel and upload answer with its time.
- * (The real worker sends `ready` as soon as Blender saved the frame and uploads in the
- * background; uploading first is the conservative order: upload latency counts against
- * the farm.)
- *
- * Messages from the server are parsed with plain JSON.parse, not the zod schemas, so the
- * client side costs as little CPU as possible: on a 2-core machine it shares the CPU with
- * the server under test.
+ * Each worker: `hello` → `welcome` → `ready`; on `probe`, a made-up SceneInfo; on `render`,
+ * waits the simulated time (with `progress`), sends `frame_log`, PUTs the frame, then
+ * `ready` again; on `cancel`, stops a render (not an upload) and says `ready`. Render times
+ * come from `renderMs(job, frame, worker index)`, so workers can differ in speed. Uploading
+ * before `ready` is the conservative order: upload latency counts against the farm.
+ * Server messages are parsed with plain JSON.parse, not zod, to spare the CPU the server
+ * under test shares on a 2-core machine.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../src/protocol/index.ts';
+import type { FrameBody } from './fakes.ts';
 
-export type FrameBody = { kind: 'buffer'; body: Buffer; sha256: string } | { kind: 'file'; file: string; size: number; sha256: string };
 
 export interface SimWorkerOptions {
   /** ws://127.0.0.1:PORT, the server's WebSocket port. */
@@ -112,37 +101,6 @@ export interface SimStats {
   assigned: Map<string, Map<number, number>>;
   accepted: Map<string, Map<number, number>>;
   errors: string[];
-}
-
-export function frameFromBuffer(body: Buffer): FrameBody {
-  return { kind: 'buffer', body, sha256: createHash('sha256').update(body).digest('hex') };
-}
-
-/** A valid 2x2 PNG: small enough for 100k uploads, and ffmpeg can still encode the job's video. */
-export const TINY_PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAEklEQVQImWM4kWJ0IsWIAUIBACiuBXmfXj+VAAAAAElFTkSuQmCC',
-  'base64',
-);
-
-/** A SceneInfo as blender/probe.py would report it, for frames `start..end`. */
-export function fakeScene(start: number, end: number, overrides: Partial<SceneInfo> = {}): SceneInfo {
-  return {
-    sceneName: 'Simulated',
-    frameStart: start,
-    frameEnd: end,
-    frameStep: 1,
-    fps: 24,
-    resolutionX: 2,
-    resolutionY: 2,
-    resolutionPercentage: 100,
-    engine: 'CYCLES',
-    fileFormat: 'PNG',
-    samples: 1,
-    denoising: false,
-    blenderVersion: '3.4.1',
-    tileBlockers: [],
-    ...overrides,
-  };
 }
 
 const MAX_ERRORS = 50;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type ServerToWorker } from '../../src/protocol/index.ts';
-import { fakeScene } from '../../testkit/sim-worker.ts';
+import { fakeScene } from '../../testkit/fakes.ts';
 import type { TestFarm } from './farm.ts';
 
 /**
