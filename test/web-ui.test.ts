@@ -264,7 +264,8 @@ describe('web interface (Chromium, real farm)', () => {
 
   it('splits a still into tiles: the frame fills in tile by tile, then shows stitched; says why a glare scene is not split', async () => {
     const [still, glare] = await Promise.all([
-      makeTestScene({ frames: '1', width: 192, height: 128, samples: 32, detail: true }),
+      // Enough samples that finished tiles stay on screen a few seconds before the stitch, even on a busy machine.
+      makeTestScene({ frames: '1', width: 192, height: 128, samples: 96, detail: true }),
       makeTestScene({ frames: '1', width: 192, height: 128, samples: 8, glare: true }),
     ]);
     // A second worker, so tiles of the one frame render side by side.
