@@ -31,17 +31,16 @@ const PROXY_HEADERS = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-fo
  * own DNS name at this machine (DNS rebinding) sends its own name in Host, and is refused.
  */
 export class HostPolicy {
-  private readonly configured: Set<string>;
+  private readonly publicHosts: Set<string>;
 
   constructor(publicHosts: readonly string[]) {
-    this.configured = new Set(['localhost', '127.0.0.1', '::1', ...publicHosts].map(normalHost));
+    this.publicHosts = new Set(publicHosts.map(normalHost));
   }
 
   allowsHost(host: string | undefined): boolean {
     const name = hostName(host);
     if (name === null) return false;
-    if (this.configured.has(name) || name.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(name)) return true;
-    return machineNames().has(name);
+    return isLoopbackHostName(name) || this.publicHosts.has(name) || machineNames().has(name);
   }
 
   allowsOrigin(origin: string): boolean {
@@ -55,8 +54,12 @@ export class HostPolicy {
   /** A name that can only mean this machine: what loopback trust requires. */
   isLoopbackName(host: string | undefined): boolean {
     const name = hostName(host);
-    return name === 'localhost' || name === '::1' || name?.endsWith('.localhost') === true || /^127\.\d+\.\d+\.\d+$/.test(name ?? '');
+    return name !== null && isLoopbackHostName(name);
   }
+}
+
+function isLoopbackHostName(name: string): boolean {
+  return name === 'localhost' || name === '::1' || name.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
 /** The host's name and addresses, read again each time: addresses change (DHCP, VPN). */
@@ -88,8 +91,6 @@ export interface AccessOptions {
   credentials: Credentials;
   hosts: HostPolicy;
   trustLoopback: boolean;
-  /** The declared access of a route, by method and Fastify path; undefined for an undeclared one. */
-  accessOf: (method: string, url: string) => Access | undefined;
 }
 
 export interface RegisteredRoute {
@@ -99,9 +100,10 @@ export interface RegisteredRoute {
 }
 
 /**
- * Access is decided on the route that matched, never on the URL's text: every route gets
- * its declared access when it is registered (an undeclared one is `user`, closed by
- * default), and one hook checks the request's credentials against it. Returns the live
+ * Access is decided on the route that matched, never on the URL's text: every route
+ * carries its declared access (routing.ts takes it from src/protocol/routes.ts; a route
+ * registered otherwise is `user`, closed by default), and one hook checks the request's
+ * credentials against it. Returns the live
  * list of registered routes with their access, for tests and the API description.
  */
 export function installAccessControl(app: FastifyInstance<any, any, any, any, any>, options: AccessOptions): RegisteredRoute[] {
@@ -109,8 +111,7 @@ export function installAccessControl(app: FastifyInstance<any, any, any, any, an
   app.decorateRequest('principal', null);
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    const declared = route.config?.access ?? options.accessOf(methods[0]!, route.url ?? route.path);
-    const config = (route.config = { ...route.config, access: declared ?? 'user' });
+    const config = (route.config = { ...route.config, access: route.config?.access ?? 'user' });
     // Read when asked: a plugin's own onRoute hook (the web UI's) may still open its routes.
     for (const method of methods) routes.push({ method, url: route.url ?? route.path, get access() { return config.access; } });
   });
@@ -130,6 +131,11 @@ export function installAccessControl(app: FastifyInstance<any, any, any, any, an
   });
 
   return routes;
+}
+
+/** Whether the principal may use the API: a user (or legacy) token, a session, or loopback trust. */
+export function usesApi(principal: Principal | null): principal is Principal {
+  return principal !== null && (principal.via === 'loopback' || mayUseApi(principal.token.role));
 }
 
 /** Whoever a request (HTTP, or a WebSocket's upgrade) proves to be, if anyone. */
@@ -166,7 +172,7 @@ function refuseUnless(request: FastifyRequest, access: 'user' | 'worker'): void 
     if (!mayWork(principal.token.role)) throw new FarmError('WRONG_TOKEN_ROLE', 'this route is for workers: it needs a worker token');
     return;
   }
-  if (principal.via !== 'loopback' && !mayUseApi(principal.token.role)) {
+  if (!usesApi(principal)) {
     throw new FarmError('WRONG_TOKEN_ROLE', 'a worker token opens the worker protocol only; use a user token');
   }
   // Browsers (cookie or loopback trust) must prove a state change comes from our own page.

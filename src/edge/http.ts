@@ -12,7 +12,6 @@ import {
   sha256Schema,
   tileIndexSchema,
   UPLOAD_KEY_HEADER,
-  routeAccess,
   errorCatalogue,
   type ApiError,
   type ErrorCode,
@@ -89,7 +88,6 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     credentials: options.credentials,
     hosts: options.hosts,
     trustLoopback: options.trustLoopback,
-    accessOf: (method, url) => routeAccess(method, url),
   });
   limitRequestTime(app, options.requestReadLimitMs);
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { routeNamed } from '../protocol/index.ts';
 
 /**
  * A client that sends its request slowly holds a connection and memory. Every route but
@@ -8,7 +9,12 @@ import type { FastifyInstance } from 'fastify';
 export const REQUEST_READ_LIMIT_MS = 30_000;
 
 /** Routes that stream their body themselves, for as long as it takes. */
-const UPLOAD_ROUTES = new Set(['POST /api/jobs', 'PUT /api/worker/jobs/:id/frames/:frame', 'PUT /api/worker/jobs/:id/frames/:frame/tiles/:tile']);
+const UPLOAD_ROUTES = new Set(
+  (['submitJob', 'uploadFrame', 'uploadTile'] as const).map((name) => {
+    const route = routeNamed(name);
+    return `${route.method.toUpperCase()} ${route.path}`;
+  }),
+);
 
 export function limitRequestTime(app: FastifyInstance<any, any, any, any, any>, limitMs = REQUEST_READ_LIMIT_MS): void {
   const timers = new WeakMap<object, NodeJS.Timeout>();

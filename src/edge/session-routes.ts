@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { on } from './routing.ts';
 import { z } from 'zod';
 import { loginSchema, tokenRequestSchema, type CreatedToken } from '../protocol/index.ts';
-import type { Principal } from './access.ts';
+import { usesApi } from './access.ts';
 import { SESSION_COOKIE } from './auth.ts';
 import { mayUseApi, SESSION_LIFETIME_MS, type Credentials } from './credentials.ts';
 import type { DataDir } from '../store/index.ts';
@@ -37,7 +37,6 @@ export function registerSessionRoutes(app: App, credentials: Credentials, secure
   });
 }
 
-const usesApi = (principal: Principal | null) => principal !== null && (principal.via === 'loopback' || mayUseApi(principal.token.role));
 
 /** Token management for users: list, create (the secret is shown once), revoke. */
 export function registerTokenRoutes(app: App, credentials: Credentials, dataDir: DataDir, legacyFromSettings: boolean): void {

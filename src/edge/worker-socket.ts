@@ -12,8 +12,8 @@ import {
   type WorkerMessage,
 } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
-import { identify, type HostPolicy } from './access.ts';
-import { mayUseApi, mayWork, type Credentials } from './credentials.ts';
+import { identify, usesApi, type HostPolicy } from './access.ts';
+import { mayWork, type Credentials } from './credentials.ts';
 import type { Farm, WorkerLink } from '../farm/index.ts';
 
 export interface SocketOptions {
@@ -98,7 +98,7 @@ export async function startWorkerSocket(farm: Farm, options: SocketOptions, log:
         return closeWith(socket, 'connections from other sites are not allowed');
       }
       const principal = identify(request.headers, remote, first.token, options);
-      if (principal === null || (principal.via !== 'loopback' && !mayUseApi(principal.token.role))) {
+      if (!usesApi(principal)) {
         log.warn({ remote }, 'observer refused: wrong token');
         return closeWith(socket, 'wrong or missing access token');
       }

@@ -295,12 +295,6 @@ export const routeDocs = [
   },
 ] as const satisfies readonly RouteDoc[];
 
-/** The declared access of a route (HEAD follows GET); undefined for a route not in the table. */
-export function routeAccess(method: string, path: string): Access | undefined {
-  const wanted = method.toLowerCase() === 'head' ? 'get' : method.toLowerCase();
-  return routeDocs.find((route) => route.method === wanted && route.path === path)?.access;
-}
-
 export type RouteName = (typeof routeDocs)[number]['name'];
 type RouteNamed<N extends RouteName> = Extract<(typeof routeDocs)[number], { name: N }>;
 
