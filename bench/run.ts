@@ -19,6 +19,7 @@ import type { Benchmark, BenchContext } from './lib/harness.ts';
 import { option, OptionError, parseCommandLine, unreadOptions } from './lib/options.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
 import { overhead } from './overhead.ts';
+import { resubmit } from './resubmit.ts';
 import { scale } from './scale.ts';
 import { tailDuplication } from './tail-duplication.ts';
 import { tiles } from './tiles.ts';
@@ -32,6 +33,7 @@ const BENCHMARKS: Benchmark[] = [
   tailDuplication,
   uiLoad,
   tiles,
+  resubmit,
   // ---- add new benchmarks here (one line each) ----
 ];
 

@@ -1,10 +1,21 @@
 """Print a scene's render settings as one machine-readable line, then exit.
 
-Run: blender -b file.blend [-Y] --python blender/probe.py, with a pipe on file
-descriptor 3 and the worker's nonce in ARCHENLAND_EVENT_NONCE.
+Run: blender -b file.blend [-Y | -y] --python blender/probe.py [-- --project JSON]
+with a pipe on file descriptor 3 and the worker's nonce in ARCHENLAND_EVENT_NONCE.
+--project {"root": "<submitting machine's project folder>", "tree": "/abs/folder"}
+(or null) says where the project's files are laid out on this worker: absolute
+paths under root are remapped into tree first (farm_session/project_paths.py),
+before anything is read, exactly as session.py does before rendering.
 Output, on descriptor 3 only: {"nonce": "<hex>", "event": "probe", ...}
 (parsed by src/worker/blender/probe.ts). Not on stdout: Blender prints text the
 .blend controls there (names can contain newlines), so a scene could forge it.
+
+"savedWith" is "major.minor" of the Blender that saved the file ("fileVersion" its
+[major, minor, file sub-version]). "problems" is the preflight (farm_session/
+preflight.py): [{"code", "severity": "error"|"warning", "message", "path"?, "fix"?}],
+errors first, at most 50: NO_CAMERA, DENOISER_UNAVAILABLE (fix "disable_denoising"),
+ENGINE_UNAVAILABLE, MISSING_FILE (path as written in the .blend), NEWER_BLENDER,
+SCRIPTS_NEEDED.
 
 "tileBlockers" lists, in words for the user, why frames of this scene must not
 be split into tiles (border renders stitched together): effects that work on
@@ -24,6 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy  # noqa: E402
 
 from farm_session.events import EVENT_FD, NONCE_VARIABLE  # noqa: E402
+from farm_session.preflight import problems  # noqa: E402
+from farm_session.project_paths import check_project, remap_project  # noqa: E402
+from farm_session.versions import file_version, saved_with  # noqa: E402
+
+# Blender's flags that let the .blend's own Python run (the probe is started with one
+# of -y / -Y; without either, the user's preferences decide, and the farm's are off).
+ALLOW_SCRIPTS_FLAGS = ("-y", "--enable-autoexec")
 
 
 def sample_count(scene):
@@ -202,7 +220,7 @@ def tile_blockers(scene):
             for reason in reasons]
 
 
-def describe(scene):
+def describe(scene, allow_scripts):
     render = scene.render
     return {
         "event": "probe",
@@ -220,6 +238,9 @@ def describe(scene):
         "blenderVersion": bpy.app.version_string,
         "sceneName": scene.name,
         "tileBlockers": tile_blockers(scene),
+        "savedWith": saved_with(),
+        "fileVersion": file_version(),
+        "problems": problems(scene, allow_scripts),
     }
 
 
@@ -235,4 +256,33 @@ def report(info):
         channel.write(json.dumps({"nonce": nonce, **info}) + "\n")
 
 
-report(describe(bpy.context.scene))
+def blender_args(argv):
+    return argv[:argv.index("--")] if "--" in argv else argv
+
+
+def script_args(argv):
+    return argv[argv.index("--") + 1:] if "--" in argv else []
+
+
+def parse_project(args):
+    if "--project" not in args:
+        return None
+    position = args.index("--project")
+    if position + 1 >= len(args):
+        raise ValueError("--project needs a JSON argument")
+    return check_project(json.loads(args[position + 1]))
+
+
+def main():
+    try:
+        project = parse_project(script_args(sys.argv))
+    except ValueError as error:  # json.JSONDecodeError is a ValueError too
+        print(f"Error: probe.py: invalid --project: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if project is not None:
+        remap_project(project["root"], project["tree"])
+    allow_scripts = any(flag in blender_args(sys.argv) for flag in ALLOW_SCRIPTS_FLAGS)
+    report(describe(bpy.context.scene, allow_scripts))
+
+
+main()

@@ -2,7 +2,7 @@
 
 Started by src/worker/blender/session.ts in one of two ways:
   cold:       blender -b <file.blend> [-Y | -y] -t <threads> --python blender/session.py \
-                  -- [--overrides JSON]
+                  -- [--overrides JSON] [--project JSON]
   pre-warmed: blender -b -Y -t <threads> --python blender/session.py -- --prewarmed
 
 Keeping one Blender process open avoids paying start-up and scene loading for
@@ -10,9 +10,18 @@ every frame (about 1.5 s each on small scenes). A pre-warmed session goes
 further: it is started with no scene while the worker is idle, replies
 {"event": "waiting"} and waits for the first command, which must be
   {"cmd": "open", "file": "/abs/scene.blend", "allowScripts": BOOL,
-   "overrides": {...}}
+   "overrides": {...}, "project": {"root": "...", "tree": "/abs/..."} | null}
 (or quit). It loads the file the way `blender -b FILE [-y | -Y]` would and
-from then on is a normal session. Commands once the scene is loaded:
+from then on is a normal session.
+"overrides" (cold start: --overrides) is farm_session/overrides.py's object:
+engine, resolutionPercentage, samples, fileFormat, denoising (false: Cycles
+denoising off); null or absent keys keep the scene's own.
+"project" (cold start: --project with the same JSON; absent or null for a lone
+.blend) says where the project's files are laid out on this worker: `tree` holds
+each file at its path relative to `root`, the submitting machine's project folder.
+Right after loading, before the overrides, absolute paths under root are
+rewritten into tree and libraries reloaded (farm_session/project_paths.py).
+Commands once the scene is loaded:
   {"cmd": "render", "frame": N, "output": "/abs/dir/frame_####"}
   {"cmd": "render", "frame": N, "output": "/abs/dir/tile_####",
    "tile": {"x": X, "y": Y, "width": W, "height": H,
@@ -60,6 +69,7 @@ import bpy  # noqa: E402
 
 from farm_session.events import EventChannel, flush_all  # noqa: E402
 from farm_session.overrides import apply_overrides, check_overrides  # noqa: E402
+from farm_session.project_paths import check_project, remap_project  # noqa: E402
 from farm_session.render import render_frame  # noqa: E402
 from farm_session.tiles import parse_tile  # noqa: E402
 
@@ -91,13 +101,23 @@ def script_args(argv):
     return argv[argv.index("--") + 1:] if "--" in argv else []
 
 
-def parse_overrides(args):
-    if "--overrides" not in args:
-        return {}
-    position = args.index("--overrides")
+def json_arg(args, flag):
+    """The JSON value following `flag`, or None when the flag is absent."""
+    if flag not in args:
+        return None
+    position = args.index(flag)
     if position + 1 >= len(args):
-        raise ValueError("--overrides needs a JSON argument")
-    return check_overrides(json.loads(args[position + 1]))
+        raise ValueError(f"{flag} needs a JSON argument")
+    return json.loads(args[position + 1])
+
+
+def parse_overrides(args):
+    overrides = json_arg(args, "--overrides")
+    return {} if overrides is None else check_overrides(overrides)
+
+
+def parse_project(args):
+    return check_project(json_arg(args, "--project"))
 
 
 def handle(scene, line):
@@ -162,11 +182,12 @@ def parse_open(line):
     if not isinstance(command.get("allowScripts"), bool):
         raise ValueError("open needs allowScripts true or false")
     check_overrides(command.get("overrides", {}))
+    check_project(command.get("project"))
     return command
 
 
 def open_scene(lines):
-    """Pre-warmed start: wait for the scene to render, load it, return its overrides.
+    """Pre-warmed start: wait for the scene to render, load it; return (overrides, project).
 
     Returns None when told to quit (or stdin closed) before any scene was named.
     """
@@ -189,10 +210,15 @@ def open_scene(lines):
                                  use_scripts=command["allowScripts"])
     except Exception as error:  # RuntimeError carrying Blender's "Error: ..." report
         fatal(f"could not load the scene: {error_message(error)}")
-    return command.get("overrides", {})
+    return command.get("overrides", {}), command.get("project")
 
 
-def serve(lines, overrides):
+def serve(lines, overrides, project):
+    if project is not None:
+        try:
+            remap_project(project["root"], project["tree"])
+        except Exception as error:
+            fatal(f"could not lay the project out: {error_message(error)}")
     # Read the scene only now: in a pre-warmed session, loading the file freed the
     # start-up scene, and any reference taken earlier would be invalid.
     scene = bpy.context.scene
@@ -219,15 +245,20 @@ def main():
     args = script_args(sys.argv)
     lines = command_lines()
     if PREWARMED_FLAG in args:
-        overrides = open_scene(lines)
-        if overrides is None:
+        opened = open_scene(lines)
+        if opened is None:
             return
+        overrides, project = opened
     else:
         try:
             overrides = parse_overrides(args)
         except ValueError as error:
             fatal(f"could not apply overrides: {error_message(error)}")
-    serve(lines, overrides)
+        try:
+            project = parse_project(args)
+        except ValueError as error:
+            fatal(f"invalid --project: {error_message(error)}")
+    serve(lines, overrides, project)
 
 
 main()

@@ -120,7 +120,7 @@ describe('bad input is refused with a clear error and leaves nothing behind', ()
     const noToken = await fetch(`${url}/api/worker/blends/${'a'.repeat(64)}`);
     assert.equal(noToken.status, 401);
     const worker = await ScriptedWorker.connect(farm);
-    const wrongSum = await worker.upload('/api/worker/jobs/0123456789abcdef/frames/1', Buffer.from('pixels'), { 'x-archenland-sha256': 'b'.repeat(64) });
+    const wrongSum = await worker.upload('/api/worker/jobs/0123456789abcdef/frames/1', Buffer.from('pixels'), {}, { manifest: { sha256: 'b'.repeat(64) } });
     assert.equal(wrongSum.status, 422);
     assert.match(wrongSum.body.error ?? '', /checksum mismatch/);
     const noKey = await worker.upload('/api/worker/jobs/0123456789abcdef/frames/1', Buffer.from('pixels'), { [UPLOAD_KEY_HEADER]: 'not-the-key-of-any-connection' });

@@ -183,6 +183,8 @@ describe('Blender session and probe (real Blender)', () => {
         blenderVersion: undefined,
         sceneName: 'Scene',
         tileBlockers: [],
+        problems: [],
+        savedWith: '3.4',
       },
     );
     assert.equal(denoiseInfo.denoising, true);

@@ -153,7 +153,7 @@ describe('archenland job and worker commands (real processes, real Blender)', ()
     assert.equal(missing.code, 1);
   });
 
-  it('submit --wait exits 1 for a failed job; retry queues its frames again', async () => {
+  it('submit --wait exits 1 for a failed job; retry reads the scene again', async () => {
     const run = await cli(['submit', 'denoise.blend', '--wait', '--json', ...S], { cwd: dir });
     assert.equal(run.code, 1, run.stderr);
     const failed = JSON.parse(run.stdout) as Job;
@@ -161,7 +161,7 @@ describe('archenland job and worker commands (real processes, real Blender)', ()
     assert.match(failed.error ?? '', /OpenImageDenoise/);
 
     const retried = json<Job>(await cli(['retry', failed.id, '--json', ...S]));
-    assert.ok(['queued', 'rendering'].includes(retried.state), retried.state);
+    assert.equal(retried.state, 'probing', 'a job that failed its preflight is read again');
     assert.equal((await waitForJob(farm.server, failed.id, ['failed', 'completed'])).state, 'failed');
     const again = await cli(['retry', job.id, ...S]);
     assert.equal(again.code, 1);

@@ -78,6 +78,17 @@ describe('the archenland command', () => {
     assert.equal(workers[0].framesRendered, 2);
   });
 
+  it('a scene that cannot render fails its job at once: submit --wait exits non-zero with the reason', async () => {
+    // Cycles denoising on: Debian's Blender has no OpenImageDenoise, so every frame would fail.
+    copyFileSync(await makeTestScene({ frames: '1-6', width: 32, height: 24, samples: 2, denoise: true }), join(dir, 'denoised.blend'));
+    const started = Date.now();
+    const result = await cli(['submit', 'denoised.blend', '--wait'], dir);
+    assert.notEqual(result.code, 0, 'a failed job is not a success');
+    assert.match(result.stdout, /failed/, result.stdout + result.stderr);
+    assert.match(result.stdout, /OpenImageDenoise.*--no-denoising/, 'the reason, and the option that fixes it');
+    assert.ok(Date.now() - started < 90_000, `it took ${Date.now() - started} ms`);
+  });
+
   it('exits non-zero with the server\'s message for a rejected file', async () => {
     writeFileSync(join(dir, 'notes.txt'), 'hello');
     const result = await cli(['submit', 'notes.txt'], dir);

@@ -3,12 +3,11 @@
  * dir, and fake worker links that record what the farm sends them.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { EarlyLogs } from '../src/farm/early-logs.ts';
 import { Farm, type WorkerLink } from '../src/farm/index.ts';
 import { jobOptionsSchema, jobSchema, sceneInfoSchema, type FarmChange, type SceneInfo, type ServerToWorker, type WorkerHello } from '../src/protocol/index.ts';
 import { DataDir, Store, type ReceivedFile } from '../src/store/index.ts';
@@ -96,15 +95,24 @@ describe('the farm, part by part, without sockets', () => {
     const other = new FakeLink();
     const otherId = await farm.workerConnected(hello('w2'), other);
     const png = await sharp({ create: { width: 64, height: 32, channels: 3, background: '#336699' } }).png().toBuffer();
-    assert.deepEqual(await farm.frameUploaded(otherId, job.id, 1, received(png), 10), { accepted: false, reason: 'frame 1 was not assigned to this worker' });
+    const result = (log = '', passes: string[] = []) => ({
+      image: received(png),
+      renderMs: 10,
+      log,
+      passes: passes.map((name) => ({ name, file: received(Buffer.from(name)) })),
+    });
+    const refused = result('', ['compositor/Depth0001.png']);
+    assert.deepEqual(await farm.frameUploaded(otherId, job.id, 1, refused), { accepted: false, reason: 'frame 1 was not assigned to this worker' });
+    assert.equal(existsSync(refused.passes[0]!.file.tempPath), false, 'a refused result leaves no file behind');
 
-    await farm.frameLogReceived(workerId, job.id, 1, 'Fra:1 rendered');
-    assert.deepEqual(await farm.frameUploaded(workerId, job.id, 1, received(png), 10), { accepted: true });
-    assert.equal((await farm.frameLog(job.id, 1)).log, 'Fra:1 rendered', 'the early log is written with the result');
+    assert.deepEqual(await farm.frameUploaded(workerId, job.id, 1, result('Fra:1 rendered', ['compositor/Depth0001.png'])), { accepted: true });
+    assert.equal((await farm.frameLog(job.id, 1)).log, 'Fra:1 rendered', 'the log comes with the result');
+    assert.deepEqual(await farm.framePasses(job.id, 1), [{ name: 'compositor/Depth0001.png', size: 24 }]);
     farm.workerReady(workerId);
     await settle();
     assert.equal(link.last('render')?.frame, 2);
-    assert.deepEqual(await farm.frameUploaded(workerId, job.id, 2, received(png), 10), { accepted: true });
+    assert.deepEqual(await farm.frameUploaded(workerId, job.id, 2, result()), { accepted: true });
+    assert.deepEqual(await farm.framePasses(job.id, 2), [], 'a frame without File Output nodes has no passes');
 
     for (let waited = 0; (await farm.getJob(job.id)).state !== 'completed' && waited < 20_000; waited += 50) await settle();
     const done = await farm.getJob(job.id);
@@ -170,20 +178,5 @@ describe('job records', () => {
     } finally {
       await close();
     }
-  });
-});
-
-describe('early logs', () => {
-  it('hold a log until its upload, and write out the oldest when too many wait', () => {
-    const evicted: string[] = [];
-    const logs = new EarlyLogs((log) => evicted.push(`${log.jobId}:${log.frame}`));
-    logs.keep({ jobId: 'j', frame: 1, workerId: 'w', log: 'one' });
-    assert.equal(logs.take('j', 1, 'other'), undefined, 'another worker\'s upload does not take it');
-    assert.equal(logs.take('j', 1, 'w'), 'one');
-    assert.equal(logs.take('j', 1, 'w'), undefined, 'taken once');
-    for (let frame = 0; frame <= 5000; frame++) logs.keep({ jobId: 'j', frame, workerId: 'w', log: '' });
-    assert.deepEqual(evicted, ['j:0']);
-    logs.dropJob('j');
-    assert.equal(logs.take('j', 5000, 'w'), undefined);
   });
 });

@@ -9,19 +9,21 @@ import { CLIENT_HEADER, UPLOAD_KEY_HEADER, type JobDetail } from '../src/protoco
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
 import { until } from './helpers/processes.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
+import { resultUpload } from '../testkit/fakes.ts';
 import { makeTestScene } from './helpers/scenes.ts';
 
 /** Sends the headers and part of the body of a frame upload, then drops the connection. */
 async function cutUpload(farm: TestFarm, jobId: string, frame: number, uploadKey: string) {
+  const { body, contentType } = await resultUpload(Buffer.alloc(50_000, 7));
   const { port } = new URL(farm.server.httpUrl);
   const socket = connect(Number(port), '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
   socket.write(
     `PUT /api/worker/jobs/${jobId}/frames/${frame} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${farm.server.tokens.worker}\r\n` +
-      `${UPLOAD_KEY_HEADER}: ${uploadKey}\r\nx-archenland-sha256: ${'0'.repeat(64)}\r\nx-archenland-render-ms: 5\r\n` +
-      `Content-Length: 100000\r\n\r\n`,
+      `${UPLOAD_KEY_HEADER}: ${uploadKey}\r\nContent-Type: ${contentType}\r\n` +
+      `Content-Length: ${body.length}\r\n\r\n`,
   );
-  socket.write(Buffer.alloc(20_000, 7));
+  socket.write(body.subarray(0, body.length - 30_000));
   await new Promise((resolve) => setTimeout(resolve, 200));
   socket.destroy();
   await new Promise((resolve) => setTimeout(resolve, 300));

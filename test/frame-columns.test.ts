@@ -5,7 +5,6 @@
  * WebSocket clients, so every frame is in exactly the state the test puts it in.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import {
@@ -24,7 +23,7 @@ import {
 } from '../src/protocol/index.ts';
 import { FrameChangeLog } from '../src/farm/index.ts';
 import { fakeBlend } from '../testkit/api.ts';
-import { fakeScene, TINY_PNG } from '../testkit/fakes.ts';
+import { fakeScene, resultUpload, TINY_PNG } from '../testkit/fakes.ts';
 import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
 
 type FrameOf = Extract<FarmChange, { type: 'frame' }>['frame'];
@@ -66,14 +65,14 @@ class ScriptedWorker {
 
   async upload(work: RenderAssignment, renderMs: number): Promise<void> {
     const tile = work.tile ? `/tiles/${work.tile.index}` : '';
+    const { body, contentType } = await resultUpload(TINY_PNG, { manifest: { renderMs } });
     const response = await fetch(`${this.farm.server.httpUrl}/api/worker/jobs/${work.jobId}/frames/${work.frame}${tile}`, {
       method: 'PUT',
-      body: TINY_PNG,
+      body: new Uint8Array(body),
       headers: {
         authorization: `Bearer ${this.farm.server.tokens.worker!}`,
+        'content-type': contentType,
         [UPLOAD_KEY_HEADER]: this.uploadKey,
-        'x-archenland-sha256': createHash('sha256').update(TINY_PNG).digest('hex'),
-        'x-archenland-render-ms': String(renderMs),
       },
     });
     assert.deepEqual(await response.json(), { accepted: true });

@@ -44,7 +44,7 @@ describe('tile geometry', () => {
 describe('tile planning (job compilation)', () => {
   const scene: SceneInfo = {
     sceneName: 'S', frameStart: 1, frameEnd: 1, frameStep: 1, fps: 24, resolutionX: 400, resolutionY: 300,
-    resolutionPercentage: 50, engine: 'CYCLES', fileFormat: 'PNG', samples: 32, denoising: false, blenderVersion: '3.4.1', tileBlockers: [],
+    resolutionPercentage: 50, engine: 'CYCLES', fileFormat: 'PNG', samples: 32, denoising: false, blenderVersion: '3.4.1', tileBlockers: [], problems: [], savedWith: null,
   };
   const request = { tiles: 'auto' as const, forceTiles: false, fileFormat: 'PNG', resolutionPercentage: 50 };
 

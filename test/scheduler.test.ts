@@ -149,8 +149,8 @@ describe('Scheduler', () => {
     assert.equal(s.claim('a', 1, 'w3'), false, 'a done frame cannot be claimed');
   });
 
-  test('a worker that keeps failing a job is blocked from it but may take other jobs', () => {
-    const s = make(10, 2);
+  test('a worker that keeps failing a job\'s frames is blocked from it but may take other jobs', () => {
+    const s = make(1, 2);
     s.addJob({ jobId: 'a', priority: 1, seq: 1, frames: [1, 2, 3] });
     s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: [7] });
     for (let i = 0; i < 2; i++) {
@@ -287,6 +287,6 @@ describe('job state machine', () => {
   test('knows, for each state, the states that may move into it (the guard of a state change in SQL)', () => {
     assert.deepEqual(statesLeadingTo('completed'), ['encoding']);
     assert.deepEqual(statesLeadingTo('encoding'), ['paused', 'rendering']);
-    assert.deepEqual(statesLeadingTo('probing'), []);
+    assert.deepEqual(statesLeadingTo('probing'), ['failed'], 'a job that failed its preflight is read again on retry');
   });
 });

@@ -17,6 +17,7 @@ const job = (id: string): NewJobRow => ({
   state: 'queued',
   priority: 0,
   allow_scripts: 0,
+  project_id: null,
   blend_sha256: 'a'.repeat(64),
   blend_size: 1,
   requested_json: '{}',

@@ -5,18 +5,27 @@
  * the scene they report and the frames they upload).
  *
  * Each worker: `hello` → `welcome` → `ready`; on `probe`, a made-up SceneInfo; on `render`,
- * waits the simulated time (with `progress`), sends `frame_log`, PUTs the frame, then
+ * waits the simulated time (with `progress`), PUTs the frame with its log, then
  * `ready` again; on `cancel`, stops a render (not an upload) and says `ready`. Render times
  * come from `renderMs(job, frame, worker index)`, so workers can differ in speed. Uploading
  * before `ready` is the conservative order: upload latency counts against the farm.
  * Server messages are parsed with plain JSON.parse, not zod, to spare the CPU the server
  * under test shares on a 2-core machine.
  */
-import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
-import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type SceneInfo, type ServerToWorker, type WorkerMessage } from '../src/protocol/index.ts';
+import {
+  apiPath,
+  PROTOCOL_VERSION,
+  RESULT_IMAGE_FIELD,
+  RESULT_MANIFEST_FIELD,
+  UPLOAD_KEY_HEADER,
+  type SceneInfo,
+  type ServerToWorker,
+  type WorkerMessage,
+} from '../src/protocol/index.ts';
+import { MultipartBody } from '../src/util/multipart-body.ts';
 import type { FrameBody } from './fakes.ts';
 
 
@@ -42,10 +51,7 @@ export interface SimWorkerOptions {
    * caps them at one per 250 ms). 0 or absent: none.
    */
   progressMs?: number;
-  /**
-   * Blender's output the real worker sends as `frame_log` after each frame, before the
-   * upload. null or absent: not sent.
-   */
+  /** Blender's output, sent with each frame's upload as the real worker does. null or absent: an empty log. */
   frameLog?: string | null;
   /** Workers connect this many at a time. Default 50. */
   connectBatch?: number;
@@ -381,7 +387,6 @@ class SimWorker {
     }
     const finished = await current.wait(renderMs);
     if (!finished || this.closing) return;
-    if (this.opts.frameLog) this.send({ type: 'frame_log', jobId, frame, log: this.opts.frameLog } as WorkerMessage);
     current.uploading = true;
     const answer = await this.upload(jobId, frame, renderMs);
     if (this.closing) return;
@@ -416,7 +421,7 @@ class SimWorker {
     const started = performance.now();
     const stats = this.farm.stats;
     return new Promise((resolve, reject) => {
-      const request = http.get(`${this.opts.httpUrl}/api/worker/blends/${sha256}`, {
+      const request = http.get(`${this.opts.httpUrl}${apiPath('downloadBlend', { sha256 })}`, {
         agent: this.farm.agent,
         headers: { authorization: `Bearer ${this.opts.token}` },
       });
@@ -459,21 +464,22 @@ class SimWorker {
     }
   }
 
-  /** The same request as src/worker/frame-uploader.ts. */
+  /** The same request as src/worker/frame-uploader.ts: a manifest with the log, then the image. */
   private put(jobId: string, frame: number, renderMs: number): Promise<{ accepted: boolean }> {
-    const body = this.opts.frame;
-    const size = body.kind === 'buffer' ? body.body.length : body.size;
+    const frameBody = this.opts.frame;
+    const manifest = { sha256: frameBody.sha256, renderMs: Math.round(renderMs), log: this.opts.frameLog ?? '', passes: [] };
+    const body = new MultipartBody({ [RESULT_MANIFEST_FIELD]: JSON.stringify(manifest) }, [
+      { field: RESULT_IMAGE_FIELD, fileName: 'image', source: frameBody.kind === 'buffer' ? { buffer: frameBody.body } : { file: frameBody.file, size: frameBody.size } },
+    ]);
     return new Promise((resolve, reject) => {
-      const request = http.request(`${this.opts.httpUrl}/api/worker/jobs/${jobId}/frames/${frame}`, {
+      const request = http.request(`${this.opts.httpUrl}${apiPath('uploadFrame', { id: jobId, frame })}`, {
         method: 'PUT',
         agent: this.farm.agent,
         headers: {
           authorization: `Bearer ${this.opts.token}`,
-          'content-type': 'application/octet-stream',
-          'content-length': size,
+          'content-type': body.contentType,
+          'content-length': body.length,
           [UPLOAD_KEY_HEADER]: this.uploadKey!,
-          'x-archenland-sha256': body.sha256,
-          'x-archenland-render-ms': String(Math.round(renderMs)),
         },
       });
       request.on('response', (response) => {
@@ -492,8 +498,7 @@ class SimWorker {
         });
       });
       request.on('error', reject);
-      if (body.kind === 'buffer') request.end(body.body);
-      else createReadStream(body.file).on('error', reject).pipe(request);
+      body.writeTo(request).catch(reject);
     });
   }
 }

@@ -5,13 +5,23 @@ Properties > Render > Archenland. See docs/addon.md in the Archenland repository
 What "Submit to Farm" does:
   1. On the UI thread: save_as_mainfile(copy=True) writes the CURRENT state (unsaved
      changes included) to a temp folder. The open file, its path, its "modified"
-     flag and the undo history are untouched; relative paths are remapped so they
-     still point at the artist's files from the temp folder.
+     flag and the undo history are untouched.
+     As a PROJECT (the default): the copy keeps the original's "//" paths
+     (relative_remap off), and the farm's own dependency walk (dependencies.py, the
+     same code as blender/farm_session/dependencies.py, which scripts/build-addon.mjs
+     copies into the zip) lists the files this session uses.
+     PACKED ("Pack external files into the .blend"): relative paths are remapped so
+     they still point at the artist's files from the temp folder.
   2. In a background thread: check the farm address and token (GET /api/workers), so a
-     typo fails in a second rather than after packing gigabytes; pack external files
-     into the copy in a separate background Blender (packing.py explains why not in
-     this session); stream the copy to POST /api/jobs (multipart, Content-Length,
-     never read into memory whole); delete the temp folder.
+     typo fails in a second rather than after hashing or packing gigabytes. Then
+     as a project: hash the files, POST the manifest (project.py: root, main, files,
+     as `archenland submit` builds it), upload only the files the farm lacks
+     (PUT /api/files/{sha256}), and submit the copy with the field "project", laid
+     out on the worker as the original .blend so its "//" paths resolve;
+     packed: pack external files into the copy in a separate background Blender
+     (packing.py explains why not in this session).
+     Either way the copy is streamed to POST /api/jobs (multipart, Content-Length,
+     never read into memory whole); the temp folder is deleted.
   3. The panel shows the job id, a link to the job's web page, and its state and
      frames done/total, polled every 2 s with bpy.app.timers (requests in a thread).
 
@@ -35,14 +45,17 @@ if "farm_client" in locals():  # "Reload Scripts" (F3 > Reload Scripts) re-impor
 
     farm_client = importlib.reload(farm_client)  # noqa: F821
     packing = importlib.reload(packing)  # noqa: F821
+    project = importlib.reload(project)  # noqa: F821
     submission = importlib.reload(submission)  # noqa: F821
 else:
-    from . import farm_client, packing, submission
+    from . import farm_client, packing, project, submission
 
+import importlib.util
 import os
 import shutil
 import tempfile
 import textwrap
+import traceback
 
 import bpy
 from bpy.props import BoolProperty, IntProperty, PointerProperty, StringProperty
@@ -70,6 +83,28 @@ def _log(message):
 def addon_prefs(context=None):
     addon = (context or bpy.context).preferences.addons.get(__name__)
     return addon.preferences if addon else None
+
+
+_dependencies = None
+
+
+def dependencies_module():
+    """The farm's dependency walk: archenland_submit/dependencies.py in the built zip
+    (scripts/build-addon.mjs copies blender/farm_session/dependencies.py there), or,
+    run from the repository's source folder, that file itself."""
+    global _dependencies
+    if _dependencies is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, "dependencies.py")
+        if not os.path.isfile(path):
+            path = os.path.join(here, os.pardir, os.pardir, "blender", "farm_session", "dependencies.py")
+        spec = importlib.util.spec_from_file_location(__name__ + ".dependencies", path)
+        if spec is None or not os.path.isfile(path):
+            raise ImportError("the add-on lacks dependencies.py: build it with scripts/build-addon.mjs")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _dependencies = module
+    return _dependencies
 
 
 def _redraw_panels():
@@ -115,6 +150,13 @@ class ArchenlandPreferences(bpy.types.AddonPreferences):
                     "whoever signed it (the farm prints it at start). Takes the place of the CA file",
         default="",
     )
+    pack_files: BoolProperty(
+        name="Pack external files into the .blend",
+        description="Send one .blend with textures and other external files packed into it (as Blender's "
+                    "File > External Data > Pack Resources would, but in a copy), instead of the project: "
+                    "the .blend plus its files, of which only those the farm lacks are uploaded",
+        default=False,
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -122,6 +164,7 @@ class ArchenlandPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "token")
         layout.prop(self, "tls_ca")
         layout.prop(self, "tls_fingerprint")
+        layout.prop(self, "pack_files")
         layout.label(text="Saved with Blender's preferences (as plain text in userpref.blend).", icon="INFO")
 
 
@@ -195,7 +238,7 @@ def _after_detached_submission():
 
 
 class ARCHENLAND_OT_submit(bpy.types.Operator):
-    """Save a copy of this file with its textures and other external files packed, and send it to the render farm"""
+    """Send a copy of this file (unsaved changes included) and the files it uses to the render farm"""
 
     bl_idname = "archenland.submit"
     bl_label = "Submit to Farm"
@@ -231,7 +274,8 @@ class ARCHENLAND_OT_submit(bpy.types.Operator):
             self._report("ERROR", str(error))
             return None
 
-        # Packing reads images from disk: paint strokes not saved yet would be lost.
+        pack = bool(prefs and prefs.pack_files)
+        # Packing and uploading read images from disk: paint strokes not saved yet would be lost.
         warnings = []
         for image in bpy.data.images:
             if not (image.is_dirty and image.users and image.packed_file is None):
@@ -248,12 +292,27 @@ class ARCHENLAND_OT_submit(bpy.types.Operator):
         # A name that says what it is: Blender reports 'Saved "<name>"' in the status
         # bar, which must not look as if the artist's own file had been saved.
         copy_path = os.path.join(workdir, os.path.splitext(name)[0] + ".farm-copy.blend")
+        project_files, missing = None, []
+        if not pack:
+            try:
+                # The files this session uses (unsaved changes included), by the farm's
+                # own walk; only paths here, hashed later in the background thread.
+                found, absent = dependencies_module().dependencies()
+            except Exception as error:  # noqa: BLE001 - shown to the user, with the traceback on the console
+                traceback.print_exc()
+                shutil.rmtree(workdir, ignore_errors=True)
+                self._report("ERROR", f"Could not list the files the scene uses: {error}. "
+                                      'Turn on "Pack external files into the .blend" to send it packed instead')
+                return None
+            project_files = [entry["path"] for entry in found]
+            missing = [entry.get("ref") or entry["path"] for entry in absent]
         try:
             # copy=True: write the current state to copy_path without making it the
-            # open file. relative_remap (default on) rewrites "//" paths in the copy so
-            # they still find the artist's files from the temp folder; the packing step
-            # then reads them from there.
-            bpy.ops.wm.save_as_mainfile(filepath=copy_path, copy=True, relative_remap=True)
+            # open file. Packed: relative_remap rewrites "//" paths in the copy so they
+            # still find the artist's files from the temp folder, where the packing step
+            # reads them. As a project: the copy keeps the original's "//" paths, since
+            # the worker puts it where the original is in the project's tree.
+            bpy.ops.wm.save_as_mainfile(filepath=copy_path, copy=True, relative_remap=pack)
         except RuntimeError as error:
             shutil.rmtree(workdir, ignore_errors=True)
             self._report("ERROR", f"Could not save a copy for the farm: {str(error).strip()}")
@@ -269,6 +328,9 @@ class ARCHENLAND_OT_submit(bpy.types.Operator):
             filename=name,
             log=_log,
             trust=trust,
+            project_files=project_files,
+            blend_path=bpy.data.filepath or None,
+            missing_files=missing,
         )
         task.warnings.extend(warnings)
         state.task = task
@@ -374,6 +436,14 @@ class ARCHENLAND_PT_render(bpy.types.Panel):
             split = col.split(factor=0.4)  # line up with the values of the split layout
             split.label(text="")
             split.label(text=f"Scene's range: {scene.frame_start}-{scene.frame_end}{step}")
+
+        if prefs is not None:
+            col = layout.column(heading="External Files")
+            col.prop(prefs, "pack_files", text="Pack into the .blend")
+            split = col.split(factor=0.4)
+            split.label(text="")
+            split.label(text="Packed: one file, all sent each time" if prefs.pack_files
+                        else "Sent as a project: only new files upload")
 
         col = layout.column(heading="Scripts")
         col.prop(settings, "allow_scripts", text="Allow Scripts")

@@ -10,7 +10,11 @@ The API (see the repository's README):
                                    fields such as "frames" ("1-250") and "allowScripts"
                                    -> 201 with the job as JSON
   GET  {address}/api/jobs/{id}     -> the job, with "state" and "counts" {"done", "total", ...}
-Errors come back as JSON {"error": "..."} with a 4xx/5xx status; FarmError carries
+  POST {address}/api/projects      JSON manifest {"root", "main", "files": [{"path", "sha256", "size"}]}
+                                   -> {"id", "missing": [sha256], "totalBytes", "missingBytes"}
+  PUT  {address}/api/files/{sha256} the raw bytes of one project file -> 201
+  (a job of a project: POST /api/jobs with the extra text field "project" = the id)
+Errors come back as JSON {"code": "...", "error": "..."} with a 4xx/5xx status; FarmError carries
 that text unchanged so the user reads the farm's own words.
 
 An https:// farm (server settings tls_cert and tls_key) is checked against the system's
@@ -335,6 +339,55 @@ def submit_job(address, token, blend_path, fields, filename=None, progress=None,
     if not isinstance(job, dict) or not isinstance(job.get("id"), str):
         raise FarmError(f"The farm accepted the upload but sent no job id: {str(job)[:200]}")
     return job
+
+
+def create_project(address, token, manifest, timeout=DEFAULT_TIMEOUT, trust=None):
+    """Describes a project; returns {"id", "missing": [sha256 the farm lacks], "totalBytes", "missingBytes"}."""
+    address = normalize_address(address)
+    answer = _request(
+        "POST",
+        f"{address}/api/projects",
+        token,
+        "the project",
+        data=json.dumps(manifest).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        timeout=timeout,
+        trust=trust,
+    )
+    if (not isinstance(answer, dict) or not isinstance(answer.get("id"), str)
+            or not isinstance(answer.get("missing"), list)):
+        raise FarmError(f"The farm answered the project without an id or a list of missing files: {str(answer)[:200]}")
+    return answer
+
+
+def _file_chunks(path, size, progress, chunk_size=CHUNK_SIZE):
+    remaining = size
+    with open(path, "rb") as source:
+        while remaining > 0:
+            chunk = source.read(min(chunk_size, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+            yield chunk
+    if remaining != 0:
+        raise FarmError(f"{path} changed size while it was being uploaded")
+
+
+def upload_project_file(address, token, path, sha256, size, progress=None, timeout=DEFAULT_TIMEOUT, trust=None):
+    """Streams one project file to PUT /api/files/{sha256}; progress(bytes) per chunk sent."""
+    address = normalize_address(address)
+    return _request(
+        "PUT",
+        f"{address}/api/files/{urllib.parse.quote(sha256, safe='')}",
+        token,
+        f"the file {os.path.basename(path)}",
+        data=_file_chunks(path, size, progress),
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        timeout=timeout,
+        trust=trust,
+    )
 
 
 def get_job(address, token, job_id, timeout=15.0, trust=None):

@@ -31,7 +31,9 @@ import bpy
 # Blender's --python does not put the script's folder on sys.path, and
 # scene_kit.py lives beside this script.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scene_kit import add_camera, add_sun, clear_scene, configure_render, make_material  # noqa: E402
+from scene_kit import (  # noqa: E402
+    add_camera, add_sun, clear_scene, configure_render, fresh_compositor, make_material, run_generator,
+)
 
 OLD_PREFIX = "@@ARCHENLAND "
 GUESSED_NONCE = "0" * 32
@@ -125,12 +127,7 @@ def add_file_output(tree, name, base_path, slot_path, source):
 
 
 def add_file_outputs(scene, outside_dir):
-    scene.use_nodes = True
-    scene.render.use_compositing = True
-    tree = scene.node_tree
-    tree.nodes.clear()
-    layers = tree.nodes.new("CompositorNodeRLayers")
-    composite = tree.nodes.new("CompositorNodeComposite")
+    tree, layers, composite = fresh_compositor(scene)
     tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
 
     image = layers.outputs["Image"]
@@ -162,8 +159,4 @@ def main():
     print(f"make_hostile_scene: wrote {args.output}", flush=True)
 
 
-try:
-    main()
-except Exception as error:  # exit non-zero so callers notice a broken scene
-    print(f"make_hostile_scene: {error}", file=sys.stderr, flush=True)
-    sys.exit(1)
+run_generator(main, "make_hostile_scene")

@@ -4,7 +4,8 @@ Run:
   blender -b --factory-startup --python blender/test_scenes/make_test_scene.py -- \
       --output X.blend [--frames 1-10] [--width 64 --height 48] [--samples 4] \
       [--engine CYCLES] [--fps 24] [--denoise] [--glare] [--detail] \
-      [--format PNG|OPEN_EXR] [--color-depth 8|16|32]
+      [--format PNG|OPEN_EXR] [--color-depth 8|16|32] [--no-camera] [--passes] \
+      [--fake-engine NAME]
 
 The scene has a coloured cube that moves and turns across the frame range, a
 ground plane, a sun light and a camera, so consecutive frames differ visibly.
@@ -16,6 +17,15 @@ has edges and shading (tests comparing regions of a frame need that).
 effect that spreads light across pixels, so such frames must not be tiled.
 --format and --color-depth choose the output files (8/16-bit PNG, half/full
 float OpenEXR), e.g. to test stitching tiles of each kind.
+--no-camera removes the camera: Blender cannot render the scene ("Error: Cannot
+render, no camera"), the probe reports NO_CAMERA.
+--passes adds a compositor File Output node writing extra passes beside the
+.blend ("//passes/"): the depth normalised to 0..1 ("depth_####.png") and the
+normal pass ("normal_####.png"), 8-bit PNG, next to the usual Composite image.
+--fake-engine NAME saves the scene with a render engine that only exists while
+the generator runs (registered here, as an add-on would): elsewhere Blender says
+"Engine 'NAME' not available" and renders with EEVEE; the probe reports
+ENGINE_UNAVAILABLE.
 """
 
 import argparse
@@ -29,7 +39,8 @@ import bpy
 # scene_kit.py lives beside this script.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scene_kit import (  # noqa: E402
-    add_camera, add_sun, clear_scene, configure_render, make_linear, make_material, parse_frames,
+    add_camera, add_sun, clear_scene, configure_render,
+    fresh_compositor, make_linear, make_material, parse_frames, run_generator,
 )
 
 
@@ -53,6 +64,11 @@ def parse_args():
                         help="output file format")
     parser.add_argument("--color-depth", default=None, choices=["8", "16", "32"],
                         help="bits per channel; default 8 for PNG, 32 for OPEN_EXR")
+    parser.add_argument("--no-camera", action="store_true", help="no camera in the scene")
+    parser.add_argument("--passes", action="store_true",
+                        help="compositor File Output node writing depth and normal PNGs to //passes/")
+    parser.add_argument("--fake-engine", default=None, metavar="NAME",
+                        help="save with a render engine no Blender has (NAME, e.g. FARM_FAKE_ENGINE)")
     parser.add_argument("--misbehave", default=None, metavar="KIND:FRAME",
                         help="embed a script that makes Blender crash or hang on FRAME "
                              "(crash:3, hang:3); it runs only when Python auto-exec is allowed")
@@ -119,17 +135,41 @@ def add_detail():
 
 
 def add_glare(scene):
-    scene.use_nodes = True
-    scene.render.use_compositing = True
-    tree = scene.node_tree
-    tree.nodes.clear()
-    layers = tree.nodes.new("CompositorNodeRLayers")
+    tree, layers, composite = fresh_compositor(scene)
     glare = tree.nodes.new("CompositorNodeGlare")
     glare.glare_type = "FOG_GLOW"
     glare.threshold = 0.5  # low enough that the lit cube and ground glow
-    composite = tree.nodes.new("CompositorNodeComposite")
     tree.links.new(layers.outputs["Image"], glare.inputs["Image"])
     tree.links.new(glare.outputs["Image"], composite.inputs["Image"])
+
+
+def add_passes(scene):
+    """Render Layers -> Composite, plus a File Output node saving depth and normals."""
+    layer = scene.view_layers[0]
+    layer.use_pass_z = True
+    layer.use_pass_normal = True
+    tree, layers, composite = fresh_compositor(scene)
+    tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+    normalize = tree.nodes.new("CompositorNodeNormalize")
+    tree.links.new(layers.outputs["Depth"], normalize.inputs[0])
+    output = tree.nodes.new("CompositorNodeOutputFile")
+    output.name = "Passes"
+    output.base_path = "//passes/"
+    output.format.file_format = "PNG"
+    output.format.color_mode = "RGB"
+    output.format.color_depth = "8"
+    output.file_slots[0].path = "depth_"
+    output.file_slots.new("normal_")
+    tree.links.new(normalize.outputs[0], output.inputs[0])
+    tree.links.new(layers.outputs["Normal"], output.inputs[1])
+
+
+def use_fake_engine(scene, name):
+    """Register an engine under `name` just long enough to save the scene with it."""
+    engine = type("FakeEngine", (bpy.types.RenderEngine,),
+                  {"bl_idname": name, "bl_label": "Archenland test engine"})
+    bpy.utils.register_class(engine)
+    scene.render.engine = name
 
 
 def configure_world(scene):
@@ -180,6 +220,12 @@ def main():
                      color_depth=args.color_depth)
     if args.glare:
         add_glare(scene)
+    if args.passes:
+        add_passes(scene)
+    if args.no_camera:
+        bpy.data.objects.remove(scene.camera, do_unlink=True)
+    if args.fake_engine:
+        use_fake_engine(scene, args.fake_engine)
     if args.misbehave:
         embed_misbehaviour(args.misbehave)
     # Uncompressed, so the file starts with the plain "BLENDER" header.
@@ -187,8 +233,4 @@ def main():
     print(f"make_test_scene: wrote {args.output}", flush=True)
 
 
-try:
-    main()
-except Exception as error:  # exit non-zero so callers notice a broken scene
-    print(f"make_test_scene: {error}", file=sys.stderr, flush=True)
-    sys.exit(1)
+run_generator(main, "make_test_scene")

@@ -29,7 +29,8 @@ import bpy
 # scene_kit.py lives beside this script.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scene_kit import (  # noqa: E402
-    add_camera, add_sun, clear_scene, configure_render, make_linear, make_material, parse_frames,
+    add_camera, add_sun, clear_scene, configure_render,
+    emission_material, make_linear, make_material, parse_frames, run_generator,
 )
 
 
@@ -47,30 +48,12 @@ def parse_args():
     return parser.parse_args(argv)
 
 
-def textured_material(image):
-    mat = bpy.data.materials.new("CheckerTexture")
-    mat.use_nodes = True
-    nodes = mat.node_tree.nodes
-    links = mat.node_tree.links
-    for node in list(nodes):
-        nodes.remove(node)
-    tex = nodes.new("ShaderNodeTexImage")
-    tex.image = image
-    tex.interpolation = "Closest"
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Strength"].default_value = 1.0
-    output = nodes.new("ShaderNodeOutputMaterial")
-    links.new(tex.outputs["Color"], emission.inputs["Color"])
-    links.new(emission.outputs["Emission"], output.inputs["Surface"])
-    return mat
-
-
 def build_objects(scene, image, frame_start, frame_end):
     # A plane facing the camera (rotated up from the ground), filling most of the view.
     bpy.ops.mesh.primitive_plane_add(size=8, location=(0, 0, 0), rotation=(math.radians(90), 0, 0))
     board = bpy.context.active_object
     board.name = "Board"
-    board.data.materials.append(textured_material(image))
+    board.data.materials.append(emission_material("CheckerTexture", image))
 
     bpy.ops.mesh.primitive_cube_add(size=1.0, location=(-2, -1.5, 0))
     cube = bpy.context.active_object
@@ -124,8 +107,4 @@ def main():
     print(f"make_textured_scene: wrote {output} using texture {image.filepath}", flush=True)
 
 
-try:
-    main()
-except Exception as error:  # exit non-zero so callers notice a broken scene
-    print(f"make_textured_scene: {error}", file=sys.stderr, flush=True)
-    sys.exit(1)
+run_generator(main, "make_textured_scene")

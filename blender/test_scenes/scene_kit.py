@@ -3,6 +3,8 @@
 Run inside Blender; the generator scripts put this folder on sys.path to import it.
 """
 
+import sys
+
 import bpy
 
 
@@ -94,3 +96,65 @@ def add_camera(scene, location, rotation):
     camera.rotation_euler = rotation
     scene.camera = camera
     return camera
+
+
+def write_png(path, width, height, pixel):
+    """Write an RGBA PNG whose pixel (x, y) (from the bottom-left) is pixel(x, y) -> (r, g, b, a)."""
+    image = bpy.data.images.new("scene_kit_png", width, height, alpha=True)
+    values = []
+    for y in range(height):
+        for x in range(width):
+            values.extend(pixel(x, y))
+    image.pixels.foreach_set(values)
+    image.filepath_raw = path
+    image.file_format = "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def emission_material(name, image, image_user=None):
+    """A material showing `image` as it is: emission, "Closest" so texels stay crisp.
+
+    image_user: a function given the Image Texture node's image_user to set
+    (frames of a sequence).
+    """
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    links = mat.node_tree.links
+    for node in list(nodes):
+        nodes.remove(node)
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    tex.interpolation = "Closest"
+    if image_user is not None:
+        image_user(tex.image_user)
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 1.0
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(tex.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return mat
+
+
+def fresh_compositor(scene):
+    """Turn the compositor on with nothing but a Render Layers and a Composite node.
+
+    Returns (tree, layers, composite); the caller links them as it needs.
+    """
+    scene.use_nodes = True
+    scene.render.use_compositing = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    composite = tree.nodes.new("CompositorNodeComposite")
+    return tree, layers, composite
+
+
+def run_generator(main, name):
+    """Run a generator's main(); any error exits 1 with it, so callers notice a broken scene."""
+    try:
+        main()
+    except Exception as error:
+        print(f"{name}: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)

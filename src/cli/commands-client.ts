@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   apiPath,
@@ -37,6 +38,7 @@ import {
 } from './common.ts';
 import { registerDownloadCommand } from './commands-download.ts';
 import { formatJob, formatJobDetail, formatJobs, formatWorkers } from './format.ts';
+import { sendProject } from './project.ts';
 import { uploadJob } from './upload.ts';
 import { watchJob } from './watch.ts';
 
@@ -71,6 +73,10 @@ function registerSubmit(program: Command): void {
     .option('--allow-scripts', 'let Python scripts inside the .blend run (off by default: only for files you trust)')
     .option('--tiles <tiles>', 'split frames into tiles on several workers: auto (default: when idle workers outnumber frames left), off, a count (4) or a grid (2x2)')
     .option('--force-tiles', 'split even when the scene uses effects that cross tile edges (denoising, glare); seams may show')
+    .option('--no-denoising', "render with Cycles' denoising off (for workers whose Blender lacks the denoiser)")
+    .option('--project-dir <dir>', 'send every file in this folder with the .blend (default: ask Blender here which files the .blend uses)')
+    .option('--blend-only', 'send the .blend alone, without the files it uses')
+    .option('--blender-path <path>', 'the Blender that finds the files the .blend uses (env ARCHENLAND_BLENDER; default: blender)')
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -86,19 +92,24 @@ function registerSubmit(program: Command): void {
       if (options.allowScripts) fields.allowScripts = 'true';
       if (options.tiles) fields.tiles = formatTiling(usage(() => parseTiling(options.tiles)));
       if (options.forceTiles) fields.forceTiles = 'true';
+      if (options.denoising === false) fields.denoising = 'false';
       const client = clientFrom(options);
+      const sent = await sendProject(client, file, { projectDir: options.projectDir, blendOnly: options.blendOnly, blenderPath: options.blenderPath });
+      if (sent.projectId) fields.project = sent.projectId;
       const uploadBar = progressBar('upload   {bar} {percentage}% | {value_mb}/{total_mb} MB');
       let job: Job;
       try {
-        job = await uploadJob(client, file, fields, (sent, total) => {
+        job = await uploadJob(client, file, fields, (done, total) => {
           if (!uploadBar.isActive) uploadBar.start(total, 0, { value_mb: '0.0', total_mb: mb(total) });
-          uploadBar.update(sent, { value_mb: mb(sent), total_mb: mb(total) });
+          uploadBar.update(done, { value_mb: mb(done), total_mb: mb(total) });
         });
       } finally {
         uploadBar.stop();
       }
-      if (!options.wait) return print(options.json, job, `submitted job ${job.id} (${job.name})`);
-      if (!options.json) console.log(`submitted job ${job.id} (${job.name}); rendering…`);
+      const transfer = { uploadedBytes: sent.uploadedBytes + (await stat(file)).size, reusedBytes: sent.reusedBytes };
+      const summary = `submitted job ${job.id} (${job.name})${sent.files ? `; ${sent.files} project files, ${mb(transfer.reusedBytes)} MB of them already on the server` : ''}`;
+      if (!options.wait) return print(options.json, { ...job, ...transfer }, summary);
+      if (!options.json) console.log(`${summary}; rendering…`);
       const renderBar = progressBar('frames   {bar} {value}/{total} | {state}');
       let final: Job;
       try {
@@ -111,7 +122,7 @@ function registerSubmit(program: Command): void {
       } finally {
         renderBar.stop();
       }
-      print(options.json, final, formatJob(final));
+      print(options.json, { ...final, ...transfer }, formatJob(final));
       if (final.state !== 'completed') process.exitCode = EXIT.failed;
     });
   examples(command, [
@@ -121,6 +132,7 @@ function registerSubmit(program: Command): void {
     'archenland submit shot010.blend --hold   # review the probed settings, `edit`, then `resume`',
     'archenland submit shot010.blend --wait --json | jq .state',
     'archenland submit poster.blend --tiles 2x2 --wait   # one still, four workers',
+    'archenland submit shots/010/main.blend --project-dir .   # no Blender here: send the whole project folder',
   ]);
 }
 

@@ -27,6 +27,10 @@ export function formatJob(job: Job): string {
   if (job.scene) lines.push(`scene: ${job.scene.engine}, ${job.scene.resolutionX}x${job.scene.resolutionY}, ${job.fps} fps`);
   if (job.error) lines.push(`error: ${job.error}`);
   if (job.notice) lines.push(`note: ${job.notice}`);
+  // The preflight's findings: what would spoil the render, errors first.
+  for (const problem of job.scene?.problems ?? []) {
+    lines.push(`${problem.severity}: ${problem.message}${problem.path && !problem.message.includes(problem.path) ? ` (${problem.path})` : ''}`);
+  }
   if (job.videoReady) lines.push(`video: /api/jobs/${job.id}/video`);
   return lines.join('\n');
 }

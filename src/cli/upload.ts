@@ -1,8 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import type { Writable } from 'node:stream';
 import { apiPath, type Job } from '../protocol/index.ts';
+import { MultipartBody } from '../util/multipart-body.ts';
 import { ApiError, type ApiClient } from './client.ts';
 
 /**
@@ -16,48 +17,51 @@ export async function uploadJob(
   onProgress: (sent: number, total: number) => void,
 ): Promise<Job> {
   const { size } = await stat(file);
-  const boundary = `----archenland${randomBytes(12).toString('hex')}`;
-  const fieldParts = Object.entries(fields)
-    .map(([name, value]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`)
-    .join('');
-  const safeName = path.basename(file).replace(/["\r\n]/g, '_');
-  const head = Buffer.from(
-    `${fieldParts}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  const body = new MultipartBody(fields, [{ field: 'file', fileName: path.basename(file), source: { file, size } }]);
+  let sent = 0;
+  const answer = await send(client, 'POST', apiPath('submitJob'), body.contentType, body.length, (out) =>
+    body.writeTo(out, (bytes) => onProgress((sent += bytes), size)),
   );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  const url = new URL(apiPath('submitJob'), client.baseUrl);
+  if (answer.status !== 201) throw ApiError.fromAnswer(answer.status, answer.body, answer.statusText);
+  try {
+    return JSON.parse(answer.body) as Job;
+  } catch {
+    throw new ApiError(`the server accepted the file but answered something that is not JSON: ${answer.body.slice(0, 200)}`, 201);
+  }
+}
 
+/** Streams one project file to the server, which keeps it once it proves to have this SHA-256. */
+export async function uploadProjectFile(client: ApiClient, file: { local: string; sha256: string; size: number }, onBytes: (bytes: number) => void): Promise<void> {
+  const answer = await send(client, 'PUT', apiPath('uploadProjectFile', { sha256: file.sha256 }), 'application/octet-stream', file.size, async (out) => {
+    for await (const chunk of createReadStream(file.local) as AsyncIterable<Buffer>) {
+      if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve));
+      onBytes(chunk.length);
+    }
+    out.end();
+  });
+  if (answer.status !== 201) throw ApiError.fromAnswer(answer.status, answer.body, answer.statusText);
+}
+
+/** One request whose body `write` streams; resolves with the answer, whatever its status. */
+function send(
+  client: ApiClient,
+  method: string,
+  pathName: string,
+  contentType: string,
+  length: number,
+  write: (out: Writable) => Promise<void>,
+): Promise<{ status: number; body: string; statusText?: string }> {
   return new Promise((resolve, reject) => {
-    const request = client.transport.request(url, {
-      method: 'POST',
-      headers: {
-        ...client.headers(),
-        'content-type': `multipart/form-data; boundary=${boundary}`,
-        'content-length': head.length + size + tail.length,
-      },
+    const request = client.transport.request(new URL(pathName, client.baseUrl), {
+      method,
+      headers: { ...client.headers(), 'content-type': contentType, 'content-length': length },
     });
     request.on('error', (error) => reject(client.connectionError(error, 'upload failed: cannot reach the server at')));
     request.on('response', (response) => {
       let body = '';
       response.setEncoding('utf8').on('data', (chunk) => (body += chunk));
-      response.on('end', () => {
-        if (response.statusCode !== 201) return reject(ApiError.fromAnswer(response.statusCode ?? 0, body, response.statusMessage));
-        try {
-          resolve(JSON.parse(body) as Job);
-        } catch {
-          reject(new ApiError(`the server accepted the file but answered something that is not JSON: ${body.slice(0, 200)}`, 201));
-        }
-      });
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body, statusText: response.statusMessage }));
     });
-    request.write(head);
-    let sent = 0;
-    const stream = createReadStream(file);
-    stream.on('data', (chunk) => {
-      sent += chunk.length;
-      onProgress(sent, size);
-    });
-    stream.on('error', reject);
-    stream.on('end', () => request.end(tail));
-    stream.pipe(request, { end: false });
+    write(request).catch(reject);
   });
 }

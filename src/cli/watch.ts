@@ -1,13 +1,13 @@
 import { WebSocket } from 'ws';
-import { apiPath, farmEventSchema, parseMessage, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
+import { apiPath, farmEventSchema, isHeldForMissingFiles, parseMessage, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
 import { explainTlsError } from '../util/tls-client.ts';
 import type { ApiClient } from './client.ts';
 
 const finished = new Set(['completed', 'failed', 'cancelled']);
 
 /**
- * Follows one job over the server's live event stream (no polling) until it ends, and
- * resolves with its final state. The job is read once after subscribing, so an end that
+ * Follows one job over the server's live event stream (no polling) until it ends, or its
+ * preflight holds it for files the project lacks, and resolves with its last state. The job is read once after subscribing, so an end that
  * happened before the subscription is not missed.
  */
 export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job: Job) => void): Promise<Job> {
@@ -26,7 +26,7 @@ export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job:
     };
     const update = (job: Job) => {
       onUpdate(job);
-      if (finished.has(job.state)) done(job);
+      if (finished.has(job.state) || isHeldForMissingFiles(job)) done(job);
     };
     socket.on('open', () => socket.send(JSON.stringify({ type: 'observe', protocol: PROTOCOL_VERSION, token: client.token })));
     socket.on('message', (data) => {

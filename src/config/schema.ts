@@ -76,6 +76,12 @@ export const workerSchema = z.strictObject({
   name: z.string().min(1).optional().describe('Name shown in the web UI; defaults to the host name'),
   cache_dir: text('archenland-worker', 'Folder for downloaded files and rendered frames; a relative path is resolved against the folder of the settings file'),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
+  cache_max_gb: z
+    .number()
+    .min(0)
+    .max(1_000_000)
+    .default(20)
+    .describe('Size budget of the .blend and project files kept in cache_dir (GiB); the least recently used go first, never those of the job being rendered. 0: no limit'),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
   allow_scripts: z
     .boolean()

@@ -8,6 +8,8 @@ import {
   frameCursorSchema,
   idSchema,
   jobPatchSchema,
+  MAX_PASSES_PER_FRAME,
+  passNameSchema,
   PROTOCOL_VERSION,
   sha256Schema,
   tileIndexSchema,
@@ -36,7 +38,10 @@ import { registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { discardFile, type ReceivedFile } from '../store/index.ts';
 import { isDiskFull, receiveToTemp, tooLarge } from './upload.ts';
+import { receiveResult } from './result-upload.ts';
 import { on } from './routing.ts';
+import { sendFile } from './send-file.ts';
+import { registerProjectRoutes } from './project-routes.ts';
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -57,6 +62,7 @@ const jobParams = z.object({ id: idSchema });
 const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
 const tileParams = frameParams.extend({ tile: z.coerce.number().pipe(tileIndexSchema) });
 const blendParams = z.object({ sha256: sha256Schema });
+const passParams = z.object({ id: idSchema, frame: z.coerce.number().int(), name: passNameSchema });
 const previewQuery = z.object({ size: z.enum(['small', 'large']).default('small') as z.ZodType<PreviewSize> });
 const frameColumnsQuery = z.object({ since: frameCursorSchema.optional() });
 
@@ -97,6 +103,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   registerSessionRoutes(app, options.credentials, options.tls !== null);
   registerTokenRoutes(app, options.credentials, dataDir, options.legacyTokenFromSettings);
+  registerProjectRoutes(app, farm, dataDir, options.maxUploadBytes);
 
   void app.register(async (api) => {
     await api.register(multipart, {
@@ -150,6 +157,16 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     return farm.frameLog(id, frame);
   });
 
+  on(app, 'framePasses', async (request) => {
+    const { id, frame } = parse(frameParams, request.params);
+    return farm.framePasses(id, frame);
+  });
+  on(app, 'passFile', async (request, reply) => {
+    const { id, frame, name } = parse(passParams, request.params);
+    const file = await farm.passFile(id, frame, name);
+    return sendFile(reply, file, `${frameFileName(frame)}-${name.replaceAll('/', '-')}`);
+  });
+
   on(app, 'framePreview', async (request, reply) => {
     const { id, frame } = parse(frameParams, request.params);
     const { size } = parse(previewQuery, request.query);
@@ -188,6 +205,8 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     const { ZipArchive } = await import('archiver'); // loaded on first use: ~19 MB idle otherwise
     const zip = new ZipArchive({ store: true });
     for (const f of frames) zip.file(f.file, { name: `${frameFileName(f.number)}${path.extname(f.file)}` });
+    // File Output passes, kept only for finished frames: passes/frame_0001/<pass name>.
+    if (existsSync(dataDir.passesDir(id))) zip.directory(dataDir.passesDir(id), 'passes');
     void zip.finalize();
     return reply
       .header('content-type', 'application/zip')
@@ -209,41 +228,33 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   void app.register(async (workerApi) => {
-    // Frames stream straight to disk: no body parsing, whatever the content type.
-    workerApi.removeAllContentTypeParsers();
-    workerApi.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    // A whole frame, or one tile of a split frame.
-    const receiveResult = async (request: FastifyRequest, id: string, frame: number, tile?: number) => {
+    await workerApi.register(multipart, {
+      limits: { fileSize: options.maxUploadBytes, files: 1 + MAX_PASSES_PER_FRAME, fields: 1, fieldSize: MAX_MANIFEST_BYTES, parts: 2 + MAX_PASSES_PER_FRAME },
+    });
+    // A whole frame, or one tile of a split frame, with its log and passes (src/protocol/results.ts).
+    const receiveFrame = async (request: FastifyRequest, id: string, frame: number, tile?: number) => {
       const headers = parse(frameUploadHeaders, request.headers);
       // Checked before a byte is stored: the upload must come from an open worker connection.
       const workerId = farm.workerForUploadKey(headers[UPLOAD_KEY_HEADER]);
       if (workerId === undefined) {
         throw new FarmError('WORKER_NOT_CONNECTED', 'this upload key belongs to no open worker connection: upload again once the worker has reconnected');
       }
-      let upload: ReceivedFile;
+      if (!request.isMultipart()) throw new FarmError('UNSUPPORTED_MEDIA_TYPE', 'a result is a multipart/form-data upload (src/protocol/results.ts)');
       try {
-        upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: options.maxUploadBytes, announcedBytes: announcedLength(request) });
+        const result = await receiveResult(request, dataDir.tmp, options.maxUploadBytes, announcedLength(request));
+        return await farm.frameUploaded(workerId, id, frame, result, tile);
       } catch (error) {
         if (isDiskFull(error)) await farm.storageFull(id, (error as Error).message);
         throw error;
       }
-      if (upload.sha256 !== headers['x-archenland-sha256']) {
-        await discardFile(upload.tempPath);
-        throw new FarmError('CORRUPT_UPLOAD', `checksum mismatch: the upload has SHA-256 ${upload.sha256}, the worker said ${headers['x-archenland-sha256']}`);
-      }
-      if (upload.size === 0) {
-        await discardFile(upload.tempPath);
-        throw new FarmError('CORRUPT_UPLOAD', 'the frame file is empty');
-      }
-      return farm.frameUploaded(workerId, id, frame, upload, headers['x-archenland-render-ms'], tile);
     };
     on(workerApi, 'uploadFrame', async (request) => {
       const { id, frame } = parse(frameParams, request.params);
-      return receiveResult(request, id, frame);
+      return receiveFrame(request, id, frame);
     });
     on(workerApi, 'uploadTile', async (request) => {
       const { id, frame, tile } = parse(tileParams, request.params);
-      return receiveResult(request, id, frame, tile);
+      return receiveFrame(request, id, frame, tile);
     });
   });
 
@@ -251,11 +262,10 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   return Object.assign(app, { registeredRoutes: routes });
 }
 
-const frameUploadHeaders = z.object({
-  [UPLOAD_KEY_HEADER]: z.string().min(16).max(100),
-  'x-archenland-sha256': sha256Schema,
-  'x-archenland-render-ms': z.coerce.number().min(0).max(1e10),
-});
+const frameUploadHeaders = z.object({ [UPLOAD_KEY_HEADER]: z.string().min(16).max(100) });
+
+/** The manifest holds the frame's log (64 KiB of text, up to 6 bytes a character once escaped as JSON) and the pass list. */
+const MAX_MANIFEST_BYTES = 512 * 1024;
 
 /** The answer for an error: the farm's own code, or the closest code for Fastify's and Node's errors. */
 function errorAnswer(error: Error & { statusCode?: number }): ApiError {
@@ -280,21 +290,6 @@ function watchFrameChanges(app: FastifyInstance<any, any, any, any, any>, farm: 
 function announcedLength(request: FastifyRequest): number | undefined {
   const length = Number(request.headers['content-length']);
   return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-}
-
-async function sendFile(reply: FastifyReply, file: string, downloadName: string, type?: string) {
-  if (type) void reply.header('content-type', type);
-  else void reply.type(contentTypeOf(file));
-  const { size } = await stat(file);
-  return reply
-    .header('content-length', size)
-    .header('content-disposition', `inline; filename="${downloadName}"`)
-    .send(createReadStream(file));
-}
-
-function contentTypeOf(file: string): string {
-  const types: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.exr': 'image/x-exr', '.tif': 'image/tiff' };
-  return types[path.extname(file)] ?? 'application/octet-stream';
 }
 
 /** Reads the multipart body: the file streams to a temp file; fields are collected as text. */

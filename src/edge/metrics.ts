@@ -39,7 +39,7 @@ export function createFarmMetrics(farm: Farm) {
   const finished = new Counter({ name: 'archenland_jobs_finished_total', help: 'Jobs that ended since the server started, by end state', labelNames: ['state'], registers: [registry] });
   const uploaded = new Counter({
     name: 'archenland_upload_bytes_total',
-    help: 'Bytes received: .blend files submitted (kind="blend") and rendered frames uploaded by workers (kind="frame")',
+    help: 'Bytes received: .blend files submitted (kind="blend") and workers\' result uploads, each a frame with its log and passes (kind="frame")',
     labelNames: ['kind'],
     registers: [registry],
   });

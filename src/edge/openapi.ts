@@ -3,6 +3,14 @@ import { on } from './routing.ts';
 import { z } from 'zod';
 import {
   apiErrorSchema,
+  framePassSchema,
+  projectCreatedSchema,
+  projectManifestSchema,
+  storedFileSchema,
+  resultManifestSchema,
+  RESULT_IMAGE_FIELD,
+  RESULT_MANIFEST_FIELD,
+  RESULT_PASS_FIELD,
   errorCatalogue,
   type ErrorCode,
   CLIENT_HEADER,
@@ -92,6 +100,11 @@ function responseRegistry() {
   registry.add(createdTokenSchema, { id: 'CreatedToken', description: 'A new token with its secret, shown only here.' });
   registry.add(healthSchema, { id: 'Health' });
   registry.add(frameUploadAnswerSchema, { id: 'FrameUploadAnswer' });
+  registry.add(resultManifestSchema, { id: 'ResultManifest', description: 'What a worker says about the frame it uploads; the server checks every checksum.' });
+  registry.add(projectManifestSchema, { id: 'ProjectManifest', description: "A project: where the main .blend sits and every file it uses, each by path (relative to `root`, the submitting machine's folder), SHA-256 and size." });
+  registry.add(projectCreatedSchema, { id: 'ProjectCreated', description: 'A project\'s id and the files (by SHA-256) the server still lacks.' });
+  registry.add(storedFileSchema, { id: 'StoredFile' });
+  registry.add(framePassSchema, { id: 'FramePass', description: "A compositor File Output pass kept with a frame: its name (path in the frame's passes) and size in bytes." });
   registry.add(farmChangeSchema, { id: 'FarmChange', description: 'One change in the farm.' });
   registry.add(farmEventSchema, { id: 'FarmEvent', description: 'What WebSocket observers receive: changes in coalesced batches.' });
   return registry;
@@ -158,6 +171,8 @@ const jobFieldDescriptions: Record<string, string> = {
   hold: 'queue the job paused after probing, so its settings can be reviewed and edited first',
   tiles: 'split frames into tiles rendered on several workers: `auto` (when idle workers outnumber the frames left; default), `off`, a count such as `4`, or a grid such as `2x2`',
   forceTiles: 'split even when the scene uses effects that cross tile edges (denoising, glare); seams may show',
+  denoising: '`false`: render with Cycles\' denoising off, for workers whose Blender lacks the denoiser (the fix the preflight offers for DENOISER_UNAVAILABLE)',
+  project: 'the id of a project made with `POST /api/projects` whose files (textures, libraries, caches) the .blend uses; every file must be uploaded first',
 };
 
 function multipartSchema(): Record<string, unknown> {
@@ -241,6 +256,25 @@ function operation(route: RouteDoc): Record<string, unknown> {
       required: true,
       content: { 'multipart/form-data': { schema: multipartSchema(), encoding: { file: { contentType: 'application/octet-stream' } } } },
     };
+  } else if (route.body?.kind === 'result') {
+    op.requestBody = {
+      required: true,
+      description: `the manifest field \`${RESULT_MANIFEST_FIELD}\` first (JSON: the image's SHA-256, the render time, Blender's log, and each pass's name and SHA-256), then the image in \`${RESULT_IMAGE_FIELD}\` and the passes in \`${RESULT_PASS_FIELD}0\`, \`${RESULT_PASS_FIELD}1\`, … in the manifest's order`,
+      content: {
+        'multipart/form-data': {
+          schema: {
+            type: 'object',
+            required: [RESULT_MANIFEST_FIELD, RESULT_IMAGE_FIELD],
+            properties: {
+              [RESULT_MANIFEST_FIELD]: { $ref: REF('ResultManifest') },
+              [RESULT_IMAGE_FIELD]: { type: 'string', contentMediaType: 'application/octet-stream', description: 'the image as Blender saved it (a tile: cropped to the tile)' },
+            },
+            patternProperties: { [`^${RESULT_PASS_FIELD}\\d+$`]: { type: 'string', contentMediaType: 'application/octet-stream' } },
+          },
+          encoding: { [RESULT_MANIFEST_FIELD]: { contentType: 'application/json' } },
+        },
+      },
+    };
   } else if (route.body?.kind === 'binary') {
     op.requestBody = { required: true, description: route.body.description, content: { 'application/octet-stream': {} } };
   }
@@ -292,6 +326,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     },
     tags: [
       { name: 'jobs', description: 'submit and steer jobs' },
+      { name: 'projects', description: 'the files a .blend uses (textures, libraries, caches), each uploaded once' },
       { name: 'results', description: 'frames, previews, logs, videos' },
       { name: 'workers', description: 'render machines' },
       { name: 'session', description: 'browser login' },

@@ -171,8 +171,6 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
     case 'frame_failed':
       if (message.reason === 'disk_full') return farm.frameHandedBack(workerId, message.jobId, message.frame, message.error, message.tile);
       return farm.frameFailed(workerId, message.jobId, message.frame, message.error, message.log, message.tile);
-    case 'frame_log':
-      return farm.frameLogReceived(workerId, message.jobId, message.frame, message.log, message.tile);
     case 'probe_result':
       return farm.probeSucceeded(workerId, message.jobId, message.scene);
     case 'probe_failed':

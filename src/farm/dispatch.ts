@@ -8,6 +8,7 @@ import { now } from './state.ts';
 import type { FrameTimers } from './timeouts.ts';
 import { emptyCounts } from './views.ts';
 import { jobRecord } from './job-record.ts';
+import { projectRefOf } from './projects.ts';
 
 interface RenderInfo {
   message: Omit<RenderAssignment, 'frame' | 'tile'>;
@@ -58,6 +59,7 @@ export class Dispatcher {
         allowScripts: jobRecord(row).allowScripts,
         overrides: jobRecord(row).overrides,
         fileExtension: row.file_extension ?? 'png',
+        project: await projectRefOf(this.state, row.project_id),
       },
     });
     scheduler.addJob({
@@ -103,7 +105,6 @@ export class Dispatcher {
   /** Tells every worker the job is over so it can close its Blender session. */
   releaseJob(jobId: string): void {
     this.state.views.dropRenderingRows(jobId);
-    this.state.earlyLogs.dropJob(jobId);
     for (const worker of this.state.workers.values()) {
       if (worker.current?.jobId === jobId) worker.current = null;
       worker.link.send({ type: 'cancel', jobId });

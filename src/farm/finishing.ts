@@ -65,6 +65,19 @@ export class Finisher {
     await this.frameSettled(jobId, done.jobFinished);
   }
 
+  /**
+   * The job cannot finish whatever the farm does (Scheduler.hopelessReason): it fails now
+   * instead of waiting for ever. Unfinished frames go back to queued, so a retry takes them up.
+   */
+  async giveUp(jobId: string, reason: string): Promise<void> {
+    const row = await this.state.store.getJob(jobId);
+    if (!row || !['queued', 'rendering'].includes(row.state)) return;
+    await this.dispatch.leaveScheduler(jobId);
+    this.dispatch.releaseJob(jobId);
+    await this.state.store.requeueRenderingFrames(jobId);
+    await this.state.failJob(row, reason);
+  }
+
   /** Every frame is either done or failed for good: encode, or report what failed. */
   async finishRendering(jobId: string): Promise<void> {
     const { store, views } = this.state;

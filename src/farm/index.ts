@@ -3,10 +3,13 @@ import type {
   FarmChange,
   FrameColumns,
   FrameLog,
+  FramePass,
   Job,
   JobDetail,
   JobOptions,
   JobPatch,
+  ProjectCreated,
+  ProjectManifest,
   SceneInfo,
   Worker,
   WorkerHello,
@@ -21,13 +24,15 @@ import { Finisher } from './finishing.ts';
 import { JobLifecycle } from './job-lifecycle.ts';
 import { Prober } from './probing.ts';
 import { Queries } from './queries.ts';
-import { Results } from './results.ts';
+import { Projects } from './projects.ts';
+import { Results, type DeliveredResult } from './results.ts';
 import { FarmState, type FarmOptions } from './state.ts';
 import { FrameTimers } from './timeouts.ts';
 import { emptyCounts } from './views.ts';
 import { WorkerRegistry } from './worker-registry.ts';
 
 export type { WorkerLink } from './connected-worker.ts';
+export type { DeliveredResult } from './results.ts';
 export type { FarmOptions } from './state.ts';
 export { FarmError } from './errors.ts';
 export { FrameChangeLog } from './frame-change-log.ts';
@@ -46,6 +51,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly finisher: Finisher;
   private readonly results: Results;
   private readonly prober: Prober;
+  private readonly projects: Projects;
   private readonly registry: WorkerRegistry;
   private readonly lifecycle: JobLifecycle;
   private readonly queries: Queries;
@@ -60,8 +66,9 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.finisher = new Finisher(state, this.dispatch);
     this.results = new Results(state, this.dispatch, this.finisher, this.timers);
     this.prober = new Prober(state, this.dispatch);
+    this.projects = new Projects(state);
     this.registry = new WorkerRegistry(state, this.dispatch, this.prober, this.timers);
-    this.lifecycle = new JobLifecycle(state, this.dispatch, this.prober, this.finisher, (jobId) =>
+    this.lifecycle = new JobLifecycle(state, this.dispatch, this.prober, this.finisher, this.projects, (jobId) =>
       this.emit('event', { type: 'job_removed', jobId }),
     );
     this.queries = new Queries(state);
@@ -80,6 +87,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
       if (queued) await this.dispatch.enqueue(job, job.state === 'paused');
     }
     log.info({ requeued }, 'farm state restored');
+    this.background(this.projects.collectGarbage());
   }
 
   /** Runs work the caller does not wait for, logging its errors; `stop` lets it finish. */
@@ -92,6 +100,28 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.state.stopping = true;
     this.timers.clearAll();
     await this.state.settle();
+  }
+
+  // ---- projects: the files jobs' .blends use ---------------------------------------------
+
+  createProject(manifest: ProjectManifest): Promise<ProjectCreated> {
+    return this.projects.create(manifest);
+  }
+
+  storeProjectFile(sha256: string, upload: ReceivedFile): Promise<void> {
+    return this.projects.storeFile(sha256, upload);
+  }
+
+  project(id: string): Promise<ProjectManifest> {
+    return this.projects.get(id).then(({ root, main, files }) => ({ root, main, files }));
+  }
+
+  projectFile(sha256: string): string {
+    return this.projects.file(sha256);
+  }
+
+  collectGarbage(): Promise<{ files: number; bytes: number }> {
+    return this.projects.collectGarbage();
   }
 
   // ---- jobs: commands ----------------------------------------------------------------
@@ -155,6 +185,14 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return this.queries.frameFile(jobId, frame);
   }
 
+  framePasses(jobId: string, frame: number): Promise<FramePass[]> {
+    return this.queries.framePasses(jobId, frame);
+  }
+
+  passFile(jobId: string, frame: number, name: string): Promise<string> {
+    return this.queries.passFile(jobId, frame, name);
+  }
+
   frameLog(jobId: string, frame: number): Promise<FrameLog> {
     return this.queries.frameLog(jobId, frame);
   }
@@ -203,8 +241,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   // ---- what workers deliver --------------------------------------------------------------
 
-  frameUploaded(workerId: string, jobId: string, frame: number, upload: ReceivedFile, renderMs: number, tile?: number) {
-    return this.results.frameUploaded(workerId, jobId, frame, upload, renderMs, tile);
+  frameUploaded(workerId: string, jobId: string, frame: number, result: DeliveredResult, tile?: number) {
+    return this.results.frameUploaded(workerId, jobId, frame, result, tile);
   }
 
   frameFailed(workerId: string, jobId: string, frame: number, error: string, log: string, tile?: number): Promise<void> {
@@ -213,10 +251,6 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   frameHandedBack(workerId: string, jobId: string, frame: number, reason: string, tile?: number): Promise<void> {
     return this.results.frameHandedBack(workerId, jobId, frame, reason, tile);
-  }
-
-  frameLogReceived(workerId: string, jobId: string, frame: number, log: string, tile?: number): Promise<void> {
-    return this.results.frameLogReceived(workerId, jobId, frame, log, tile);
   }
 
   probeSucceeded(workerId: string, jobId: string, scene: SceneInfo): Promise<void> {

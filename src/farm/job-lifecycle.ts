@@ -7,6 +7,7 @@ import type { Dispatcher } from './dispatch.ts';
 import { FarmError } from './errors.ts';
 import type { Finisher } from './finishing.ts';
 import type { Prober } from './probing.ts';
+import type { Projects } from './projects.ts';
 import type { FarmState } from './state.ts';
 import { newId, now } from './state.ts';
 import { emptyCounts } from './views.ts';
@@ -19,6 +20,7 @@ export class JobLifecycle {
     private readonly dispatch: Dispatcher,
     private readonly prober: Prober,
     private readonly finisher: Finisher,
+    private readonly projects: Projects,
     /** Tells observers the job is gone. */
     private readonly announceRemoved: (jobId: string) => void,
   ) {}
@@ -26,6 +28,7 @@ export class JobLifecycle {
   /** Stores the .blend and a job that waits for its scene to be read; returns its id. */
   async submit(upload: ReceivedFile, options: JobOptions, fileName: string): Promise<string> {
     const { store, dataDir, views, log } = this.state;
+    if (options.project) await this.projects.requireComplete(options.project);
     await commitFile(upload.tempPath, dataDir.blend(upload.sha256));
     const request: RenderRequest = {
       frames: options.frames,
@@ -34,6 +37,7 @@ export class JobLifecycle {
       samples: options.samples,
       tiles: options.tiles,
       forceTiles: options.forceTiles,
+      ...(options.denoising === false ? { denoising: false } : {}),
     };
     const row = await store.insertJob({
       id: newId(),
@@ -41,6 +45,7 @@ export class JobLifecycle {
       state: 'probing',
       priority: options.priority,
       allow_scripts: options.allowScripts ? 1 : 0,
+      project_id: options.project ?? null,
       blend_sha256: upload.sha256,
       blend_size: upload.size,
       requested_json: JSON.stringify({ ...request, hold: options.hold }),
@@ -49,6 +54,7 @@ export class JobLifecycle {
         resolutionPercentage: request.resolutionPercentage ?? null,
         samples: request.samples ?? null,
         fileFormat: request.fileFormat ?? null,
+        denoising: request.denoising === false ? false : null,
       }),
       scene_json: null,
       frame_start: null,
@@ -114,9 +120,17 @@ export class JobLifecycle {
     const { store, views } = this.state;
     const row = await this.state.requireJob(id);
     const counts = views.countsOf(id);
-    if (counts.failed === 0) throw new FarmError('JOB_STATE_CONFLICT', `job ${id} has no failed frames`);
+    // A job that gave up (hopeless) may have no failed frame: its unfinished frames start over.
+    if (counts.failed === 0 && row.state !== 'failed') throw new FarmError('JOB_STATE_CONFLICT', `job ${id} has no failed frames`);
     if (!allows('retry', row.state as JobState)) {
       throw new FarmError('JOB_STATE_CONFLICT', `a ${row.state} job cannot retry frames`);
+    }
+    if (row.state === 'failed' && counts.total === 0) {
+      // It failed before its frames were made (its preflight, or the scene could not be read): read it again.
+      await this.state.setState(row, 'probing', { error: null, finished_at: null });
+      this.prober.add(id);
+      this.prober.requestProbes();
+      return;
     }
     await this.dispatch.leaveScheduler(id);
     await store.requeueFailedFrames(id);
@@ -136,6 +150,7 @@ export class JobLifecycle {
     await store.deleteJob(id);
     await rm(dataDir.jobDir(id), { recursive: true, force: true });
     if ((await store.jobsUsingBlend(row.blend_sha256)) === 0) await rm(dataDir.blend(row.blend_sha256), { force: true });
+    if (row.project_id) this.state.background(this.projects.collectGarbage());
     log.info({ jobId: id }, 'job deleted');
     this.announceRemoved(id);
   }

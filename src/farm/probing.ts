@@ -1,9 +1,10 @@
-import { compileJob, CompileError } from '../jobs/index.ts';
+import { compileJob, CompileError, missingFiles } from '../jobs/index.ts';
 import { framesOf, type SceneInfo } from '../protocol/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { FarmState } from './state.ts';
 import { jobRecord } from './job-record.ts';
+import { projectRefOf } from './projects.ts';
 
 /**
  * A new job's scene is read by a worker (the server has no Blender): the probe asks a
@@ -48,7 +49,7 @@ export class Prober {
       if (!worker) return;
       this.probes.set(jobId, worker.id);
       this.state.background(
-        this.state.store.getJob(jobId).then((row) => {
+        this.state.store.getJob(jobId).then(async (row) => {
           if (!row) return;
           worker.link.send({
             type: 'probe',
@@ -56,6 +57,7 @@ export class Prober {
             blend: { sha256: row.blend_sha256, size: row.blend_size },
             // A worker that refuses scripts reads the scene with them off: the probe only reads settings.
             allowScripts: jobRecord(row).allowScripts && worker.allowScripts,
+            project: await projectRefOf(this.state, row.project_id),
           });
         }),
       );
@@ -74,7 +76,9 @@ export class Prober {
       compiled = compileJob(scene, request);
     } catch (error) {
       if (!(error instanceof CompileError)) throw error;
-      await this.state.failJob(row, error.message);
+      // The scene is kept, so the API and the job page show what the preflight found.
+      await store.updateJob(jobId, { scene_json: JSON.stringify(scene) });
+      await this.state.failJob((await store.getJob(jobId)) ?? row, error.message);
       return;
     }
     const frames = framesOf(compiled.range);
@@ -89,8 +93,12 @@ export class Prober {
       file_extension: compiled.fileExtension,
     };
     await store.updateJob(jobId, fields);
-    await this.dispatch.enqueue({ ...row, ...fields }, request.hold === true, frames);
-    await this.state.setState(row, request.hold ? 'paused' : 'queued');
+    // Files the .blend names but the project lacks: hold rather than render frames without them.
+    const missing = missingFiles(scene);
+    const hold = request.hold === true || missing.length > 0;
+    await this.dispatch.enqueue({ ...row, ...fields }, hold, frames);
+    await this.state.setState(row, hold ? 'paused' : 'queued');
+    if (missing.length > 0) log.warn({ jobId, missing: missing.map((m) => m.path) }, 'job held: the project lacks files its scene uses');
     log.info({ jobId, frames: views.countsOf(jobId).total, engine: scene.engine }, 'scene probed, job queued');
     this.dispatch.pump();
   }

@@ -1,4 +1,6 @@
-import type { FrameColumns, FrameLog, Job, JobDetail, Worker } from '../protocol/index.ts';
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { FrameColumns, FrameLog, FramePass, Job, JobDetail, Worker } from '../protocol/index.ts';
 import { FarmError } from './errors.ts';
 import type { FarmState } from './state.ts';
 import { workerView } from './views.ts';
@@ -43,6 +45,27 @@ export class Queries {
     const row = await this.state.store.getFrame(jobId, frame);
     if (!row) throw new FarmError('FRAME_NOT_FOUND', `job ${jobId} has no frame ${frame}`);
     return { number: frame, error: row.error, log: row.log ?? '' };
+  }
+
+  /** The compositor passes kept with a rendered frame, by name; none for a frame not rendered. */
+  async framePasses(jobId: string, frame: number): Promise<FramePass[]> {
+    await this.frameFile(jobId, frame);
+    const dir = this.state.dataDir.framePassesDir(jobId, frame);
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+    const passes: FramePass[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile()) continue;
+      const file = path.join(entry.parentPath, entry.name);
+      passes.push({ name: path.relative(dir, file).split(path.sep).join('/'), size: (await stat(file)).size });
+    }
+    return passes.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** One pass's file; the name is checked against the listed ones, never joined blindly. */
+  async passFile(jobId: string, frame: number, name: string): Promise<string> {
+    const known = await this.framePasses(jobId, frame);
+    if (!known.some((pass) => pass.name === name)) throw new FarmError('PASS_NOT_FOUND', `frame ${frame} has no pass named "${name}"`);
+    return path.join(this.state.dataDir.framePassesDir(jobId, frame), ...name.split('/'));
   }
 
   async videoFile(jobId: string): Promise<string> {

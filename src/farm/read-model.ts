@@ -5,6 +5,7 @@ import type { FrameColumnRows } from '../store/store.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import { emptyCounts, frameColumnsView, frameView, jobView, workerView, type JobTimes, type LiveFrameDetail } from './views.ts';
 import { jobRecord } from './job-record.ts';
+import { missingFiles } from '../jobs/index.ts';
 
 const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
 
@@ -71,6 +72,11 @@ export class ReadModel {
 
   /** Why a job that should be rendering is not, when the farm knows: a user should not wait in silence. */
   private noticeOf(row: JobRow): string | null {
+    const missing = row.state === 'paused' ? missingFiles(jobRecord(row).scene ?? { problems: [] }) : [];
+    if (missing.length > 0) {
+      const named = missing.slice(0, 3).map((problem) => problem.path ?? '?').join(', ');
+      return `held: the scene uses ${missing.length === 1 ? 'a file' : `${missing.length} files`} the project lacks (${named}${missing.length > 3 ? ', …' : ''}); submit the project again with ${missing.length === 1 ? 'it' : 'them'}, or resume to render without ${missing.length === 1 ? 'it' : 'them'}`;
+    }
     if (!jobRecord(row).allowScripts || !['queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];
     if (workers.some((worker) => worker.allowScripts)) return null;

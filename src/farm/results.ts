@@ -1,3 +1,5 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { commitFile, discardFile, type ReceivedFile } from '../store/index.ts';
 import { isWorkOn } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
@@ -10,9 +12,9 @@ import type { FrameTimers } from './timeouts.ts';
 const MAX_FRAME_LOG_CHARS = 256 * 1024;
 
 /**
- * What workers deliver: rendered frames and tiles, failures, frames handed back, and
- * Blender's logs. The first valid result wins, and only from a worker the frame (or
- * tile) was handed to.
+ * What workers deliver: rendered frames and tiles (each with Blender's log and the
+ * compositor's passes), failures, and frames handed back. The first valid result wins,
+ * and only from a worker the frame (or tile) was handed to.
  */
 export class Results {
   constructor(
@@ -23,21 +25,14 @@ export class Results {
   ) {}
 
   /** The worker uploaded a rendered frame, or one tile of it: the first valid result wins. */
-  async frameUploaded(
-    workerId: string,
-    jobId: string,
-    frame: number,
-    upload: ReceivedFile,
-    renderMs: number,
-    tile?: number,
-  ): Promise<{ accepted: boolean; reason?: string }> {
-    const { store, scheduler, dataDir, views, earlyLogs, log } = this.state;
+  async frameUploaded(workerId: string, jobId: string, frame: number, result: DeliveredResult, tile?: number): Promise<{ accepted: boolean; reason?: string }> {
+    const { store, scheduler, dataDir, views, log } = this.state;
     const job = await store.getJob(jobId);
     // The scheduler knows the frames still to render; only a refusal needs the stored frame.
     const open = job !== undefined && scheduler.isOpen(jobId, frame);
     const row = open ? null : job && (await store.getFrame(jobId, frame));
     if (!job || row === undefined) {
-      await discardFile(upload.tempPath);
+      await discardResult(result);
       throw new FarmError('FRAME_NOT_FOUND', `job ${jobId} has no frame ${frame}`);
     }
     const tiles = row ? null : scheduler.tilesOf(jobId, frame);
@@ -52,36 +47,38 @@ export class Results {
     const unassigned = !refusal && !scheduler.wasAssigned(jobId, frame, workerId, tile);
     if (unassigned) {
       log.warn({ workerId, jobId, frame, tile }, 'result refused: not assigned to this worker');
-      await discardFile(upload.tempPath);
+      await discardResult(result);
       return { accepted: false, reason: `${tile === undefined ? `frame ${frame}` : `tile ${tile} of frame ${frame}`} was not assigned to this worker` };
     }
     if (refusal) {
-      if (tile === undefined) earlyLogs.take(jobId, frame, workerId); // a losing copy's log is not the frame's
-      await discardFile(upload.tempPath);
+      await discardResult(result);
       return { accepted: false, reason: refusal };
     }
     const extension = job.file_extension ?? 'png';
     const file = tile === undefined ? dataDir.frameFile(jobId, frame, extension) : dataDir.tileFile(jobId, frame, tile, extension);
-    await commitFile(upload.tempPath, file);
+    await commitFile(result.image.tempPath, file);
     const outcome = scheduler.frameDone(jobId, frame, workerId, tile);
     if (outcome.kind !== 'accepted') {
-      if (tile === undefined) earlyLogs.take(jobId, frame, workerId);
+      await discardResult({ ...result, image: undefined });
       return { accepted: false, reason: 'already done' };
     }
     for (const other of outcome.cancel) this.state.workers.get(other.workerId)?.link.send({ type: 'cancel', jobId, frame, tile });
     const worker = this.state.workers.get(workerId);
     if (isWorkOn(worker?.current, jobId, frame, tile)) worker!.current = null;
-    const ms = Math.round(renderMs);
+    const ms = Math.round(result.renderMs);
     const workerRow = await store.recordRenderedFrame(workerId, ms);
     if (workerRow && worker?.row.id === workerRow.id) worker.row = workerRow;
     if (tile === undefined) {
-      const early = earlyLogs.take(jobId, frame, workerId);
-      await this.finisher.frameDone(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: upload.sha256, ...(early === undefined ? {} : { log: early }) });
+      await keepPasses(dataDir.framePassesDir(jobId, frame), result.passes);
+      const logged = result.log ? { log: result.log } : {};
+      await this.finisher.frameDone(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: result.image.sha256, ...logged });
       await this.finisher.frameSettled(jobId, outcome.jobFinished);
-    } else if (outcome.stitch) {
-      await this.finisher.stitch(jobId, frame);
     } else {
-      await views.publishFrame(jobId, frame);
+      // Scenes with File Output nodes are never split (the probe's tile blockers): a tile has no passes.
+      await discardResult({ ...result, image: undefined });
+      if (result.log) await this.appendTileLog(workerId, jobId, frame, tile, result.log);
+      if (outcome.stitch) await this.finisher.stitch(jobId, frame);
+      else await views.publishFrame(jobId, frame);
     }
     await views.publishWorker(workerId);
     return { accepted: true };
@@ -89,7 +86,7 @@ export class Results {
 
   async frameFailed(workerId: string, jobId: string, frame: number, error: string, log: string, tile?: number): Promise<void> {
     const { scheduler, views, store } = this.state;
-    const outcome = scheduler.frameFailed(jobId, frame, workerId, tile);
+    const outcome = scheduler.frameFailed(jobId, frame, workerId, tile, error);
     if (outcome.kind === 'unknown') return;
     this.state.log.warn({ workerId, jobId, frame, tile, attempts: outcome.attempts, error }, tile === undefined ? 'frame failed' : 'tile failed');
     const worker = this.state.workers.get(workerId);
@@ -104,7 +101,14 @@ export class Results {
         : store.requeueFrame(jobId, frame, this.state.unfinishedState(jobId, frame), failure)),
     );
     await this.finisher.frameSettled(jobId, outcome.kind === 'failed' && outcome.jobFinished);
+    await this.giveUpIfHopeless(jobId);
     this.dispatch.pump();
+  }
+
+  /** After a failure or a worker leaving: a job no worker can finish fails now instead of waiting for ever. */
+  async giveUpIfHopeless(jobId: string): Promise<void> {
+    const reason = this.state.scheduler.hopelessReason(jobId, this.state.workers.keys());
+    if (reason) await this.finisher.giveUp(jobId, reason);
   }
 
   /**
@@ -122,18 +126,34 @@ export class Results {
     this.dispatch.pump();
   }
 
-  /** Keeps Blender's output for a frame (each tile's in turn); it arrives beside the upload, in either order. */
-  async frameLogReceived(workerId: string, jobId: string, frame: number, log: string, tile?: number): Promise<void> {
-    const { store, workers, earlyLogs } = this.state;
-    if (tile === undefined) {
-      // Workers send the log just before the upload: kept until then, it is written with the frame's result.
-      if (isWorkOn(workers.get(workerId)?.current, jobId, frame)) return earlyLogs.keep({ jobId, frame, workerId, log });
-      return store.setFrameLog(jobId, frame, log, workerId);
-    }
-    const row = await store.getFrame(jobId, frame);
-    if (!row || (row.worker_id !== null && row.worker_id !== workerId)) return;
-    const name = workers.get(workerId)?.row.name ?? workerId;
+  /** A split frame's log holds each tile's output in turn, with the worker that rendered it. */
+  private async appendTileLog(workerId: string, jobId: string, frame: number, tile: number, log: string): Promise<void> {
+    const row = await this.state.store.getFrame(jobId, frame);
+    if (!row) return;
+    const name = this.state.workers.get(workerId)?.row.name ?? workerId;
     const combined = `${row.log ?? ''}--- tile ${tile + 1} (worker ${name}) ---\n${log}\n`;
-    await store.setTileLogs(jobId, frame, combined.slice(-MAX_FRAME_LOG_CHARS));
+    await this.state.store.setTileLogs(jobId, frame, combined.slice(-MAX_FRAME_LOG_CHARS));
   }
+}
+
+/** A rendered frame or tile as a worker delivered it, checked, its files not yet in place. */
+export interface DeliveredResult {
+  image: ReceivedFile;
+  renderMs: number;
+  /** Blender's output for the frame. */
+  log: string;
+  /** Files the compositor's File Output nodes wrote, by name (src/protocol/results.ts). */
+  passes: Array<{ name: string; file: ReceivedFile }>;
+}
+
+/** Drops what a refused result brought; `image: undefined` when the image was already moved into place. */
+async function discardResult(result: { image?: ReceivedFile; passes: DeliveredResult['passes'] }): Promise<void> {
+  const files = [...(result.image ? [result.image] : []), ...result.passes.map((pass) => pass.file)];
+  await Promise.all(files.map((file) => discardFile(file.tempPath)));
+}
+
+/** Moves a frame's passes into its passes folder, replacing any earlier ones. */
+async function keepPasses(dir: string, passes: DeliveredResult['passes']): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  for (const pass of passes) await commitFile(pass.file.tempPath, path.join(dir, ...pass.name.split('/')));
 }

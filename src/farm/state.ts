@@ -5,7 +5,6 @@ import type { JobRow, Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from '../store/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
-import { EarlyLogs } from './early-logs.ts';
 import { FarmError } from './errors.ts';
 import { ReadModel } from './read-model.ts';
 
@@ -31,7 +30,6 @@ export class FarmState {
   readonly scheduler: Scheduler;
   readonly workers = new Map<string, ConnectedWorker>();
   readonly views: ReadModel;
-  readonly earlyLogs = new EarlyLogs((log) => this.background(this.store.setFrameLog(log.jobId, log.frame, log.log, log.workerId)));
   private readonly pending = new Set<Promise<unknown>>();
   /** Set once the farm stops: events from the edges change nothing any more. */
   stopping = false;

@@ -23,6 +23,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     allowScripts,
     blendSha256: row.blend_sha256,
     blendSize: row.blend_size,
+    projectId: row.project_id,
     requested: requestedView(submitted),
     tiling: tilingView(submitted, scene),
     scene,

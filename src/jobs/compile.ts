@@ -6,6 +6,7 @@ import {
   type OutputFormat,
   type SceneInfo,
   type SceneOverrides,
+  type SceneProblem,
   type TileRequest,
 } from '../protocol/index.ts';
 import { CompileError } from './errors.ts';
@@ -19,6 +20,8 @@ export interface RenderRequest {
   samples?: number | null;
   tiles?: TileRequest;
   forceTiles?: boolean;
+  /** false: render without Cycles' denoising (the fix for DENOISER_UNAVAILABLE). */
+  denoising?: boolean;
 }
 
 export interface CompiledJob {
@@ -35,6 +38,8 @@ export { CompileError };
  * this job compilation). Pure: no I/O, so every rule is tested directly.
  */
 export function compileJob(scene: SceneInfo, request: RenderRequest): CompiledJob {
+  const blocking = blockingProblems(scene, request);
+  if (blocking.length > 0) throw new CompileError(blocking.map(describeProblem).join('; '));
   const range = request.frames ?? { start: scene.frameStart, end: scene.frameEnd, step: scene.frameStep };
   if (range.end < range.start) {
     throw new CompileError(`the scene's frame range ${range.start}-${range.end} is empty; choose frames to render`);
@@ -62,6 +67,22 @@ export function compileJob(scene: SceneInfo, request: RenderRequest): CompiledJo
       resolutionPercentage: request.resolutionPercentage ?? null,
       samples: request.samples ?? null,
       fileFormat: request.fileFormat ?? null,
+      denoising: request.denoising === false ? false : null,
     },
   };
+}
+
+/** The preflight's errors that the request does not avoid: the job cannot render any frame. */
+export function blockingProblems(scene: SceneInfo, request: RenderRequest): SceneProblem[] {
+  return scene.problems.filter((problem) => problem.severity === 'error' && !(problem.fix === 'disable_denoising' && request.denoising === false));
+}
+
+function describeProblem(problem: SceneProblem): string {
+  const fix = problem.fix === 'disable_denoising' ? ' (submit again with denoising off: `archenland submit --no-denoising`, or the API field denoising=false)' : '';
+  return `${problem.message}${fix}`;
+}
+
+/** Files the preflight could not find: the job holds rather than render frames without them. */
+export function missingFiles(scene: Pick<SceneInfo, 'problems'>): SceneProblem[] {
+  return scene.problems.filter((problem) => problem.code === 'MISSING_FILE');
 }

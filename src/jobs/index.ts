@@ -1,2 +1,2 @@
-export { compileJob, CompileError, type CompiledJob, type RenderRequest } from './compile.ts';
+export { blockingProblems, compileJob, CompileError, missingFiles, type CompiledJob, type RenderRequest } from './compile.ts';
 export { planTiling, tileBlockers, type JobTilingPlan } from './tiling.ts';

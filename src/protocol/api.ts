@@ -39,6 +39,10 @@ export const jobOptionsSchema = z.object({
   tiles: tileRequestSchema.default('auto'),
   /** Split even when the scene uses effects that cross tile edges (denoising, glare). */
   forceTiles: z.boolean().default(false),
+  /** false: render with Cycles' denoising off (for a Blender without the denoiser). */
+  denoising: z.boolean().optional(),
+  /** The project (POST /api/projects) whose files the .blend uses. */
+  project: sha256Schema.optional(),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -77,6 +81,8 @@ export const jobSchema = z.object({
   allowScripts: z.boolean(),
   blendSha256: sha256Schema,
   blendSize: z.number().int(),
+  /** The project whose files the .blend uses (POST /api/projects); null for a self-contained .blend. */
+  projectId: sha256Schema.nullable(),
   /** What the user asked for; null fields fall back to the scene's values. */
   requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true, hold: true, tiles: true, forceTiles: true }),
   tiling: jobTilingSchema,

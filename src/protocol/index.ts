@@ -7,3 +7,5 @@ export * from './frames.ts';
 export * from './messages.ts';
 export * from './scene.ts';
 export * from './tiles.ts';
+export * from './results.ts';
+export * from './projects.ts';

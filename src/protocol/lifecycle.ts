@@ -12,7 +12,7 @@ export const jobTransitions: Readonly<Record<JobState, readonly JobState[]>> = {
   rendering: ['encoding', 'paused', 'failed', 'cancelled', 'queued'],
   encoding: ['completed', 'failed', 'cancelled'],
   completed: [],
-  failed: ['queued'], // retrying failed frames puts the job back in the queue
+  failed: ['queued', 'probing'], // a retry queues failed frames again, or reads again a scene that failed its preflight
   cancelled: [],
 };
 
@@ -61,12 +61,23 @@ export function allows(command: JobCommand, state: JobState): boolean {
   return (jobCommands[command] as readonly JobState[]).includes(state);
 }
 
-/** Retrying needs failed frames to retry. */
+/**
+ * Retrying needs failed frames to retry, or a failed job: one that gave up (no worker
+ * could finish it) or failed its preflight starts over.
+ */
 export function canRetry(job: { state: JobState; counts: FrameCounts }): boolean {
-  return job.counts.failed > 0 && allows('retry', job.state);
+  return (job.counts.failed > 0 || job.state === 'failed') && allows('retry', job.state);
 }
 
 /** A job still on its way: it may render, or be rendering, or be made into a video. */
 export function isActive(job: { state: JobState }): boolean {
   return !isFinished(job.state);
+}
+
+/**
+ * Paused by its preflight: the scene names files the project lacks, so the job waits for
+ * them (or for a resume) instead of rendering frames without them. `submit --wait` stops here.
+ */
+export function isHeldForMissingFiles(job: { state: JobState; scene: { problems: ReadonlyArray<{ code: string }> } | null }): boolean {
+  return job.state === 'paused' && (job.scene?.problems.some((problem) => problem.code === 'MISSING_FILE') ?? false);
 }

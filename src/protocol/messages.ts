@@ -1,13 +1,14 @@
 import { z } from 'zod';
 import { frameSchema, idSchema, jobSchema, sha256Schema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
+import { projectRefSchema } from './projects.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
 
 /**
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -58,15 +59,6 @@ const frameFailedSchema = z.object({
   reason: z.enum(['render', 'disk_full']).default('render'),
 });
 
-/** Blender's output for a rendered frame, kept for the UI's per-frame log view. */
-const frameLogSchema = z.object({
-  type: z.literal('frame_log'),
-  jobId: idSchema,
-  frame: z.number().int(),
-  tile: tileIndexSchema,
-  log: z.string().max(64 * 1024),
-});
-
 const probeResultSchema = z.object({
   type: z.literal('probe_result'),
   jobId: idSchema,
@@ -86,7 +78,6 @@ export const workerMessageSchema = z.discriminatedUnion('type', [
   readySchema,
   progressSchema,
   frameFailedSchema,
-  frameLogSchema,
   probeResultSchema,
   probeFailedSchema,
 ]);
@@ -115,6 +106,8 @@ export const renderAssignmentSchema = z.object({
   allowScripts: z.boolean(),
   overrides: sceneOverridesSchema,
   fileExtension: z.string(),
+  /** The files the .blend uses, laid out around it (null: a self-contained .blend). */
+  project: projectRefSchema.nullable().default(null),
   /** Render only this region of the frame (a tile), cropped to it. */
   tile: tileRegionSchema.optional(),
 });
@@ -125,6 +118,7 @@ export const probeRequestSchema = z.object({
   jobId: idSchema,
   blend: blendRefSchema,
   allowScripts: z.boolean(),
+  project: projectRefSchema.nullable().default(null),
 });
 export type ProbeRequest = z.infer<typeof probeRequestSchema>;
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { frameCursorSchema, idSchema, sha256Schema, UPLOAD_KEY_HEADER } from './api.ts';
 import type { ErrorCode } from './errors.ts';
 import { PROTOCOL_VERSION } from './messages.ts';
+import { passNameSchema } from './results.ts';
 import { tileIndexSchema } from './tiles.ts';
 
 /**
@@ -25,6 +26,8 @@ export const SESSION_COOKIE = 'archenland_session';
 type Body =
   | { kind: 'json'; ref: string }
   | { kind: 'multipart' }
+  /** A worker's result: manifest, image and passes (src/protocol/results.ts). */
+  | { kind: 'result' }
   | { kind: 'binary'; description: string };
 interface Answer {
   description: string;
@@ -61,12 +64,12 @@ export interface RouteDoc {
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
 const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'worker id' };
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
+const sha256Param = (description: string): Param => ({ name: 'sha256', in: 'path', schema: sha256Schema, description });
 const tileNumber: Param = { name: 'tile', in: 'path', schema: tileIndexSchema, description: 'tile index, row by row from the top-left, from 0' };
-const uploadHeaders = [
-  { name: UPLOAD_KEY_HEADER, in: 'header', schema: z.string(), description: "the upload key of the worker's open WebSocket connection (sent in its welcome); an unknown key is answered 503", required: true },
-  { name: 'x-archenland-sha256', in: 'header', schema: sha256Schema, description: 'SHA-256 of the body; a mismatch is refused', required: true },
-  { name: 'x-archenland-render-ms', in: 'header', schema: z.number().min(0).max(1e10), description: 'render time in milliseconds', required: true },
-] as const satisfies readonly Param[];
+const uploadKeyHeader: Param = {
+  name: UPLOAD_KEY_HEADER, in: 'header', schema: z.string(), required: true,
+  description: "the upload key of the worker's open WebSocket connection (sent in its welcome); an unknown key is answered 503",
+};
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/x-exr', 'image/tiff', 'application/octet-stream'];
 
 const jobAction = <A extends 'cancel' | 'pause' | 'resume' | 'retry'>(action: A, summary: string, conflict: string) => ({
@@ -156,10 +159,25 @@ export const routeDocs = [
     name: 'submitJob', method: 'post', path: '/api/jobs', tag: 'jobs', access: 'user',
     summary: 'Submit a .blend',
     description:
-      'multipart/form-data with the .blend in the field `file` and optional text fields. The server probes the scene (frame range, fps, resolution, engine, format) on a worker; fields given here override the file\'s values.',
+      'multipart/form-data with the .blend in the field `file` and optional text fields. The server probes the scene (frame range, fps, resolution, engine, format) on a worker, and its preflight looks for problems (no camera, a denoiser the workers lack, files the project lacks); fields given here override the file\'s values. A .blend that uses other files (textures, libraries, caches) names its project in the field `project`.',
     body: { kind: 'multipart' },
     ok: { 201: { description: 'the new job (state probing)', json: 'Job' } },
-    errors: ['BAD_UPLOAD', 'EMPTY_FILE', 'INVALID_JOB_SETTINGS', 'TOO_LARGE', 'NOT_A_BLEND', 'UNSUPPORTED_MEDIA_TYPE', 'CORRUPT_UPLOAD', 'DISK_FULL'],
+    errors: ['BAD_UPLOAD', 'EMPTY_FILE', 'INVALID_JOB_SETTINGS', 'TOO_LARGE', 'NOT_A_BLEND', 'UNSUPPORTED_MEDIA_TYPE', 'CORRUPT_UPLOAD', 'DISK_FULL', 'PROJECT_NOT_FOUND', 'PROJECT_INCOMPLETE'],
+  },
+  {
+    name: 'createProject', method: 'post', path: '/api/projects', tag: 'projects', access: 'user',
+    summary: 'Describe a project (the files a .blend uses) and learn which files the server lacks',
+    description: 'The id is the manifest\'s hash: the same project gets the same id. Upload each missing file with `PUT /api/files/{sha256}`, then submit the job with the field `project`. Files already on the server (from any earlier project) are not sent again.',
+    body: { kind: 'json', ref: 'ProjectManifest' },
+    ok: { 200: { description: 'the project id and the files still to upload', json: 'ProjectCreated' } },
+  },
+  {
+    name: 'uploadProjectFile', method: 'put', path: '/api/files/:sha256', tag: 'projects', access: 'user',
+    summary: 'Upload one project file; the server keeps it once its content proves to have that SHA-256',
+    params: [sha256Param('SHA-256 of the file')],
+    body: { kind: 'binary', description: 'the file' },
+    ok: { 201: { description: 'stored', json: 'StoredFile' } },
+    errors: ['CORRUPT_UPLOAD', 'TOO_LARGE', 'DISK_FULL'],
   },
   {
     name: 'listJobs', method: 'get', path: '/api/jobs', tag: 'jobs', access: 'user',
@@ -223,6 +241,20 @@ export const routeDocs = [
     errors: ['JOB_NOT_FOUND', 'TILE_NOT_FOUND', 'NO_PREVIEW'],
   },
   {
+    name: 'framePasses', method: 'get', path: '/api/jobs/:id/frames/:frame/passes', tag: 'results', access: 'user',
+    summary: "The compositor's File Output passes kept with a rendered frame",
+    params: [jobId, frameNumber],
+    ok: { 200: { description: 'each pass by name (its path in the frame\'s passes) and size', json: 'FramePass', array: true } },
+    errors: ['FRAME_NOT_FOUND', 'FRAME_NOT_RENDERED'],
+  },
+  {
+    name: 'passFile', method: 'get', path: '/api/jobs/:id/frames/:frame/passes/:name', tag: 'results', access: 'user',
+    summary: 'One File Output pass of a rendered frame, as Blender saved it',
+    params: [jobId, frameNumber, { name: 'name', in: 'path', schema: passNameSchema, description: 'the pass name as listed, URL-encoded (its "/" as %2F)' }],
+    ok: { 200: { description: 'the file', media: IMAGE_TYPES } },
+    errors: ['FRAME_NOT_FOUND', 'FRAME_NOT_RENDERED', 'PASS_NOT_FOUND'],
+  },
+  {
     name: 'frameLog', method: 'get', path: '/api/jobs/:id/frames/:frame/log', tag: 'results', access: 'user',
     summary: "Blender's output for a frame",
     params: [jobId, frameNumber],
@@ -238,7 +270,7 @@ export const routeDocs = [
   },
   {
     name: 'framesZip', method: 'get', path: '/api/jobs/:id/frames.zip', tag: 'results', access: 'user',
-    summary: 'Every finished frame in one zip (streamed, stored uncompressed; no Content-Length)',
+    summary: 'Every finished frame in one zip, with its File Output passes under passes/<frame>/ (streamed, stored uncompressed; no Content-Length)',
     params: [jobId],
     ok: { 200: { description: 'zip archive', media: ['application/zip'] } },
     errors: ['JOB_NOT_FOUND', 'FRAME_NOT_RENDERED'],
@@ -273,23 +305,37 @@ export const routeDocs = [
   {
     name: 'downloadBlend', method: 'get', path: '/api/worker/blends/:sha256', tag: 'worker protocol', access: 'worker',
     summary: 'Download a scene by its SHA-256 (workers)',
-    params: [{ name: 'sha256', in: 'path', schema: sha256Schema, description: 'SHA-256 of the .blend' }],
+    params: [sha256Param('SHA-256 of the .blend')],
     ok: { 200: { description: 'the .blend', media: ['application/octet-stream'] } },
     errors: ['BLEND_NOT_FOUND'],
   },
   {
+    name: 'getProject', method: 'get', path: '/api/worker/projects/:sha256', tag: 'worker protocol', access: 'worker',
+    summary: "A project's manifest (workers), to lay its files out around the .blend",
+    params: [sha256Param('the project id')],
+    ok: { 200: { description: 'the manifest', json: 'ProjectManifest' } },
+    errors: ['PROJECT_NOT_FOUND'],
+  },
+  {
+    name: 'downloadProjectFile', method: 'get', path: '/api/worker/files/:sha256', tag: 'worker protocol', access: 'worker',
+    summary: 'Download a project file by its SHA-256 (workers)',
+    params: [sha256Param('SHA-256 of the file')],
+    ok: { 200: { description: 'the file', media: ['application/octet-stream'] } },
+    errors: ['FILE_NOT_FOUND'],
+  },
+  {
     name: 'uploadFrame', method: 'put', path: '/api/worker/jobs/:id/frames/:frame', tag: 'worker protocol', access: 'worker',
     summary: 'Upload a rendered frame (workers)',
-    params: [jobId, frameNumber, ...uploadHeaders],
-    body: { kind: 'binary', description: 'the image file as Blender saved it' },
+    params: [jobId, frameNumber, uploadKeyHeader],
+    body: { kind: 'result' },
     ok: { 200: { description: 'whether the frame was taken', json: 'FrameUploadAnswer' } },
     errors: ['FRAME_NOT_FOUND', 'WORKER_NOT_CONNECTED', 'TOO_LARGE', 'CORRUPT_UPLOAD', 'DISK_FULL'],
   },
   {
     name: 'uploadTile', method: 'put', path: '/api/worker/jobs/:id/frames/:frame/tiles/:tile', tag: 'worker protocol', access: 'worker',
     summary: 'Upload one rendered tile of a split frame (workers); the last tile in gets the frame stitched',
-    params: [jobId, frameNumber, tileNumber, ...uploadHeaders],
-    body: { kind: 'binary', description: 'the tile image as Blender saved it (cropped to the tile)' },
+    params: [jobId, frameNumber, tileNumber, uploadKeyHeader],
+    body: { kind: 'result' },
     ok: { 200: { description: 'whether the tile was taken', json: 'FrameUploadAnswer' } },
     errors: ['FRAME_NOT_FOUND', 'WORKER_NOT_CONNECTED', 'TOO_LARGE', 'CORRUPT_UPLOAD', 'DISK_FULL'],
   },

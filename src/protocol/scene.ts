@@ -1,5 +1,24 @@
 import { z } from 'zod';
 
+/**
+ * Something the preflight (blender/probe.py) found that would spoil the render. Errors
+ * fail the job before its first frame (unless `fix` names an option that avoids them);
+ * MISSING_FILE holds the job until the files are added or the user starts it anyway;
+ * other warnings are shown and the job goes on.
+ */
+export const problemCodes = ['NO_CAMERA', 'DENOISER_UNAVAILABLE', 'ENGINE_UNAVAILABLE', 'MISSING_FILE', 'NEWER_BLENDER', 'SCRIPTS_NEEDED'] as const;
+export const sceneProblemSchema = z.object({
+  /** Unknown codes from a newer worker are kept as they are. */
+  code: z.string().max(40),
+  severity: z.enum(['error', 'warning']),
+  message: z.string().max(300),
+  /** The file's path as the .blend names it ("//tex/wood.png"), for MISSING_FILE. */
+  path: z.string().max(1000).optional(),
+  /** A job option that avoids the problem: `disable_denoising` (submit with denoising off). */
+  fix: z.string().max(40).optional(),
+});
+export type SceneProblem = z.infer<typeof sceneProblemSchema>;
+
 /** What a worker reads from a .blend with Blender's Python API (blender/probe.py). */
 export const sceneInfoSchema = z.object({
   sceneName: z.string(),
@@ -21,6 +40,10 @@ export const sceneInfoSchema = z.object({
    * said in words a user understands. Empty when tiles are safe.
    */
   tileBlockers: z.array(z.string().max(300)).max(20).default([]),
+  /** The preflight's findings, errors first. */
+  problems: z.array(sceneProblemSchema).max(50).default([]),
+  /** The Blender version that saved the file. */
+  savedWith: z.string().max(40).nullable().default(null),
 });
 export type SceneInfo = z.infer<typeof sceneInfoSchema>;
 
@@ -50,5 +73,7 @@ export const sceneOverridesSchema = z.object({
   resolutionPercentage: z.number().int().min(1).max(1000).nullable().default(null),
   samples: z.number().int().min(1).max(1_000_000).nullable().default(null),
   fileFormat: outputFormatSchema.nullable().default(null),
+  /** false: render with Cycles' denoising off (for workers whose Blender lacks the denoiser). */
+  denoising: z.literal(false).nullable().default(null),
 });
 export type SceneOverrides = z.infer<typeof sceneOverridesSchema>;

@@ -1,3 +1,4 @@
+import { ErrorTally } from './hopeless.ts';
 import type { JobTilingPlan } from '../jobs/index.ts';
 import { tileCount, type TileGrid, type TileRegion } from '../protocol/index.ts';
 
@@ -93,9 +94,15 @@ export interface JobEntry {
   open: Set<number>;
   /** Workers that failed this job too often (issue: blocklist); they get none of its frames. */
   blocked: Set<string>;
-  failuresByWorker: Map<string, number>;
+  /** worker -> the frames it failed in this job; enough of them bar it from the job. */
+  failedFramesByWorker: Map<string, Set<number>>;
   /** unit -> workers it failed on, so a retry goes to another worker when there is one. */
   failedOn: Map<string, Set<string>>;
+  /** Failures by error, to tell the scene's errors from a worker's (hopeless.ts). */
+  errors: ErrorTally;
+  /** Set once the same error came from several workers: the scene cannot render. */
+  sceneError: string | null;
+  lastError: string | null;
   /** Running average of one whole frame's render time in this job (tiles scaled up). */
   frameMs: number | undefined;
   done: number;
@@ -131,8 +138,11 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     attempts: new Map(),
     open: new Set(job.frames),
     blocked: new Set(),
-    failuresByWorker: new Map(),
+    failedFramesByWorker: new Map(),
     failedOn: new Map(),
+    errors: new ErrorTally(),
+    sceneError: null,
+    lastError: null,
     frameMs: undefined,
     done: job.done ?? 0,
     failed: job.failed ?? 0,

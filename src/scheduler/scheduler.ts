@@ -37,7 +37,10 @@ import { chooseSplit } from './tile-policy.ts';
 export interface SchedulerOptions {
   /** A frame (or tile) is tried until it has failed this many times in all. */
   maxAttempts: number;
-  /** A worker that fails this many frames of one job gets no more of that job. */
+  /**
+   * A worker that fails this many different frames of one job gets no more of that job
+   * (one frame failing again and again says more about the frame than the worker).
+   */
   blockAfterFailures: number;
   /**
    * At the tail of the queue, an idle worker takes a copy of the unit expected to finish
@@ -295,18 +298,23 @@ export class Scheduler {
     return { kind: 'failed', attempts, jobFinished: entry.open.size === 0, cancel: [] };
   }
 
-  frameFailed(jobId: string, frame: number, workerId: string, tile?: number): FailureOutcome {
+  frameFailed(jobId: string, frame: number, workerId: string, tile?: number, error = ''): FailureOutcome {
     const entry = this.jobs.get(jobId);
     const unit = unitKey(frame, tile);
     if (!entry || !isOpenUnit(entry, unit) || !entry.assignedTo.get(unit)?.has(workerId)) return { kind: 'unknown' };
+    if (error) {
+      entry.lastError = error;
+      entry.sceneError ??= entry.errors.add(workerId, frame, error);
+    }
     const attempts = (entry.attempts.get(unit) ?? 0) + 1;
     entry.attempts.set(unit, attempts);
     let failedOn = entry.failedOn.get(unit);
     if (!failedOn) entry.failedOn.set(unit, (failedOn = new Set()));
     failedOn.add(workerId);
-    const failures = (entry.failuresByWorker.get(workerId) ?? 0) + 1;
-    entry.failuresByWorker.set(workerId, failures);
-    if (failures >= this.options.blockAfterFailures) entry.blocked.add(workerId);
+    let failedFrames = entry.failedFramesByWorker.get(workerId);
+    if (!failedFrames) entry.failedFramesByWorker.set(workerId, (failedFrames = new Set()));
+    failedFrames.add(frame);
+    if (failedFrames.size >= this.options.blockAfterFailures) entry.blocked.add(workerId);
 
     const wasHolder = entry.inFlight.get(unit)?.has(workerId) ?? false;
     const nobodyLeft = wasHolder ? this.dropHolder(entry, unit, workerId) : !entry.inFlight.has(unit);
@@ -316,6 +324,23 @@ export class Scheduler {
     }
     if (!nobodyLeft) return { kind: 'requeued', attempts }; // a copy still runs elsewhere
     return { kind: 'failed', attempts, ...this.failFrame(entry, frame) };
+  }
+
+  /**
+   * Why the job cannot finish whatever the farm does, or null: the same error came from
+   * several workers (the scene is broken), or every connected worker that could render it
+   * is barred from it and nothing of it is rendering. With no worker connected a job
+   * simply waits.
+   */
+  hopelessReason(jobId: string, connected: Iterable<string>): string | null {
+    const entry = this.jobs.get(jobId);
+    if (!entry || entry.open.size === 0) return null;
+    if (entry.sceneError) return `the same error on several workers and frames, so the scene itself cannot render: ${entry.sceneError}`;
+    if (entry.blocked.size === 0 || entry.inFlight.size > 0 || entry.stitching.size > 0) return null;
+    const candidates = [...connected].filter((w) => !entry.needsScripts || this.scriptWorkers.has(w));
+    if (candidates.length === 0 || candidates.some((w) => !entry.blocked.has(w))) return null;
+    const who = candidates.length === 1 ? 'the only worker that could render it' : `all ${candidates.length} workers that could render it`;
+    return `${who} failed ${this.options.blockAfterFailures} of its frames and may not take it any more: ${entry.lastError ?? 'unknown error'}`;
   }
 
   /** Workers that may not take frames of this job after repeated failures there. */

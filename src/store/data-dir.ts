@@ -29,6 +29,13 @@ export class DataDir {
   blend(sha256: string) {
     return path.join(this.root, 'blends', `${sha256}.blend`);
   }
+  /** The files projects use, each stored once by its SHA-256. */
+  get projectFilesDir() {
+    return path.join(this.root, 'files');
+  }
+  projectFile(sha256: string) {
+    return path.join(this.projectFilesDir, sha256.slice(0, 2), sha256);
+  }
   jobDir(jobId: string) {
     return path.join(this.root, 'jobs', jobId);
   }
@@ -37,6 +44,14 @@ export class DataDir {
   }
   frameFile(jobId: string, frame: number, extension: string) {
     return path.join(this.framesDir(jobId), `${frameFileName(frame)}.${extension}`);
+  }
+  /** The compositor's File Output passes of the job's finished frames, a folder per frame. */
+  passesDir(jobId: string) {
+    return path.join(this.jobDir(jobId), 'passes');
+  }
+  /** Where the passes of one finished frame are kept, by their names. */
+  framePassesDir(jobId: string, frame: number) {
+    return path.join(this.passesDir(jobId), frameFileName(frame));
   }
   tilesDir(jobId: string) {
     return path.join(this.jobDir(jobId), 'tiles');

@@ -3,3 +3,4 @@ export type { JobRow, FrameRow, FrameSummaryRow, WorkerRow, NewJobRow, FrameResu
 export type { CredentialRows, TokenRow, SessionRow } from './credential-rows.ts';
 export { DataDir, frameFileName } from './data-dir.ts';
 export { commitFile, discardFile, ensureDir, type ReceivedFile } from './files.ts';
+export type { ProjectRows, ProjectRow } from './project-rows.ts';

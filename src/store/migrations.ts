@@ -83,6 +83,21 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0004_projects': {
+    async up(db: Kysely<any>) {
+      // A project's manifest: the files a job's .blend uses, each stored once by content.
+      await db.schema
+        .createTable('projects')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('root', 'text', (c) => c.notNull())
+        .addColumn('main', 'text', (c) => c.notNull())
+        .addColumn('files_json', 'text', (c) => c.notNull())
+        .addColumn('total_bytes', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.alterTable('jobs').addColumn('project_id', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -2,6 +2,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
 import { frameStatesLeadingTo, statesLeadingTo, type FrameCounts, type FrameState, type JobState } from '../protocol/index.ts';
 import { CredentialRows } from './credential-rows.ts';
+import { ProjectRows } from './project-rows.ts';
 import { GroupCommitDatabase } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts';
@@ -38,12 +39,15 @@ export class Store {
   private readonly jobs = new Map<string, Readonly<JobRow>>();
   /** Access tokens and browser sessions. */
   readonly credentials: CredentialRows;
+  /** Project manifests. */
+  readonly projects: ProjectRows;
 
   private constructor(
     readonly db: Kysely<Database>,
     private readonly connection: GroupCommitDatabase,
   ) {
     this.credentials = new CredentialRows(db, () => this.committed());
+    this.projects = new ProjectRows(db);
   }
 
   /** `onCommitFailed`: writes that callers saw succeed could not be saved (disk full, I/O error). */
@@ -279,13 +283,11 @@ export class Store {
       .execute();
   }
 
-  /** Frames that were rendering when the server stopped go back to the queue. */
-  async requeueRenderingFrames(): Promise<number> {
-    const result = await this.db
-      .updateTable('frames')
-      .set({ state: 'queued', worker_id: null })
-      .where('state', '=', 'rendering')
-      .executeTakeFirst();
+  /** Frames that were rendering when the server stopped (or their job gave up) go back to the queue. */
+  async requeueRenderingFrames(jobId?: string): Promise<number> {
+    let query = this.db.updateTable('frames').set({ state: 'queued', worker_id: null }).where('state', '=', 'rendering');
+    if (jobId !== undefined) query = query.where('job_id', '=', jobId);
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
   }
 

@@ -22,6 +22,8 @@ export interface JobsTable {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /** The job's project (the files its .blend uses), or null for a self-contained .blend. */
+  project_id: string | null;
 }
 
 export interface FramesTable {
@@ -69,7 +71,19 @@ export interface SessionsTable {
   expires_at: string;
 }
 
+export interface ProjectsTable {
+  /** SHA-256 of the manifest (src/protocol/projects.ts), so the same project is stored once. */
+  id: string;
+  root: string;
+  main: string;
+  /** [{path, sha256, size}] */
+  files_json: string;
+  total_bytes: number;
+  created_at: string;
+}
+
 export interface Database {
+  projects: ProjectsTable;
   jobs: JobsTable;
   frames: FramesTable;
   workers: WorkersTable;

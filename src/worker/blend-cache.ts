@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { text } from 'node:stream/consumers';
 import { apiPath, type BlendRef } from '../protocol/index.ts';
 import type { TlsClient } from '../util/tls-client.ts';
+import { touch } from './cache-budget.ts';
 
 /**
  * .blend files by SHA-256: each is downloaded once per worker, verified, and kept, so
@@ -29,7 +30,10 @@ export class BlendCache {
 
   async get(blend: BlendRef): Promise<string> {
     const target = this.pathOf(blend.sha256);
-    if (existsSync(target)) return target;
+    if (existsSync(target)) {
+      await touch(target); // used now: the last to be trimmed (cache-budget.ts)
+      return target;
+    }
     let download = this.downloads.get(blend.sha256);
     if (!download) {
       download = this.download(blend, target).finally(() => this.downloads.delete(blend.sha256));
@@ -40,30 +44,37 @@ export class BlendCache {
 
   private async download(blend: BlendRef, target: string): Promise<string> {
     await mkdir(this.dir, { recursive: true });
-    const response = await this.transport.send(new URL(apiPath('downloadBlend', { sha256: blend.sha256 }), this.serverUrl), {
-      headers: { authorization: `Bearer ${this.token}` },
-    });
-    if (response.statusCode !== 200) {
-      throw new Error(`could not download the .blend ${blend.sha256.slice(0, 12)}: HTTP ${response.statusCode} ${await text(response)}`);
-    }
-    const temp = `${target}.${randomBytes(4).toString('hex')}.part`;
-    const hash = createHash('sha256');
-    const hashing = new Transform({
-      transform(chunk, _enc, done) {
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
-    try {
-      await pipeline(response, hashing, createWriteStream(temp));
-      const actual = hash.digest('hex');
-      if (actual !== blend.sha256) throw new Error(`downloaded .blend has SHA-256 ${actual}, expected ${blend.sha256}`);
-      await rename(temp, target);
-      return target;
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
+    const url = new URL(apiPath('downloadBlend', { sha256: blend.sha256 }), this.serverUrl);
+    await downloadVerified(this.transport, url, this.token, blend.sha256, target, 'the .blend');
+    return target;
+  }
+}
+
+/**
+ * Downloads a file whose SHA-256 is known into `target`, through a temp file renamed only
+ * once the content proved to have that hash: a half or wrong download is never used.
+ */
+export async function downloadVerified(transport: TlsClient, url: URL, token: string, sha256: string, target: string, what: string): Promise<void> {
+  const response = await transport.send(url, { headers: { authorization: `Bearer ${token}` } });
+  if (response.statusCode !== 200) {
+    throw new Error(`could not download ${what} ${sha256.slice(0, 12)}: HTTP ${response.statusCode} ${await text(response)}`);
+  }
+  const temp = `${target}.${randomBytes(4).toString('hex')}.part`;
+  const hash = createHash('sha256');
+  const hashing = new Transform({
+    transform(chunk, _enc, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  try {
+    await pipeline(response, hashing, createWriteStream(temp));
+    const actual = hash.digest('hex');
+    if (actual !== sha256) throw new Error(`downloaded ${what} has SHA-256 ${actual}, expected ${sha256}`);
+    await rename(temp, target);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
   }
 }
 

@@ -1,6 +1,13 @@
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { apiPath, UPLOAD_KEY_HEADER } from '../protocol/index.ts';
+import {
+  apiPath,
+  RESULT_IMAGE_FIELD,
+  RESULT_MANIFEST_FIELD,
+  RESULT_PASS_FIELD,
+  UPLOAD_KEY_HEADER,
+  type ResultManifest,
+} from '../protocol/index.ts';
+import { MultipartBody, type MultipartFile } from '../util/multipart-body.ts';
 import type { TlsClient } from '../util/tls-client.ts';
 import { sha256OfFile } from './blend-cache.ts';
 
@@ -11,6 +18,12 @@ export interface FrameUpload {
   tile?: number;
   file: string;
   renderMs: number;
+  /** Blender's output for this frame; it travels with the image. */
+  log?: string;
+  /** Files the compositor's File Output nodes wrote for this frame, by their names in the frame's passes. */
+  passes?: Array<{ name: string; file: string }>;
+  /** The frame's own output folder, removed once the upload is done. */
+  folder?: string;
 }
 
 export interface UploadAnswer {
@@ -19,13 +32,25 @@ export interface UploadAnswer {
 }
 
 /**
- * Streams one rendered frame to the server with its checksum; the server verifies it.
+ * Sends one rendered frame to the server in a single upload: a manifest (checksums,
+ * render time, log), the image, and its passes; the server checks every checksum.
  * `uploadKey` is the one the worker's current connection was welcomed with. `transport`
  * is http or https (with the worker's TLS trust) by serverUrl's scheme.
  */
 export async function uploadFrame(serverUrl: string, token: string, uploadKey: string, upload: FrameUpload, transport: TlsClient): Promise<UploadAnswer> {
-  const sha256 = await sha256OfFile(upload.file);
-  const { size } = await stat(upload.file);
+  const passes = upload.passes ?? [];
+  const [image, ...passFiles] = await Promise.all([upload.file, ...passes.map((p) => p.file)].map(describeFile));
+  const manifest: ResultManifest = {
+    sha256: image!.sha256,
+    renderMs: Math.round(upload.renderMs),
+    log: upload.log ?? '',
+    passes: passes.map((pass, index) => ({ name: pass.name, sha256: passFiles[index]!.sha256 })),
+  };
+  const files: MultipartFile[] = [
+    { field: RESULT_IMAGE_FIELD, fileName: 'image', source: { file: upload.file, size: image!.size } },
+    ...passes.map((pass, index) => ({ field: `${RESULT_PASS_FIELD}${index}`, fileName: pass.name, source: { file: pass.file, size: passFiles[index]!.size } })),
+  ];
+  const body = new MultipartBody({ [RESULT_MANIFEST_FIELD]: JSON.stringify(manifest) }, files);
   const path =
     upload.tile === undefined
       ? apiPath('uploadFrame', { id: upload.jobId, frame: upload.frame })
@@ -36,25 +61,28 @@ export async function uploadFrame(serverUrl: string, token: string, uploadKey: s
       method: 'PUT',
       headers: {
         authorization: `Bearer ${token}`,
-        'content-type': 'application/octet-stream',
-        'content-length': size,
+        'content-type': body.contentType,
+        'content-length': body.length,
         [UPLOAD_KEY_HEADER]: uploadKey,
-        'x-archenland-sha256': sha256,
-        'x-archenland-render-ms': String(Math.round(upload.renderMs)),
       },
     });
     request.on('response', (response) => {
-      let body = '';
-      response.setEncoding('utf8').on('data', (chunk) => (body += chunk));
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk) => (text += chunk));
       response.on('end', () => {
-        const json = safeJson(body);
+        const json = safeJson(text);
         if (response.statusCode === 200) resolve(json as UploadAnswer);
-        else reject(new UploadRejected(response.statusCode ?? 0, (json as { error?: string })?.error ?? body));
+        else reject(new UploadRejected(response.statusCode ?? 0, (json as { error?: string })?.error ?? text));
       });
     });
     request.on('error', reject);
-    createReadStream(upload.file).on('error', reject).pipe(request);
+    body.writeTo(request).catch(reject);
   });
+}
+
+async function describeFile(file: string): Promise<{ sha256: string; size: number }> {
+  const [sha256, { size }] = await Promise.all([sha256OfFile(file), stat(file)]);
+  return { sha256, size };
 }
 
 /** The server answered and refused; retrying the same bytes will not help unless it is a 5xx. */

@@ -32,22 +32,22 @@ export class UploadQueue {
     return `${file}.pending.json`;
   }
 
-  /** Uploads left over from an earlier run of this worker. */
+  /** Uploads left over from an earlier run of this worker: records in each job's folder or a frame's folder in it. */
   async recover(outputRoot: string): Promise<number> {
     if (!existsSync(outputRoot)) return 0;
     let recovered = 0;
     for (const jobDir of await readdir(outputRoot)) {
-      const dir = path.join(outputRoot, jobDir);
-      for (const name of await readdir(dir).catch(() => [])) {
-        if (!name.endsWith('.pending.json')) continue;
+      const entries = await readdir(path.join(outputRoot, jobDir), { recursive: true }).catch(() => []);
+      for (const relative of entries.filter((name) => name.endsWith('.pending.json') && name.split(path.sep).length <= 2)) {
+        const record = path.join(outputRoot, jobDir, relative);
         try {
-          const upload = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as FrameUpload;
+          const upload = JSON.parse(await readFile(record, 'utf8')) as FrameUpload;
           if (existsSync(upload.file)) {
             this.enqueue(upload, false);
             recovered++;
-          } else await rm(path.join(dir, name), { force: true });
+          } else await rm(record, { force: true });
         } catch (error) {
-          this.log.warn({ err: error, file: name }, 'ignored an unreadable pending upload record');
+          this.log.warn({ err: error, file: relative }, 'ignored an unreadable pending upload record');
         }
       }
     }
@@ -107,6 +107,8 @@ export class UploadQueue {
     }
     await rm(upload.file, { force: true });
     await rm(UploadQueue.sidecarOf(upload.file), { force: true });
+    // The frame's own folder goes with its passes; it holds nothing else.
+    if (upload.folder) await rm(upload.folder, { recursive: true, force: true });
   }
 }
 

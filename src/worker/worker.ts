@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, statfs } from 'node:fs/promises';
+import { mkdir, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -8,10 +8,13 @@ import type { WorkerSettings } from '../config/index.ts';
 import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type ServerToWorker } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { TlsClient, workerTls } from '../util/tls-client.ts';
-import { BlenderLauncher, type BlenderSession, probeScene } from './blender/index.ts';
+import { BlenderLauncher, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
+import { trimCache } from './cache-budget.ts';
+import { ProjectCache } from './project-cache.ts';
 import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
+import { collectPasses, frameFolder, PASSES_FOLDER } from './passes.ts';
 import { UploadQueue } from './upload-queue.ts';
 
 /** How often a worker short of disk space looks again. */
@@ -34,6 +37,7 @@ interface OpenSession {
 export class RenderWorker {
   private readonly connection: ServerConnection;
   private readonly cache: BlendCache;
+  private readonly projects: ProjectCache;
   private readonly blenders: BlenderLauncher;
   private readonly serverUrl: string;
   private workerId: string | undefined;
@@ -61,6 +65,7 @@ export class RenderWorker {
     this.serverUrl = `${secure ? 'https' : 'http'}://${host}:${settings.web_port}`;
     const socketUrl = `${secure ? 'wss' : 'ws'}://${host}:${settings.port}`;
     this.cache = new BlendCache(path.join(settings.cache_dir, 'blends'), this.serverUrl, settings.token, transport);
+    this.projects = new ProjectCache(settings.cache_dir, this.serverUrl, settings.token, transport, this.cache);
     this.workerId = readWorkerId(settings.cache_dir);
     this.blenders = new BlenderLauncher({
       blenderPath: settings.blender_path,
@@ -212,18 +217,20 @@ export class RenderWorker {
     }
     try {
       const session = await this.sessionFor(assignment);
+      // Each frame (or tile) renders into a folder of its own, where its File Output passes land too.
+      const unitDir = path.join(this.outputRoot, jobId, tile === undefined ? frameFolder(frame) : `${frameFolder(frame)}-tile-${tile}`);
+      await rm(unitDir, { recursive: true, force: true });
       const name = tile === undefined ? 'frame_####' : `tile_${String(tile).padStart(2, '0')}_frame_####`;
-      const outputPattern = path.join(this.settings.cache_dir, 'output', jobId, name);
       const onProgress = (progress: { percent: number }) => {
         const now = Date.now();
         if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
         lastProgress = now;
         this.connection.send({ type: 'progress', jobId, frame, tile, percent: progress.percent });
       };
-      const result = await session.render(frame, outputPattern, onProgress, assignment.tile);
+      const result = await session.render(frame, path.join(unitDir, name), onProgress, assignment.tile);
       log.info({ ms: Math.round(result.renderMs) }, tile === undefined ? 'frame rendered' : 'tile rendered');
-      this.connection.send({ type: 'frame_log', jobId, frame, tile, log: result.log.slice(-60_000) });
-      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs });
+      const passes = await collectPasses(path.join(unitDir, PASSES_FOLDER));
+      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs, log: result.log.slice(-60_000), passes, folder: unitDir });
     } catch (error) {
       if (this.cancelled || this.draining) {
         // Stopped on purpose: the server hands the frame to another worker when we leave.
@@ -277,8 +284,8 @@ export class RenderWorker {
   private async sessionFor(assignment: RenderAssignment): Promise<BlenderSession> {
     if (this.open && this.open.jobId === assignment.jobId && this.open.session.alive) return this.open.session;
     await this.closeSession();
-    const blendFile = await this.cache.get(assignment.blend);
-    const session = await this.blenders.open({ blendFile, allowScripts: assignment.allowScripts, overrides: assignment.overrides });
+    const { blendFile, project } = await this.sceneFiles(assignment);
+    const session = await this.blenders.open({ blendFile, allowScripts: assignment.allowScripts, overrides: assignment.overrides, project });
     if (this.shutDown || this.cancelled) {
       // Stopped or cancelled while Blender was starting: nobody would ever use this one.
       session.kill();
@@ -286,6 +293,17 @@ export class RenderWorker {
     }
     this.open = { jobId: assignment.jobId, session };
     return session;
+  }
+
+  /** The job's .blend on this worker: alone in the blend cache, or at its place in its project's tree. */
+  private async sceneFiles(job: Pick<RenderAssignment, 'blend' | 'project'>): Promise<{ blendFile: string; project: ProjectLayout | null }> {
+    const blend = await this.cache.get(job.blend);
+    const laidOut = job.project ? await this.projects.prepare(job.project, job.blend) : null;
+    // The cache stays under its budget (cache_max_gb); this job's files are never trimmed.
+    const trimmed = await trimCache(this.settings.cache_dir, this.settings.cache_max_gb * 1024 ** 3, { blend, tree: laidOut?.tree });
+    if (trimmed.files > 0) this.log.info(trimmed, 'cache over cache_max_gb: least recently used files removed');
+    if (!job.project || !laidOut) return { blendFile: blend, project: null };
+    return { blendFile: laidOut.blendFile, project: { root: job.project.root, tree: laidOut.tree } };
   }
 
   private async closeSession(): Promise<void> {
@@ -318,9 +336,9 @@ export class RenderWorker {
       return;
     }
     try {
-      const blendFile = await this.cache.get(request.blend);
+      const { blendFile, project } = await this.sceneFiles(request);
       const allowScripts = request.allowScripts && this.settings.allow_scripts;
-      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts });
+      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project });
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
     } catch (error) {
       this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: (error as Error).message.slice(0, 4000), reason: 'scene' });

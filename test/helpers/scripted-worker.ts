@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type ServerToWorker } from '../../src/protocol/index.ts';
-import { fakeScene } from '../../testkit/fakes.ts';
+import { fakeScene, resultUpload } from '../../testkit/fakes.ts';
 import type { TestFarm } from './farm.ts';
 
 /**
@@ -51,16 +50,16 @@ export class ScriptedWorker {
     throw new Error(`no ${type} message arrived`);
   }
 
-  /** PUTs a result to a worker upload path, as this worker's connection. */
-  async upload(path: string, body: Buffer, headers: Record<string, string> = {}) {
+  /** PUTs a result (the image, and passes if given) to a worker upload path, as this worker's connection. */
+  async upload(path: string, image: Buffer, headers: Record<string, string> = {}, options: Parameters<typeof resultUpload>[1] = {}) {
+    const { body, contentType } = await resultUpload(image, options);
     const response = await fetch(`${this.farm.server.httpUrl}${path}`, {
       method: 'PUT',
       body: new Uint8Array(body),
       headers: {
         authorization: `Bearer ${this.farm.server.tokens.worker}`,
+        'content-type': contentType,
         [UPLOAD_KEY_HEADER]: this.uploadKey,
-        'x-archenland-sha256': createHash('sha256').update(body).digest('hex'),
-        'x-archenland-render-ms': '100',
         ...headers,
       },
     });

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import farm_client  # noqa: E402
+import project  # noqa: E402
 import submission  # noqa: E402
 
 
@@ -35,6 +36,7 @@ class FakeFarm(BaseHTTPRequestHandler):
     keep_body = True
     requests = []
     reply = None  # (status, content type, bytes) to force an answer
+    stored = {}  # sha256 -> bytes: the project files the farm has
 
     def log_message(self, *args):
         pass
@@ -62,6 +64,31 @@ class FakeFarm(BaseHTTPRequestHandler):
         return self._send(404, {"error": f"no route GET {self.path}"})
 
     def do_POST(self):
+        self._receive("POST")
+        if type(self).reply:
+            status, content_type, payload = type(self).reply
+            return self._send(status, payload, content_type)
+        if not self._authorized():
+            return self._send(401, {"error": "missing or wrong access token"})
+        if self.path == "/api/projects":
+            manifest = json.loads(type(self).requests[-1]["body"])
+            missing = sorted({f["sha256"] for f in manifest["files"] if f["sha256"] not in type(self).stored})
+            sizes = {f["sha256"]: f["size"] for f in manifest["files"]}
+            return self._send(200, {"id": "e" * 64, "missing": missing, "totalBytes": sum(sizes.values()),
+                                    "missingBytes": sum(sizes[h] for h in missing)})
+        return self._send(201, {"id": "abc123", "state": "probing", "counts": {"total": 0, "done": 0}})
+
+    def do_PUT(self):
+        request = self._receive("PUT")
+        if not self._authorized():
+            return self._send(401, {"error": "missing or wrong access token"})
+        sha = self.path.rsplit("/", 1)[-1]
+        if request["sha256"] != sha:
+            return self._send(400, {"code": "CORRUPT_UPLOAD", "error": "the file's content does not match its SHA-256"})
+        type(self).stored[sha] = request["body"]
+        return self._send(201, {"sha256": sha, "size": request["length"]})
+
+    def _receive(self, method):
         length = int(self.headers["Content-Length"])
         digest = hashlib.sha256()
         kept = bytearray()
@@ -74,16 +101,12 @@ class FakeFarm(BaseHTTPRequestHandler):
             digest.update(chunk)
             if type(self).keep_body:
                 kept += chunk
-        type(self).requests.append({
-            "method": "POST", "path": self.path, "headers": dict(self.headers),
+        request = {
+            "method": method, "path": self.path, "headers": dict(self.headers),
             "length": length, "received": length - remaining, "sha256": digest.hexdigest(), "body": bytes(kept),
-        })
-        if type(self).reply:
-            status, content_type, payload = type(self).reply
-            return self._send(status, payload, content_type)
-        if not self._authorized():
-            return self._send(401, {"error": "missing or wrong access token"})
-        return self._send(201, {"id": "abc123", "state": "probing", "counts": {"total": 0, "done": 0}})
+        }
+        type(self).requests.append(request)
+        return request
 
 
 def parse_multipart(content_type, body):
@@ -97,7 +120,7 @@ def parse_multipart(content_type, body):
     return parts
 
 
-class FarmClientTest(unittest.TestCase):
+class FakeFarmCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeFarm)
@@ -113,9 +136,12 @@ class FarmClientTest(unittest.TestCase):
         FakeFarm.requests = []
         FakeFarm.keep_body = True
         FakeFarm.reply = None
+        FakeFarm.stored = {}
         self.tmp = tempfile.TemporaryDirectory()
         self.addCleanup(self.tmp.cleanup)
 
+
+class FarmClientTest(FakeFarmCase):
     def blend(self, size, name="scene.blend"):
         path = os.path.join(self.tmp.name, name)
         with open(path, "wb") as handle:
@@ -245,6 +271,91 @@ def fingerprint_of(cert_file):
 
 
 @unittest.skipIf(shutil.which("openssl") is None, "needs openssl to make a certificate")
+class ProjectTest(FakeFarmCase):
+    """A scene sent as a project: the manifest (as src/cli/project.ts builds it) and only new files."""
+
+    def write(self, relative, data):
+        path = os.path.join(self.tmp.name, *relative.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return path
+
+    def test_the_manifest_is_the_clis(self):
+        blend = self.write("shots/010/main.blend", b"BLENDER-v304")
+        texture = self.write("textures/wood.png", b"wood")
+        plate = self.write("shots/010/plates/p.0001.exr", b"plate")
+        same = self.write("shots/010/plates/p.0002.exr", b"plate")
+        local = project.build_project(blend, [texture, plate, same, texture, blend])
+        self.assertEqual(local.root, self.tmp.name)
+        manifest = local.manifest
+        self.assertEqual(manifest["main"], "shots/010/main.blend")
+        self.assertEqual(manifest["files"], [
+            {"path": "shots/010/plates/p.0001.exr", "sha256": hashlib.sha256(b"plate").hexdigest(), "size": 5},
+            {"path": "shots/010/plates/p.0002.exr", "sha256": hashlib.sha256(b"plate").hexdigest(), "size": 5},
+            {"path": "textures/wood.png", "sha256": hashlib.sha256(b"wood").hexdigest(), "size": 4},
+        ])
+        # The same content under two paths is uploaded once.
+        upload = project.files_to_upload(local, [hashlib.sha256(b"plate").hexdigest()])
+        self.assertEqual([entry["path"] for entry in upload], ["shots/010/plates/p.0001.exr"])
+        # Files only beside the .blend: the root is the .blend's folder.
+        beside = project.build_project(blend, [plate])
+        self.assertEqual((beside.root, beside.main), (os.path.dirname(blend), "main.blend"))
+        self.assertIsNone(project.build_project(blend, []), "no file: the .blend goes alone")
+        untitled = project.build_project(None, [texture], untitled_name="untitled.blend")
+        self.assertEqual((untitled.root, untitled.main), (os.path.dirname(texture), "untitled.blend"))
+
+    def submission(self, files, blend_path):
+        workdir = tempfile.mkdtemp(dir=self.tmp.name)
+        copy = os.path.join(workdir, "main.farm-copy.blend")
+        shutil.copyfile(blend_path, copy)
+        return submission.Submission(self.address, "right-token", "blender", copy, workdir, {"frames": "1"},
+                                     filename="main.blend", log=lambda message: None,
+                                     project_files=files, blend_path=blend_path)
+
+    def test_only_the_files_the_farm_lacks_are_uploaded(self):
+        blend = self.write("main.blend", b"BLENDER-v304" + b"x" * 1000)
+        old = self.write("tex/old.png", b"old" * 100)
+        new = self.write("tex/new.png", b"new" * 200)
+        FakeFarm.stored[hashlib.sha256(b"old" * 100).hexdigest()] = b"old" * 100
+        task = self.submission([old, new], blend)
+        task.run()
+        self.assertIsNone(task.error)
+        self.assertEqual(task.job["id"], "abc123")
+        self.assertEqual((task.files_uploaded, task.uploaded_bytes, task.reused_bytes), (1, 600, 300))
+        methods = [(r["method"], r["path"]) for r in FakeFarm.requests]
+        self.assertEqual(methods, [
+            ("GET", "/api/workers"), ("POST", "/api/projects"),
+            ("PUT", "/api/files/" + hashlib.sha256(b"new" * 200).hexdigest()), ("POST", "/api/jobs"),
+        ])
+        manifest = json.loads(FakeFarm.requests[1]["body"])
+        self.assertEqual((manifest["root"], manifest["main"]), (self.tmp.name, "main.blend"))
+        self.assertEqual(FakeFarm.requests[2]["body"], b"new" * 200)
+        self.assertEqual(FakeFarm.requests[2]["headers"]["Content-Type"], "application/octet-stream")
+        parts = parse_multipart(FakeFarm.requests[3]["headers"]["Content-Type"], FakeFarm.requests[3]["body"])
+        self.assertEqual(parts["project"], (None, b"e" * 64))
+        self.assertEqual(parts["file"][0], "main.blend")
+        # One progress bar over the new file and the .blend.
+        self.assertEqual((task.sent, task.total), (600 + 1012, 600 + 1012))
+        self.assertFalse(os.path.exists(task.workdir), "the temporary copy was left behind")
+        # Sent again: nothing but the manifest and the .blend.
+        FakeFarm.requests = []
+        again = self.submission([old, new], blend)
+        again.run()
+        self.assertEqual((again.files_uploaded, again.uploaded_bytes, again.reused_bytes), (0, 0, 900))
+        self.assertEqual([r["method"] for r in FakeFarm.requests], ["GET", "POST", "POST"])
+
+    def test_the_farms_refusal_reads_as_its_words(self):
+        blend = self.write("main.blend", b"BLENDER-v304")
+        texture = self.write("tex/a.png", b"a")
+        FakeFarm.reply = (400, "application/json", json.dumps({"code": "INVALID_PROJECT", "error": '"a" is listed twice'}).encode())
+        task = self.submission([texture], blend)
+        task.run()
+        self.assertIsNone(task.job)
+        self.assertEqual(task.error, 'The farm refused the project: "a" is listed twice (HTTP 400)')
+        self.assertEqual(task.status_text(), f"Failed: {task.error}")
+
+
 class HttpsFarmTest(unittest.TestCase):
     """The same fake farm behind TLS with a self-signed certificate."""
 

@@ -5,6 +5,7 @@ export {
   type BlenderLaunchOptions,
   type BlenderSessionOptions,
   type SceneToOpen,
+  type ProjectLayout,
   type RenderResult,
   type SceneOverrides,
 } from './session.ts';

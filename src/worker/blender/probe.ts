@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { sceneInfoSchema, type SceneInfo } from '../../protocol/scene.ts';
+import type { ProjectLayout } from './session.ts';
 import { EVENT_FD, EVENT_NONCE_VARIABLE, findBlenderError, newEventNonce, parseJson } from './progress.ts';
 
 export type ProbeOptions = {
@@ -9,6 +10,8 @@ export type ProbeOptions = {
   blendFile: string;
   /** Run Python embedded in the .blend (-y) instead of refusing it (-Y). */
   allowScripts: boolean;
+  /** The job's project laid out on this worker (see session.ts). */
+  project?: ProjectLayout | null;
   timeoutMs?: number;
 };
 
@@ -38,6 +41,7 @@ export function parseProbeLine(line: string, nonce: string): SceneInfo | null {
 /** Read a scene's frame range, resolution, engine and so on without rendering (~2 s). */
 export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
   const args = ['-b', opts.blendFile, opts.allowScripts ? '-y' : '-Y', '--python', PROBE_SCRIPT];
+  if (opts.project) args.push('--', '--project', JSON.stringify(opts.project));
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 
   return new Promise<SceneInfo>((resolve, reject) => {

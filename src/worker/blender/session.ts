@@ -43,7 +43,12 @@ export type SceneToOpen = {
   /** Run Python embedded in the .blend (-y) instead of refusing it (-Y). */
   allowScripts: boolean;
   overrides: SceneOverrides;
+  /** The job's project laid out in `tree`: absolute paths under the submitter's `root` are remapped into it. */
+  project?: ProjectLayout | null;
 };
+
+/** Where a project's files are on this worker, and the submitting machine's folder they came from. */
+export type ProjectLayout = { root: string; tree: string };
 
 export type BlenderSessionOptions = BlenderLaunchOptions & SceneToOpen;
 
@@ -135,7 +140,7 @@ export class BlenderSession {
     const session = BlenderSession.launch(
       opts,
       [opts.blendFile, opts.allowScripts ? '-y' : '-Y'],
-      ['--overrides', JSON.stringify(opts.overrides)],
+      ['--overrides', JSON.stringify(opts.overrides), ...(opts.project ? ['--project', JSON.stringify(opts.project)] : [])],
       opts.blendFile,
     );
     await session.waitFor('ready');
@@ -202,7 +207,7 @@ export class BlenderSession {
     this.blendFile = scene.blendFile;
     this.phase = 'loading';
     const loaded = this.waitFor('ready');
-    this.send({ cmd: 'open', file: scene.blendFile, allowScripts: scene.allowScripts, overrides: scene.overrides });
+    this.send({ cmd: 'open', file: scene.blendFile, allowScripts: scene.allowScripts, overrides: scene.overrides, project: scene.project ?? null });
     await loaded;
     this.logger.info({ blendFile: scene.blendFile, pid: this.pid, prewarmed: true }, 'Blender session ready');
   }

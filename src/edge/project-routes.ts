@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { Farm } from '../farm/index.ts';
+import { projectManifestSchema, sha256Schema, type StoredFile } from '../protocol/index.ts';
+import type { DataDir } from '../store/index.ts';
+import { on } from './routing.ts';
+import { sendFile } from './send-file.ts';
+import { receiveToTemp } from './upload.ts';
+import { parse } from './validate.ts';
+
+const shaParams = z.object({ sha256: sha256Schema });
+
+/** A manifest lists up to 100,000 files, about 150 bytes each. */
+const MANIFEST_BODY_LIMIT = 32 * 1024 * 1024;
+
+/**
+ * Projects: a client describes the files its .blend uses, uploads the ones the server
+ * lacks, and workers fetch the manifest and the files. Each file is stored once by content.
+ */
+export function registerProjectRoutes(app: FastifyInstance<any, any, any, any, any>, farm: Farm, dataDir: DataDir, maxUploadBytes: number): void {
+  on(app, 'createProject', async (request) => farm.createProject(parse(projectManifestSchema, request.body)), { bodyLimit: MANIFEST_BODY_LIMIT });
+
+  void app.register(async (files) => {
+    // A file streams straight to disk whatever its content type.
+    files.removeAllContentTypeParsers();
+    files.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    on(files, 'uploadProjectFile', async (request, reply) => {
+      const { sha256 } = parse(shaParams, request.params);
+      const upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: maxUploadBytes, announcedBytes: announced(request.headers['content-length']) });
+      await farm.storeProjectFile(sha256, upload);
+      return reply.status(201).send({ sha256, size: upload.size } satisfies StoredFile);
+    });
+  });
+
+  on(app, 'getProject', async (request) => farm.project(parse(shaParams, request.params).sha256));
+  on(app, 'downloadProjectFile', async (request, reply) => {
+    const { sha256 } = parse(shaParams, request.params);
+    return sendFile(reply, farm.projectFile(sha256), sha256, 'application/octet-stream');
+  });
+}
+
+function announced(header: string | undefined): number | undefined {
+  const length = Number(header);
+  return header !== undefined && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
