@@ -27,6 +27,8 @@ Commands once the scene is loaded:
    "tile": {"x": X, "y": Y, "width": W, "height": H,
             "frameWidth": FW, "frameHeight": FH, ...}}
   {"cmd": "quit"}
+Every command is checked against farm_session/session_protocol.json, generated from
+the worker's own schemas (src/protocol/blender-session.ts), and so is every reply.
 With "tile" (a TileRegion from src/protocol/tiles.ts: pixels, origin at the
 TOP-LEFT, extra keys such as index/cols/rows ignored) only that rectangle is
 rendered (border render, cropped) and the saved image is exactly W x H. The
@@ -68,8 +70,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy  # noqa: E402
 
 from farm_session.events import EventChannel, flush_all  # noqa: E402
-from farm_session.overrides import apply_overrides, check_overrides  # noqa: E402
+from farm_session.overrides import apply_overrides  # noqa: E402
 from farm_session.project_paths import check_project, remap_project  # noqa: E402
+from farm_session.protocol import (  # noqa: E402
+    ProtocolError, check_command, check_event, check_overrides, check_project_layout,
+)
 from farm_session.render import render_frame  # noqa: E402
 from farm_session.tiles import parse_tile  # noqa: E402
 
@@ -81,7 +86,7 @@ channel = None
 
 
 def emit(event, **fields):
-    channel.emit(event, **fields)
+    channel.emit(**check_event({"event": event, **fields}))
 
 
 def error_message(error):
@@ -117,7 +122,7 @@ def parse_overrides(args):
 
 
 def parse_project(args):
-    return check_project(json_arg(args, "--project"))
+    return check_project(check_project_layout(json_arg(args, "--project")))
 
 
 def handle(scene, line):
@@ -127,23 +132,20 @@ def handle(scene, line):
     except ValueError as error:
         emit("error", frame=None, message=f"invalid command JSON: {error}")
         return True
-    if not isinstance(command, dict):
-        emit("error", frame=None, message="a command must be a JSON object")
+    try:
+        check_command(command)
+    except ProtocolError as error:
+        frame = command.get("frame") if isinstance(command, dict) else None
+        emit("error", frame=frame if type(frame) is int else None, message=f"invalid command: {error}")
         return True
-
-    name = command.get("cmd")
-    if name == "quit":
+    if command["cmd"] == "quit":
         return False
-    if name != "render":
-        emit("error", frame=None, message=f"unknown command {name!r}")
+    if command["cmd"] != "render":
+        emit("error", frame=None, message=f"the scene is already open: {command['cmd']} is not a command now")
         return True
 
-    frame = command.get("frame")
-    output = command.get("output")
-    if not isinstance(frame, int) or not isinstance(output, str) or not output:
-        emit("error", frame=frame if isinstance(frame, int) else None,
-             message="render needs an integer frame and an output path")
-        return True
+    frame = command["frame"]
+    output = command["output"]
     tile = None
     if command.get("tile") is not None:
         try:
@@ -170,19 +172,12 @@ def command_lines():
 
 def parse_open(line):
     """The open command of a pre-warmed session, checked; None for quit."""
-    command = json.loads(line)
-    if not isinstance(command, dict):
-        raise ValueError("a command must be a JSON object")
-    if command.get("cmd") == "quit":
+    command = check_command(json.loads(line))
+    if command["cmd"] == "quit":
         return None
-    if command.get("cmd") != "open":
-        raise ValueError(f"expected open or quit, got {command.get('cmd')!r}")
-    if not isinstance(command.get("file"), str) or not command["file"]:
-        raise ValueError("open needs a file path")
-    if not isinstance(command.get("allowScripts"), bool):
-        raise ValueError("open needs allowScripts true or false")
-    check_overrides(command.get("overrides", {}))
-    check_project(command.get("project"))
+    if command["cmd"] != "open":
+        raise ValueError(f"expected open or quit, got {command['cmd']!r}")
+    check_project(command["project"])
     return command
 
 
@@ -210,7 +205,7 @@ def open_scene(lines):
                                  use_scripts=command["allowScripts"])
     except Exception as error:  # RuntimeError carrying Blender's "Error: ..." report
         fatal(f"could not load the scene: {error_message(error)}")
-    return command.get("overrides", {}), command.get("project")
+    return command["overrides"], command["project"]
 
 
 def serve(lines, overrides, project):

@@ -18,14 +18,6 @@ CLI_FORMAT_ALIASES = {
 MOVIE_FORMATS = {"FFMPEG", "AVI_JPEG", "AVI_RAW", "AVIJPEG", "AVIRAW"}
 
 
-def check_overrides(overrides):
-    if not isinstance(overrides, dict):
-        raise ValueError("overrides must be a JSON object")
-    if overrides.get("denoising") not in (None, True, False):
-        raise ValueError("overrides.denoising must be true, false or null")
-    return overrides
-
-
 def set_denoising(scene, enabled):
     """Cycles' render denoising, on the scene and on each view layer that has the flag."""
     scene.cycles.use_denoising = enabled

@@ -9,3 +9,4 @@ export * from './scene.ts';
 export * from './tiles.ts';
 export * from './results.ts';
 export * from './projects.ts';
+export * from './blender-session.ts';

@@ -8,14 +8,20 @@ import {
   type Info,
   frameColumnsSchema,
   frameLogSchema,
+  framePassSchema,
   jobSchema,
   workerSchema,
   type FrameColumns,
   type FrameLog,
+  type FramePass,
   type Job,
   type JobPatch,
   type Worker,
   type ErrorCode,
+  projectCreatedSchema,
+  storedFileSchema,
+  type ProjectCreated,
+  type ProjectManifest,
 } from '../../src/protocol/index.ts';
 
 // The two small shapes below are answered by src/server/http.ts but not (yet) defined in
@@ -110,8 +116,11 @@ export const api = {
   jobAction: (id: string, action: JobAction): Promise<Job> => request('POST', apiPath(`${action}Job`, { id }), jobSchema),
   deleteJob: (id: string): Promise<void> => request('DELETE', apiPath('deleteJob', { id }), null),
   frameLog: (id: string, frame: number): Promise<FrameLog> => request('GET', apiPath('frameLog', { id, frame }), frameLogSchema),
+  framePasses: (id: string, frame: number): Promise<FramePass[]> => request('GET', apiPath('framePasses', { id, frame }), z.array(framePassSchema)),
   workers: (): Promise<Worker[]> => request('GET', apiPath('listWorkers'), z.array(workerSchema)),
   workerMode: (id: string, mode: WorkerMode): Promise<Worker> => request('POST', apiPath(`${mode}Worker`, { id }), workerSchema),
+  /** Describes a project; the answer names the files (by SHA-256) the server still lacks. */
+  createProject: (manifest: ProjectManifest): Promise<ProjectCreated> => request('POST', apiPath('createProject'), projectCreatedSchema, manifest),
 };
 
 export const urls = {
@@ -122,6 +131,8 @@ export const urls = {
     `${apiPath('tilePreview', { id: jobId, frame, tile })}?size=${size}`,
   video: (jobId: string) => apiPath('video', { id: jobId }),
   zip: (jobId: string) => apiPath('framesZip', { id: jobId }),
+  /** One File Output pass of a frame, by its name. */
+  pass: (jobId: string, frame: number, name: string) => apiPath('passFile', { id: jobId, frame, name }),
 };
 
 export interface Upload {
@@ -168,6 +179,45 @@ export function uploadBlend(file: File, fields: Record<string, string>, onProgre
     xhr.onerror = () => reject(new ApiError('the upload was interrupted: the server closed the connection or cannot be reached', 0));
     xhr.onabort = () => reject(new ApiError('upload cancelled', -1));
     xhr.send(form);
+  });
+  return { promise, abort: () => xhr.abort() };
+}
+
+/**
+ * Sends one project file as `PUT /api/files/{sha256}`; the server keeps it once its content
+ * proves to have that hash. XMLHttpRequest, like uploadBlend, for its upload progress.
+ */
+export function uploadProjectFile(sha256: string, blob: Blob, onProgress: (sent: number) => void): { promise: Promise<void>; abort(): void } {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise<void>((resolve, reject) => {
+    xhr.open('PUT', apiPath('uploadProjectFile', { sha256 }));
+    xhr.setRequestHeader(CLIENT_HEADER, 'web');
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    xhr.responseType = 'text';
+    xhr.upload.onprogress = (event) => onProgress(event.loaded);
+    xhr.onload = () => {
+      let body: unknown = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // handled below
+      }
+      if (xhr.status === 201 && storedFileSchema.safeParse(body).success) {
+        onProgress(blob.size);
+        resolve();
+        return;
+      }
+      const error = apiErrorSchema.safeParse(body);
+      if (!error.success) {
+        reject(new ApiError(xhr.status === 413 ? 'the file is too large for this farm' : `upload refused (${xhr.status})`, xhr.status));
+        return;
+      }
+      if (error.data.code === 'UNAUTHENTICATED') onUnauthorized();
+      reject(new ApiError(error.data.error, xhr.status, error.data.code));
+    };
+    xhr.onerror = () => reject(new ApiError('the upload was interrupted: the server closed the connection or cannot be reached', 0));
+    xhr.onabort = () => reject(new ApiError('upload cancelled', -1));
+    xhr.send(blob);
   });
   return { promise, abort: () => xhr.abort() };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { sessionEventSchema, type SessionEvent } from '../../protocol/index.ts';
 
 /** Progress of one frame, from Blender's "Fra:" status lines. */
 export type FrameProgress = { frame: number; done: number; total: number; percent: number };
@@ -25,17 +26,7 @@ export function parseProgressLine(line: string): FrameProgress | null {
   return { frame: Number(frameMatch[1]), done, total, percent: (done / total) * 100 };
 }
 
-const sessionEventSchema = z.discriminatedUnion('event', [
-  /** A pre-warmed session is up, with no scene yet, waiting for "open". */
-  z.object({ event: z.literal('waiting'), blenderVersion: z.string() }),
-  z.object({ event: z.literal('ready'), blenderVersion: z.string(), sceneName: z.string() }),
-  z.object({ event: z.literal('saved'), frame: z.number().int(), path: z.string().min(1) }),
-  z.object({ event: z.literal('error'), frame: z.number().int().nullable(), message: z.string() }),
-  /** The session could not start serving (e.g. an invalid override); Blender exits. */
-  z.object({ event: z.literal('fatal'), message: z.string() }),
-]);
-
-export type SessionEvent = z.infer<typeof sessionEventSchema>;
+export type { SessionEvent };
 
 /**
  * Our Blender scripts reply on file descriptor 3 (a pipe of its own), never on

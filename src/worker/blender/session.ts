@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { TileRegion } from '../../protocol/tiles.ts';
+import { sessionCommandSchema, type ProjectLayout, type SessionCommand, type SessionOverrides, type TileRegion } from '../../protocol/index.ts';
 import { silentLogger, type Logger } from '../../util/log.ts';
 import {
   EVENT_FD,
@@ -17,15 +17,8 @@ import {
 } from './progress.ts';
 import { checkSavedFile, outputPatternProblem } from './saved-file.ts';
 
-/** Scene settings to change once after loading; null or absent keeps the scene's own. */
-export type SceneOverrides = {
-  engine?: string | null;
-  resolutionPercentage?: number | null;
-  /** Cycles samples or EEVEE render samples, whichever engine is active. */
-  samples?: number | null;
-  /** Python name ("PNG", "OPEN_EXR") or `blender -F` name ("TGA", "JP2"). */
-  fileFormat?: string | null;
-};
+/** Scene settings to change once after loading (src/protocol/blender-session.ts). */
+export type SceneOverrides = SessionOverrides;
 
 /** How Blender is run: the same for a cold start and a pre-warmed one. */
 export type BlenderLaunchOptions = {
@@ -47,8 +40,7 @@ export type SceneToOpen = {
   project?: ProjectLayout | null;
 };
 
-/** Where a project's files are on this worker, and the submitting machine's folder they came from. */
-export type ProjectLayout = { root: string; tree: string };
+export type { ProjectLayout };
 
 export type BlenderSessionOptions = BlenderLaunchOptions & SceneToOpen;
 
@@ -444,9 +436,11 @@ export class BlenderSession {
     return new Promise((resolve) => this.exitListeners.push(resolve));
   }
 
-  private send(command: object): void {
+  /** Writes a command on Blender's stdin; checked first against the schema session.py checks it with. */
+  private send(command: SessionCommand): void {
+    const checked = sessionCommandSchema.parse(command);
     const stdin = this.child.stdin;
-    if (stdin && !stdin.destroyed && stdin.writable) stdin.write(JSON.stringify(command) + '\n');
+    if (stdin && !stdin.destroyed && stdin.writable) stdin.write(JSON.stringify(checked) + '\n');
   }
 
   private formatTail(): string {

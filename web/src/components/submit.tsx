@@ -1,17 +1,24 @@
-import { useRef, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { outputFormats, parseFrameRange, type Job } from '../../../src/protocol/index.ts';
 import { ApiError, uploadBlend, type Upload } from '../api.ts';
 import { bytes, isHeld, stateLabels } from '../format.ts';
+import { canDigest, NEEDS_SECURE_CONTEXT } from '../project/digest.ts';
+import type { PickedProject } from '../project/read-project.ts';
+import { sendProject, type ProjectProgress } from '../project/send-project.ts';
 import { href } from '../router.ts';
 import { farm } from '../store.ts';
+import { DropZone } from './drop-zone.tsx';
 import { formatName, HeldSettings } from './job-controls.tsx';
+import { ProjectPicker } from './project-picker.tsx';
 import { defaultTiles, TilesFields, tilesValue, type TilesChoice } from './tiles.tsx';
 import { ProgressBar } from './ui.tsx';
 
 type Phase =
   | { kind: 'idle'; last?: { jobId: string; name: string } }
-  | { kind: 'uploading'; file: File; sent: number; total: number; upload: Upload }
-  | { kind: 'rejected'; file: File | null; message: string }
+  | { kind: 'reading'; name: string }
+  | { kind: 'choosing'; project: PickedProject }
+  | { kind: 'uploading'; name: string; sent: number; total: number; upload: Upload; project?: ProjectProgress }
+  | { kind: 'rejected'; name: string | null; message: string }
   | { kind: 'submitted'; jobId: string; fileName: string };
 
 interface Overrides {
@@ -26,8 +33,9 @@ interface Overrides {
 const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '' };
 
 /**
- * Drop or choose a .blend: it uploads with a progress bar; with "review" on, the settings
- * Blender reads from the file are shown for editing before the job starts.
+ * Drop or choose a .blend, or a folder or .zip holding one and the files it uses: it
+ * uploads with a progress bar; with "review" on, the settings Blender reads from the file
+ * are shown for editing before the job starts.
  */
 export function SubmitPanel() {
   const [phase, setPhase] = useState<Phase>({ kind: 'idle' });
@@ -35,52 +43,71 @@ export function SubmitPanel() {
   const [allowScripts, setAllowScripts] = useState(false);
   const [overrides, setOverrides] = useState<Overrides>(noOverrides);
   const [tiles, setTiles] = useState<TilesChoice>(defaultTiles);
-  const [dragging, setDragging] = useState(false);
-  const input = useRef<HTMLInputElement>(null);
   const online = [...farm.workers.values()].filter((w) => w.state !== 'offline').length;
 
-  const start = (file: File) => {
+  /** The job's form fields, or why they cannot be sent (checked before any byte is). */
+  const jobFields = (): Record<string, string> | { error: string } => {
     const fields: Record<string, string> = { hold: String(hold), allowScripts: String(allowScripts) };
     try {
       if (overrides.frames.trim()) parseFrameRange(overrides.frames); // same rules as the server
     } catch (e) {
-      setPhase({ kind: 'rejected', file, message: (e as Error).message });
-      return;
+      return { error: (e as Error).message };
     }
     const tiling = tilesValue(tiles);
-    if ('error' in tiling) {
-      setPhase({ kind: 'rejected', file, message: tiling.error });
-      return;
-    }
+    if ('error' in tiling) return { error: tiling.error };
     for (const key of Object.keys(noOverrides) as (keyof Overrides)[]) {
       const value = overrides[key].trim();
       if (value) fields[key] = value;
     }
     if (tiling.value !== 'auto') fields.tiles = tiling.value;
     if (tiles.force && tiling.value !== 'off') fields.forceTiles = 'true';
-    const upload = uploadBlend(file, fields, (sent, total) =>
-      setPhase((p) => (p.kind === 'uploading' && p.upload === upload ? { ...p, sent, total } : p)),
+    return fields;
+  };
+
+  /** Starts `send` (a .blend alone, or a project and then its main .blend) and follows it to the job. */
+  const start = (name: string, send: (fields: Record<string, string>, progress: (sent: number, total: number, project?: ProjectProgress) => void) => Upload, total: number) => {
+    const fields = jobFields();
+    if ('error' in fields) {
+      setPhase({ kind: 'rejected', name, message: fields.error as string });
+      return;
+    }
+    const upload = send(fields, (sent, total, project) =>
+      setPhase((p) => (p.kind === 'uploading' && p.upload === upload ? { ...p, sent, total, project } : p)),
     );
-    setPhase({ kind: 'uploading', file, sent: 0, total: file.size, upload });
+    setPhase({ kind: 'uploading', name, sent: 0, total, upload });
     upload.promise.then(
       (job: Job) => {
         farm.jobs.set(job.id, job);
-        if (hold) setPhase({ kind: 'submitted', jobId: job.id, fileName: file.name });
+        if (hold) setPhase({ kind: 'submitted', jobId: job.id, fileName: name });
         else setPhase({ kind: 'idle', last: { jobId: job.id, name: job.name } });
       },
       (error: ApiError) => {
         if (error.status === -1) setPhase({ kind: 'idle' });
-        else setPhase({ kind: 'rejected', file, message: error.message });
+        else setPhase({ kind: 'rejected', name, message: error.message });
       },
     );
   };
 
-  const reset = () => {
-    setPhase({ kind: 'idle' });
-    if (input.current) input.current.value = '';
+  const startBlend = (file: File) => start(file.name, (fields, progress) => uploadBlend(file, fields, progress), file.size);
+
+  const startProject = (project: PickedProject, main: string) =>
+    start(`${project.name}/${main}`, (fields, progress) => sendProject(project, main, fields, (p) => progress(p.done, p.total, p)), 0);
+
+  const readProject = (name: string, reading: Promise<PickedProject>) => {
+    if (!canDigest()) {
+      // Said before unpacking anything: without hashes the project cannot be sent at all.
+      setPhase({ kind: 'rejected', name, message: NEEDS_SECURE_CONTEXT });
+      return;
+    }
+    setPhase({ kind: 'reading', name });
+    reading.then(
+      (project) => (project.blends.length === 1 ? startProject(project, project.blends[0]!) : setPhase({ kind: 'choosing', project })),
+      (error: Error) => setPhase({ kind: 'rejected', name, message: error.message }),
+    );
   };
 
-  const busy = phase.kind === 'uploading';
+  const reset = () => setPhase({ kind: 'idle' });
+
   const submittedJob = phase.kind === 'submitted' ? farm.jobs.get(phase.jobId) : undefined;
 
   return (
@@ -97,56 +124,18 @@ export function SubmitPanel() {
           <strong>“{phase.last.name}”</strong> was added to the queue. <a href={href.job(phase.last.jobId)}>Open the job</a>
         </p>
       )}
+      {phase.kind === 'reading' && (
+        <p role="status" data-testid="reading-project">
+          <span class="spinner" aria-hidden="true" /> Reading <strong>{phase.name}</strong>…
+        </p>
+      )}
+      {phase.kind === 'choosing' && <ProjectPicker project={phase.project} onSubmit={(main) => startProject(phase.project, main)} onCancel={reset} />}
       {(phase.kind === 'idle' || phase.kind === 'rejected') && (
         <>
-          <div
-            class={dragging ? 'dropzone dragging' : 'dropzone'}
-            onDragEnter={(e) => {
-              e.preventDefault();
-              setDragging(true);
-            }}
-            onDragOver={(e) => {
-              e.preventDefault();
-              if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
-            }}
-            onDragLeave={(e) => {
-              if (e.currentTarget === e.target) setDragging(false);
-            }}
-            onDrop={(e) => {
-              e.preventDefault();
-              setDragging(false);
-              const file = e.dataTransfer?.files[0];
-              if (file) start(file);
-            }}
-          >
-            <svg class="drop-icon" viewBox="0 0 24 24" aria-hidden="true">
-              <path d="M12 3v12m0-12-4 4m4-4 4 4M4 15v4a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2v-4" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" />
-            </svg>
-            <p>
-              <span>
-                Drop a <strong>.blend</strong> file here, or
-              </span>
-              <button type="button" class="primary" onClick={() => input.current?.click()}>
-                Choose a file…
-              </button>
-            </p>
-            <input
-              ref={input}
-              id="blend-file"
-              class="visually-hidden"
-              type="file"
-              accept=".blend,.blend1,application/x-blender"
-              aria-label="Blender file to render"
-              tabIndex={-1}
-              onChange={(e) => {
-                const file = e.currentTarget.files?.[0];
-                if (file) start(file);
-              }}
-            />
-          </div>
+          <DropZone onBlend={startBlend} onProject={readProject} onError={(message) => setPhase({ kind: 'rejected', name: null, message })} />
           {phase.kind === 'rejected' && (
             <p class="callout error" role="alert" data-testid="upload-error">
-              {phase.file ? <strong>{phase.file.name} was not accepted: </strong> : null}
+              {phase.name ? <strong>{phase.name} was not accepted: </strong> : null}
               {phase.message}
             </p>
           )}
@@ -191,17 +180,7 @@ export function SubmitPanel() {
         </>
       )}
 
-      {phase.kind === 'uploading' && (
-        <div class="uploading" data-testid="upload-progress">
-          <p>
-            Uploading <strong>{phase.file.name}</strong> · {bytes(phase.sent)} of {bytes(phase.total)}
-          </p>
-          <ProgressBar value={phase.sent} max={Math.max(1, phase.total)} label={`Uploading ${phase.file.name}`} state="rendering" />
-          <button type="button" class="small" onClick={() => phase.upload.abort()}>
-            Cancel upload
-          </button>
-        </div>
-      )}
+      {phase.kind === 'uploading' && <Uploading phase={phase} />}
 
       {phase.kind === 'submitted' && (
         <Submitted
@@ -274,6 +253,30 @@ function Submitted(props: {
         {another}
       </div>
       {job.state === 'paused' && <HeldSettings key={job.id} job={job} onStarted={() => props.onStarted(farm.jobs.get(job.id) ?? job)} />}
+    </div>
+  );
+}
+
+function Uploading({ phase }: { phase: Extract<Phase, { kind: 'uploading' }> }) {
+  const hashing = phase.project?.stage === 'hashing';
+  const reused = phase.project?.stage === 'uploading' ? phase.project.reusedFiles : null;
+  const verb = hashing ? 'Reading' : 'Uploading';
+  return (
+    <div class="uploading" data-testid="upload-progress">
+      <p>
+        {verb} <strong>{phase.name}</strong> · {bytes(phase.sent)} of {bytes(phase.total)}
+        {reused !== null && (
+          <span data-testid="reused-files">
+            {' '}
+            · {reused} {reused === 1 ? 'file' : 'files'} already on the server
+          </span>
+        )}
+      </p>
+      {/* Keyed by stage: a new bar for the upload, not the full reading bar sliding back to 0. */}
+      <ProgressBar key={verb} value={phase.sent} max={Math.max(1, phase.total)} label={`${verb} ${phase.name}`} state="rendering" />
+      <button type="button" class="small" onClick={() => phase.upload.abort()}>
+        Cancel upload
+      </button>
     </div>
   );
 }

@@ -4,6 +4,7 @@ import { api, urls } from '../api.ts';
 import { FrameGrid, shownCounts, shownState } from '../components/frame-grid.tsx';
 import { engineName, formatName, HeldSettings, JobActions, PriorityInput } from '../components/job-controls.tsx';
 import { isSplit, outputSize, TiledFrame, tilesDone, tilingText, TilingNote, type SplitFrame } from '../components/tiles.tsx';
+import { FramePasses, Problems } from '../components/outputs.tsx';
 import { Dialog, ProgressBar, ScriptsWarning, StateBadge } from '../components/ui.tsx';
 import { duration, elapsedMs, isActive, isHeld, plural, remaining, timeAgo } from '../format.ts';
 import { href } from '../router.ts';
@@ -78,6 +79,7 @@ export function JobPage({ id }: { id: string }) {
           {job.notice}
         </p>
       )}
+      <Problems job={job} />
       <Summary job={job} now={now} onDeleted={() => (window.location.hash = href.queue)} />
       {!held && <TilingNote job={job} />}
       {job.state === 'probing' && <ProbingNote />}
@@ -412,6 +414,7 @@ function FrameDialog({ job, frame, onClose }: { job: Job; frame: Frame; onClose:
           </a>
         </div>
       )}
+      {state === 'done' && <FramePasses job={job} frame={frame.number} />}
       {(frame.error ?? log?.error) && (
         <p class="callout error" role="alert">
           {frame.error ?? log?.error}
