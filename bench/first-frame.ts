@@ -7,7 +7,7 @@
 import { openAsBlob } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { makeTestScene } from '../test/helpers/scenes.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 import { apiHeaders, postJson } from '../testkit/api.ts';
 import { fmtS, mdTable, median, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
 import { option } from './lib/options.ts';

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { BLENDER, makeTestScene } from '../test/helpers/scenes.ts';
+import { BLENDER, makeTestScene } from '../testkit/scenes.ts';
 import type { JobDetail } from '../src/protocol/index.ts';
 import { getJson, submitJob } from '../testkit/api.ts';
 import { fmtMs, fmtRatio, fmtS, mdTable, median, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';

@@ -7,8 +7,8 @@
 import { openAsBlob } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { FarmChange } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob } from '../test/helpers/farm.ts';
-import { makeTestScene } from '../test/helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 import { fmtRatio, fmtS, mdTable, median, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
 import { option } from './lib/options.ts';
 

@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import type { JobDetail } from '../src/protocol/index.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba } from './helpers/scenes.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba } from '../testkit/scenes.ts';
 
 /*
  * The Blender add-on (addon/archenland_submit), end to end with real processes: the

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { CLIENT_HEADER, PROTOCOL_VERSION, UPLOAD_KEY_HEADER } from '../src/protocol/index.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
-import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, submitBlend, type TestFarm } from '../testkit/farm.ts';
 
 /** The smallest thing that passes the .blend checks (header, end marker): refusals below must come from elsewhere. */
 const blendHeader = Buffer.concat([Buffer.from('BLENDER-v304'), Buffer.from('ENDB'), Buffer.alloc(20)]);

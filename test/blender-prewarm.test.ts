@@ -10,9 +10,9 @@ import { pino } from 'pino';
 import { workerSchema } from '../src/config/index.ts';
 import { BlenderLauncher, BlenderSession, type SceneOverrides } from '../src/worker/blender/index.ts';
 import { RenderWorker } from '../src/worker/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { until } from './helpers/processes.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from './helpers/scenes.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { EVENT_FD, EVENT_NONCE_VARIABLE, newEventNonce } from '../src/worker/blender/progress.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from './helpers/scenes.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from '../testkit/scenes.ts';
 
 // Issue #14, Blender's side: a project (a .blend and its files) is listed on the
 // submitting machine (blender/list_dependencies.py), laid out as a tree on the worker,

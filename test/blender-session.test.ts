@@ -11,7 +11,7 @@ import {
   probeScene,
   type FrameProgress,
 } from '../src/worker/blender/index.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from './helpers/scenes.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 

@@ -7,7 +7,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import sharp from 'sharp';
 import { tileRegions, type PixelRect, type TileRegion } from '../src/protocol/tiles.ts';
 import { BlenderRenderError, BlenderSession, probeScene } from '../src/worker/blender/index.ts';
-import { BLENDER, makeTestScene } from './helpers/scenes.ts';
+import { BLENDER, makeTestScene } from '../testkit/scenes.ts';
 
 // Tiles are border renders of one frame; stitched, they must look like the whole frame.
 // 8-bit PNGs differ by up to 2/255: Blender dithers when it converts to 8 bits, and the

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Job, JobDetail, Worker } from '../src/protocol/index.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { makeTestScene } from './helpers/scenes.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 

@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { openAsBlob } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { CLIENT_HEADER, type JobDetail } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { until } from './helpers/processes.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 const detail = async (farm: TestFarm, id: string) => (await (await fetch(`${farm.server.httpUrl}/api/jobs/${id}`)).json()) as JobDetail;
 

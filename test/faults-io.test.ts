@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { CLIENT_HEADER, UPLOAD_KEY_HEADER, type JobDetail } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { until } from './helpers/processes.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 import { resultUpload } from '../testkit/fakes.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 /** Sends the headers and part of the body of a frame upload, then drops the connection. */
 async function cutUpload(farm: TestFarm, jobId: string, frame: number, uploadKey: string) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobDetail } from '../src/protocol/index.ts';
 import { Api, CuttableLink, freePort, startServerProcess, startWorkerProcess, until, type FarmProcess } from './helpers/processes.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 /**
  * Faults injected into real processes: the server and workers run as `archenland`

@@ -24,7 +24,7 @@ import {
 import { FrameChangeLog } from '../src/farm/index.ts';
 import { fakeBlend } from '../testkit/api.ts';
 import { fakeScene, resultUpload, TINY_PNG } from '../testkit/fakes.ts';
-import { startTestFarm, submitBlend, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, submitBlend, type TestFarm } from '../testkit/farm.ts';
 
 type FrameOf = Extract<FarmChange, { type: 'frame' }>['frame'];
 

@@ -3,8 +3,8 @@ import { existsSync, openAsBlob } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { CLIENT_HEADER, type Job, type JobDetail, type Worker } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 describe('steering jobs and workers through the API (real Blender)', () => {
   let farm: TestFarm;

@@ -8,8 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import { DataDir, type Farm } from '../src/server/index.ts';
 import { buildHttpApp } from '../src/edge/http.ts';
 import { silentLogger } from '../src/util/log.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 import { bareHttpOptions } from './helpers/http-app.ts';
 
 interface Sample {

@@ -8,8 +8,8 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { DataDir, type Farm } from '../src/server/index.ts';
 import { buildHttpApp } from '../src/edge/http.ts';
 import { silentLogger } from '../src/util/log.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 import { bareHttpOptions } from './helpers/http-app.ts';
 
 type Json = Record<string, any>;

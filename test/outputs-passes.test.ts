@@ -11,8 +11,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { apiPath, type FramePass } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { assertPixelsEqual, BLENDER, decodeRgba, makeHostileScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { assertPixelsEqual, BLENDER, decodeRgba, makeHostileScene } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 

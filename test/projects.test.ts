@@ -14,8 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { apiPath, type Job, type ProjectCreated } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { assertPixelsEqual, BLENDER, decodeRgba } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { assertPixelsEqual, BLENDER, decodeRgba } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));

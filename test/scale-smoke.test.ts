@@ -9,7 +9,7 @@ import type { Job, JobDetail, Worker } from '../src/protocol/index.ts';
 import { fakeBlend, getJson, submitJob } from '../testkit/api.ts';
 import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
 import { SimulatedWorkers } from '../testkit/sim-worker.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
 
 const WORKERS = 50;
 const FRAMES = 2000;

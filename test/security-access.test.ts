@@ -17,7 +17,7 @@ import { Credentials, SESSION_LIFETIME_MS } from '../src/edge/credentials.ts';
 import { startServer } from '../src/server/index.ts';
 import { MAX_UNIDENTIFIED_CONNECTIONS } from '../src/edge/worker-socket.ts';
 import { Store } from '../src/store/index.ts';
-import { startTestFarm, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, type TestFarm } from '../testkit/farm.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 import os from 'node:os';
 import path from 'node:path';

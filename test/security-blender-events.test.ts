@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { BlenderRenderError, BlenderSession, probeScene, type RenderResult } from '../src/worker/blender/index.ts';
 import { EventOrder, FENCE_PREFIX, type OutputStream, type SessionEvent } from '../src/worker/blender/progress.ts';
 import { checkSavedFile, expandFrameNumber, outputPatternProblem } from '../src/worker/blender/saved-file.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba, makeHostileScene } from './helpers/scenes.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba, makeHostileScene } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 const OLD_PREFIX = '@@ARCHENLAND ';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { RegisteredRoute } from '../src/edge/access.ts';
-import { startTestFarm, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, type TestFarm } from '../testkit/farm.ts';
 
 /** A request sent exactly as written: no client normalises the target. */
 function raw(port: number, method: string, target: string, headers: Record<string, string> = {}): Promise<number> {

@@ -16,9 +16,9 @@ import { loadServerTls } from '../src/edge/tls.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { fingerprintOfPem, parseFingerprint, TlsClient } from '../src/util/tls-client.ts';
 import { RenderWorker } from '../src/worker/index.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { freePort, until } from './helpers/processes.ts';
-import { BLENDER, makeTestScene } from './helpers/scenes.ts';
+import { BLENDER, makeTestScene } from '../testkit/scenes.ts';
 
 /*
  * Item 5, "clear text on the network": with tls_cert and tls_key the server speaks HTTPS

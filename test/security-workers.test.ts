@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { UPLOAD_KEY_HEADER, type Job, type JobDetail } from '../src/protocol/index.ts';
 import { fakeBlend, submitJob } from '../testkit/api.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 
 const png = () => sharp({ create: { width: 200, height: 100, channels: 3, background: { r: 10, g: 20, b: 30 } } }).png().toBuffer();

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Api, freePort, startServerProcess, startWorkerProcess, until, type FarmProcess } from './helpers/processes.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 describe('graceful stop on SIGTERM (real processes)', () => {
   const processes: FarmProcess[] = [];

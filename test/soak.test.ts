@@ -7,8 +7,8 @@ import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { CLIENT_HEADER, PROTOCOL_VERSION } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 

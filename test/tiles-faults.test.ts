@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import type { Job, RenderAssignment } from '../src/protocol/index.ts';
 import { fakeBlend, submitJob } from '../testkit/api.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 
 const png = (width: number, height: number) =>

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { FarmChange, Frame, JobDetail } from '../src/protocol/index.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene, type RgbaImage } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { BLENDER, assertPixelsEqual, decodeRgba, makeTestScene, type RgbaImage } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 const WIDTH = 192;

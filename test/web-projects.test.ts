@@ -16,8 +16,8 @@ import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import type { Job } from '../src/protocol/index.ts';
 import { launchBrowser, screenshot, watchPage, type PageWatch, type TestBrowser } from './helpers/browser.ts';
-import { startTestFarm, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { BLENDER } from './helpers/scenes.ts';
+import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { BLENDER } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 const MAKE_PROJECT = fileURLToPath(new URL('../blender/test_scenes/make_project_scene.py', import.meta.url));

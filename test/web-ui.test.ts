@@ -4,8 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { CLIENT_HEADER, type Job, type JobDetail } from '../src/protocol/index.ts';
 import { launchBrowser, screenshot, stopServer, watchPage, type PageWatch, type TestBrowser } from './helpers/browser.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 /**
  * The web UI in a real (headless) Chromium against a real farm: a server with one real

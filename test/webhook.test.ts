@@ -8,8 +8,8 @@ import { pino } from 'pino';
 import { CLIENT_HEADER, type Job } from '../src/protocol/index.ts';
 import type { Farm } from '../src/server/index.ts';
 import { startWebhookNotifier, type WebhookPayload } from '../src/edge/webhook.ts';
-import { startTestFarm, submitBlend, waitForJob, type TestFarm } from './helpers/farm.ts';
-import { makeTestScene } from './helpers/scenes.ts';
+import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
+import { makeTestScene } from '../testkit/scenes.ts';
 
 interface Received {
   headers: IncomingMessage['headers'];

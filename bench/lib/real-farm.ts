@@ -9,8 +9,8 @@ import { workerSchema } from '../../src/config/index.ts';
 import type { Frame, Job, Worker } from '../../src/protocol/index.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { RenderWorker } from '../../src/worker/index.ts';
-import { startTestFarm, type TestFarm } from '../../test/helpers/farm.ts';
-import { BLENDER } from '../../test/helpers/scenes.ts';
+import { startTestFarm, type TestFarm } from '../../testkit/farm.ts';
+import { BLENDER } from '../../testkit/scenes.ts';
 import { getJson } from '../../testkit/api.ts';
 import { waitFor } from './harness.ts';
 

@@ -1,18 +1,12 @@
-import { createReadStream, existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import { z } from 'zod';
 import {
-  frameCursorSchema,
-  idSchema,
   jobPatchSchema,
   MAX_PASSES_PER_FRAME,
-  passNameSchema,
   PROTOCOL_VERSION,
-  sha256Schema,
-  tileIndexSchema,
   UPLOAD_KEY_HEADER,
   errorCatalogue,
   type ApiError,
@@ -33,13 +27,13 @@ import { frameFileName } from '../store/index.ts';
 import { FarmError, type Farm } from '../farm/index.ts';
 import { FrameChangeLog } from '../farm/index.ts';
 import { parseJobFields } from './job-form.ts';
-import { canPreview, previewOf, type PreviewSize } from './thumbnails.ts';
+import { canPreview, previewOf } from './thumbnails.ts';
 import { registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { discardFile, type ReceivedFile } from '../store/index.ts';
 import { isDiskFull, receiveToTemp, tooLarge } from './upload.ts';
 import { receiveResult } from './result-upload.ts';
-import { on } from './routing.ts';
+import { on, pathOf, queryOf } from './routing.ts';
 import { sendFile } from './send-file.ts';
 import { registerProjectRoutes } from './project-routes.ts';
 
@@ -57,14 +51,6 @@ export interface HttpOptions {
   /** Told to browsers so the UI can open its live connection. */
   wsPort: number;
 }
-
-const jobParams = z.object({ id: idSchema });
-const frameParams = z.object({ id: idSchema, frame: z.coerce.number().int() });
-const tileParams = frameParams.extend({ tile: z.coerce.number().pipe(tileIndexSchema) });
-const blendParams = z.object({ sha256: sha256Schema });
-const passParams = z.object({ id: idSchema, frame: z.coerce.number().int(), name: passNameSchema });
-const previewQuery = z.object({ size: z.enum(['small', 'large']).default('small') as z.ZodType<PreviewSize> });
-const frameColumnsQuery = z.object({ since: frameCursorSchema.optional() });
 
 /**
  * The HTTP edge on `web_port`: the public API used by the web UI and the CLI, and the
@@ -131,45 +117,45 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   on(app, 'listJobs', async () => farm.listJobs());
-  on(app, 'getJob', async (request) => farm.getJobDetail(parse(jobParams, request.params).id));
+  on(app, 'getJob', async (request) => farm.getJobDetail(pathOf('getJob', request).id));
   const frameChanges = watchFrameChanges(app, farm);
   // The web UI's frame list: compact columns, and after `since` only the frames changed since.
   on(app, 'frameColumns', async (request) => {
-    const { id } = parse(jobParams, request.params);
-    const { since } = parse(frameColumnsQuery, request.query);
+    const { id } = pathOf('frameColumns', request);
+    const { since } = queryOf('frameColumns', request);
     // Taken before the frames are read, so every change up to the cursor is in the answer.
     const cursor = frameChanges.cursor();
     const changed = since === undefined ? null : frameChanges.changedSince(id, since);
     return farm.frameColumns(id, cursor, changed ?? undefined);
   });
-  on(app, 'cancelJob', async (request) => farm.cancelJob(parse(jobParams, request.params).id));
-  on(app, 'pauseJob', async (request) => farm.pauseJob(parse(jobParams, request.params).id));
-  on(app, 'resumeJob', async (request) => farm.resumeJob(parse(jobParams, request.params).id));
-  on(app, 'retryJob', async (request) => farm.retryFailed(parse(jobParams, request.params).id));
-  on(app, 'patchJob', async (request) => farm.patchJob(parse(jobParams, request.params).id, parse(jobPatchSchema, request.body)));
+  on(app, 'cancelJob', async (request) => farm.cancelJob(pathOf('cancelJob', request).id));
+  on(app, 'pauseJob', async (request) => farm.pauseJob(pathOf('pauseJob', request).id));
+  on(app, 'resumeJob', async (request) => farm.resumeJob(pathOf('resumeJob', request).id));
+  on(app, 'retryJob', async (request) => farm.retryFailed(pathOf('retryJob', request).id));
+  on(app, 'patchJob', async (request) => farm.patchJob(pathOf('patchJob', request).id, parse(jobPatchSchema, request.body)));
   on(app, 'deleteJob', async (request, reply) => {
-    await farm.deleteJob(parse(jobParams, request.params).id);
+    await farm.deleteJob(pathOf('deleteJob', request).id);
     return reply.status(204).send();
   });
 
   on(app, 'frameLog', async (request) => {
-    const { id, frame } = parse(frameParams, request.params);
+    const { id, frame } = pathOf('frameLog', request);
     return farm.frameLog(id, frame);
   });
 
   on(app, 'framePasses', async (request) => {
-    const { id, frame } = parse(frameParams, request.params);
+    const { id, frame } = pathOf('framePasses', request);
     return farm.framePasses(id, frame);
   });
   on(app, 'passFile', async (request, reply) => {
-    const { id, frame, name } = parse(passParams, request.params);
+    const { id, frame, name } = pathOf('passFile', request);
     const file = await farm.passFile(id, frame, name);
     return sendFile(reply, file, `${frameFileName(frame)}-${name.replaceAll('/', '-')}`);
   });
 
   on(app, 'framePreview', async (request, reply) => {
-    const { id, frame } = parse(frameParams, request.params);
-    const { size } = parse(previewQuery, request.query);
+    const { id, frame } = pathOf('framePreview', request);
+    const { size } = queryOf('framePreview', request);
     const file = await farm.frameFile(id, frame);
     if (!canPreview(file)) throw new FarmError('NO_PREVIEW', `no preview for ${path.extname(file)} frames; download the frame instead`);
     const preview = await previewOf(file, path.join(dataDir.jobDir(id), 'previews'), size);
@@ -178,8 +164,8 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   // A tile of a split frame while it waits for the others, so the UI fills the frame in tile by tile.
   on(app, 'tilePreview', async (request, reply) => {
-    const { id, frame, tile } = parse(tileParams, request.params);
-    const { size } = parse(previewQuery, request.query);
+    const { id, frame, tile } = pathOf('tilePreview', request);
+    const { size } = queryOf('tilePreview', request);
     const file = await farm.tileFile(id, frame, tile);
     if (!canPreview(file)) throw new FarmError('NO_PREVIEW', `no preview for ${path.extname(file)} tiles`);
     const preview = await previewOf(file, path.join(path.dirname(file), 'previews'), size);
@@ -187,18 +173,18 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   on(app, 'frameFile', async (request, reply) => {
-    const { id, frame } = parse(frameParams, request.params);
+    const { id, frame } = pathOf('frameFile', request);
     const file = await farm.frameFile(id, frame);
     return sendFile(reply, file, path.basename(file));
   });
 
   on(app, 'video', async (request, reply) => {
-    const { id } = parse(jobParams, request.params);
+    const { id } = pathOf('video', request);
     return sendFile(reply, await farm.videoFile(id), `${id}.mp4`, 'video/mp4');
   });
 
   on(app, 'framesZip', async (request, reply) => {
-    const { id } = parse(jobParams, request.params);
+    const { id } = pathOf('framesZip', request);
     const frames = await farm.doneFrames(id);
     if (frames.length === 0) throw new FarmError('FRAME_NOT_RENDERED', `job ${id} has no finished frames yet`);
     // Frames are already compressed images: store them, do not spend CPU deflating them.
@@ -216,12 +202,12 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   on(app, 'listWorkers', async () => farm.listWorkers());
   for (const mode of ['enable', 'drain', 'disable'] as const) {
-    on(app, `${mode}Worker`, async (request) => farm.setWorkerMode(parse(jobParams, request.params).id, mode));
+    on(app, `${mode}Worker`, async (request) => farm.setWorkerMode(pathOf(`${mode}Worker`, request).id, mode));
   }
 
   // ---- worker endpoints ----
   on(app, 'downloadBlend', async (request, reply) => {
-    const { sha256 } = parse(blendParams, request.params);
+    const { sha256 } = pathOf('downloadBlend', request);
     const file = dataDir.blend(sha256);
     if (!existsSync(file)) throw new FarmError('BLEND_NOT_FOUND', `no .blend with SHA-256 ${sha256}`);
     return sendFile(reply, file, `${sha256}.blend`, 'application/octet-stream');
@@ -249,11 +235,11 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
       }
     };
     on(workerApi, 'uploadFrame', async (request) => {
-      const { id, frame } = parse(frameParams, request.params);
+      const { id, frame } = pathOf('uploadFrame', request);
       return receiveFrame(request, id, frame);
     });
     on(workerApi, 'uploadTile', async (request) => {
-      const { id, frame, tile } = parse(tileParams, request.params);
+      const { id, frame, tile } = pathOf('uploadTile', request);
       return receiveFrame(request, id, frame, tile);
     });
   });

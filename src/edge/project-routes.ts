@@ -1,14 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
 import type { Farm } from '../farm/index.ts';
-import { projectManifestSchema, sha256Schema, type StoredFile } from '../protocol/index.ts';
+import { projectManifestSchema, type StoredFile } from '../protocol/index.ts';
 import type { DataDir } from '../store/index.ts';
-import { on } from './routing.ts';
+import { on, pathOf } from './routing.ts';
 import { sendFile } from './send-file.ts';
 import { receiveToTemp } from './upload.ts';
 import { parse } from './validate.ts';
-
-const shaParams = z.object({ sha256: sha256Schema });
 
 /** A manifest lists up to 100,000 files, about 150 bytes each. */
 const MANIFEST_BODY_LIMIT = 32 * 1024 * 1024;
@@ -25,16 +22,16 @@ export function registerProjectRoutes(app: FastifyInstance<any, any, any, any, a
     files.removeAllContentTypeParsers();
     files.addContentTypeParser('*', (_request, _payload, done) => done(null));
     on(files, 'uploadProjectFile', async (request, reply) => {
-      const { sha256 } = parse(shaParams, request.params);
+      const { sha256 } = pathOf('uploadProjectFile', request);
       const upload = await receiveToTemp(request.raw, dataDir.tmp, { maxBytes: maxUploadBytes, announcedBytes: announced(request.headers['content-length']) });
       await farm.storeProjectFile(sha256, upload);
       return reply.status(201).send({ sha256, size: upload.size } satisfies StoredFile);
     });
   });
 
-  on(app, 'getProject', async (request) => farm.project(parse(shaParams, request.params).sha256));
+  on(app, 'getProject', async (request) => farm.project(pathOf('getProject', request).sha256));
   on(app, 'downloadProjectFile', async (request, reply) => {
-    const { sha256 } = parse(shaParams, request.params);
+    const { sha256 } = pathOf('downloadProjectFile', request);
     return sendFile(reply, farm.projectFile(sha256), sha256, 'application/octet-stream');
   });
 }

@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { on } from './routing.ts';
-import { z } from 'zod';
+import { on, pathOf } from './routing.ts';
 import { loginSchema, tokenRequestSchema, type CreatedToken } from '../protocol/index.ts';
 import { usesApi } from './access.ts';
 import { SESSION_COOKIE } from './auth.ts';
@@ -11,7 +10,6 @@ import { parse } from './validate.ts';
 
 type App = FastifyInstance<any, any, any, any, any>;
 
-const tokenParams = z.object({ id: z.string().regex(/^[a-z0-9]{1,40}$/, 'expected a token id') });
 
 /** Browser login with a user token: a server-side session behind an HttpOnly cookie. */
 export function registerSessionRoutes(app: App, credentials: Credentials, secureCookies: boolean): void {
@@ -50,7 +48,7 @@ export function registerTokenRoutes(app: App, credentials: Credentials, dataDir:
   });
 
   on(app, 'revokeToken', async (request, reply) => {
-    const { id } = parse(tokenParams, request.params);
+    const { id } = pathOf('revokeToken', request);
     const revoked = await credentials.revoke(id, dataDir, legacyFromSettings);
     request.log.info({ id, role: revoked.role, name: revoked.name }, 'token revoked');
     return reply.status(204).send();

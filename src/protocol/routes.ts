@@ -64,6 +64,7 @@ export interface RouteDoc {
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
 const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'worker id' };
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
+const previewSize: Param = { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false };
 const sha256Param = (description: string): Param => ({ name: 'sha256', in: 'path', schema: sha256Schema, description });
 const tileNumber: Param = { name: 'tile', in: 'path', schema: tileIndexSchema, description: 'tile index, row by row from the top-left, from 0' };
 const uploadKeyHeader: Param = {
@@ -229,14 +230,14 @@ export const routeDocs = [
   {
     name: 'framePreview', method: 'get', path: '/api/jobs/:id/frames/:frame/preview', tag: 'results', access: 'user',
     summary: 'A WebP preview of a rendered frame',
-    params: [jobId, frameNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
+    params: [jobId, frameNumber, previewSize],
     ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
     errors: ['FRAME_NOT_FOUND', 'FRAME_NOT_RENDERED', 'NO_PREVIEW'],
   },
   {
     name: 'tilePreview', method: 'get', path: '/api/jobs/:id/frames/:frame/tiles/:tile/preview', tag: 'results', access: 'user',
     summary: 'A WebP preview of one finished tile of a split frame, until the frame is stitched',
-    params: [jobId, frameNumber, tileNumber, { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false }],
+    params: [jobId, frameNumber, tileNumber, previewSize],
     ok: { 200: { description: 'WebP image', media: ['image/webp'] } },
     errors: ['JOB_NOT_FOUND', 'TILE_NOT_FOUND', 'NO_PREVIEW'],
   },
@@ -290,7 +291,7 @@ export const routeDocs = [
   {
     name: 'revokeToken', method: 'delete', path: '/api/tokens/:id', tag: 'tokens', access: 'user',
     summary: 'Revoke a token: its sessions end and workers using it are disconnected',
-    params: [{ name: 'id', in: 'path', schema: z.string(), description: 'token id' }],
+    params: [{ name: 'id', in: 'path', schema: z.string().regex(/^[a-z0-9]{1,40}$/, 'expected a token id'), description: 'token id' }],
     ok: { 204: { description: 'revoked' } },
     errors: ['TOKEN_NOT_FOUND', 'TOKEN_FROM_SETTINGS'],
   },
@@ -342,15 +343,33 @@ export const routeDocs = [
 ] as const satisfies readonly RouteDoc[];
 
 export type RouteName = (typeof routeDocs)[number]['name'];
-type RouteNamed<N extends RouteName> = Extract<(typeof routeDocs)[number], { name: N }>;
+export type RouteNamed<N extends RouteName> = Extract<(typeof routeDocs)[number], { name: N }>;
 
 /** ":id" and ":frame" of "/api/jobs/:id/frames/:frame". */
-type PathParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
+export type PathParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
   ? Name | PathParamNames<`/${Rest}`>
   : P extends `${string}:${infer Name}`
     ? Name
     : never;
 export type RouteParams<N extends RouteName> = Record<PathParamNames<RouteNamed<N>['path']>, string | number>;
+
+/** What each path parameter holds: a name means the same thing on every route. */
+interface PathParamTypes {
+  id: string;
+  frame: number;
+  tile: number;
+  sha256: string;
+  name: string;
+}
+/** A route's path parameters once checked against its declaration (edge/routing.ts pathOf). */
+export type PathValues<N extends RouteName> = {
+  [K in PathParamNames<RouteNamed<N>['path']>]: K extends keyof PathParamTypes ? PathParamTypes[K] : string;
+};
+/** What each query parameter holds, by name, once checked (defaults applied). */
+export interface QueryValues {
+  size: 'small' | 'large';
+  since?: string;
+}
 
 /** A route's declaration by its name. */
 export function routeNamed<N extends RouteName>(name: N): RouteNamed<N> {

@@ -5,7 +5,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { serverSchema, type ServerSettings } from '../../src/config/index.ts';
 import { startServer } from '../../src/server/index.ts';
 import { silentLogger, createLogger } from '../../src/util/log.ts';
-import type { TestFarm } from './farm.ts';
+import type { TestFarm } from '../../testkit/farm.ts';
 
 /** Debian's Chromium (installed by `WITH_BROWSER=1 scripts/setup.sh`); CHROMIUM overrides. */
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';

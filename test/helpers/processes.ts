@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, Socket, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CLIENT_HEADER, type Job, type JobDetail, type Worker } from '../../src/protocol/index.ts';
-import { BLENDER } from './scenes.ts';
+import { BLENDER } from '../../testkit/scenes.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/archenland.js', import.meta.url));
 

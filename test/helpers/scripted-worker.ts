@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, UPLOAD_KEY_HEADER, type ServerToWorker } from '../../src/protocol/index.ts';
 import { fakeScene, resultUpload } from '../../testkit/fakes.ts';
-import type { TestFarm } from './farm.ts';
+import type { TestFarm } from '../../testkit/farm.ts';
 
 /**
  * A worker run by the test, speaking the real protocol without Blender: it answers probes

@@ -1,11 +1,11 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { silentLogger, createLogger } from '../../src/util/log.ts';
-import { startServer, type RunningServer } from '../../src/server/index.ts';
-import { RenderWorker } from '../../src/worker/index.ts';
-import { serverSchema, workerSchema, type ServerSettings, type WorkerSettings } from '../../src/config/index.ts';
-import { CLIENT_HEADER, type Job } from '../../src/protocol/index.ts';
+import { silentLogger, createLogger } from '../src/util/log.ts';
+import { startServer, type RunningServer } from '../src/server/index.ts';
+import { RenderWorker } from '../src/worker/index.ts';
+import { serverSchema, workerSchema, type ServerSettings, type WorkerSettings } from '../src/config/index.ts';
+import { CLIENT_HEADER, type Job } from '../src/protocol/index.ts';
 import { BLENDER } from './scenes.ts';
 
 /** Logs stay quiet in tests unless ARCHENLAND_TEST_LOGS=1. */

@@ -12,8 +12,8 @@ import sharp from 'sharp';
 const run = promisify(execFile);
 
 export const BLENDER = process.env.BLENDER ?? 'blender';
-const MAKE_SCENE_SCRIPT = fileURLToPath(new URL('../../blender/test_scenes/make_test_scene.py', import.meta.url));
-const SCENE_KIT = fileURLToPath(new URL('../../blender/test_scenes/scene_kit.py', import.meta.url));
+const MAKE_SCENE_SCRIPT = fileURLToPath(new URL('../blender/test_scenes/make_test_scene.py', import.meta.url));
+const SCENE_KIT = fileURLToPath(new URL('../blender/test_scenes/scene_kit.py', import.meta.url));
 const CACHE_DIR = join(tmpdir(), 'archenland-test-scenes');
 
 export type TestSceneOptions = {
@@ -122,7 +122,7 @@ export function assertPixelsEqual(a: RgbaImage, b: RgbaImage, label = 'images'):
   assert.fail(`${label}: ${differing} of ${a.data.length} bytes differ, largest difference ${largest}/255`);
 }
 
-const MAKE_HOSTILE_SCENE_SCRIPT = fileURLToPath(new URL('../../blender/test_scenes/make_hostile_scene.py', import.meta.url));
+const MAKE_HOSTILE_SCENE_SCRIPT = fileURLToPath(new URL('../blender/test_scenes/make_hostile_scene.py', import.meta.url));
 
 export type HostileSceneOptions = {
   /** Names that forge old-style events, among them a "saved" event for frame 1 pointing at this file. */
