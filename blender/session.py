@@ -26,6 +26,10 @@ Commands once the scene is loaded:
   {"cmd": "render", "frame": N, "output": "/abs/dir/tile_####",
    "tile": {"x": X, "y": Y, "width": W, "height": H,
             "frameWidth": FW, "frameHeight": FH, ...}}
+  {"cmd": "probe"}        replies {"event": "probe", ...}: the scene's settings and
+                          the preflight, as probe.py reports them (farm_session/scene_info.py)
+  {"cmd": "configure", "overrides": {...}}   applies a job's overrides to a session
+                          opened to probe it, then replies "ready" again
   {"cmd": "quit"}
 Every command is checked against farm_session/session_protocol.json, generated from
 the worker's own schemas (src/protocol/blender-session.ts), and so is every reply.
@@ -76,6 +80,7 @@ from farm_session.protocol import (  # noqa: E402
     ProtocolError, check_command, check_event, check_overrides, check_project_layout,
 )
 from farm_session.render import render_frame  # noqa: E402
+from farm_session.scene_info import describe, scripts_allowed_by  # noqa: E402
 from farm_session.tiles import parse_tile  # noqa: E402
 
 # Script argument for a session started with no scene, waiting for "open".
@@ -125,7 +130,7 @@ def parse_project(args):
     return check_project(check_project_layout(json_arg(args, "--project")))
 
 
-def handle(scene, line):
+def handle(scene, allow_scripts, line):
     """Run one command; return False when the session should end."""
     try:
         command = json.loads(line)
@@ -140,6 +145,17 @@ def handle(scene, line):
         return True
     if command["cmd"] == "quit":
         return False
+    if command["cmd"] == "probe":
+        emit("probe", **describe(scene, allow_scripts))
+        return True
+    if command["cmd"] == "configure":
+        try:
+            apply_overrides(scene, command["overrides"])
+        except Exception as error:
+            emit("error", frame=None, message=f"could not apply overrides: {error_message(error)}")
+            return True
+        emit("ready", blenderVersion=bpy.app.version_string, sceneName=scene.name)
+        return True
     if command["cmd"] != "render":
         emit("error", frame=None, message=f"the scene is already open: {command['cmd']} is not a command now")
         return True
@@ -182,7 +198,7 @@ def parse_open(line):
 
 
 def open_scene(lines):
-    """Pre-warmed start: wait for the scene to render, load it; return (overrides, project).
+    """Pre-warmed start: wait for the scene to render, load it; return (overrides, project, allowScripts).
 
     Returns None when told to quit (or stdin closed) before any scene was named.
     """
@@ -205,10 +221,10 @@ def open_scene(lines):
                                  use_scripts=command["allowScripts"])
     except Exception as error:  # RuntimeError carrying Blender's "Error: ..." report
         fatal(f"could not load the scene: {error_message(error)}")
-    return command["overrides"], command["project"]
+    return command["overrides"], command["project"], command["allowScripts"]
 
 
-def serve(lines, overrides, project):
+def serve(lines, overrides, project, allow_scripts):
     if project is not None:
         try:
             remap_project(project["root"], project["tree"])
@@ -224,7 +240,7 @@ def serve(lines, overrides, project):
 
     emit("ready", blenderVersion=bpy.app.version_string, sceneName=scene.name)
     for line in lines:
-        if not handle(scene, line):
+        if not handle(scene, allow_scripts, line):
             break
     flush_all()
 
@@ -243,8 +259,9 @@ def main():
         opened = open_scene(lines)
         if opened is None:
             return
-        overrides, project = opened
+        overrides, project, allow_scripts = opened
     else:
+        allow_scripts = scripts_allowed_by(sys.argv)
         try:
             overrides = parse_overrides(args)
         except ValueError as error:
@@ -253,7 +270,7 @@ def main():
             project = parse_project(args)
         except ValueError as error:
             fatal(f"invalid --project: {error_message(error)}")
-    serve(lines, overrides, project)
+    serve(lines, overrides, project, allow_scripts)
 
 
 main()

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import sharp from 'sharp';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -158,6 +159,22 @@ describe('Blender session and probe (real Blender)', () => {
 
   it('rejects start() clearly for an override Blender refuses', async () => {
     await assert.rejects(startSession(scene, { engine: 'NO_SUCH_ENGINE' }), /could not apply overrides: .*NO_SUCH_ENGINE/);
+  });
+
+  it('a session probes the scene it loaded exactly as probeScene does, then renders it with the overrides configure applies', async () => {
+    const session = await startSession(scene);
+    try {
+      const [inSession, alone] = await Promise.all([session.probe(), probeScene({ blenderPath: BLENDER, blendFile: scene, allowScripts: false })]);
+      assert.deepEqual(inSession, alone);
+      await session.configure({ resolutionPercentage: 50 });
+      const result = await session.render(1, join(workDir, 'configured', 'frame_####'));
+      const { width, height } = await sharp(result.path).metadata();
+      assert.deepEqual([width, height], [alone.resolutionX / 2, alone.resolutionY / 2], 'the override applies to the next frame');
+      await assert.rejects(session.configure({ engine: 'NO_SUCH_ENGINE' }), /could not apply overrides: .*NO_SUCH_ENGINE/);
+      assert.ok(session.alive, 'a refused configure leaves the session serving');
+    } finally {
+      await session.close();
+    }
   });
 
   it("probeScene reports the generated scene's settings", async () => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { sceneInfoSchema } from './scene.ts';
 import { tileRegionSchema } from './tiles.ts';
 
 /**
@@ -40,6 +41,10 @@ export const sessionCommandSchema = z.discriminatedUnion('cmd', [
   }),
   /** Render one frame (or one tile of it) to `output`, a path with "#" for the frame number. */
   z.object({ cmd: z.literal('render'), frame: z.number().int(), output: z.string().min(1), tile: tileRegionSchema.optional() }),
+  /** Read the loaded scene's settings and run the preflight: the probe, in the Blender that renders the job next. */
+  z.object({ cmd: z.literal('probe') }),
+  /** Apply a job's overrides to a session opened (with none) to probe it; answered by "ready". */
+  z.object({ cmd: z.literal('configure'), overrides: sessionOverridesSchema }),
   z.object({ cmd: z.literal('quit') }),
 ]);
 export type SessionCommand = z.infer<typeof sessionCommandSchema>;
@@ -52,6 +57,7 @@ export const sessionEventSchema = z.discriminatedUnion('event', [
   z.object({ event: z.literal('error'), frame: z.number().int().nullable(), message: z.string() }),
   /** The session could not start serving (e.g. an invalid override); Blender exits. */
   z.object({ event: z.literal('fatal'), message: z.string() }),
+  sceneInfoSchema.extend({ event: z.literal('probe') }),
 ]);
 export type SessionEvent = z.infer<typeof sessionEventSchema>;
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { WorkerSettings } from '../config/index.ts';
-import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type ServerToWorker } from '../protocol/index.ts';
+import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type SceneInfo, type ServerToWorker } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { TlsClient, workerTls } from '../util/tls-client.ts';
 import { BlenderLauncher, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
@@ -26,7 +26,12 @@ const PROGRESS_INTERVAL_MS = 250;
 interface OpenSession {
   jobId: string;
   session: BlenderSession;
+  /** false for a session opened to probe the job: its overrides are applied before the first frame. */
+  configured: boolean;
 }
+
+/** A job's scene as a session opens it. */
+type JobScene = Pick<RenderAssignment, 'jobId' | 'blend' | 'project' | 'allowScripts'>;
 
 /**
  * A render node: keeps a connection to the server, takes one frame at a time, renders it
@@ -45,6 +50,7 @@ export class RenderWorker {
   private uploadKey: string | undefined;
   private blenderVersion: string | null = null;
   private open: OpenSession | null = null;
+  private sessionLock: Promise<void> = Promise.resolve();
   private current: RenderAssignment | null = null;
   private cancelled = false;
   private rendering: Promise<void> = Promise.resolve();
@@ -281,22 +287,44 @@ export class RenderWorker {
   }
 
   /** One Blender per job: reused frame after frame, replaced when the job changes or Blender died. */
-  private async sessionFor(assignment: RenderAssignment): Promise<BlenderSession> {
-    if (this.open && this.open.jobId === assignment.jobId && this.open.session.alive) return this.open.session;
-    await this.closeSession();
-    const { blendFile, project } = await this.sceneFiles(assignment);
-    const session = await this.blenders.open({ blendFile, allowScripts: assignment.allowScripts, overrides: assignment.overrides, project });
-    if (this.shutDown || this.cancelled) {
-      // Stopped or cancelled while Blender was starting: nobody would ever use this one.
-      session.kill();
-      throw new Error(this.shutDown ? 'the worker is shutting down' : 'the frame was cancelled');
-    }
-    this.open = { jobId: assignment.jobId, session };
-    return session;
+  private sessionFor(assignment: RenderAssignment): Promise<BlenderSession> {
+    return this.withSession(assignment, assignment.overrides, async (open) => {
+      if (!open.configured) {
+        // Opened to probe the job, with no overrides: the scene it loaded renders the frames.
+        await open.session.configure(assignment.overrides);
+        open.configured = true;
+      }
+      return open.session;
+    });
+  }
+
+  /**
+   * Runs `use` with the job's Blender session: the one already open for it, else a new one
+   * (the pre-warmed Blender when there is one). `overrides` null: opened to probe the job,
+   * before its overrides are known. One at a time, so a probe and a render never replace
+   * each other's session mid-way.
+   */
+  private withSession<T>(job: JobScene, overrides: RenderAssignment['overrides'] | null, use: (open: OpenSession) => Promise<T>): Promise<T> {
+    const turn = this.sessionLock.then(async () => {
+      if (!this.open || this.open.jobId !== job.jobId || !this.open.session.alive) {
+        await this.closeSession();
+        const { blendFile, project } = await this.sceneFiles(job);
+        const session = await this.blenders.open({ blendFile, allowScripts: job.allowScripts, overrides: overrides ?? {}, project });
+        if (this.shutDown || (overrides && this.cancelled)) {
+          // Stopped or cancelled while Blender was starting: nobody would ever use this one.
+          session.kill();
+          throw new Error(this.shutDown ? 'the worker is shutting down' : 'the frame was cancelled');
+        }
+        this.open = { jobId: job.jobId, session, configured: overrides !== null };
+      }
+      return use(this.open);
+    });
+    this.sessionLock = turn.then(() => undefined, () => undefined);
+    return turn;
   }
 
   /** The job's .blend on this worker: alone in the blend cache, or at its place in its project's tree. */
-  private async sceneFiles(job: Pick<RenderAssignment, 'blend' | 'project'>): Promise<{ blendFile: string; project: ProjectLayout | null }> {
+  private async sceneFiles(job: Pick<JobScene, 'blend' | 'project'>): Promise<{ blendFile: string; project: ProjectLayout | null }> {
     const blend = await this.cache.get(job.blend);
     const laidOut = job.project ? await this.projects.prepare(job.project, job.blend) : null;
     // The cache stays under its budget (cache_max_gb); this job's files are never trimmed.
@@ -336,13 +364,24 @@ export class RenderWorker {
       return;
     }
     try {
-      const { blendFile, project } = await this.sceneFiles(request);
       const allowScripts = request.allowScripts && this.settings.allow_scripts;
-      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project });
+      const scene = this.current
+        ? await this.probeAside(request, allowScripts)
+        : await this.withSession({ ...request, allowScripts }, null, (open) => open.session.probe());
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
     } catch (error) {
       this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: (error as Error).message.slice(0, 4000), reason: 'scene' });
     }
+  }
+
+  /**
+   * While a frame of another job renders, the probe runs in a Blender of its own, which
+   * leaves that job's session alone. An idle worker probes in the session that then
+   * renders the job's frames: one Blender start and one scene load for both.
+   */
+  private async probeAside(request: ProbeRequest, allowScripts: boolean): Promise<SceneInfo> {
+    const { blendFile, project } = await this.sceneFiles(request);
+    return probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project });
   }
 
   /** The server took the frame back or the job ended: stop rendering it and drop the session. */

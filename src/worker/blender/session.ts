@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { sessionCommandSchema, type ProjectLayout, type SessionCommand, type SessionOverrides, type TileRegion } from '../../protocol/index.ts';
+import { sessionCommandSchema, type SceneInfo, type SessionCommand, type TileRegion } from '../../protocol/index.ts';
 import { silentLogger, type Logger } from '../../util/log.ts';
 import {
   EVENT_FD,
@@ -16,55 +16,9 @@ import {
   type SessionEvent,
 } from './progress.ts';
 import { checkSavedFile, outputPatternProblem } from './saved-file.ts';
+import { BlenderRenderError, type BlenderLaunchOptions, type BlenderSessionOptions, type RenderResult, type SceneOverrides, type SceneToOpen } from './session-types.ts';
 
-/** Scene settings to change once after loading (src/protocol/blender-session.ts). */
-export type SceneOverrides = SessionOverrides;
-
-/** How Blender is run: the same for a cold start and a pre-warmed one. */
-export type BlenderLaunchOptions = {
-  blenderPath: string;
-  /** Render threads; 0 lets Blender use every core. */
-  threads: number;
-  logger?: Logger;
-  /** Start-up, and loading a heavy scene, can take a while; give up on each after this. */
-  startTimeoutMs?: number;
-};
-
-/** The scene a session renders, and how it is loaded. */
-export type SceneToOpen = {
-  blendFile: string;
-  /** Run Python embedded in the .blend (-y) instead of refusing it (-Y). */
-  allowScripts: boolean;
-  overrides: SceneOverrides;
-  /** The job's project laid out in `tree`: absolute paths under the submitter's `root` are remapped into it. */
-  project?: ProjectLayout | null;
-};
-
-export type { ProjectLayout };
-
-export type BlenderSessionOptions = BlenderLaunchOptions & SceneToOpen;
-
-export type RenderResult = {
-  frame: number;
-  /** The file Blender wrote, with "#" expanded and the extension added; checked to be exactly that file. */
-  path: string;
-  /** Wall time from sending the command to the file being saved. */
-  renderMs: number;
-  /** Blender's output lines (stdout and stderr) while rendering this frame. */
-  log: string;
-};
-
-/** A failed frame: the message is Blender's own error text. */
-export class BlenderRenderError extends Error {
-  constructor(
-    message: string,
-    readonly frame: number,
-    readonly log: string,
-  ) {
-    super(message);
-    this.name = 'BlenderRenderError';
-  }
-}
+export { BlenderRenderError, type BlenderLaunchOptions, type BlenderSessionOptions, type ProjectLayout, type RenderResult, type SceneOverrides, type SceneToOpen } from './session-types.ts';
 
 const SESSION_SCRIPT = fileURLToPath(new URL('../../../blender/session.py', import.meta.url));
 /** Tells session.py to start with no scene and wait for an "open" command. */
@@ -111,6 +65,8 @@ export class BlenderSession {
   private spawnError: Error | null = null;
   private readonly exitListeners: Array<() => void> = [];
   private startListener: ((event: SessionEvent) => void) | null = null;
+  /** A probe or configure command waiting for its answer (one at a time, in the queue with renders). */
+  private asking: { accept: (event: SessionEvent) => boolean; reject: (error: Error) => void } | null = null;
   private eventOrder: EventOrder | null = null;
   /** Set for a pre-warmed session: settles when it waits for a scene, or failed to get there. */
   private warmedUp: Promise<void> | null = null;
@@ -235,10 +191,60 @@ export class BlenderSession {
     onProgress?: (p: FrameProgress) => void,
     tile?: TileRegion,
   ): Promise<RenderResult> {
-    const run = () => this.renderNow(frame, outputPattern, onProgress, tile);
-    const result = this.queue.then(run, run);
+    return this.inQueue(() => this.renderNow(frame, outputPattern, onProgress, tile));
+  }
+
+  /** Runs `work` after everything asked of this session before it, failed or not. */
+  private inQueue<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work, work);
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** Sends a command and resolves on the event `accept` takes; an error event, an exit or a timeout rejects. */
+  private ask(command: SessionCommand, accept: (event: SessionEvent) => boolean): Promise<void> {
+    if (!this.alive) return Promise.reject(new Error(`cannot ${command.cmd}: ${this.exited ? `Blender exited (${this.exitDescription})` : 'no scene is loaded'}`));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`Blender did not answer "${command.cmd}" within ${this.startTimeoutMs} ms\n${this.formatTail()}`)), this.startTimeoutMs);
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        this.asking = null;
+        reject(error);
+      };
+      this.asking = {
+        accept: (event) => {
+          if (!accept(event)) return false;
+          clearTimeout(timer);
+          this.asking = null;
+          resolve();
+          return true;
+        },
+        reject: fail,
+      };
+      this.send(command);
+    });
+  }
+
+  /**
+   * The loaded scene's settings and the preflight's findings, read in this session: the
+   * job's probe costs no Blender start and no second load of its scene.
+   */
+  probe(): Promise<SceneInfo> {
+    return this.inQueue(async () => {
+      let info: SceneInfo | undefined;
+      await this.ask({ cmd: 'probe' }, (event) => {
+        if (event.event !== 'probe') return false;
+        const { event: _, ...fields } = event;
+        info = fields;
+        return true;
+      });
+      return info!;
+    });
+  }
+
+  /** Applies a job's overrides to a session opened (with none) to probe the job. */
+  configure(overrides: SceneOverrides): Promise<void> {
+    return this.inQueue(() => this.ask({ cmd: 'configure', overrides }, (event) => event.event === 'ready'));
   }
 
   /**
@@ -383,6 +389,11 @@ export class BlenderSession {
       this.startListener(event);
       return;
     }
+    if (this.asking) {
+      if (event.event === 'error') this.asking.reject(new Error(event.message));
+      else if (!this.asking.accept(event)) this.logger.warn({ event }, 'unexpected event from Blender session');
+      return;
+    }
     const pending = this.pending;
     if (event.event === 'saved' && pending && event.frame === pending.frame) {
       this.pending = null;
@@ -428,6 +439,7 @@ export class BlenderSession {
         ),
       );
     }
+    this.asking?.reject(new Error(`Blender exited (${description})${findBlenderError(this.tail) ? `: ${findBlenderError(this.tail)}` : ''}`));
     for (const listener of this.exitListeners.splice(0)) listener();
   }
 
