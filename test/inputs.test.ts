@@ -45,9 +45,11 @@ describe('job form fields', () => {
       hold: false,
       tiles: 'auto',
       forceTiles: false,
+      order: 'interleaved',
     });
     assert.deepEqual(parseJobFields({ tiles: '2x3', forceTiles: 'yes' }).tiles, { cols: 2, rows: 3 });
     assert.deepEqual(parseJobFields({ tiles: '4' }).tiles, { count: 4 });
+    assert.equal(parseJobFields({ order: 'Sequential' }).order, 'sequential');
   });
 
   test('names the bad field', () => {
@@ -60,6 +62,7 @@ describe('job form fields', () => {
     assert.throws(() => parseJobFields({ allowScripts: 'maybe' }), /allowScripts/);
     assert.throws(() => parseJobFields({ tiles: 'lots' }), /invalid tiles "lots"/);
     assert.throws(() => parseJobFields({ tiles: '1' }), /tiles/, 'one tile is no split: say off');
+    assert.throws(() => parseJobFields({ order: 'random' }), /order.*interleaved.*sequential/);
   });
 });
 

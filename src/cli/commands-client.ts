@@ -10,6 +10,7 @@ import {
   parseTiling,
   formatTiling,
   describeIssues,
+  frameOrderSchema,
   type FrameLog,
   type Job,
   type JobDetail,
@@ -71,6 +72,10 @@ function registerSubmit(program: Command): void {
     .option('--allow-scripts', 'let Python scripts inside the .blend run (off by default: only for files you trust)')
     .option('--tiles <tiles>', 'split frames into tiles on several workers: auto (default: when idle workers outnumber frames left), off, a count (4) or a grid (2x2)')
     .option('--force-tiles', 'split even when the scene uses effects that cross tile edges (denoising, glare); seams may show')
+    .addOption(
+      new Option('--order <order>', 'frame order: interleaved (default: first, last, middle, then filling in, so a broken shot shows early) or sequential (frame order, for unbaked simulations)')
+        .choices([...frameOrderSchema.options]),
+    )
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -86,6 +91,7 @@ function registerSubmit(program: Command): void {
       if (options.allowScripts) fields.allowScripts = 'true';
       if (options.tiles) fields.tiles = formatTiling(usage(() => parseTiling(options.tiles)));
       if (options.forceTiles) fields.forceTiles = 'true';
+      if (options.order) fields.order = options.order;
       const client = clientFrom(options);
       const uploadBar = progressBar('upload   {bar} {percentage}% | {value_mb}/{total_mb} MB');
       let job: Job;
@@ -121,6 +127,7 @@ function registerSubmit(program: Command): void {
     'archenland submit shot010.blend --hold   # review the probed settings, `edit`, then `resume`',
     'archenland submit shot010.blend --wait --json | jq .state',
     'archenland submit poster.blend --tiles 2x2 --wait   # one still, four workers',
+    'archenland submit fluid.blend --order sequential   # an unbaked simulation needs its frames in order',
   ]);
 }
 

@@ -70,6 +70,7 @@ export class Dispatcher {
       paused,
       tiling,
       needsScripts: jobRecord(row).allowScripts,
+      order: jobRecord(row).request.order ?? 'interleaved',
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.state.background(this.onNothingLeft(row.id));

@@ -34,6 +34,7 @@ export class JobLifecycle {
       samples: options.samples,
       tiles: options.tiles,
       forceTiles: options.forceTiles,
+      order: options.order,
     };
     const row = await store.insertJob({
       id: newId(),

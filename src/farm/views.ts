@@ -25,6 +25,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     blendSize: row.blend_size,
     requested: requestedView(submitted),
     tiling: tilingView(submitted, scene),
+    order: submitted.order ?? 'interleaved',
     scene,
     frames:
       row.frame_start === null || row.frame_end === null

@@ -2,6 +2,7 @@ import {
   fileExtensionOf,
   frameCount,
   MAX_FRAMES_PER_JOB,
+  type FrameOrder,
   type FrameRange,
   type OutputFormat,
   type SceneInfo,
@@ -19,6 +20,8 @@ export interface RenderRequest {
   samples?: number | null;
   tiles?: TileRequest;
   forceTiles?: boolean;
+  /** Absent in jobs stored before frame orders existed: they are interleaved like new ones. */
+  order?: FrameOrder;
 }
 
 export interface CompiledJob {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { frameRangeSchema } from './frames.ts';
+import { frameOrderSchema, frameRangeSchema } from './frames.ts';
 import { outputFormatSchema, sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { jobTilingSchema, tileGridSchema, tileRequestSchema } from './tiles.ts';
 
@@ -39,6 +39,8 @@ export const jobOptionsSchema = z.object({
   tiles: tileRequestSchema.default('auto'),
   /** Split even when the scene uses effects that cross tile edges (denoising, glare). */
   forceTiles: z.boolean().default(false),
+  /** `interleaved` (first, last, middle, then filling in) shows a broken shot early; `sequential` renders in frame order. */
+  order: frameOrderSchema.default('interleaved'),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -78,8 +80,10 @@ export const jobSchema = z.object({
   blendSha256: sha256Schema,
   blendSize: z.number().int(),
   /** What the user asked for; null fields fall back to the scene's values. */
-  requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true, hold: true, tiles: true, forceTiles: true }),
+  requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true, hold: true, tiles: true, forceTiles: true, order: true }),
   tiling: jobTilingSchema,
+  /** The order frames are handed out in. */
+  order: frameOrderSchema,
   scene: sceneInfoSchema.nullable(),
   /** Effective values, known once the scene has been probed. */
   frames: frameRangeSchema.nullable(),

@@ -1,5 +1,6 @@
 import type { JobTilingPlan } from '../jobs/index.ts';
-import { tileCount, type TileGrid, type TileRegion } from '../protocol/index.ts';
+import { tileCount, type FrameOrder, type TileGrid, type TileRegion } from '../protocol/index.ts';
+import { orderFrames } from './frame-order.ts';
 
 /**
  * What the scheduler keeps per job, and the small pure functions that read one entry. The
@@ -19,8 +20,10 @@ export interface QueuedJob {
   /** Higher first; ties go to the lower sequence number (earlier submission). */
   priority: number;
   seq: number;
-  /** Frames still to render, in the order they should be handed out. */
+  /** Frames still to render, in frame order. */
   frames: number[];
+  /** The order they are handed out in; `interleaved` (first, last, middle, …) when absent. */
+  order?: FrameOrder;
   /** Frames of the job already finished before it was (re)queued, for its counts. */
   done?: number;
   failed?: number;
@@ -119,7 +122,7 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     paused: job.paused ?? false,
     tiling: job.tiling ?? { mode: 'off' },
     needsScripts: job.needsScripts ?? false,
-    fresh: [...job.frames],
+    fresh: orderFrames(job.frames, job.order ?? 'interleaved'),
     next: 0,
     retry: [],
     tileQueue: [],

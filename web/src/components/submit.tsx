@@ -21,9 +21,11 @@ interface Overrides {
   resolutionPercentage: string;
   samples: string;
   priority: string;
+  /** Empty: the server's default, interleaved. */
+  order: string;
 }
 
-const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '' };
+const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '', order: '' };
 
 /**
  * Drop or choose a .blend: it uploads with a progress bar; with "review" on, the settings
@@ -184,6 +186,13 @@ export function SubmitPanel() {
                 <OverrideField id="ov-res" label="Resolution %" type="number" value={overrides.resolutionPercentage} placeholder="as in the file" onInput={(v) => setOverrides({ ...overrides, resolutionPercentage: v })} />
                 <OverrideField id="ov-samples" label="Samples" type="number" value={overrides.samples} placeholder="as in the file" onInput={(v) => setOverrides({ ...overrides, samples: v })} />
                 <OverrideField id="ov-priority" label="Priority" type="number" value={overrides.priority} placeholder="0" onInput={(v) => setOverrides({ ...overrides, priority: v })} />
+                <div class="field">
+                  <label for="ov-order">Frame order</label>
+                  <select id="ov-order" value={overrides.order} onChange={(e) => setOverrides({ ...overrides, order: e.currentTarget.value })}>
+                    <option value="">First, last, middle, then filling in</option>
+                    <option value="sequential">In frame order (unbaked simulations)</option>
+                  </select>
+                </div>
                 <TilesFields choice={tiles} onChange={setTiles} />
               </div>
             </details>
