@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, describeSettings, loadSettings } from '../src/config/index.ts';
+import { ConfigError, describeSettings, loadSettings, loadStartSettings } from '../src/config/index.ts';
 
 /** A fresh temp folder holding settings.conf with the given lines; removed after the test. */
 function settingsFile(t: { after: (fn: () => void) => void }, ...lines: string[]): string {
@@ -325,4 +325,53 @@ test('describeSettings lists every key with type, default and description', () =
   assert.equal(server.find((s) => s.key === 'token')?.default, undefined);
   assert.equal(server.find((s) => s.key === 'trust_loopback')?.type, 'boolean');
   for (const setting of [...server, ...describeSettings('worker')]) assert.ok(setting.description, setting.key);
+});
+
+test('`start` reads the local worker\'s keys from the same settings.conf, as a single-machine user writes it', (t) => {
+  const file = settingsFile(
+    t,
+    'web_port = 9080',
+    'blender_path = "/opt/blender/blender"',
+    'threads = 4',
+    'prewarm_blender = false',
+    'name = "desk"',
+    'cache_dir = "frames-cache"',
+    'min_free_mb = 500',
+    'allow_scripts = true',
+  );
+  const { server, localWorker } = loadStartSettings({ file, env: {} });
+  assert.equal(server.web_port, 9080);
+  assert.ok(!('blender_path' in server) && !('threads' in server), 'the server gets only its own keys');
+  assert.deepEqual(localWorker, {
+    blender_path: '/opt/blender/blender',
+    threads: 4,
+    prewarm_blender: false,
+    name: 'desk',
+    cache_dir: path.join(path.dirname(file), 'frames-cache'),
+    min_free_mb: 500,
+    allow_scripts: true,
+  });
+});
+
+test('`start` passes on only the worker keys given, from the file, the environment or a flag, never their defaults', (t) => {
+  const file = settingsFile(t, 'threads = 2');
+  const { localWorker } = loadStartSettings({ file, env: { ARCHENLAND_BLENDER_PATH: '/usr/bin/blender' }, flags: { name: 'from-flag' } });
+  assert.deepEqual(localWorker, { threads: 2, blender_path: '/usr/bin/blender', name: 'from-flag' });
+  assert.deepEqual(loadStartSettings({ file: false, env: {} }).localWorker, {}, 'nothing given: the worker keeps its own defaults');
+});
+
+test('`start` checks the local worker\'s values with their line, and refuses connection keys it sets itself', (t) => {
+  const bad = configError(() => loadStartSettings({ file: settingsFile(t, 'web_port = 9080', 'threads = -1'), env: {} }));
+  assert.match(bad.message, /settings\.conf:2: key "threads": expected an integer between 0 and 1024, got -1/);
+  const connection = configError(() => loadStartSettings({ file: settingsFile(t, 'address = "farm.local"'), env: {} }));
+  assert.equal(connection.line, 1);
+  assert.match(connection.message, /unknown key "address" \(`archenland start` connects its local worker to this server by itself/);
+  const server = configError(() => loadSettings('server', { file: settingsFile(t, 'threads = 4'), env: {} }));
+  assert.match(server.message, /it is a worker setting/, '`archenland server` alone still refuses worker keys');
+});
+
+test('describeSettings(\'start\') lists the server\'s keys and the local worker\'s', () => {
+  const keys = describeSettings('start').map((s) => s.key);
+  for (const key of ['web_port', 'data_dir', 'blender_path', 'threads', 'name', 'cache_dir', 'allow_scripts']) assert.ok(keys.includes(key), key);
+  for (const key of ['address', 'tls_fingerprint']) assert.ok(!keys.includes(key), key);
 });

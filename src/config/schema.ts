@@ -87,12 +87,39 @@ export const workerSchema = z.strictObject({
   log_level: logLevel(),
 });
 
+/**
+ * The worker settings `archenland start` reads for its local worker, from the same
+ * settings.conf as the server's: what a single-machine user says about rendering. The
+ * others (address, tls, tls_ca, tls_fingerprint) say how to reach a server, which `start`
+ * knows itself; port, web_port, token and log_level are the server's keys there.
+ */
+const localWorkerFields = workerSchema.pick({
+  blender_path: true,
+  threads: true,
+  prewarm_blender: true,
+  name: true,
+  min_free_mb: true,
+  allow_scripts: true,
+}).shape;
+
+/** `archenland start`: the server's settings plus its local worker's, in one file. */
+export const startSchema = z.strictObject({
+  ...serverSchema.shape,
+  ...localWorkerFields,
+  // The local worker's cache sits in the server's data folder unless the user says otherwise.
+  cache_dir: file("The local worker's folder for downloaded files and rendered frames; unset: local-worker inside data_dir"),
+});
+
+/** Keys of `start`'s settings that are its local worker's. */
+export const LOCAL_WORKER_KEYS: readonly string[] = [...Object.keys(localWorkerFields), 'cache_dir'];
+
 export type ServerSettings = z.output<typeof serverSchema>;
 export type WorkerSettings = z.output<typeof workerSchema>;
+export type StartSettings = z.output<typeof startSchema>;
 
-export const settingsSchemas = { server: serverSchema, worker: workerSchema };
+export const settingsSchemas = { server: serverSchema, worker: workerSchema, start: startSchema };
 export type SettingsKind = keyof typeof settingsSchemas;
-export type Settings = ServerSettings | WorkerSettings;
+export type Settings = ServerSettings | WorkerSettings | StartSettings;
 
 /** Folders and files that are resolved to absolute paths, relative to where their value was written. */
 export const PATH_SETTINGS: readonly string[] = ['data_dir', 'cache_dir', 'tls_cert', 'tls_key', 'tls_ca'];
