@@ -55,6 +55,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
   assert.deepEqual(worker, {
     blender_path: 'blender',
     threads: 0,
+    nice: 10,
     prewarm_blender: true,
     address: '127.0.0.1',
     port: 7411,
@@ -120,6 +121,7 @@ test('a full valid worker file is read as typed values', (t) => {
   assert.deepEqual(loadSettings('worker', { file, env: {} }), {
     blender_path: '/opt/blender/blender',
     threads: 8,
+    nice: 10,
     prewarm_blender: false,
     address: 'farm.local',
     port: 9411,
@@ -333,6 +335,7 @@ test('`start` reads the local worker\'s keys from the same settings.conf, as a s
     'web_port = 9080',
     'blender_path = "/opt/blender/blender"',
     'threads = 4',
+    'nice = 15',
     'prewarm_blender = false',
     'name = "desk"',
     'cache_dir = "frames-cache"',
@@ -345,6 +348,7 @@ test('`start` reads the local worker\'s keys from the same settings.conf, as a s
   assert.deepEqual(localWorker, {
     blender_path: '/opt/blender/blender',
     threads: 4,
+    nice: 15,
     prewarm_blender: false,
     name: 'desk',
     cache_dir: path.join(path.dirname(file), 'frames-cache'),
@@ -363,6 +367,8 @@ test('`start` passes on only the worker keys given, from the file, the environme
 test('`start` checks the local worker\'s values with their line, and refuses connection keys it sets itself', (t) => {
   const bad = configError(() => loadStartSettings({ file: settingsFile(t, 'web_port = 9080', 'threads = -1'), env: {} }));
   assert.match(bad.message, /settings\.conf:2: key "threads": expected an integer between 0 and 1024, got -1/);
+  const rude = configError(() => loadStartSettings({ file: settingsFile(t, 'nice = -5'), env: {} }));
+  assert.match(rude.message, /settings\.conf:1: key "nice": expected an integer between 0 and 19, got -5/);
   const connection = configError(() => loadStartSettings({ file: settingsFile(t, 'address = "farm.local"'), env: {} }));
   assert.equal(connection.line, 1);
   assert.match(connection.message, /unknown key "address" \(`archenland start` connects its local worker to this server by itself/);

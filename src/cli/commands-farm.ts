@@ -125,6 +125,7 @@ export function registerFarmCommands(program: Command): void {
   examples(worker, [
     'archenland worker --address render-server          # token = "…" in ./settings.conf',
     'archenland worker --address 10.0.0.5 --threads 8 --name gpu-box',
+    'archenland worker --address render-server --nice 19   # an artist\'s workstation: Blender yields to everything else',
     'ARCHENLAND_TOKEN="$(cat worker-token)" archenland worker -c worker.conf',
   ]);
 

@@ -75,6 +75,12 @@ export const workerSchema = z.strictObject({
   web_port: port(8080, "The server's HTTP port"),
   name: z.string().min(1).optional().describe('Name shown in the web UI; defaults to the host name'),
   cache_dir: text('archenland-worker', 'Folder for downloaded files and rendered frames; a relative path is resolved against the folder of the settings file'),
+  nice: z
+    .int()
+    .min(0)
+    .max(19)
+    .default(10)
+    .describe('CPU niceness Blender runs at, 0 (normal priority) to 19 (lowest); its disk I/O priority follows. The default, 10, keeps a workstation usable for the person at it while it renders'),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
   allow_scripts: z
@@ -96,6 +102,7 @@ export const workerSchema = z.strictObject({
 const localWorkerFields = workerSchema.pick({
   blender_path: true,
   threads: true,
+  nice: true,
   prewarm_blender: true,
   name: true,
   min_free_mb: true,

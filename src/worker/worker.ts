@@ -65,6 +65,7 @@ export class RenderWorker {
     this.blenders = new BlenderLauncher({
       blenderPath: settings.blender_path,
       threads: settings.threads,
+      nice: settings.nice,
       prewarm: settings.prewarm_blender,
       logger: log,
     });
@@ -320,7 +321,7 @@ export class RenderWorker {
     try {
       const blendFile = await this.cache.get(request.blend);
       const allowScripts = request.allowScripts && this.settings.allow_scripts;
-      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts });
+      const scene = await probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, nice: this.settings.nice, logger: this.log });
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
     } catch (error) {
       this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: (error as Error).message.slice(0, 4000), reason: 'scene' });

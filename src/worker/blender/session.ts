@@ -15,6 +15,7 @@ import {
   type FrameProgress,
   type SessionEvent,
 } from './progress.ts';
+import { lowerPriority } from './priority.ts';
 import { checkSavedFile, outputPatternProblem } from './saved-file.ts';
 
 /** Scene settings to change once after loading; null or absent keeps the scene's own. */
@@ -32,6 +33,8 @@ export type BlenderLaunchOptions = {
   blenderPath: string;
   /** Render threads; 0 lets Blender use every core. */
   threads: number;
+  /** CPU niceness (0..19) Blender runs at, its I/O priority following; 0 or absent leaves both as they are. */
+  nice?: number;
   logger?: Logger;
   /** Start-up, and loading a heavy scene, can take a while; give up on each after this. */
   startTimeoutMs?: number;
@@ -126,8 +129,10 @@ export class BlenderSession {
     private blendFile: string | null,
     private readonly logger: Logger,
     private readonly startTimeoutMs: number,
+    private readonly nice: number,
   ) {
     this.attachStreams();
+    lowerPriority(child.pid, nice, logger);
   }
 
   /** Launch Blender with the scene and wait until it can render (cold start). */
@@ -139,6 +144,7 @@ export class BlenderSession {
       opts.blendFile,
     );
     await session.waitFor('ready');
+    session.lowerPriorityAgain();
     session.logger.info({ blendFile: opts.blendFile, pid: session.pid }, 'Blender session ready');
     return session;
   }
@@ -154,7 +160,10 @@ export class BlenderSession {
     const launchedAt = performance.now();
     session.warmedUp = session.waitFor('waiting');
     session.warmedUp.then(
-      () => session.logger.info({ pid: session.pid, ms: Math.round(performance.now() - launchedAt) }, 'pre-warmed Blender waiting for a scene'),
+      () => {
+        session.lowerPriorityAgain();
+        session.logger.info({ pid: session.pid, ms: Math.round(performance.now() - launchedAt) }, 'pre-warmed Blender waiting for a scene');
+      },
       // Not reported here: whoever takes the session hears the reason from untilWarm().
       () => undefined,
     );
@@ -179,7 +188,7 @@ export class BlenderSession {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, [EVENT_NONCE_VARIABLE]: nonce },
     });
-    return new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+    return new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, opts.nice ?? 0);
   }
 
   /**
@@ -204,7 +213,13 @@ export class BlenderSession {
     const loaded = this.waitFor('ready');
     this.send({ cmd: 'open', file: scene.blendFile, allowScripts: scene.allowScripts, overrides: scene.overrides });
     await loaded;
+    this.lowerPriorityAgain();
     this.logger.info({ blendFile: scene.blendFile, pid: this.pid, prewarmed: true }, 'Blender session ready');
+  }
+
+  /** Threads Blender started while loading get the session's niceness too (see priority.ts). */
+  private lowerPriorityAgain(): void {
+    if (!this.exited) lowerPriority(this.child.pid, this.nice, this.logger);
   }
 
   /** True while Blender runs and accepts renders (not closing, not dead). */
