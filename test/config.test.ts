@@ -49,6 +49,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     public_hosts: [],
     tail_duplicates: true,
     log_level: 'info',
+    log_format: 'auto',
   });
 
   const worker = loadSettings('worker', { env: {} });
@@ -65,6 +66,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     allow_scripts: false,
     tls: false,
     log_level: 'info',
+    log_format: 'auto',
   });
 });
 
@@ -85,6 +87,7 @@ test('a full valid server file is read as typed values', (t) => {
     'trust_loopback = false',
     'tail_duplicates = false',
     'log_level = "debug"',
+    'log_format = "json"',
   );
   assert.deepEqual(loadSettings('server', { file, env: {} }), {
     ffmpeg_path: '/usr/bin/ffmpeg',
@@ -101,6 +104,7 @@ test('a full valid server file is read as typed values', (t) => {
     public_hosts: [],
     tail_duplicates: false,
     log_level: 'debug',
+    log_format: 'json',
   });
 });
 
@@ -133,6 +137,7 @@ test('a full valid worker file is read as typed values', (t) => {
     allow_scripts: false,
     tls: false,
     log_level: 'warn',
+    log_format: 'auto',
   });
 });
 
@@ -169,6 +174,7 @@ test('an out-of-range port is rejected', (t) => {
 test('other bad values name what is expected', (t) => {
   const cases: Array<[string, RegExp]> = [
     ['log_level = "loud"', /expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/],
+    ['log_format = "pretty"', /expected one of auto, json, text, got "pretty"/],
     ['trust_loopback = "yes"', /expected true or false, got "yes"/],
     ['max_upload_mb = 0', /expected an integer of at least 1, got 0/],
     ['frame_retries = 1.5', /expected an integer between 0 and 100, got 1.5/],
@@ -314,7 +320,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'tail_duplicates', 'webhook_url', 'log_level'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

@@ -87,7 +87,7 @@ export function registerFarmCommands(program: Command): void {
     .action(async (options) => {
       const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, SERVER_KEYS) });
       const { startServer, createLogger } = await farmModules();
-      const log = createLogger('server', settings.log_level);
+      const log = createLogger('server', settings.log_level, settings.log_format);
       const running = await startServer(settings, log);
       printBanner(running);
       stopOnSignal(log, () => running.close());
@@ -113,7 +113,7 @@ export function registerFarmCommands(program: Command): void {
         );
       }
       const { RenderWorker, createLogger } = await farmModules();
-      const log = createLogger('worker', settings.log_level);
+      const log = createLogger('worker', settings.log_level, settings.log_format);
       const renderWorker = new RenderWorker({ ...settings, token: settings.token }, log);
       stopOnSignal(log, () => renderWorker.drain(DRAIN_GRACE_MS));
       const reason = await renderWorker.run();
@@ -139,7 +139,7 @@ export function registerFarmCommands(program: Command): void {
     .action(async (options) => {
       const { server: settings, localWorker: localWorkerGiven } = loadStartSettings({ file: options.config, flags: settingFlags(options, START_KEYS) });
       const { startServer, RenderWorker, createLogger } = await farmModules();
-      const log = createLogger('farm', settings.log_level);
+      const log = createLogger('farm', settings.log_level, settings.log_format);
       const running = await startServer(settings, log.child({ process: 'server' }));
       const workerSettings: WorkerSettings = loadSettings('worker', {
         // ./settings.conf was read above, for the server and the local worker's keys in it.

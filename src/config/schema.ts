@@ -14,6 +14,15 @@ const port = (fallback: number, description: string) =>
 const logLevel = () =>
   z.enum(LOG_LEVELS).default('info').describe('Log verbosity');
 
+/** How log records are written (src/util/log.ts): `auto` is `text` on a terminal, `json` anywhere else. */
+export const LOG_FORMATS = ['auto', 'json', 'text'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+const logFormat = () =>
+  z
+    .enum(LOG_FORMATS)
+    .default('auto')
+    .describe('How logs are written on stderr: json (one object a line, for the journal, files and log collectors), text (readable lines), or auto: text when stderr is a terminal, json otherwise');
+
 // A short shared secret is guessable; the lower bound also catches a token pasted only partly.
 const token = (description: string) => z.string().min(16).optional().describe(description);
 
@@ -61,6 +70,7 @@ export const serverSchema = z.strictObject({
     .optional()
     .describe('URL that receives a POST with JSON {"event": "job.completed" | "job.failed", "job": {...}} when a job ends; unset sends nothing'),
   log_level: logLevel(),
+  log_format: logFormat(),
 });
 
 export const workerSchema = z.strictObject({
@@ -91,6 +101,7 @@ export const workerSchema = z.strictObject({
   tls_ca: file("PEM file of the certificate authority that signed the server's certificate, for a self-signed or private one"),
   tls_fingerprint: fingerprint("SHA-256 fingerprint of the server's certificate; when set, exactly that certificate is accepted, whoever signed it"),
   log_level: logLevel(),
+  log_format: logFormat(),
 });
 
 /**
