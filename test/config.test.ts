@@ -57,6 +57,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     blender_path: 'blender',
     threads: 0,
     nice: 10,
+    schedule_stop: 'finish',
     prewarm_blender: true,
     address: '127.0.0.1',
     port: 7411,
@@ -113,6 +114,8 @@ test('a full valid worker file is read as typed values', (t) => {
     t,
     'blender_path = "/opt/blender/blender"',
     'threads = 8',
+    'schedule = "Mon-Fri 18:00-08:00; Sat-Sun"',
+    'schedule_stop = "now"',
     'prewarm_blender = false',
     'address = "farm.local"',
     'port = 9411',
@@ -126,6 +129,8 @@ test('a full valid worker file is read as typed values', (t) => {
     blender_path: '/opt/blender/blender',
     threads: 8,
     nice: 10,
+    schedule: 'Mon-Fri 18:00-08:00; Sat-Sun',
+    schedule_stop: 'now',
     prewarm_blender: false,
     address: 'farm.local',
     port: 9411,
@@ -386,4 +391,15 @@ test('describeSettings(\'start\') lists the server\'s keys and the local worker\
   const keys = describeSettings('start').map((s) => s.key);
   for (const key of ['web_port', 'data_dir', 'blender_path', 'threads', 'name', 'cache_dir', 'allow_scripts']) assert.ok(keys.includes(key), key);
   for (const key of ['address', 'tls_fingerprint']) assert.ok(!keys.includes(key), key);
+});
+
+test('a schedule that cannot be read is reported with its line and what is wrong in it', (t) => {
+  const file = settingsFile(t, 'threads = 2', 'schedule = "Mon-Fri 6pm-8am"');
+  const err = configError(() => loadSettings('worker', { file, env: {} }));
+  assert.equal(err.line, 2);
+  assert.match(err.message, /settings\.conf:2: key "schedule": not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": "Mon-Fri 6pm-8am": "6pm-8am" is not a time range like 18:00-08:00$/);
+  const fromEnv = configError(() => loadSettings('worker', { file: false, env: { ARCHENLAND_SCHEDULE: 'Someday' } }));
+  assert.match(fromEnv.message, /environment variable ARCHENLAND_SCHEDULE: not a schedule .*unknown day "someday"/);
+  const stop = configError(() => loadSettings('worker', { file: settingsFile(t, 'schedule_stop = "later"'), env: {} }));
+  assert.match(stop.message, /expected one of finish, now, got "later"/);
 });

@@ -126,6 +126,7 @@ export function registerFarmCommands(program: Command): void {
     'archenland worker --address render-server          # token = "…" in ./settings.conf',
     'archenland worker --address 10.0.0.5 --threads 8 --name gpu-box',
     'archenland worker --address render-server --nice 19   # an artist\'s workstation: Blender yields to everything else',
+    'archenland worker --address render-server --schedule "Mon-Fri 18:00-08:00; Sat-Sun"   # nights and weekends only',
     'ARCHENLAND_TOKEN="$(cat worker-token)" archenland worker -c worker.conf',
   ]);
 

@@ -118,11 +118,15 @@ function check(kind: SettingsKind, { key, value, origin }: Given): void {
     const { prefix, location } = describeOrigin(origin, key);
     throw new ConfigError(`${prefix}unknown key "${key}" ${known}`, location);
   }
-  if (schema.safeParse(value).success) return;
+  const result = schema.safeParse(value);
+  if (result.success) return;
 
-  const got = shownValue(key, origin.from === 'env' ? origin.raw : value);
   const { prefix, location } = describeOrigin(origin, key);
   const subject = origin.from === 'file' ? `key "${key}": ` : '';
+  // A value of the right type that a rule of its own refuses (a schedule, say) says why in its own words.
+  const refused = result.error.issues.find((issue) => issue.code === 'custom');
+  if (refused) throw new ConfigError(`${prefix}${subject}${refused.message}`, location);
+  const got = shownValue(key, origin.from === 'env' ? origin.raw : value);
   throw new ConfigError(`${prefix}${subject}expected ${expectedValue(schema)}, got ${got}`, location);
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseSchedule } from '../worker/schedule.ts';
 
 /**
  * The settings each process understands, with their defaults. Objects are strict
@@ -91,6 +92,23 @@ export const workerSchema = z.strictObject({
     .max(19)
     .default(10)
     .describe('CPU niceness Blender runs at, 0 (normal priority) to 19 (lowest); its disk I/O priority follows. The default, 10, keeps a workstation usable for the person at it while it renders'),
+  schedule: z
+    .string()
+    .superRefine((text, context) => {
+      try {
+        parseSchedule(text);
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: `not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": ${(error as Error).message}` });
+      }
+    })
+    .optional()
+    .describe(
+      'Hours this worker renders, in local time, e.g. "Mon-Fri 18:00-08:00; Sat-Sun": days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range, which runs past midnight when it ends before it starts. Outside them it takes no new frame. Unset: always',
+    ),
+  schedule_stop: z
+    .enum(['finish', 'now'])
+    .default('finish')
+    .describe('When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it)'),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
   allow_scripts: z
@@ -114,6 +132,8 @@ const localWorkerFields = workerSchema.pick({
   blender_path: true,
   threads: true,
   nice: true,
+  schedule: true,
+  schedule_stop: true,
   prewarm_blender: true,
   name: true,
   min_free_mb: true,

@@ -28,6 +28,8 @@ export interface ConnectedWorker {
   allowScripts: boolean;
   /** Sent in the welcome; its uploads present it, binding them to this connection. */
   uploadKey: string;
+  /** Outside its schedule's hours: when it wakes (ISO 8601); null while it takes work. */
+  asleepUntil: string | null;
 }
 
 export const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>

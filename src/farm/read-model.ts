@@ -98,7 +98,7 @@ export class ReadModel {
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null };
   }
 
   async publishJob(jobId: string): Promise<void> {

@@ -134,6 +134,7 @@ export function frameColumnsView(
 export interface LiveWorkerState {
   connected: boolean;
   current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
+  asleepUntil?: string | null;
 }
 
 export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): Worker {
@@ -149,6 +150,7 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,
     averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,
+    asleepUntil: live?.connected ? (live.asleepUntil ?? null) : null,
     lastSeenAt: row.last_seen_at,
   };
 }

@@ -40,7 +40,7 @@ export class WorkerRegistry {
       blender_version: hello.blenderVersion,
     });
     const uploadKey = randomBytes(24).toString('base64url');
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, uploadKey });
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, uploadKey, asleepUntil: null });
     scheduler.setScriptsAllowed(id, hello.allowScripts);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
@@ -69,9 +69,22 @@ export class WorkerRegistry {
     worker.current = null;
     this.timers.clear(workerId);
     this.prober.workerReady(workerId);
-    if (worker.enabled) this.state.scheduler.workerReady(workerId);
+    if (worker.enabled && !worker.asleepUntil) this.state.scheduler.workerReady(workerId);
     this.state.background(this.state.views.publishWorker(workerId));
     this.dispatch.pump();
+  }
+
+  /**
+   * The worker's schedule says it sleeps until `asleepUntil` (it finishes or hands back its
+   * frame by itself), or that it is awake again (null; it then says it is ready).
+   */
+  scheduleChanged(workerId: string, asleepUntil: string | null): void {
+    const worker = this.state.workers.get(workerId);
+    if (!worker) return;
+    worker.asleepUntil = asleepUntil;
+    if (asleepUntil) this.state.scheduler.workerParked(workerId);
+    this.state.log.info({ workerId, asleepUntil }, asleepUntil ? 'worker asleep (its schedule)' : 'worker awake (its schedule)');
+    this.state.background(this.state.views.publishWorker(workerId));
   }
 
   progress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
@@ -114,7 +127,7 @@ export class WorkerRegistry {
     if (worker) {
       worker.enabled = enabled;
       if (updated) worker.row = updated;
-      if (enabled && !worker.current) scheduler.workerReady(workerId);
+      if (enabled && !worker.current && !worker.asleepUntil) scheduler.workerReady(workerId);
       if (!enabled) scheduler.workerParked(workerId);
       if (mode === 'disable' && worker.current) {
         const { jobId, frame, tile } = worker.current;

@@ -140,6 +140,8 @@ export const workerSchema = z.object({
     .nullable(),
   framesRendered: z.number().int(),
   averageFrameMs: z.number().nullable(),
+  /** Outside the hours of its schedule: it takes no frames until this time (ISO 8601). */
+  asleepUntil: z.string().nullable(),
   lastSeenAt: z.string(),
 });
 export type Worker = z.infer<typeof workerSchema>;

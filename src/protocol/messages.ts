@@ -7,7 +7,7 @@ import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -39,6 +39,12 @@ const helloSchema = z.object({
 
 const readySchema = z.object({ type: z.literal('ready') });
 
+/** The worker's schedule (its `schedule` setting): asleep, it takes no frames until then; null: awake. */
+const scheduleStateSchema = z.object({
+  type: z.literal('schedule'),
+  asleepUntil: z.iso.datetime({ offset: true }).nullable(),
+});
+
 const progressSchema = z.object({
   type: z.literal('progress'),
   jobId: idSchema,
@@ -54,8 +60,11 @@ const frameFailedSchema = z.object({
   tile: tileIndexSchema,
   error: z.string().max(4000),
   log: z.string().max(64 * 1024),
-  /** `disk_full`: the worker could not take the frame; it is no fault of the frame and costs no attempt. */
-  reason: z.enum(['render', 'disk_full']).default('render'),
+  /**
+   * `disk_full`: the worker could not take the frame; `asleep`: its schedule ended (with
+   * schedule_stop = "now"). Either is no fault of the frame and costs no attempt.
+   */
+  reason: z.enum(['render', 'disk_full', 'asleep']).default('render'),
 });
 
 /** Blender's output for a rendered frame, kept for the UI's per-frame log view. */
@@ -84,6 +93,7 @@ const probeFailedSchema = z.object({
 export const workerMessageSchema = z.discriminatedUnion('type', [
   helloSchema,
   readySchema,
+  scheduleStateSchema,
   progressSchema,
   frameFailedSchema,
   frameLogSchema,
