@@ -172,7 +172,7 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
   });
 
   it('says what frameList says: states, workers, attempts, render times, errors and progress', async () => {
-    jobId = await submit({ tiles: 'off' });
+    jobId = await submit({ tiles: 'off', order: 'sequential' }); // frames in the order the comments below say
     const rendering = await a.take(); // frame 1: rendering at 40 %
     a.send({ type: 'progress', jobId, frame: rendering.frame, percent: 40 });
     const failing = await b.take(); // frame 2: failed for good (no retries)
