@@ -50,6 +50,7 @@ describe('job form fields', () => {
     assert.deepEqual(parseJobFields({ tiles: '2x3', forceTiles: 'yes' }).tiles, { cols: 2, rows: 3 });
     assert.deepEqual(parseJobFields({ tiles: '4' }).tiles, { count: 4 });
     assert.equal(parseJobFields({ order: 'Sequential' }).order, 'sequential');
+    assert.equal(parseJobFields({ maxWorkers: '3' }).maxWorkers, 3);
   });
 
   test('names the bad field', () => {
@@ -63,6 +64,8 @@ describe('job form fields', () => {
     assert.throws(() => parseJobFields({ tiles: 'lots' }), /invalid tiles "lots"/);
     assert.throws(() => parseJobFields({ tiles: '1' }), /tiles/, 'one tile is no split: say off');
     assert.throws(() => parseJobFields({ order: 'random' }), /order.*interleaved.*sequential/);
+    assert.throws(() => parseJobFields({ maxWorkers: '0' }), /maxWorkers/);
+    assert.throws(() => parseJobFields({ maxWorkers: 'two' }), /field "maxWorkers": expected a whole number/);
   });
 });
 

@@ -76,6 +76,7 @@ function registerSubmit(program: Command): void {
       new Option('--order <order>', 'frame order: interleaved (default: first, last, middle, then filling in, so a broken shot shows early) or sequential (frame order, for unbaked simulations)')
         .choices([...frameOrderSchema.options]),
     )
+    .option('--max-workers <n>', 'at most this many workers render the job at once (default: no limit)', integer(1, 100_000))
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -92,6 +93,7 @@ function registerSubmit(program: Command): void {
       if (options.tiles) fields.tiles = formatTiling(usage(() => parseTiling(options.tiles)));
       if (options.forceTiles) fields.forceTiles = 'true';
       if (options.order) fields.order = options.order;
+      if (options.maxWorkers !== undefined) fields.maxWorkers = String(options.maxWorkers);
       const client = clientFrom(options);
       const uploadBar = progressBar('upload   {bar} {percentage}% | {value_mb}/{total_mb} MB');
       let job: Job;
@@ -216,6 +218,7 @@ function registerJobActions(program: Command): void {
     .option('--samples <n|scene>', 'samples, or "scene" for the file\'s own')
     .option('--tiles <tiles>', 'auto, off, a count (4) or a grid (2x2)')
     .option('--force-tiles <yes|no>', 'split even when the scene has effects that cross tile edges', booleanWord)
+    .option('--max-workers <n|none>', 'at most this many workers at once (any time), or "none" for no limit')
     .action(async (typed: string, options: CommonOptions & Record<string, any>) => {
       const patch: Record<string, unknown> = {};
       if (options.name !== undefined) patch.name = options.name;
@@ -226,7 +229,8 @@ function registerJobActions(program: Command): void {
       if (options.samples !== undefined) patch.samples = options.samples === 'scene' ? null : usage(() => integer(1, 1_000_000)(options.samples));
       if (options.tiles !== undefined) patch.tiles = usage(() => parseTiling(options.tiles));
       if (options.forceTiles !== undefined) patch.forceTiles = options.forceTiles;
-      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution, --samples or --tiles');
+      if (options.maxWorkers !== undefined) patch.maxWorkers = options.maxWorkers === 'none' ? null : usage(() => integer(1, 100_000)(options.maxWorkers));
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution, --samples, --tiles or --max-workers');
       const checked = jobPatchSchema.safeParse(patch);
       if (!checked.success) throw new UsageError(describeIssues(checked.error));
       const client = clientFrom(options);

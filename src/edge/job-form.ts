@@ -9,7 +9,7 @@ import { FarmError } from '../farm/index.ts';
 const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
 const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
 
-export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order'];
+export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order', 'maxWorkers'];
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
@@ -20,7 +20,7 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
     if (fields.name !== undefined) typed.name = fields.name;
     if (fields.frames !== undefined && fields.frames.trim() !== '') typed.frames = parseFrameRange(fields.frames);
     if (fields.fileFormat) typed.fileFormat = fields.fileFormat.toUpperCase();
-    for (const key of ['resolutionPercentage', 'samples', 'priority'] as const) {
+    for (const key of ['resolutionPercentage', 'samples', 'priority', 'maxWorkers'] as const) {
       if (fields[key] !== undefined && fields[key] !== '') typed[key] = parseField(key, integerText, fields[key]);
     }
     if (fields.tiles !== undefined && fields.tiles.trim() !== '') typed.tiles = parseTiling(fields.tiles);

@@ -71,6 +71,7 @@ export class Dispatcher {
       tiling,
       needsScripts: jobRecord(row).allowScripts,
       order: jobRecord(row).request.order ?? 'interleaved',
+      maxWorkers: jobRecord(row).request.maxWorkers,
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.state.background(this.onNothingLeft(row.id));

@@ -26,6 +26,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     requested: requestedView(submitted),
     tiling: tilingView(submitted, scene),
     order: submitted.order ?? 'interleaved',
+    maxWorkers: submitted.maxWorkers ?? null,
     scene,
     frames:
       row.frame_start === null || row.frame_end === null

@@ -41,6 +41,8 @@ export const jobOptionsSchema = z.object({
   forceTiles: z.boolean().default(false),
   /** `interleaved` (first, last, middle, then filling in) shows a broken shot early; `sequential` renders in frame order. */
   order: frameOrderSchema.default('interleaved'),
+  /** At most this many workers render the job at once (leaving the rest of the farm to other jobs); no limit when absent. */
+  maxWorkers: z.number().int().min(1).max(100_000).optional(),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -58,6 +60,8 @@ export const jobPatchSchema = z
     samples: z.number().int().min(1).max(1_000_000).nullable(),
     tiles: tileRequestSchema,
     forceTiles: z.boolean(),
+    /** Any time; null lifts the limit. */
+    maxWorkers: z.number().int().min(1).max(100_000).nullable(),
   })
   .partial();
 export type JobPatch = z.infer<typeof jobPatchSchema>;
@@ -80,10 +84,12 @@ export const jobSchema = z.object({
   blendSha256: sha256Schema,
   blendSize: z.number().int(),
   /** What the user asked for; null fields fall back to the scene's values. */
-  requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true, hold: true, tiles: true, forceTiles: true, order: true }),
+  requested: jobOptionsSchema.omit({ name: true, allowScripts: true, priority: true, hold: true, tiles: true, forceTiles: true, order: true, maxWorkers: true }),
   tiling: jobTilingSchema,
   /** The order frames are handed out in. */
   order: frameOrderSchema,
+  /** At most this many workers at once; null: no limit. */
+  maxWorkers: z.number().int().nullable(),
   scene: sceneInfoSchema.nullable(),
   /** Effective values, known once the scene has been probed. */
   frames: frameRangeSchema.nullable(),

@@ -32,6 +32,8 @@ export interface QueuedJob {
   tiling?: JobTilingPlan;
   /** The job runs the .blend's Python: only workers that allow scripts may take it. */
   needsScripts?: boolean;
+  /** At most this many workers render the job at once; no limit when absent. */
+  maxWorkers?: number;
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -73,6 +75,9 @@ export interface JobEntry {
   paused: boolean;
   tiling: JobTilingPlan;
   needsScripts: boolean;
+  maxWorkers: number | undefined;
+  /** worker -> units of this job it renders now: the workers on the job, for maxWorkers. */
+  workersOn: Map<string, number>;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
   fresh: number[];
   next: number;
@@ -122,6 +127,8 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     paused: job.paused ?? false,
     tiling: job.tiling ?? { mode: 'off' },
     needsScripts: job.needsScripts ?? false,
+    maxWorkers: job.maxWorkers,
+    workersOn: new Map(),
     fresh: orderFrames(job.frames, job.order ?? 'interleaved'),
     next: 0,
     retry: [],

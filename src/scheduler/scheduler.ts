@@ -148,6 +148,12 @@ export class Scheduler {
     this.sortQueue();
   }
 
+  /** Changes how many workers may render the job at once (undefined: no limit); renders under way go on. */
+  setMaxWorkers(jobId: string, maxWorkers: number | undefined): void {
+    const entry = this.jobs.get(jobId);
+    if (entry) entry.maxWorkers = maxWorkers;
+  }
+
   setPaused(jobId: string, paused: boolean): void {
     const entry = this.jobs.get(jobId);
     if (entry) entry.paused = paused;
@@ -415,7 +421,12 @@ export class Scheduler {
 
   /** Whether the worker may be given work of this job now. */
   private mayTake(entry: JobEntry, workerId: string): boolean {
-    return !entry.paused && !entry.blocked.has(workerId) && (!entry.needsScripts || this.scriptWorkers.has(workerId));
+    return (
+      !entry.paused &&
+      !entry.blocked.has(workerId) &&
+      (!entry.needsScripts || this.scriptWorkers.has(workerId)) &&
+      (entry.maxWorkers === undefined || entry.workersOn.size < entry.maxWorkers || entry.workersOn.has(workerId))
+    );
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */
@@ -444,6 +455,7 @@ export class Scheduler {
       entry.inFlight.set(unit, (holders = new Map()));
       if (!unit.includes('/')) entry.wholeInFlight++;
     }
+    if (!holders.has(workerId)) entry.workersOn.set(workerId, (entry.workersOn.get(workerId) ?? 0) + 1);
     holders.set(workerId, this.now());
     this.held.get(workerId)?.add(heldKey(entry.jobId, unit));
     let assigned = entry.assignedTo.get(unit);
@@ -456,7 +468,11 @@ export class Scheduler {
     this.held.get(workerId)?.delete(heldKey(entry.jobId, unit));
     const holders = entry.inFlight.get(unit);
     if (!holders) return true;
-    holders.delete(workerId);
+    if (holders.delete(workerId)) {
+      const units = (entry.workersOn.get(workerId) ?? 1) - 1;
+      if (units > 0) entry.workersOn.set(workerId, units);
+      else entry.workersOn.delete(workerId);
+    }
     if (holders.size > 0) return false;
     entry.inFlight.delete(unit);
     if (!unit.includes('/')) entry.wholeInFlight--;
