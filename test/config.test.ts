@@ -47,6 +47,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     frame_timeout_s: 0,
     trust_loopback: true,
     public_hosts: [],
+    queue_policy: 'fifo',
     tail_duplicates: true,
     log_level: 'info',
     log_format: 'auto',
@@ -86,6 +87,7 @@ test('a full valid server file is read as typed values', (t) => {
     'frame_retries = 0',
     'frame_timeout_s = 3600',
     'trust_loopback = false',
+    'queue_policy = "fair"',
     'tail_duplicates = false',
     'log_level = "debug"',
     'log_format = "json"',
@@ -103,6 +105,7 @@ test('a full valid server file is read as typed values', (t) => {
     frame_timeout_s: 3600,
     trust_loopback: false,
     public_hosts: [],
+    queue_policy: 'fair',
     tail_duplicates: false,
     log_level: 'debug',
     log_format: 'json',
@@ -325,7 +328,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

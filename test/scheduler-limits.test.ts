@@ -56,3 +56,44 @@ describe('Scheduler: maxWorkers', () => {
     assert.equal(s.dispatch().length, 2);
   });
 });
+
+describe('Scheduler: fair share between jobs of the same priority', () => {
+  const fair = () => new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, queuePolicy: 'fair' });
+  const tenFrames = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const perJob = (labelsOut: string[]) => labelsOut.map((l) => l.split(':')[1]).sort().join('');
+
+  test('fifo (the default) gives the earliest job every idle worker it can use; fair splits them evenly', () => {
+    const fifo = make();
+    fifo.addJob({ jobId: 'a', priority: 0, seq: 1, frames: tenFrames });
+    fifo.addJob({ jobId: 'b', priority: 0, seq: 2, frames: tenFrames });
+    ready(fifo, 'w1', 'w2', 'w3', 'w4');
+    assert.equal(perJob(labels(fifo)), 'aaaa');
+
+    const s = fair();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: tenFrames });
+    s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: tenFrames });
+    ready(s, 'w1', 'w2', 'w3', 'w4', 'w5');
+    assert.equal(perJob(labels(s)), 'aaabb', 'an odd worker goes to the earlier job');
+  });
+
+  test('a freed worker goes to the job with the fewest workers on it', () => {
+    const s = fair();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: tenFrames, order: 'sequential' });
+    ready(s, 'w1', 'w2');
+    assert.equal(perJob(labels(s)), 'aa', 'alone in the queue, a job takes every worker');
+    s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: tenFrames });
+    s.frameDone('a', 1, 'w1');
+    ready(s, 'w1');
+    assert.deepEqual(labels(s), ['w1:b:1'], 'b has nobody, a has w2');
+  });
+
+  test('priority still comes first; fair share applies within a priority, and with maxWorkers', () => {
+    const s = fair();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: tenFrames });
+    s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: tenFrames, maxWorkers: 1 });
+    s.addJob({ jobId: 'urgent', priority: 5, seq: 3, frames: [1, 2] });
+    ready(s, 'w1', 'w2', 'w3', 'w4', 'w5');
+    const jobs = labels(s).map((label) => label.split(':')[1]);
+    assert.deepEqual(jobs.sort(), ['a', 'a', 'b', 'urgent', 'urgent'], 'urgent first (two frames), then a and b, b at most one');
+  });
+});

@@ -62,6 +62,10 @@ export const serverSchema = z.strictObject({
     .describe("Extra host names browsers may use to reach this server (its DNS names, a reverse proxy's name); loopback names, the machine's host name and its own addresses are always accepted"),
   tls_cert: file('PEM certificate (chain) file: with tls_key, the server speaks HTTPS and WSS instead of HTTP and WS'),
   tls_key: file('PEM private key file for tls_cert'),
+  queue_policy: z
+    .enum(['fifo', 'fair'])
+    .default('fifo')
+    .describe('How jobs of the same priority share the workers: fifo, the earliest submitted first; fair, each idle worker to the job with the fewest workers on it, so they split the farm evenly'),
   tail_duplicates: z
     .boolean()
     .default(true)

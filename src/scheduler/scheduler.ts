@@ -44,9 +44,17 @@ export interface SchedulerOptions {
    * last, when it would likely finish it sooner; the first result wins.
    */
   duplicateTail?: boolean;
+  /**
+   * `fifo` (default): among jobs of the same priority the earliest submitted takes every
+   * idle worker it can use. `fair`: each idle worker goes to the job with the fewest
+   * workers on it, so jobs of the same priority split the farm evenly.
+   */
+  queuePolicy?: QueuePolicy;
   /** Milliseconds clock; injectable so tests control time. */
   now?: () => number;
 }
+
+export type QueuePolicy = 'fifo' | 'fair';
 
 /** Weight of the newest frame in a running average of frame times. */
 const SPEED_WEIGHT = 0.3;
@@ -340,7 +348,7 @@ export class Scheduler {
   // ---- internals -----------------------------------------------------------------
 
   private takeWorkFor(workerId: string): Assignment | null {
-    for (const entry of this.order) {
+    for (const entry of this.options.queuePolicy === 'fair' ? this.fairOrder() : this.order) {
       if (!this.mayTake(entry, workerId)) continue;
       const unit = this.takePending(entry, workerId);
       if (unit === undefined) continue;
@@ -499,6 +507,15 @@ export class Scheduler {
       if (!failedOn.has(other) && !entry.blocked.has(other) && !this.parked.has(other)) return true;
     }
     return false;
+  }
+
+  /**
+   * The queue as `fair` serves it: priority still first; within a priority, the job with
+   * the fewest workers on it, then the earliest. Sorted per idle worker, since each worker
+   * handed out changes the counts; a copy of a queue of jobs, not of frames, so cheap.
+   */
+  private fairOrder(): JobEntry[] {
+    return [...this.order].sort((a, b) => b.priority - a.priority || a.workersOn.size - b.workersOn.size || a.seq - b.seq);
   }
 
   private sortQueue(): void {
