@@ -65,6 +65,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     web_port: 8080,
     cache_dir: path.join(process.cwd(), 'archenland-worker'),
     min_free_mb: 200,
+    tags: [],
     allow_scripts: false,
     tls: false,
     log_level: 'info',
@@ -142,6 +143,7 @@ test('a full valid worker file is read as typed values', (t) => {
     cache_dir: path.join(path.dirname(file), 'cache'),
     min_free_mb: 200,
     token: '0123456789abcdef0123',
+    tags: [],
     allow_scripts: false,
     tls: false,
     log_level: 'warn',
@@ -405,4 +407,12 @@ test('a schedule that cannot be read is reported with its line and what is wrong
   assert.match(fromEnv.message, /environment variable ARCHENLAND_SCHEDULE: not a schedule .*unknown day "someday"/);
   const stop = configError(() => loadSettings('worker', { file: settingsFile(t, 'schedule_stop = "later"'), env: {} }));
   assert.match(stop.message, /expected one of finish, now, got "later"/);
+});
+
+test('tags are a list of simple names, in the file and in the environment (comma-separated)', (t) => {
+  assert.deepEqual(loadSettings('worker', { file: settingsFile(t, 'tags = ["gpu", "Room-2"]'), env: {} }).tags, ['gpu', 'room-2']);
+  assert.deepEqual(loadSettings('worker', { file: false, env: { ARCHENLAND_TAGS: 'gpu, room-2' } }).tags, ['gpu', 'room-2']);
+  const bad = configError(() => loadSettings('worker', { file: settingsFile(t, 'tags = ["gpu", "room 2"]'), env: {} }));
+  assert.match(bad.message, /settings\.conf:1: key "tags": "room 2": a tag is up to 32 letters, digits/);
+  assert.deepEqual(loadStartSettings({ file: settingsFile(t, 'tags = ["desk"]'), env: {} }).localWorker, { tags: ['desk'] });
 });

@@ -134,7 +134,7 @@ describe('the OpenAPI document', () => {
   it('documents the multipart job upload and the JobPatch body from the zod schemas', () => {
     const upload = doc.paths['/api/jobs'].post.requestBody.content['multipart/form-data'].schema;
     assert.deepEqual(upload.required, ['file']);
-    for (const field of ['file', 'name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order', 'maxWorkers']) {
+    for (const field of ['file', 'name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order', 'maxWorkers', 'requiredTags']) {
       assert.ok(upload.properties[field], `upload field ${field}`);
     }
     assert.deepEqual(upload.properties.fileFormat.enum, ['PNG', 'JPEG', 'OPEN_EXR', 'TIFF']);

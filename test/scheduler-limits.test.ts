@@ -97,3 +97,25 @@ describe('Scheduler: fair share between jobs of the same priority', () => {
     assert.deepEqual(jobs.sort(), ['a', 'a', 'b', 'urgent', 'urgent'], 'urgent first (two frames), then a and b, b at most one');
   });
 });
+
+describe('Scheduler: required tags', () => {
+  test('a job that requires tags goes only to workers with all of them; others take the next job', () => {
+    const s = make();
+    s.addJob({ jobId: 'gpu-job', priority: 5, seq: 1, frames: [1, 2, 3], requiredTags: ['gpu', 'room-2'] });
+    s.addJob({ jobId: 'any', priority: 0, seq: 2, frames: [1, 2, 3] });
+    s.setWorkerTags('both', ['gpu', 'room-2']);
+    s.setWorkerTags('gpu-only', ['gpu']);
+    ready(s, 'both', 'gpu-only', 'untagged');
+    assert.deepEqual(labels(s).sort(), ['both:gpu-job:1', 'gpu-only:any:1', 'untagged:any:3']);
+  });
+
+  test('with no qualified worker the job waits, and a worker whose tags fit takes it when it comes', () => {
+    const s = make();
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1], requiredTags: ['gpu'] });
+    ready(s, 'w1');
+    assert.deepEqual(s.dispatch(), []);
+    s.setWorkerTags('w2', ['gpu']);
+    ready(s, 'w2');
+    assert.deepEqual(labels(s), ['w2:a:1']);
+  });
+});

@@ -11,6 +11,7 @@ import {
   formatTiling,
   describeIssues,
   frameOrderSchema,
+  tagsSchema,
   type FrameLog,
   type Job,
   type JobDetail,
@@ -77,6 +78,7 @@ function registerSubmit(program: Command): void {
         .choices([...frameOrderSchema.options]),
     )
     .option('--max-workers <n>', 'at most this many workers render the job at once (default: no limit)', integer(1, 100_000))
+    .option('--tags <tags>', "only workers with all these tags render it (comma-separated, e.g. gpu,room-2; a worker's tags setting)")
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -94,6 +96,11 @@ function registerSubmit(program: Command): void {
       if (options.forceTiles) fields.forceTiles = 'true';
       if (options.order) fields.order = options.order;
       if (options.maxWorkers !== undefined) fields.maxWorkers = String(options.maxWorkers);
+      if (options.tags) {
+        const tags = tagsSchema.safeParse(String(options.tags).split(',').map((tag) => tag.trim()).filter(Boolean));
+        if (!tags.success) throw new UsageError(`--tags: ${describeIssues(tags.error)}`);
+        fields.requiredTags = tags.data.join(',');
+      }
       const client = clientFrom(options);
       const uploadBar = progressBar('upload   {bar} {percentage}% | {value_mb}/{total_mb} MB');
       let job: Job;
@@ -130,6 +137,7 @@ function registerSubmit(program: Command): void {
     'archenland submit shot010.blend --wait --json | jq .state',
     'archenland submit poster.blend --tiles 2x2 --wait   # one still, four workers',
     'archenland submit fluid.blend --order sequential   # an unbaked simulation needs its frames in order',
+    'archenland submit shot010.blend --tags gpu --max-workers 4   # GPU machines only, at most four at once',
   ]);
 }
 

@@ -19,8 +19,9 @@ export function formatWorkers(workers: Worker[]): string {
     ].filter(Boolean).join(', then '),
     String(w.framesRendered),
     w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
+    w.tags.join(',') || '-',
   ]);
-  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME'], rows);
+  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS'], rows);
 }
 
 export function formatJob(job: Job): string {

@@ -127,6 +127,11 @@ function check(kind: SettingsKind, { key, value, origin }: Given): void {
   const refused = result.error.issues.find((issue) => issue.code === 'custom');
   if (refused) throw new ConfigError(`${prefix}${subject}${refused.message}`, location);
   const got = shownValue(key, origin.from === 'env' ? origin.raw : value);
+  // One bad item of a list (a tag) is named with what is wrong with it.
+  const badItem = result.error.issues.find((issue) => issue.code === 'invalid_format' && typeof issue.path[0] === 'number');
+  if (badItem && Array.isArray(value)) {
+    throw new ConfigError(`${prefix}${subject}${shownValue(key, value[badItem.path[0] as number])}: ${badItem.message}`, location);
+  }
   throw new ConfigError(`${prefix}${subject}expected ${expectedValue(schema)}, got ${got}`, location);
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { tagsSchema } from '../protocol/api.ts';
 import { parseSchedule } from '../worker/schedule.ts';
 
 /**
@@ -115,6 +116,9 @@ export const workerSchema = z.strictObject({
     .describe('When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it)'),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
+  tags: tagsSchema
+    .default([])
+    .describe('Tags of this machine, e.g. ["gpu", "room-2"]: a job that requires tags (submit --tags) goes only to workers that have all of them'),
   allow_scripts: z
     .boolean()
     .default(false)
@@ -138,6 +142,7 @@ const localWorkerFields = workerSchema.pick({
   nice: true,
   schedule: true,
   schedule_stop: true,
+  tags: true,
   prewarm_blender: true,
   name: true,
   min_free_mb: true,

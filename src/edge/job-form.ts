@@ -9,7 +9,7 @@ import { FarmError } from '../farm/index.ts';
 const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
 const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
 
-export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order', 'maxWorkers'];
+export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order', 'maxWorkers', 'requiredTags'];
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
@@ -24,6 +24,8 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
       if (fields[key] !== undefined && fields[key] !== '') typed[key] = parseField(key, integerText, fields[key]);
     }
     if (fields.tiles !== undefined && fields.tiles.trim() !== '') typed.tiles = parseTiling(fields.tiles);
+    // A comma-separated list, as typed: "gpu, room-2".
+    if (fields.requiredTags !== undefined) typed.requiredTags = fields.requiredTags.split(',').map((tag) => tag.trim()).filter(Boolean);
     if (fields.order !== undefined && fields.order.trim() !== '') typed.order = fields.order.trim().toLowerCase();
     for (const key of ['allowScripts', 'hold', 'forceTiles'] as const) {
       if (fields[key] !== undefined) typed[key] = parseField(key, booleanText, fields[key].toLowerCase());

@@ -158,6 +158,7 @@ const jobFieldDescriptions: Record<string, string> = {
   hold: 'queue the job paused after probing, so its settings can be reviewed and edited first',
   tiles: 'split frames into tiles rendered on several workers: `auto` (when idle workers outnumber the frames left; default), `off`, a count such as `4`, or a grid such as `2x2`',
   forceTiles: 'split even when the scene uses effects that cross tile edges (denoising, glare); seams may show',
+  requiredTags: 'comma-separated worker tags, e.g. `gpu,room-2`: only workers whose `tags` setting has all of them render the job',
   maxWorkers: 'at most this many workers render the job at once, leaving the others to other jobs (default: no limit)',
   order: 'the order frames are handed out in: `interleaved` (first, last, middle, then filling in, so a broken shot shows early; default) or `sequential` (frame order, for unbaked simulations)',
 };

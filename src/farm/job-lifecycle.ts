@@ -44,7 +44,7 @@ export class JobLifecycle {
       allow_scripts: options.allowScripts ? 1 : 0,
       blend_sha256: upload.sha256,
       blend_size: upload.size,
-      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers }),
+      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers, requiredTags: options.requiredTags }),
       overrides_json: JSON.stringify({
         engine: null,
         resolutionPercentage: request.resolutionPercentage ?? null,

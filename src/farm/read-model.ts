@@ -71,8 +71,13 @@ export class ReadModel {
 
   /** Why a job that should be rendering is not, when the farm knows: a user should not wait in silence. */
   private noticeOf(row: JobRow): string | null {
-    if (!jobRecord(row).allowScripts || !['queued', 'rendering'].includes(row.state)) return null;
+    if (!['queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];
+    const required = jobRecord(row).request.requiredTags ?? [];
+    if (required.length > 0 && workers.length > 0 && !workers.some((worker) => required.every((tag) => worker.tags.includes(tag)))) {
+      return `waiting: this job needs a worker with the tags ${required.join(', ')}, and no connected worker has them all (tags = [...] in a worker's settings.conf)`;
+    }
+    if (!jobRecord(row).allowScripts) return null;
     if (workers.some((worker) => worker.allowScripts)) return null;
     return workers.length === 0
       ? null
@@ -98,7 +103,7 @@ export class ReadModel {
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [] };
   }
 
   async publishJob(jobId: string): Promise<void> {

@@ -27,6 +27,7 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     tiling: tilingView(submitted, scene),
     order: submitted.order ?? 'interleaved',
     maxWorkers: submitted.maxWorkers ?? null,
+    requiredTags: submitted.requiredTags ?? [],
     scene,
     frames:
       row.frame_start === null || row.frame_end === null
@@ -136,6 +137,7 @@ export interface LiveWorkerState {
   connected: boolean;
   current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
   asleepUntil?: string | null;
+  tags?: string[];
 }
 
 export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): Worker {
@@ -147,6 +149,7 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     state,
     enabled: row.enabled === 1,
     threads: row.threads,
+    tags: live?.connected ? (live.tags ?? []) : [],
     blenderVersion: row.blender_version,
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,

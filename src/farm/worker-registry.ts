@@ -40,8 +40,9 @@ export class WorkerRegistry {
       blender_version: hello.blenderVersion,
     });
     const uploadKey = randomBytes(24).toString('base64url');
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, uploadKey, asleepUntil: null });
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags: hello.tags, uploadKey, asleepUntil: null });
     scheduler.setScriptsAllowed(id, hello.allowScripts);
+    scheduler.setWorkerTags(id, hello.tags);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
@@ -49,7 +50,7 @@ export class WorkerRegistry {
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await views.publishWorker(id);
-    await this.publishScriptJobs();
+    await this.publishJobsWithNeeds();
     this.prober.requestProbes();
     return id;
   }
@@ -108,7 +109,7 @@ export class WorkerRegistry {
     this.prober.workerGone(workerId);
     await store.touchWorker(workerId);
     await views.publishWorker(workerId);
-    await this.publishScriptJobs();
+    await this.publishJobsWithNeeds();
     this.prober.requestProbes();
     this.dispatch.pump();
   }
@@ -150,10 +151,14 @@ export class WorkerRegistry {
     }
   }
 
-  /** Jobs that need scripts say whether any connected worker allows them: republished as workers come and go. */
-  private async publishScriptJobs(): Promise<void> {
+  /**
+   * Jobs that need scripts or tags say whether any connected worker can take them
+   * (their notice): republished as workers come and go.
+   */
+  private async publishJobsWithNeeds(): Promise<void> {
     for (const row of await this.state.store.listJobsInState(['queued', 'rendering'])) {
-      if (jobRecord(row).allowScripts) await this.state.views.publishJob(row.id);
+      const { allowScripts, request } = jobRecord(row);
+      if (allowScripts || (request.requiredTags?.length ?? 0) > 0) await this.state.views.publishJob(row.id);
     }
   }
 }

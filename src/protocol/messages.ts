@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { frameSchema, idSchema, jobSchema, sha256Schema, workerSchema } from './api.ts';
+import { frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
 
@@ -33,6 +33,8 @@ const helloSchema = z.object({
   blenderVersion: z.string().max(100).nullable(),
   /** The worker runs jobs whose .blend Python may run (its allow_scripts setting). */
   allowScripts: z.boolean().default(false),
+  /** Its `tags` setting: jobs that require tags go only to workers with all of them. */
+  tags: tagsSchema.default([]),
   /** Frames rendered while the worker was away whose uploads are still on their way. */
   holding: z.array(z.object({ jobId: idSchema, frame: z.number().int(), tile: tileIndexSchema })).max(10_000).default([]),
 });

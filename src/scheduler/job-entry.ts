@@ -34,6 +34,8 @@ export interface QueuedJob {
   needsScripts?: boolean;
   /** At most this many workers render the job at once; no limit when absent. */
   maxWorkers?: number;
+  /** Only workers with every one of these tags may take it. */
+  requiredTags?: string[];
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -76,6 +78,7 @@ export interface JobEntry {
   tiling: JobTilingPlan;
   needsScripts: boolean;
   maxWorkers: number | undefined;
+  requiredTags: string[];
   /** worker -> units of this job it renders now: the workers on the job, for maxWorkers. */
   workersOn: Map<string, number>;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
@@ -128,6 +131,7 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     tiling: job.tiling ?? { mode: 'off' },
     needsScripts: job.needsScripts ?? false,
     maxWorkers: job.maxWorkers,
+    requiredTags: job.requiredTags ?? [],
     workersOn: new Map(),
     fresh: orderFrames(job.frames, job.order ?? 'interleaved'),
     next: 0,

@@ -70,6 +70,8 @@ export class Scheduler {
 
   /** Workers whose owners let them run the Python inside .blend files (allow_scripts). */
   private readonly scriptWorkers = new Set<string>();
+  /** worker -> its tags (setting tags), for jobs that require some. */
+  private readonly workerTags = new Map<string, Set<string>>();
 
   /** worker -> running average of its whole-frame times (ms), learnt from finished work. */
   private readonly averageMs = new Map<string, number>();
@@ -171,6 +173,11 @@ export class Scheduler {
   setScriptsAllowed(workerId: string, allowed: boolean): void {
     if (allowed) this.scriptWorkers.add(workerId);
     else this.scriptWorkers.delete(workerId);
+  }
+
+  /** The worker's tags; told when it connects. */
+  setWorkerTags(workerId: string, tags: readonly string[]): void {
+    this.workerTags.set(workerId, new Set(tags));
   }
 
   workerReady(workerId: string): void {
@@ -433,8 +440,15 @@ export class Scheduler {
       !entry.paused &&
       !entry.blocked.has(workerId) &&
       (!entry.needsScripts || this.scriptWorkers.has(workerId)) &&
+      this.hasTags(workerId, entry.requiredTags) &&
       (entry.maxWorkers === undefined || entry.workersOn.size < entry.maxWorkers || entry.workersOn.has(workerId))
     );
+  }
+
+  private hasTags(workerId: string, required: readonly string[]): boolean {
+    if (required.length === 0) return true;
+    const tags = this.workerTags.get(workerId);
+    return tags !== undefined && required.every((tag) => tags.has(tag));
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */

@@ -100,6 +100,7 @@ export class RenderWorker {
           threads: settings.threads,
           blenderVersion: this.blenderVersion,
           allowScripts: settings.allow_scripts,
+          tags: settings.tags,
           holding: this.uploads.holding(),
         }),
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),

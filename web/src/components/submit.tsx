@@ -23,9 +23,11 @@ interface Overrides {
   priority: string;
   /** Empty: the server's default, interleaved. */
   order: string;
+  /** Comma-separated worker tags; empty: any worker. */
+  requiredTags: string;
 }
 
-const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '', order: '' };
+const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '', order: '', requiredTags: '' };
 
 /**
  * Drop or choose a .blend: it uploads with a progress bar; with "review" on, the settings
@@ -193,6 +195,7 @@ export function SubmitPanel() {
                     <option value="sequential">In frame order (unbaked simulations)</option>
                   </select>
                 </div>
+                <OverrideField id="ov-tags" label="Worker tags" value={overrides.requiredTags} placeholder="any worker, or e.g. gpu,room-2" onInput={(v) => setOverrides({ ...overrides, requiredTags: v })} />
                 <TilesFields choice={tiles} onChange={setTiles} />
               </div>
             </details>

@@ -76,6 +76,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         <span class="job-meta">
           {worker.host}
           {worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
+          {worker.tags.length > 0 && <span data-testid="worker-tags"> · tags {worker.tags.join(', ')}</span>}
         </span>
       </div>
       <div class="w-state" data-testid="worker-state">
