@@ -9,7 +9,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Worker } from '../src/protocol/index.ts';
+import { frameOrderSchema, type Worker } from '../src/protocol/index.ts';
 import { fakeBlend, getJson, postJson, submitJob } from '../testkit/api.ts';
 import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
 import { SimulatedWorkers } from '../testkit/sim-worker.ts';
@@ -58,6 +58,8 @@ export const scale: Benchmark = {
     const meanMs = option(ctx, 'frame-ms', { default: 2000, quick: 250, min: 0 });
     const jitter = option(ctx, 'jitter', { default: 0.5, min: 0, max: 1 });
     const progressMs = option(ctx, 'progress-ms', { default: 250, min: 0 });
+    // The job's frame order (interleaved by default, as users get it), to compare the two.
+    const order = frameOrderSchema.parse(option(ctx, 'order', { default: 'interleaved' }));
     const maxMinutes = option(ctx, 'max-minutes', { default: 15, quick: 4, min: 0 });
     const profile = option(ctx, 'profile', { default: '' });
     const profileDir = profile ? path.resolve(profile) : undefined;
@@ -89,9 +91,9 @@ export const scale: Benchmark = {
       await sleep(500);
       const rssConnected = server.rss();
 
-      ctx.log(`submitting a job of ${fmtInt(frames)} frames (mean ${meanMs} ms ±${jitter * 100} % each)`);
+      ctx.log(`submitting a job of ${fmtInt(frames)} frames (mean ${meanMs} ms ±${jitter * 100} % each, ${order} order)`);
       const submitted = performance.now();
-      const job = await submitJob(server.httpUrl, server.token, fakeBlend());
+      const job = await submitJob(server.httpUrl, server.token, fakeBlend(), { order });
       await server.waitForJob(job.id, ['queued', 'rendering', 'completed', 'failed', 'cancelled'], 120_000);
       const queuedMs = performance.now() - submitted;
       const rssQueued = server.rss();

@@ -51,9 +51,10 @@ describe('the archenland command', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'archenland-cli-'));
     const [port, webPort] = [await freePort(), await freePort()];
-    writeFileSync(join(dir, 'settings.conf'), `port = ${port}\nweb_port = ${webPort}\nbind = "127.0.0.1"\n`);
+    // One settings file for the whole machine: the server's keys and the local worker's.
+    writeFileSync(join(dir, 'settings.conf'), `port = ${port}\nweb_port = ${webPort}\nbind = "127.0.0.1"\nthreads = 1\nname = "desk"\n`);
     copyFileSync(await makeTestScene({ frames: '1-3', width: 32, height: 24, samples: 2 }), join(dir, 'scene.blend'));
-    farm = spawn(process.execPath, [BIN, 'start', '--threads', '1'], { cwd: dir, env: { ...process.env, ARCHENLAND_LOG_LEVEL: 'warn' } });
+    farm = spawn(process.execPath, [BIN, 'start'], { cwd: dir, env: { ...process.env, ARCHENLAND_LOG_LEVEL: 'warn' } });
     await waitForOutput(farm, /Archenland is running/);
   });
 
@@ -76,6 +77,8 @@ describe('the archenland command', () => {
     const workers = JSON.parse((await cli(['workers', '--json'], dir)).stdout);
     assert.equal(workers.length, 1);
     assert.equal(workers[0].framesRendered, 2);
+    assert.equal(workers[0].name, 'desk', "the local worker's name comes from settings.conf");
+    assert.equal(workers[0].threads, 1, "and so do its threads");
   });
 
   it('a scene that cannot render fails its job at once: submit --wait exits non-zero with the reason', async () => {

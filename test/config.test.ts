@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, describeSettings, loadSettings } from '../src/config/index.ts';
+import { ConfigError, describeSettings, loadSettings, loadStartSettings } from '../src/config/index.ts';
 
 /** A fresh temp folder holding settings.conf with the given lines; removed after the test. */
 function settingsFile(t: { after: (fn: () => void) => void }, ...lines: string[]): string {
@@ -47,14 +47,18 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     frame_timeout_s: 0,
     trust_loopback: true,
     public_hosts: [],
+    queue_policy: 'fifo',
     tail_duplicates: true,
     log_level: 'info',
+    log_format: 'auto',
   });
 
   const worker = loadSettings('worker', { env: {} });
   assert.deepEqual(worker, {
     blender_path: 'blender',
     threads: 0,
+    nice: 10,
+    schedule_stop: 'finish',
     prewarm_blender: true,
     address: '127.0.0.1',
     port: 7411,
@@ -62,9 +66,11 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     cache_dir: path.join(process.cwd(), 'archenland-worker'),
     min_free_mb: 200,
     cache_max_gb: 20,
+    tags: [],
     allow_scripts: false,
     tls: false,
     log_level: 'info',
+    log_format: 'auto',
   });
 });
 
@@ -83,8 +89,10 @@ test('a full valid server file is read as typed values', (t) => {
     'frame_retries = 0',
     'frame_timeout_s = 3600',
     'trust_loopback = false',
+    'queue_policy = "fair"',
     'tail_duplicates = false',
     'log_level = "debug"',
+    'log_format = "json"',
   );
   assert.deepEqual(loadSettings('server', { file, env: {} }), {
     ffmpeg_path: '/usr/bin/ffmpeg',
@@ -99,8 +107,10 @@ test('a full valid server file is read as typed values', (t) => {
     frame_timeout_s: 3600,
     trust_loopback: false,
     public_hosts: [],
+    queue_policy: 'fair',
     tail_duplicates: false,
     log_level: 'debug',
+    log_format: 'json',
   });
 });
 
@@ -109,6 +119,8 @@ test('a full valid worker file is read as typed values', (t) => {
     t,
     'blender_path = "/opt/blender/blender"',
     'threads = 8',
+    'schedule = "Mon-Fri 18:00-08:00; Sat-Sun"',
+    'schedule_stop = "now"',
     'prewarm_blender = false',
     'address = "farm.local"',
     'port = 9411',
@@ -121,6 +133,9 @@ test('a full valid worker file is read as typed values', (t) => {
   assert.deepEqual(loadSettings('worker', { file, env: {} }), {
     blender_path: '/opt/blender/blender',
     threads: 8,
+    nice: 10,
+    schedule: 'Mon-Fri 18:00-08:00; Sat-Sun',
+    schedule_stop: 'now',
     prewarm_blender: false,
     address: 'farm.local',
     port: 9411,
@@ -130,9 +145,11 @@ test('a full valid worker file is read as typed values', (t) => {
     min_free_mb: 200,
     cache_max_gb: 20,
     token: '0123456789abcdef0123',
+    tags: [],
     allow_scripts: false,
     tls: false,
     log_level: 'warn',
+    log_format: 'auto',
   });
 });
 
@@ -169,6 +186,7 @@ test('an out-of-range port is rejected', (t) => {
 test('other bad values name what is expected', (t) => {
   const cases: Array<[string, RegExp]> = [
     ['log_level = "loud"', /expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/],
+    ['log_format = "pretty"', /expected one of auto, json, text, got "pretty"/],
     ['trust_loopback = "yes"', /expected true or false, got "yes"/],
     ['max_upload_mb = 0', /expected an integer of at least 1, got 0/],
     ['frame_retries = 1.5', /expected an integer between 0 and 100, got 1.5/],
@@ -314,7 +332,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'tail_duplicates', 'webhook_url', 'log_level'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {
@@ -327,4 +345,76 @@ test('describeSettings lists every key with type, default and description', () =
   assert.equal(server.find((s) => s.key === 'token')?.default, undefined);
   assert.equal(server.find((s) => s.key === 'trust_loopback')?.type, 'boolean');
   for (const setting of [...server, ...describeSettings('worker')]) assert.ok(setting.description, setting.key);
+});
+
+test('`start` reads the local worker\'s keys from the same settings.conf, as a single-machine user writes it', (t) => {
+  const file = settingsFile(
+    t,
+    'web_port = 9080',
+    'blender_path = "/opt/blender/blender"',
+    'threads = 4',
+    'nice = 15',
+    'prewarm_blender = false',
+    'name = "desk"',
+    'cache_dir = "frames-cache"',
+    'min_free_mb = 500',
+    'allow_scripts = true',
+  );
+  const { server, localWorker } = loadStartSettings({ file, env: {} });
+  assert.equal(server.web_port, 9080);
+  assert.ok(!('blender_path' in server) && !('threads' in server), 'the server gets only its own keys');
+  assert.deepEqual(localWorker, {
+    blender_path: '/opt/blender/blender',
+    threads: 4,
+    nice: 15,
+    prewarm_blender: false,
+    name: 'desk',
+    cache_dir: path.join(path.dirname(file), 'frames-cache'),
+    min_free_mb: 500,
+    allow_scripts: true,
+  });
+});
+
+test('`start` passes on only the worker keys given, from the file, the environment or a flag, never their defaults', (t) => {
+  const file = settingsFile(t, 'threads = 2');
+  const { localWorker } = loadStartSettings({ file, env: { ARCHENLAND_BLENDER_PATH: '/usr/bin/blender' }, flags: { name: 'from-flag' } });
+  assert.deepEqual(localWorker, { threads: 2, blender_path: '/usr/bin/blender', name: 'from-flag' });
+  assert.deepEqual(loadStartSettings({ file: false, env: {} }).localWorker, {}, 'nothing given: the worker keeps its own defaults');
+});
+
+test('`start` checks the local worker\'s values with their line, and refuses connection keys it sets itself', (t) => {
+  const bad = configError(() => loadStartSettings({ file: settingsFile(t, 'web_port = 9080', 'threads = -1'), env: {} }));
+  assert.match(bad.message, /settings\.conf:2: key "threads": expected an integer between 0 and 1024, got -1/);
+  const rude = configError(() => loadStartSettings({ file: settingsFile(t, 'nice = -5'), env: {} }));
+  assert.match(rude.message, /settings\.conf:1: key "nice": expected an integer between 0 and 19, got -5/);
+  const connection = configError(() => loadStartSettings({ file: settingsFile(t, 'address = "farm.local"'), env: {} }));
+  assert.equal(connection.line, 1);
+  assert.match(connection.message, /unknown key "address" \(`archenland start` connects its local worker to this server by itself/);
+  const server = configError(() => loadSettings('server', { file: settingsFile(t, 'threads = 4'), env: {} }));
+  assert.match(server.message, /it is a worker setting/, '`archenland server` alone still refuses worker keys');
+});
+
+test('describeSettings(\'start\') lists the server\'s keys and the local worker\'s', () => {
+  const keys = describeSettings('start').map((s) => s.key);
+  for (const key of ['web_port', 'data_dir', 'blender_path', 'threads', 'name', 'cache_dir', 'allow_scripts']) assert.ok(keys.includes(key), key);
+  for (const key of ['address', 'tls_fingerprint']) assert.ok(!keys.includes(key), key);
+});
+
+test('a schedule that cannot be read is reported with its line and what is wrong in it', (t) => {
+  const file = settingsFile(t, 'threads = 2', 'schedule = "Mon-Fri 6pm-8am"');
+  const err = configError(() => loadSettings('worker', { file, env: {} }));
+  assert.equal(err.line, 2);
+  assert.match(err.message, /settings\.conf:2: key "schedule": not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": "Mon-Fri 6pm-8am": "6pm-8am" is not a time range like 18:00-08:00$/);
+  const fromEnv = configError(() => loadSettings('worker', { file: false, env: { ARCHENLAND_SCHEDULE: 'Someday' } }));
+  assert.match(fromEnv.message, /environment variable ARCHENLAND_SCHEDULE: not a schedule .*unknown day "someday"/);
+  const stop = configError(() => loadSettings('worker', { file: settingsFile(t, 'schedule_stop = "later"'), env: {} }));
+  assert.match(stop.message, /expected one of finish, now, got "later"/);
+});
+
+test('tags are a list of simple names, in the file and in the environment (comma-separated)', (t) => {
+  assert.deepEqual(loadSettings('worker', { file: settingsFile(t, 'tags = ["gpu", "Room-2"]'), env: {} }).tags, ['gpu', 'room-2']);
+  assert.deepEqual(loadSettings('worker', { file: false, env: { ARCHENLAND_TAGS: 'gpu, room-2' } }).tags, ['gpu', 'room-2']);
+  const bad = configError(() => loadSettings('worker', { file: settingsFile(t, 'tags = ["gpu", "room 2"]'), env: {} }));
+  assert.match(bad.message, /settings\.conf:1: key "tags": "room 2": a tag is up to 32 letters, digits/);
+  assert.deepEqual(loadStartSettings({ file: settingsFile(t, 'tags = ["desk"]'), env: {} }).localWorker, { tags: ['desk'] });
 });

@@ -37,7 +37,7 @@ class FakeLink implements WorkerLink {
 
 const hello = (name: string, extra: Partial<WorkerHello> = {}): WorkerHello => ({
   type: 'hello', role: 'worker', protocol: 3, token: 'unused-by-the-farm', name, host: 'test', threads: 1,
-  blenderVersion: '3.4.1', allowScripts: false, holding: [], ...extra,
+  blenderVersion: '3.4.1', allowScripts: false, tags: [], holding: [], ...extra,
 });
 
 async function farmInMemory(options: { frameTimeoutMs?: number } = {}) {

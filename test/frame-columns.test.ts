@@ -46,7 +46,7 @@ class ScriptedWorker {
     const worker = new ScriptedWorker(farm, socket, scene);
     socket.on('message', (data) => worker.receive(JSON.parse(String(data)) as ServerToWorker));
     await new Promise((resolve) => socket.once('open', resolve));
-    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', allowScripts: false, holding: [] });
+    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', allowScripts: false, tags: [], holding: [] });
     const welcome = await worker.next('welcome');
     worker.id = welcome.workerId;
     worker.uploadKey = welcome.uploadKey;
@@ -171,7 +171,7 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
   });
 
   it('says what frameList says: states, workers, attempts, render times, errors and progress', async () => {
-    jobId = await submit({ tiles: 'off' });
+    jobId = await submit({ tiles: 'off', order: 'sequential' }); // frames in the order the comments below say
     const rendering = await a.take(); // frame 1: rendering at 40 %
     a.send({ type: 'progress', jobId, frame: rendering.frame, percent: 40 });
     const failing = await b.take(); // frame 2: failed for good (no retries)

@@ -45,9 +45,14 @@ describe('job form fields', () => {
       hold: false,
       tiles: 'auto',
       forceTiles: false,
+      order: 'interleaved',
+      requiredTags: [],
     });
     assert.deepEqual(parseJobFields({ tiles: '2x3', forceTiles: 'yes' }).tiles, { cols: 2, rows: 3 });
     assert.deepEqual(parseJobFields({ tiles: '4' }).tiles, { count: 4 });
+    assert.equal(parseJobFields({ order: 'Sequential' }).order, 'sequential');
+    assert.equal(parseJobFields({ maxWorkers: '3' }).maxWorkers, 3);
+    assert.deepEqual(parseJobFields({ requiredTags: 'GPU, room-2,' }).requiredTags, ['gpu', 'room-2']);
   });
 
   test('names the bad field', () => {
@@ -60,6 +65,10 @@ describe('job form fields', () => {
     assert.throws(() => parseJobFields({ allowScripts: 'maybe' }), /allowScripts/);
     assert.throws(() => parseJobFields({ tiles: 'lots' }), /invalid tiles "lots"/);
     assert.throws(() => parseJobFields({ tiles: '1' }), /tiles/, 'one tile is no split: say off');
+    assert.throws(() => parseJobFields({ order: 'random' }), /order.*interleaved.*sequential/);
+    assert.throws(() => parseJobFields({ maxWorkers: '0' }), /maxWorkers/);
+    assert.throws(() => parseJobFields({ requiredTags: 'gpu,room 2' }), /requiredTags.*a tag is up to 32 letters/);
+    assert.throws(() => parseJobFields({ maxWorkers: 'two' }), /field "maxWorkers": expected a whole number/);
   });
 });
 

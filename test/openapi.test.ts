@@ -134,14 +134,14 @@ describe('the OpenAPI document', () => {
   it('documents the multipart job upload and the JobPatch body from the zod schemas', () => {
     const upload = doc.paths['/api/jobs'].post.requestBody.content['multipart/form-data'].schema;
     assert.deepEqual(upload.required, ['file']);
-    for (const field of ['file', 'name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles']) {
+    for (const field of ['file', 'name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'order', 'maxWorkers', 'requiredTags']) {
       assert.ok(upload.properties[field], `upload field ${field}`);
     }
     assert.deepEqual(upload.properties.fileFormat.enum, ['PNG', 'JPEG', 'OPEN_EXR', 'TIFF']);
     assert.deepEqual([upload.properties.priority.minimum, upload.properties.priority.maximum], [-1000, 1000]);
     const patch = doc.components.schemas.JobPatch;
     assert.equal(patch.additionalProperties, false, 'unknown fields are refused, as the server does');
-    assert.deepEqual(Object.keys(patch.properties).sort(), ['fileFormat', 'forceTiles', 'frames', 'name', 'priority', 'resolutionPercentage', 'samples', 'tiles']);
+    assert.deepEqual(Object.keys(patch.properties).sort(), ['fileFormat', 'forceTiles', 'frames', 'maxWorkers', 'name', 'priority', 'resolutionPercentage', 'samples', 'tiles']);
     assert.equal(doc.paths['/api/jobs/{id}'].patch.requestBody.content['application/json'].schema.$ref, '#/components/schemas/JobPatch');
     // Every error answer carries its code from the catalogue (src/protocol/errors.ts) and a message.
     assert.deepEqual(doc.components.schemas.Error.required, ['code', 'error']);

@@ -94,7 +94,7 @@ describe('Scheduler with tiles', () => {
   test('an animation is not split while frames outnumber idle workers; its tail is, when frames are slow enough', () => {
     let clock = 0;
     const s = make({ now: () => clock });
-    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4], tiling: auto });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4], tiling: auto, order: 'sequential' });
     ready(s, 'w1', 'w2');
     assert.deepEqual(s.dispatch().map(label), ['1', '2']);
     clock += 10_000;
@@ -109,7 +109,7 @@ describe('Scheduler with tiles', () => {
     s.addJob({ jobId: 'b', priority: 0, seq: 2, frames: [1], tiling: auto });
     assert.deepEqual(s.dispatch().map(label), ['1/0', '1/1'], 'a fresh still: one frame, two idle workers');
     const quick = make();
-    quick.addJob({ jobId: 'q', priority: 0, seq: 1, frames: [1, 2, 3], tiling: auto });
+    quick.addJob({ jobId: 'q', priority: 0, seq: 1, frames: [1, 2, 3], tiling: auto, order: 'sequential' });
     ready(quick, 'w1', 'w2');
     quick.dispatch();
     quick.frameDone('q', 1, 'w1');

@@ -6,9 +6,9 @@ import { canTransition, statesLeadingTo } from '../src/protocol/index.ts';
 const make = (maxAttempts = 3, blockAfterFailures = 3) => new Scheduler({ maxAttempts, blockAfterFailures });
 
 describe('Scheduler', () => {
-  test('hands frames in order to idle workers, one each', () => {
+  test('hands frames in order to idle workers, one each (sequential order)', () => {
     const s = make();
-    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3] });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3], order: 'sequential' });
     s.workerReady('w1');
     s.workerReady('w2');
     assert.deepEqual(s.dispatch(), [
@@ -20,7 +20,7 @@ describe('Scheduler', () => {
 
   test('a fast worker that comes back sooner renders more frames', () => {
     const s = make();
-    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4, 5] });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4, 5], order: 'sequential' });
     s.workerReady('fast');
     s.workerReady('slow');
     const rendered: Record<string, number[]> = { fast: [], slow: [] };
@@ -178,7 +178,7 @@ describe('Scheduler', () => {
   test('at the tail, an idle fast worker copies the frame a slow worker is stuck on; the first result wins', () => {
     let clock = 0;
     const s = new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail: true, now: () => clock });
-    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3] });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3], order: 'sequential' });
     s.workerReady('fast');
     s.workerReady('slow');
     s.dispatch(); // fast: 1, slow: 2
@@ -214,7 +214,7 @@ describe('Scheduler', () => {
   test('a frame of an equally fast worker running a little past its average is not copied (frame times jitter)', () => {
     let clock = 0;
     const s = new Scheduler({ maxAttempts: 3, blockAfterFailures: 3, duplicateTail: true, now: () => clock });
-    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4] });
+    s.addJob({ jobId: 'a', priority: 0, seq: 1, frames: [1, 2, 3, 4], order: 'sequential' });
     s.workerReady('w1');
     s.workerReady('w2');
     s.dispatch(); // w1: 1, w2: 2

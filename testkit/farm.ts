@@ -15,7 +15,8 @@ export interface TestFarm {
   server: RunningServer;
   workers: RenderWorker[];
   root: string;
-  addWorker(name?: string, settings?: Partial<WorkerSettings>): RenderWorker;
+  /** `clock`: the time the worker reads its schedule at. */
+  addWorker(name?: string, settings?: Partial<WorkerSettings>, clock?: () => Date): RenderWorker;
   close(): Promise<void>;
 }
 
@@ -35,7 +36,7 @@ export async function startTestFarm(
   } as ServerSettings;
   const server = await startServer(settings, testLogger('server'));
   const workers: RenderWorker[] = [];
-  const addWorker = (name = `worker${workers.length + 1}`, overrides: Partial<WorkerSettings> = {}) => {
+  const addWorker = (name = `worker${workers.length + 1}`, overrides: Partial<WorkerSettings> = {}, clock?: () => Date) => {
     const worker = new RenderWorker(
       {
         ...workerSchema.parse({}),
@@ -51,6 +52,7 @@ export async function startTestFarm(
         ...overrides,
       },
       testLogger(name),
+      clock,
     );
     void worker.run();
     workers.push(worker);

@@ -264,6 +264,7 @@ class SimWorker {
           threads: 1,
           blenderVersion: '3.4.1',
           allowScripts: false,
+          tags: [],
           holding: [],
         } as WorkerMessage);
       });

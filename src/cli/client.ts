@@ -112,7 +112,8 @@ function localServer(configFile?: string): LocalServer {
   if (configFile !== undefined && !existsSync(configFile)) throw new ConfigError(`${configFile}: settings file not found`);
   const file = configFile ?? (existsSync('settings.conf') ? 'settings.conf' : undefined);
   try {
-    const settings = loadSettings('server', { file: file ?? false, flags: {} });
+    // Read as `archenland start` reads it: a one-machine file also holds its local worker's keys.
+    const settings = loadSettings('start', { file: file ?? false, flags: {} });
     // The server's first user token, else the legacy farm token of an older data folder.
     const token = settings.token ?? firstLine(path.join(settings.data_dir, 'user-token')) ?? firstLine(path.join(settings.data_dir, 'farm-token'));
     const host = ['0.0.0.0', '::', ''].includes(settings.bind) ? '127.0.0.1' : settings.bind;
@@ -125,7 +126,7 @@ function localServer(configFile?: string): LocalServer {
     try {
       worker = loadSettings('worker', { file, flags: {} });
     } catch {
-      throw error; // neither: report the problem as a server settings file
+      throw error; // neither: report the problem as a server's (or `start`'s) settings file
     }
     const { secure, trust } = workerTls(worker);
     const host = worker.address.includes(':') ? `[${worker.address}]` : worker.address;

@@ -11,6 +11,8 @@ import {
   parseTiling,
   formatTiling,
   describeIssues,
+  frameOrderSchema,
+  tagsSchema,
   type FrameLog,
   type Job,
   type JobDetail,
@@ -77,6 +79,12 @@ function registerSubmit(program: Command): void {
     .option('--project-dir <dir>', 'send every file in this folder with the .blend (default: ask Blender here which files the .blend uses)')
     .option('--blend-only', 'send the .blend alone, without the files it uses')
     .option('--blender-path <path>', 'the Blender that finds the files the .blend uses (env ARCHENLAND_BLENDER; default: blender)')
+    .addOption(
+      new Option('--order <order>', 'frame order: interleaved (default: first, last, middle, then filling in, so a broken shot shows early) or sequential (frame order, for unbaked simulations)')
+        .choices([...frameOrderSchema.options]),
+    )
+    .option('--max-workers <n>', 'at most this many workers render the job at once (default: no limit)', integer(1, 100_000))
+    .option('--tags <tags>', "only workers with all these tags render it (comma-separated, e.g. gpu,room-2; a worker's tags setting)")
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -93,6 +101,13 @@ function registerSubmit(program: Command): void {
       if (options.tiles) fields.tiles = formatTiling(usage(() => parseTiling(options.tiles)));
       if (options.forceTiles) fields.forceTiles = 'true';
       if (options.denoising === false) fields.denoising = 'false';
+      if (options.order) fields.order = options.order;
+      if (options.maxWorkers !== undefined) fields.maxWorkers = String(options.maxWorkers);
+      if (options.tags) {
+        const tags = tagsSchema.safeParse(String(options.tags).split(',').map((tag) => tag.trim()).filter(Boolean));
+        if (!tags.success) throw new UsageError(`--tags: ${describeIssues(tags.error)}`);
+        fields.requiredTags = tags.data.join(',');
+      }
       const client = clientFrom(options);
       const sent = await sendProject(client, file, { projectDir: options.projectDir, blendOnly: options.blendOnly, blenderPath: options.blenderPath });
       if (sent.projectId) fields.project = sent.projectId;
@@ -133,6 +148,8 @@ function registerSubmit(program: Command): void {
     'archenland submit shot010.blend --wait --json | jq .state',
     'archenland submit poster.blend --tiles 2x2 --wait   # one still, four workers',
     'archenland submit shots/010/main.blend --project-dir .   # no Blender here: send the whole project folder',
+    'archenland submit fluid.blend --order sequential   # an unbaked simulation needs its frames in order',
+    'archenland submit shot010.blend --tags gpu --max-workers 4   # GPU machines only, at most four at once',
   ]);
 }
 
@@ -221,6 +238,7 @@ function registerJobActions(program: Command): void {
     .option('--samples <n|scene>', 'samples, or "scene" for the file\'s own')
     .option('--tiles <tiles>', 'auto, off, a count (4) or a grid (2x2)')
     .option('--force-tiles <yes|no>', 'split even when the scene has effects that cross tile edges', booleanWord)
+    .option('--max-workers <n|none>', 'at most this many workers at once (any time), or "none" for no limit')
     .action(async (typed: string, options: CommonOptions & Record<string, any>) => {
       const patch: Record<string, unknown> = {};
       if (options.name !== undefined) patch.name = options.name;
@@ -231,7 +249,8 @@ function registerJobActions(program: Command): void {
       if (options.samples !== undefined) patch.samples = options.samples === 'scene' ? null : usage(() => integer(1, 1_000_000)(options.samples));
       if (options.tiles !== undefined) patch.tiles = usage(() => parseTiling(options.tiles));
       if (options.forceTiles !== undefined) patch.forceTiles = options.forceTiles;
-      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution, --samples or --tiles');
+      if (options.maxWorkers !== undefined) patch.maxWorkers = options.maxWorkers === 'none' ? null : usage(() => integer(1, 100_000)(options.maxWorkers));
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --name, --priority, --frames, --format, --resolution, --samples, --tiles or --max-workers');
       const checked = jobPatchSchema.safeParse(patch);
       if (!checked.success) throw new UsageError(describeIssues(checked.error));
       const client = clientFrom(options);

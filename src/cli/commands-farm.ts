@@ -4,7 +4,10 @@ import {
   ConfigError,
   describeSettings,
   loadSettings,
+  loadStartSettings,
+  LOCAL_WORKER_KEYS,
   serverSchema,
+  startSchema,
   workerSchema,
   type SettingDescription,
   type SettingsKind,
@@ -69,8 +72,8 @@ async function farmModules() {
 
 const SERVER_KEYS = Object.keys(serverSchema.shape);
 const WORKER_KEYS = Object.keys(workerSchema.shape);
-/** `start` runs both: server settings, plus the worker settings that are not the server's business. */
-const START_WORKER_KEYS = ['blender_path', 'threads', 'name'] as const;
+/** `start` runs both: server settings, plus its local worker's (LOCAL_WORKER_KEYS). */
+const START_KEYS = Object.keys(startSchema.shape);
 
 const PRECEDENCE = '\nSettings: built-in defaults < settings.conf < ARCHENLAND_<KEY> environment variables < flags.\nEvery key is described in docs/cli.md and README.md.\n';
 
@@ -84,7 +87,7 @@ export function registerFarmCommands(program: Command): void {
     .action(async (options) => {
       const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, SERVER_KEYS) });
       const { startServer, createLogger } = await farmModules();
-      const log = createLogger('server', settings.log_level);
+      const log = createLogger('server', settings.log_level, settings.log_format);
       const running = await startServer(settings, log);
       printBanner(running);
       stopOnSignal(log, () => running.close());
@@ -110,7 +113,7 @@ export function registerFarmCommands(program: Command): void {
         );
       }
       const { RenderWorker, createLogger } = await farmModules();
-      const log = createLogger('worker', settings.log_level);
+      const log = createLogger('worker', settings.log_level, settings.log_format);
       const renderWorker = new RenderWorker({ ...settings, token: settings.token }, log);
       stopOnSignal(log, () => renderWorker.drain(DRAIN_GRACE_MS));
       const reason = await renderWorker.run();
@@ -122,31 +125,33 @@ export function registerFarmCommands(program: Command): void {
   examples(worker, [
     'archenland worker --address render-server          # token = "…" in ./settings.conf',
     'archenland worker --address 10.0.0.5 --threads 8 --name gpu-box',
+    'archenland worker --address render-server --nice 19   # an artist\'s workstation: Blender yields to everything else',
+    'archenland worker --address render-server --schedule "Mon-Fri 18:00-08:00; Sat-Sun"   # nights and weekends only',
     'ARCHENLAND_TOKEN="$(cat worker-token)" archenland worker -c worker.conf',
   ]);
 
   const start = program
     .command('start')
     .description('run a server and one local worker together: a whole farm on this machine')
-    .option('-c, --config <file>', 'server settings file (default: ./settings.conf if present)')
-    .option('--worker-config <file>', 'settings file for the local worker (default: built-in defaults)');
-  addSettingFlags(start, 'server', SERVER_KEYS);
-  addSettingFlags(start, 'worker', START_WORKER_KEYS, (s) => `local worker: ${s.description}`)
+    .option('-c, --config <file>', "settings file of the server and its local worker (default: ./settings.conf if present)")
+    .option('--worker-config <file>', "a separate settings file for the local worker; the worker's keys in --config, the environment and flags override it");
+  addSettingFlags(start, 'start', START_KEYS, (s) => (LOCAL_WORKER_KEYS.includes(s.key) ? `local worker: ${s.description}` : s.description))
     .addHelpText('after', PRECEDENCE)
     .action(async (options) => {
-      const settings = loadSettings('server', { file: options.config, flags: settingFlags(options, SERVER_KEYS) });
+      const { server: settings, localWorker: localWorkerGiven } = loadStartSettings({ file: options.config, flags: settingFlags(options, START_KEYS) });
       const { startServer, RenderWorker, createLogger } = await farmModules();
-      const log = createLogger('farm', settings.log_level);
+      const log = createLogger('farm', settings.log_level, settings.log_format);
       const running = await startServer(settings, log.child({ process: 'server' }));
       const workerSettings: WorkerSettings = loadSettings('worker', {
-        // ./settings.conf belongs to the server here; the local worker reads a file only when named.
+        // ./settings.conf was read above, for the server and the local worker's keys in it.
         file: options.workerConfig ?? false,
         flags: {
-          ...settingFlags(options, [...START_WORKER_KEYS, 'log_level']),
+          cache_dir: path.join(settings.data_dir, 'local-worker'),
+          ...localWorkerGiven,
+          log_level: settings.log_level,
           address: '127.0.0.1',
           port: running.wsPort,
           web_port: running.httpPort,
-          cache_dir: path.join(settings.data_dir, 'local-worker'),
           // A TLS server: its own certificate, pinned. Not tls_cert as a CA: 127.0.0.1 is
           // rarely a name the certificate lists, and a CA-signed one is no trust anchor.
           ...(running.tlsFingerprint ? { tls: true, tls_fingerprint: running.tlsFingerprint } : {}),

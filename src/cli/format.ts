@@ -1,4 +1,5 @@
 import { formatFrameRange, type Job, type JobDetail, type Worker } from '../protocol/index.ts';
+import { clockTime } from '../worker/schedule.ts';
 
 /** Plain text tables for people; `--json` prints the API's own objects for scripts. */
 export function formatJobs(jobs: Job[]): string {
@@ -12,11 +13,15 @@ export function formatWorkers(workers: Worker[]): string {
   const rows = workers.map((w) => [
     w.name,
     w.host,
-    w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.state,
+    [
+      w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.asleepUntil ? '' : w.state,
+      w.asleepUntil ? `asleep until ${clockTime(new Date(w.asleepUntil))}` : '',
+    ].filter(Boolean).join(', then '),
     String(w.framesRendered),
     w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
+    w.tags.join(',') || '-',
   ]);
-  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME'], rows);
+  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS'], rows);
 }
 
 export function formatJob(job: Job): string {

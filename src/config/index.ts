@@ -1,5 +1,6 @@
 /** Settings for server and worker processes, read from settings.conf, the environment and flags. */
 export { loadSettings, type LoadSettingsOptions } from './load.ts';
+export { loadStartSettings, type StartSettingsSplit } from './start.ts';
 export { ConfigError, type ConfigErrorLocation } from './errors.ts';
 export { describeSettings, type SettingDescription } from './describe.ts';
 export { envVarName } from './env.ts';
@@ -8,9 +9,12 @@ export {
   LOG_LEVELS,
   serverSchema,
   workerSchema,
+  startSchema,
+  LOCAL_WORKER_KEYS,
   settingsSchemas,
   type ServerSettings,
   type WorkerSettings,
+  type StartSettings,
   type Settings,
   type SettingsKind,
 } from './schema.ts';

@@ -8,8 +8,11 @@ import {
   PATH_SETTINGS,
   settingsSchemas,
   settingsShape,
+  workerSchema,
   type ServerSettings,
+  type Settings,
   type SettingsKind,
+  type StartSettings,
   type WorkerSettings,
 } from './schema.ts';
 
@@ -41,8 +44,18 @@ interface Given {
  */
 export function loadSettings(kind: 'server', opts?: LoadSettingsOptions): ServerSettings;
 export function loadSettings(kind: 'worker', opts?: LoadSettingsOptions): WorkerSettings;
-export function loadSettings(kind: SettingsKind, opts?: LoadSettingsOptions): ServerSettings | WorkerSettings;
-export function loadSettings(kind: SettingsKind, opts: LoadSettingsOptions = {}): ServerSettings | WorkerSettings {
+export function loadSettings(kind: 'start', opts?: LoadSettingsOptions): StartSettings;
+export function loadSettings(kind: SettingsKind, opts?: LoadSettingsOptions): Settings;
+export function loadSettings(kind: SettingsKind, opts: LoadSettingsOptions = {}): Settings {
+  return loadSettingsAndSources(kind, opts).settings;
+}
+
+/**
+ * Like loadSettings, and also which keys were given (in the file, the environment or a
+ * flag) rather than left to their defaults: `start` passes only those to its local worker,
+ * so they override the worker's own settings file and defaults do not.
+ */
+export function loadSettingsAndSources(kind: SettingsKind, opts: LoadSettingsOptions = {}): { settings: Settings; given: Set<string> } {
   const cwd = process.cwd();
   const file = opts.file === false ? undefined : readSettingsFile(opts.file, cwd);
   const layers: Given[] = [
@@ -71,7 +84,7 @@ export function loadSettings(kind: SettingsKind, opts: LoadSettingsOptions = {})
     const base = origin?.from === 'file' ? path.dirname(origin.file.path) : cwd;
     settings[key] = path.resolve(base, settings[key]);
   }
-  return settings as ServerSettings | WorkerSettings;
+  return { settings: settings as Settings, given: new Set(winners.keys()) };
 }
 
 function fileLayer(file: SettingsFile | undefined): Given[] {
@@ -98,20 +111,37 @@ function check(kind: SettingsKind, { key, value, origin }: Given): void {
   const shape = settingsShape(kind);
   const schema = shape[key];
   if (schema === undefined) {
-    const otherKind: SettingsKind = kind === 'server' ? 'worker' : 'server';
-    const hint = key in settingsShape(otherKind) ? `it is a ${otherKind} setting; ` : '';
+    const hint = misplacedKeyHint(kind, key);
     const known = `(${hint}known keys: ${Object.keys(shape).join(', ')})`;
     // Environment variables are only read for known keys, so an unknown one is from the file or a flag.
     if (origin.from === 'flag') throw new ConfigError(`unknown command-line setting "${key}" ${known}`, { key });
     const { prefix, location } = describeOrigin(origin, key);
     throw new ConfigError(`${prefix}unknown key "${key}" ${known}`, location);
   }
-  if (schema.safeParse(value).success) return;
+  const result = schema.safeParse(value);
+  if (result.success) return;
 
-  const got = shownValue(key, origin.from === 'env' ? origin.raw : value);
   const { prefix, location } = describeOrigin(origin, key);
   const subject = origin.from === 'file' ? `key "${key}": ` : '';
+  // A value of the right type that a rule of its own refuses (a schedule, say) says why in its own words.
+  const refused = result.error.issues.find((issue) => issue.code === 'custom');
+  if (refused) throw new ConfigError(`${prefix}${subject}${refused.message}`, location);
+  const got = shownValue(key, origin.from === 'env' ? origin.raw : value);
+  // One bad item of a list (a tag) is named with what is wrong with it.
+  const badItem = result.error.issues.find((issue) => issue.code === 'invalid_format' && typeof issue.path[0] === 'number');
+  if (badItem && Array.isArray(value)) {
+    throw new ConfigError(`${prefix}${subject}${shownValue(key, value[badItem.path[0] as number])}: ${badItem.message}`, location);
+  }
   throw new ConfigError(`${prefix}${subject}expected ${expectedValue(schema)}, got ${got}`, location);
+}
+
+/** Why a key of the other process kind is refused here, or '' for a key nobody knows. */
+function misplacedKeyHint(kind: SettingsKind, key: string): string {
+  if (kind === 'start') {
+    return key in workerSchema.shape ? "`archenland start` connects its local worker to this server by itself, so it takes no worker's connection setting; " : '';
+  }
+  const otherKind: SettingsKind = kind === 'server' ? 'worker' : 'server';
+  return key in settingsShape(otherKind) ? `it is a ${otherKind} setting; ` : '';
 }
 
 function describeOrigin(origin: Origin, key: string): { prefix: string; location: ConfigErrorLocation } {

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { tagsSchema } from '../protocol/api.ts';
+import { parseSchedule } from '../worker/schedule.ts';
 
 /**
  * The settings each process understands, with their defaults. Objects are strict
@@ -13,6 +15,15 @@ const port = (fallback: number, description: string) =>
 
 const logLevel = () =>
   z.enum(LOG_LEVELS).default('info').describe('Log verbosity');
+
+/** How log records are written (src/util/log.ts): `auto` is `text` on a terminal, `json` anywhere else. */
+export const LOG_FORMATS = ['auto', 'json', 'text'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+const logFormat = () =>
+  z
+    .enum(LOG_FORMATS)
+    .default('auto')
+    .describe('How logs are written on stderr: json (one object a line, for the journal, files and log collectors), text (readable lines), or auto: text when stderr is a terminal, json otherwise');
 
 // A short shared secret is guessable; the lower bound also catches a token pasted only partly.
 const token = (description: string) => z.string().min(16).optional().describe(description);
@@ -52,6 +63,10 @@ export const serverSchema = z.strictObject({
     .describe("Extra host names browsers may use to reach this server (its DNS names, a reverse proxy's name); loopback names, the machine's host name and its own addresses are always accepted"),
   tls_cert: file('PEM certificate (chain) file: with tls_key, the server speaks HTTPS and WSS instead of HTTP and WS'),
   tls_key: file('PEM private key file for tls_cert'),
+  queue_policy: z
+    .enum(['fifo', 'fair'])
+    .default('fifo')
+    .describe('How jobs of the same priority share the workers: fifo, the earliest submitted first; fair, each idle worker to the job with the fewest workers on it, so they split the farm evenly'),
   tail_duplicates: z
     .boolean()
     .default(true)
@@ -61,6 +76,7 @@ export const serverSchema = z.strictObject({
     .optional()
     .describe('URL that receives a POST with JSON {"event": "job.completed" | "job.failed", "job": {...}} when a job ends; unset sends nothing'),
   log_level: logLevel(),
+  log_format: logFormat(),
 });
 
 export const workerSchema = z.strictObject({
@@ -75,6 +91,29 @@ export const workerSchema = z.strictObject({
   web_port: port(8080, "The server's HTTP port"),
   name: z.string().min(1).optional().describe('Name shown in the web UI; defaults to the host name'),
   cache_dir: text('archenland-worker', 'Folder for downloaded files and rendered frames; a relative path is resolved against the folder of the settings file'),
+  nice: z
+    .int()
+    .min(0)
+    .max(19)
+    .default(10)
+    .describe('CPU niceness Blender runs at, 0 (normal priority) to 19 (lowest); its disk I/O priority follows. The default, 10, keeps a workstation usable for the person at it while it renders'),
+  schedule: z
+    .string()
+    .superRefine((text, context) => {
+      try {
+        parseSchedule(text);
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: `not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": ${(error as Error).message}` });
+      }
+    })
+    .optional()
+    .describe(
+      'Hours this worker renders, in local time, e.g. "Mon-Fri 18:00-08:00; Sat-Sun": days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range, which runs past midnight when it ends before it starts. Outside them it takes no new frame. Unset: always',
+    ),
+  schedule_stop: z
+    .enum(['finish', 'now'])
+    .default('finish')
+    .describe('When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it)'),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   cache_max_gb: z
     .number()
@@ -83,6 +122,9 @@ export const workerSchema = z.strictObject({
     .default(20)
     .describe('Size budget of the .blend and project files kept in cache_dir (GiB); the least recently used go first, never those of the job being rendered. 0: no limit'),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
+  tags: tagsSchema
+    .default([])
+    .describe('Tags of this machine, e.g. ["gpu", "room-2"]: a job that requires tags (submit --tags) goes only to workers that have all of them'),
   allow_scripts: z
     .boolean()
     .default(false)
@@ -91,14 +133,46 @@ export const workerSchema = z.strictObject({
   tls_ca: file("PEM file of the certificate authority that signed the server's certificate, for a self-signed or private one"),
   tls_fingerprint: fingerprint("SHA-256 fingerprint of the server's certificate; when set, exactly that certificate is accepted, whoever signed it"),
   log_level: logLevel(),
+  log_format: logFormat(),
 });
+
+/**
+ * The worker settings `archenland start` reads for its local worker, from the same
+ * settings.conf as the server's: what a single-machine user says about rendering. The
+ * others (address, tls, tls_ca, tls_fingerprint) say how to reach a server, which `start`
+ * knows itself; port, web_port, token and log_level are the server's keys there.
+ */
+const localWorkerFields = workerSchema.pick({
+  blender_path: true,
+  threads: true,
+  nice: true,
+  schedule: true,
+  schedule_stop: true,
+  tags: true,
+  prewarm_blender: true,
+  name: true,
+  min_free_mb: true,
+  allow_scripts: true,
+}).shape;
+
+/** `archenland start`: the server's settings plus its local worker's, in one file. */
+export const startSchema = z.strictObject({
+  ...serverSchema.shape,
+  ...localWorkerFields,
+  // The local worker's cache sits in the server's data folder unless the user says otherwise.
+  cache_dir: file("The local worker's folder for downloaded files and rendered frames; unset: local-worker inside data_dir"),
+});
+
+/** Keys of `start`'s settings that are its local worker's. */
+export const LOCAL_WORKER_KEYS: readonly string[] = [...Object.keys(localWorkerFields), 'cache_dir'];
 
 export type ServerSettings = z.output<typeof serverSchema>;
 export type WorkerSettings = z.output<typeof workerSchema>;
+export type StartSettings = z.output<typeof startSchema>;
 
-export const settingsSchemas = { server: serverSchema, worker: workerSchema };
+export const settingsSchemas = { server: serverSchema, worker: workerSchema, start: startSchema };
 export type SettingsKind = keyof typeof settingsSchemas;
-export type Settings = ServerSettings | WorkerSettings;
+export type Settings = ServerSettings | WorkerSettings | StartSettings;
 
 /** Folders and files that are resolved to absolute paths, relative to where their value was written. */
 export const PATH_SETTINGS: readonly string[] = ['data_dir', 'cache_dir', 'tls_cert', 'tls_key', 'tls_ca'];

@@ -9,7 +9,7 @@ import { FarmError } from '../farm/index.ts';
 const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
 const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
 
-export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'denoising', 'project'];
+export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'denoising', 'project', 'order', 'maxWorkers', 'requiredTags'];
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
@@ -21,10 +21,13 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
     if (fields.project !== undefined && fields.project !== '') typed.project = fields.project;
     if (fields.frames !== undefined && fields.frames.trim() !== '') typed.frames = parseFrameRange(fields.frames);
     if (fields.fileFormat) typed.fileFormat = fields.fileFormat.toUpperCase();
-    for (const key of ['resolutionPercentage', 'samples', 'priority'] as const) {
+    for (const key of ['resolutionPercentage', 'samples', 'priority', 'maxWorkers'] as const) {
       if (fields[key] !== undefined && fields[key] !== '') typed[key] = parseField(key, integerText, fields[key]);
     }
     if (fields.tiles !== undefined && fields.tiles.trim() !== '') typed.tiles = parseTiling(fields.tiles);
+    // A comma-separated list, as typed: "gpu, room-2".
+    if (fields.requiredTags !== undefined) typed.requiredTags = fields.requiredTags.split(',').map((tag) => tag.trim()).filter(Boolean);
+    if (fields.order !== undefined && fields.order.trim() !== '') typed.order = fields.order.trim().toLowerCase();
     for (const key of ['allowScripts', 'hold', 'forceTiles', 'denoising'] as const) {
       if (fields[key] !== undefined) typed[key] = parseField(key, booleanText, fields[key].toLowerCase());
     }

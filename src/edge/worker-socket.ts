@@ -166,10 +166,12 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
       return; // already introduced; a repeated hello changes nothing
     case 'ready':
       return farm.workerReady(workerId);
+    case 'schedule':
+      return farm.workerScheduleChanged(workerId, message.asleepUntil);
     case 'progress':
       return farm.workerProgress(workerId, message.jobId, message.frame, message.percent, message.tile);
     case 'frame_failed':
-      if (message.reason === 'disk_full') return farm.frameHandedBack(workerId, message.jobId, message.frame, message.error, message.tile);
+      if (message.reason !== 'render') return farm.frameHandedBack(workerId, message.jobId, message.frame, message.error, message.tile);
       return farm.frameFailed(workerId, message.jobId, message.frame, message.error, message.log, message.tile);
     case 'probe_result':
       return farm.probeSucceeded(workerId, message.jobId, message.scene);

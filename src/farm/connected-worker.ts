@@ -26,8 +26,12 @@ export interface ConnectedWorker {
   row: WorkerRow;
   /** Its owner lets it run the Python inside .blend files (allow_scripts). */
   allowScripts: boolean;
+  /** Its `tags` setting: it takes only jobs whose required tags it all has. */
+  tags: string[];
   /** Sent in the welcome; its uploads present it, binding them to this connection. */
   uploadKey: string;
+  /** Outside its schedule's hours: when it wakes (ISO 8601); null while it takes work. */
+  asleepUntil: string | null;
 }
 
 export const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>

@@ -72,6 +72,9 @@ export class Dispatcher {
       paused,
       tiling,
       needsScripts: jobRecord(row).allowScripts,
+      order: jobRecord(row).request.order ?? 'interleaved',
+      maxWorkers: jobRecord(row).request.maxWorkers,
+      requiredTags: jobRecord(row).request.requiredTags,
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.state.background(this.onNothingLeft(row.id));

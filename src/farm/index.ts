@@ -227,6 +227,10 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.registry.ready(workerId);
   }
 
+  workerScheduleChanged(workerId: string, asleepUntil: string | null): void {
+    this.registry.scheduleChanged(workerId, asleepUntil);
+  }
+
   workerProgress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
     this.registry.progress(workerId, jobId, frame, percent, tile);
   }

@@ -11,7 +11,7 @@ import type { Projects } from './projects.ts';
 import type { FarmState } from './state.ts';
 import { newId, now } from './state.ts';
 import { emptyCounts } from './views.ts';
-import { jobRecord } from './job-record.ts';
+import { jobRecord, type StoredRequest } from './job-record.ts';
 
 /** The commands people give a job: submit, pause, resume, retry, cancel, delete, edit. */
 export class JobLifecycle {
@@ -38,6 +38,7 @@ export class JobLifecycle {
       tiles: options.tiles,
       forceTiles: options.forceTiles,
       ...(options.denoising === false ? { denoising: false } : {}),
+      order: options.order,
     };
     const row = await store.insertJob({
       id: newId(),
@@ -48,7 +49,7 @@ export class JobLifecycle {
       project_id: options.project ?? null,
       blend_sha256: upload.sha256,
       blend_size: upload.size,
-      requested_json: JSON.stringify({ ...request, hold: options.hold }),
+      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers, requiredTags: options.requiredTags }),
       overrides_json: JSON.stringify({
         engine: null,
         resolutionPercentage: request.resolutionPercentage ?? null,
@@ -160,12 +161,20 @@ export class JobLifecycle {
     const row = await this.state.requireJob(id);
     const changesRender = ['frames', 'fileFormat', 'resolutionPercentage', 'samples', 'tiles', 'forceTiles'].some((k) => k in patch);
     if (changesRender) await this.changeRenderSettings(row, patch);
+    if (patch.maxWorkers !== undefined) await this.changeMaxWorkers(id, patch.maxWorkers ?? undefined);
     if (patch.name !== undefined || patch.priority !== undefined) {
       await this.state.store.updateJob(id, { name: patch.name ?? row.name, priority: patch.priority ?? row.priority });
       if (patch.priority !== undefined) this.state.scheduler.setPriority(id, patch.priority);
     }
     await this.state.views.publishJob(id);
     this.dispatch.pump();
+  }
+
+  /** Any time: renders under way go on, the limit holds for the next frames handed out. */
+  private async changeMaxWorkers(id: string, maxWorkers: number | undefined): Promise<void> {
+    const { request } = jobRecord(await this.state.requireJob(id));
+    await this.state.store.updateJob(id, { requested_json: JSON.stringify({ ...request, maxWorkers }) });
+    this.state.scheduler.setMaxWorkers(id, maxWorkers);
   }
 
   private async changeRenderSettings(row: JobRow, patch: JobPatch): Promise<void> {
@@ -175,7 +184,8 @@ export class JobLifecycle {
     if (!editable || !scene) {
       throw new FarmError('JOB_STATE_CONFLICT', `render settings can only change before the job's first frame is handed out (job is ${row.state})`);
     }
-    const request: RenderRequest = { ...previous, ...patch };
+    const { maxWorkers: _limit, ...renderPatch } = patch; // not a render setting: changeMaxWorkers keeps it
+    const request: StoredRequest = { ...previous, ...renderPatch };
     let compiled;
     try {
       compiled = compileJob(scene, request);

@@ -77,8 +77,13 @@ export class ReadModel {
       const named = missing.slice(0, 3).map((problem) => problem.path ?? '?').join(', ');
       return `held: the scene uses ${missing.length === 1 ? 'a file' : `${missing.length} files`} the project lacks (${named}${missing.length > 3 ? ', …' : ''}); submit the project again with ${missing.length === 1 ? 'it' : 'them'}, or resume to render without ${missing.length === 1 ? 'it' : 'them'}`;
     }
-    if (!jobRecord(row).allowScripts || !['queued', 'rendering'].includes(row.state)) return null;
+    if (!['queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];
+    const required = jobRecord(row).request.requiredTags ?? [];
+    if (required.length > 0 && workers.length > 0 && !workers.some((worker) => required.every((tag) => worker.tags.includes(tag)))) {
+      return `waiting: this job needs a worker with the tags ${required.join(', ')}, and no connected worker has them all (tags = [...] in a worker's settings.conf)`;
+    }
+    if (!jobRecord(row).allowScripts) return null;
     if (workers.some((worker) => worker.allowScripts)) return null;
     return workers.length === 0
       ? null
@@ -104,7 +109,7 @@ export class ReadModel {
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [] };
   }
 
   async publishJob(jobId: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FarmChange, JobState } from '../protocol/index.ts';
-import { Scheduler } from '../scheduler/index.ts';
+import { Scheduler, type QueuePolicy } from '../scheduler/index.ts';
 import type { JobRow, Store } from '../store/index.ts';
 import type { Logger } from '../util/log.ts';
 import type { DataDir } from '../store/index.ts';
@@ -16,6 +16,8 @@ export interface FarmOptions {
   frameTimeoutMs: number;
   /** Idle workers copy the slowest frames at a job's tail (first result wins). */
   duplicateTail?: boolean;
+  /** How jobs of the same priority share idle workers (setting queue_policy). */
+  queuePolicy?: QueuePolicy;
 }
 
 export const newId = () => randomBytes(8).toString('hex');
@@ -45,6 +47,7 @@ export class FarmState {
       maxAttempts: options.frameRetries + 1,
       blockAfterFailures: 3,
       duplicateTail: options.duplicateTail ?? true,
+      queuePolicy: options.queuePolicy ?? 'fifo',
     });
     this.views = new ReadModel(store, this.scheduler, this.workers, announce);
   }

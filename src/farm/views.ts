@@ -26,6 +26,9 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     projectId: row.project_id,
     requested: requestedView(submitted),
     tiling: tilingView(submitted, scene),
+    order: submitted.order ?? 'interleaved',
+    maxWorkers: submitted.maxWorkers ?? null,
+    requiredTags: submitted.requiredTags ?? [],
     scene,
     frames:
       row.frame_start === null || row.frame_end === null
@@ -134,6 +137,8 @@ export function frameColumnsView(
 export interface LiveWorkerState {
   connected: boolean;
   current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
+  asleepUntil?: string | null;
+  tags?: string[];
 }
 
 export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): Worker {
@@ -145,10 +150,12 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     state,
     enabled: row.enabled === 1,
     threads: row.threads,
+    tags: live?.connected ? (live.tags ?? []) : [],
     blenderVersion: row.blender_version,
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,
     averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,
+    asleepUntil: live?.connected ? (live.asleepUntil ?? null) : null,
     lastSeenAt: row.last_seen_at,
   };
 }

@@ -40,8 +40,9 @@ export class WorkerRegistry {
       blender_version: hello.blenderVersion,
     });
     const uploadKey = randomBytes(24).toString('base64url');
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, uploadKey });
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags: hello.tags, uploadKey, asleepUntil: null });
     scheduler.setScriptsAllowed(id, hello.allowScripts);
+    scheduler.setWorkerTags(id, hello.tags);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
@@ -49,7 +50,7 @@ export class WorkerRegistry {
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await views.publishWorker(id);
-    await this.publishScriptJobs();
+    await this.publishJobsWithNeeds();
     this.prober.requestProbes();
     return id;
   }
@@ -69,9 +70,22 @@ export class WorkerRegistry {
     worker.current = null;
     this.timers.clear(workerId);
     this.prober.workerReady(workerId);
-    if (worker.enabled) this.state.scheduler.workerReady(workerId);
+    if (worker.enabled && !worker.asleepUntil) this.state.scheduler.workerReady(workerId);
     this.state.background(this.state.views.publishWorker(workerId));
     this.dispatch.pump();
+  }
+
+  /**
+   * The worker's schedule says it sleeps until `asleepUntil` (it finishes or hands back its
+   * frame by itself), or that it is awake again (null; it then says it is ready).
+   */
+  scheduleChanged(workerId: string, asleepUntil: string | null): void {
+    const worker = this.state.workers.get(workerId);
+    if (!worker) return;
+    worker.asleepUntil = asleepUntil;
+    if (asleepUntil) this.state.scheduler.workerParked(workerId);
+    this.state.log.info({ workerId, asleepUntil }, asleepUntil ? 'worker asleep (its schedule)' : 'worker awake (its schedule)');
+    this.state.background(this.state.views.publishWorker(workerId));
   }
 
   progress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
@@ -95,7 +109,7 @@ export class WorkerRegistry {
     this.prober.workerGone(workerId);
     await store.touchWorker(workerId);
     await views.publishWorker(workerId);
-    await this.publishScriptJobs();
+    await this.publishJobsWithNeeds();
     this.prober.requestProbes();
     this.dispatch.pump();
   }
@@ -114,7 +128,7 @@ export class WorkerRegistry {
     if (worker) {
       worker.enabled = enabled;
       if (updated) worker.row = updated;
-      if (enabled && !worker.current) scheduler.workerReady(workerId);
+      if (enabled && !worker.current && !worker.asleepUntil) scheduler.workerReady(workerId);
       if (!enabled) scheduler.workerParked(workerId);
       if (mode === 'disable' && worker.current) {
         const { jobId, frame, tile } = worker.current;
@@ -137,10 +151,14 @@ export class WorkerRegistry {
     }
   }
 
-  /** Jobs that need scripts say whether any connected worker allows them: republished as workers come and go. */
-  private async publishScriptJobs(): Promise<void> {
+  /**
+   * Jobs that need scripts or tags say whether any connected worker can take them
+   * (their notice): republished as workers come and go.
+   */
+  private async publishJobsWithNeeds(): Promise<void> {
     for (const row of await this.state.store.listJobsInState(['queued', 'rendering'])) {
-      if (jobRecord(row).allowScripts) await this.state.views.publishJob(row.id);
+      const { allowScripts, request } = jobRecord(row);
+      if (allowScripts || (request.requiredTags?.length ?? 0) > 0) await this.state.views.publishJob(row.id);
     }
   }
 }

@@ -2,6 +2,7 @@ import {
   fileExtensionOf,
   frameCount,
   MAX_FRAMES_PER_JOB,
+  type FrameOrder,
   type FrameRange,
   type OutputFormat,
   type SceneInfo,
@@ -22,6 +23,8 @@ export interface RenderRequest {
   forceTiles?: boolean;
   /** false: render without Cycles' denoising (the fix for DENOISER_UNAVAILABLE). */
   denoising?: boolean;
+  /** Absent in jobs stored before frame orders existed: they are interleaved like new ones. */
+  order?: FrameOrder;
 }
 
 export interface CompiledJob {

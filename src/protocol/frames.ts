@@ -43,3 +43,10 @@ export function formatFrameRange(range: FrameRange): string {
   const base = range.start === range.end ? `${range.start}` : `${range.start}-${range.end}`;
   return range.step === 1 ? base : `${base}:${range.step}`;
 }
+
+/**
+ * The order a job's frames are handed out in: `interleaved` (first, last, middle, then
+ * filling in) shows a broken shot early; `sequential` suits unbaked simulations.
+ */
+export const frameOrderSchema = z.enum(['interleaved', 'sequential']);
+export type FrameOrder = z.infer<typeof frameOrderSchema>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { frameSchema, idSchema, jobSchema, sha256Schema, workerSchema } from './api.ts';
+import { frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { projectRefSchema } from './projects.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
@@ -8,7 +8,7 @@ import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -34,11 +34,19 @@ const helloSchema = z.object({
   blenderVersion: z.string().max(100).nullable(),
   /** The worker runs jobs whose .blend Python may run (its allow_scripts setting). */
   allowScripts: z.boolean().default(false),
+  /** Its `tags` setting: jobs that require tags go only to workers with all of them. */
+  tags: tagsSchema.default([]),
   /** Frames rendered while the worker was away whose uploads are still on their way. */
   holding: z.array(z.object({ jobId: idSchema, frame: z.number().int(), tile: tileIndexSchema })).max(10_000).default([]),
 });
 
 const readySchema = z.object({ type: z.literal('ready') });
+
+/** The worker's schedule (its `schedule` setting): asleep, it takes no frames until then; null: awake. */
+const scheduleStateSchema = z.object({
+  type: z.literal('schedule'),
+  asleepUntil: z.iso.datetime({ offset: true }).nullable(),
+});
 
 const progressSchema = z.object({
   type: z.literal('progress'),
@@ -55,8 +63,11 @@ const frameFailedSchema = z.object({
   tile: tileIndexSchema,
   error: z.string().max(4000),
   log: z.string().max(64 * 1024),
-  /** `disk_full`: the worker could not take the frame; it is no fault of the frame and costs no attempt. */
-  reason: z.enum(['render', 'disk_full']).default('render'),
+  /**
+   * `disk_full`: the worker could not take the frame; `asleep`: its schedule ended (with
+   * schedule_stop = "now"). Either is no fault of the frame and costs no attempt.
+   */
+  reason: z.enum(['render', 'disk_full', 'asleep']).default('render'),
 });
 
 const probeResultSchema = z.object({
@@ -76,6 +87,7 @@ const probeFailedSchema = z.object({
 export const workerMessageSchema = z.discriminatedUnion('type', [
   helloSchema,
   readySchema,
+  scheduleStateSchema,
   progressSchema,
   frameFailedSchema,
   probeResultSchema,

@@ -1,6 +1,7 @@
 import { ErrorTally } from './hopeless.ts';
 import type { JobTilingPlan } from '../jobs/index.ts';
-import { tileCount, type TileGrid, type TileRegion } from '../protocol/index.ts';
+import { tileCount, type FrameOrder, type TileGrid, type TileRegion } from '../protocol/index.ts';
+import { orderFrames } from './frame-order.ts';
 
 /**
  * What the scheduler keeps per job, and the small pure functions that read one entry. The
@@ -20,8 +21,10 @@ export interface QueuedJob {
   /** Higher first; ties go to the lower sequence number (earlier submission). */
   priority: number;
   seq: number;
-  /** Frames still to render, in the order they should be handed out. */
+  /** Frames still to render, in frame order. */
   frames: number[];
+  /** The order they are handed out in; `interleaved` (first, last, middle, …) when absent. */
+  order?: FrameOrder;
   /** Frames of the job already finished before it was (re)queued, for its counts. */
   done?: number;
   failed?: number;
@@ -30,6 +33,10 @@ export interface QueuedJob {
   tiling?: JobTilingPlan;
   /** The job runs the .blend's Python: only workers that allow scripts may take it. */
   needsScripts?: boolean;
+  /** At most this many workers render the job at once; no limit when absent. */
+  maxWorkers?: number;
+  /** Only workers with every one of these tags may take it. */
+  requiredTags?: string[];
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -71,6 +78,10 @@ export interface JobEntry {
   paused: boolean;
   tiling: JobTilingPlan;
   needsScripts: boolean;
+  maxWorkers: number | undefined;
+  requiredTags: string[];
+  /** worker -> units of this job it renders now: the workers on the job, for maxWorkers. */
+  workersOn: Map<string, number>;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
   fresh: number[];
   next: number;
@@ -126,7 +137,10 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     paused: job.paused ?? false,
     tiling: job.tiling ?? { mode: 'off' },
     needsScripts: job.needsScripts ?? false,
-    fresh: [...job.frames],
+    maxWorkers: job.maxWorkers,
+    requiredTags: job.requiredTags ?? [],
+    workersOn: new Map(),
+    fresh: orderFrames(job.frames, job.order ?? 'interleaved'),
     next: 0,
     retry: [],
     tileQueue: [],

@@ -47,9 +47,17 @@ export interface SchedulerOptions {
    * last, when it would likely finish it sooner; the first result wins.
    */
   duplicateTail?: boolean;
+  /**
+   * `fifo` (default): among jobs of the same priority the earliest submitted takes every
+   * idle worker it can use. `fair`: each idle worker goes to the job with the fewest
+   * workers on it, so jobs of the same priority split the farm evenly.
+   */
+  queuePolicy?: QueuePolicy;
   /** Milliseconds clock; injectable so tests control time. */
   now?: () => number;
 }
+
+export type QueuePolicy = 'fifo' | 'fair';
 
 /** Weight of the newest frame in a running average of frame times. */
 const SPEED_WEIGHT = 0.3;
@@ -65,6 +73,8 @@ export class Scheduler {
 
   /** Workers whose owners let them run the Python inside .blend files (allow_scripts). */
   private readonly scriptWorkers = new Set<string>();
+  /** worker -> its tags (setting tags), for jobs that require some. */
+  private readonly workerTags = new Map<string, Set<string>>();
 
   /** worker -> running average of its whole-frame times (ms), learnt from finished work. */
   private readonly averageMs = new Map<string, number>();
@@ -151,6 +161,12 @@ export class Scheduler {
     this.sortQueue();
   }
 
+  /** Changes how many workers may render the job at once (undefined: no limit); renders under way go on. */
+  setMaxWorkers(jobId: string, maxWorkers: number | undefined): void {
+    const entry = this.jobs.get(jobId);
+    if (entry) entry.maxWorkers = maxWorkers;
+  }
+
   setPaused(jobId: string, paused: boolean): void {
     const entry = this.jobs.get(jobId);
     if (entry) entry.paused = paused;
@@ -160,6 +176,11 @@ export class Scheduler {
   setScriptsAllowed(workerId: string, allowed: boolean): void {
     if (allowed) this.scriptWorkers.add(workerId);
     else this.scriptWorkers.delete(workerId);
+  }
+
+  /** The worker's tags; told when it connects. */
+  setWorkerTags(workerId: string, tags: readonly string[]): void {
+    this.workerTags.set(workerId, new Set(tags));
   }
 
   workerReady(workerId: string): void {
@@ -359,7 +380,7 @@ export class Scheduler {
   // ---- internals -----------------------------------------------------------------
 
   private takeWorkFor(workerId: string): Assignment | null {
-    for (const entry of this.order) {
+    for (const entry of this.options.queuePolicy === 'fair' ? this.fairOrder() : this.order) {
       if (!this.mayTake(entry, workerId)) continue;
       const unit = this.takePending(entry, workerId);
       if (unit === undefined) continue;
@@ -440,7 +461,19 @@ export class Scheduler {
 
   /** Whether the worker may be given work of this job now. */
   private mayTake(entry: JobEntry, workerId: string): boolean {
-    return !entry.paused && !entry.blocked.has(workerId) && (!entry.needsScripts || this.scriptWorkers.has(workerId));
+    return (
+      !entry.paused &&
+      !entry.blocked.has(workerId) &&
+      (!entry.needsScripts || this.scriptWorkers.has(workerId)) &&
+      this.hasTags(workerId, entry.requiredTags) &&
+      (entry.maxWorkers === undefined || entry.workersOn.size < entry.maxWorkers || entry.workersOn.has(workerId))
+    );
+  }
+
+  private hasTags(workerId: string, required: readonly string[]): boolean {
+    if (required.length === 0) return true;
+    const tags = this.workerTags.get(workerId);
+    return tags !== undefined && required.every((tag) => tags.has(tag));
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */
@@ -469,6 +502,7 @@ export class Scheduler {
       entry.inFlight.set(unit, (holders = new Map()));
       if (!unit.includes('/')) entry.wholeInFlight++;
     }
+    if (!holders.has(workerId)) entry.workersOn.set(workerId, (entry.workersOn.get(workerId) ?? 0) + 1);
     holders.set(workerId, this.now());
     this.held.get(workerId)?.add(heldKey(entry.jobId, unit));
     let assigned = entry.assignedTo.get(unit);
@@ -481,7 +515,11 @@ export class Scheduler {
     this.held.get(workerId)?.delete(heldKey(entry.jobId, unit));
     const holders = entry.inFlight.get(unit);
     if (!holders) return true;
-    holders.delete(workerId);
+    if (holders.delete(workerId)) {
+      const units = (entry.workersOn.get(workerId) ?? 1) - 1;
+      if (units > 0) entry.workersOn.set(workerId, units);
+      else entry.workersOn.delete(workerId);
+    }
     if (holders.size > 0) return false;
     entry.inFlight.delete(unit);
     if (!unit.includes('/')) entry.wholeInFlight--;
@@ -508,6 +546,15 @@ export class Scheduler {
       if (!failedOn.has(other) && !entry.blocked.has(other) && !this.parked.has(other)) return true;
     }
     return false;
+  }
+
+  /**
+   * The queue as `fair` serves it: priority still first; within a priority, the job with
+   * the fewest workers on it, then the earliest. Sorted per idle worker, since each worker
+   * handed out changes the counts; a copy of a queue of jobs, not of frames, so cheap.
+   */
+  private fairOrder(): JobEntry[] {
+    return [...this.order].sort((a, b) => b.priority - a.priority || a.workersOn.size - b.workersOn.size || a.seq - b.seq);
   }
 
   private sortQueue(): void {

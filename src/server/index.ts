@@ -47,6 +47,7 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
       frameRetries: settings.frame_retries,
       frameTimeoutMs: settings.frame_timeout_s * 1000,
       duplicateTail: settings.tail_duplicates,
+      queuePolicy: settings.queue_policy,
     }, log.child({ part: 'farm' }));
   await farm.restore();
   startWebhookNotifier(farm, settings.webhook_url, log.child({ part: 'webhook' }));

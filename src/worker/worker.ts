@@ -16,6 +16,8 @@ import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
 import { collectPasses, frameFolder, PASSES_FOLDER } from './passes.ts';
 import { UploadQueue } from './upload-queue.ts';
+import { clockTime } from './schedule.ts';
+import { ScheduleWatch } from './schedule-watch.ts';
 
 /** How often a worker short of disk space looks again. */
 const SPACE_RECHECK_MS = 3000;
@@ -58,12 +60,15 @@ export class RenderWorker {
   private shutDown = false;
   private waitingForSpace = false;
   private readonly uploads: UploadQueue;
+  private readonly schedule: ScheduleWatch;
   private stopped: Promise<string>;
   private stop!: (reason: string) => void;
 
   constructor(
     private readonly settings: WorkerSettings & { token: string },
     private readonly log: Logger,
+    /** The time the schedule is read at; injectable so tests choose it. */
+    clock: () => Date = () => new Date(),
   ) {
     const host = settings.address.includes(':') ? `[${settings.address}]` : settings.address;
     const { secure, trust } = workerTls(settings);
@@ -76,10 +81,12 @@ export class RenderWorker {
     this.blenders = new BlenderLauncher({
       blenderPath: settings.blender_path,
       threads: settings.threads,
+      nice: settings.nice,
       prewarm: settings.prewarm_blender,
       logger: log,
     });
     this.stopped = new Promise((resolve) => (this.stop = resolve));
+    this.schedule = new ScheduleWatch(settings.schedule, { asleep: (until) => this.fallAsleep(until), awake: () => this.wakeUp() }, clock);
     this.uploads = new UploadQueue(
       (upload) => {
         // Retried (no HTTP status) until the connection is open again and has its key.
@@ -104,6 +111,7 @@ export class RenderWorker {
           threads: settings.threads,
           blenderVersion: this.blenderVersion,
           allowScripts: settings.allow_scripts,
+          tags: settings.tags,
           holding: this.uploads.holding(),
         }),
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),
@@ -126,6 +134,7 @@ export class RenderWorker {
   async run(): Promise<string> {
     this.blenderVersion = await readBlenderVersion(this.settings.blender_path);
     this.log.info({ blender: this.blenderVersion, threads: this.settings.threads }, 'worker starting');
+    this.schedule.check();
     this.prewarmIfIdle();
     // The id must be known before uploading; a first-time worker gets one at welcome.
     if (this.workerId) {
@@ -143,6 +152,7 @@ export class RenderWorker {
   /** Stops at once: a frame being rendered is abandoned and the server hands it to another worker. */
   async shutdown(): Promise<void> {
     this.shutDown = true;
+    this.schedule.stop();
     this.connection.stop();
     this.open?.session.kill();
     this.open = null;
@@ -168,7 +178,44 @@ export class RenderWorker {
   }
 
   private askForWork(): void {
-    if (!this.draining && !this.current) this.connection.send({ type: 'ready' });
+    if (!this.draining && !this.current && !this.schedule.asleepUntil) this.connection.send({ type: 'ready' });
+  }
+
+  /** Reads the clock against the schedule now; the worker also does so by itself when the schedule changes. */
+  checkSchedule(): void {
+    this.schedule.check();
+  }
+
+  /** Tells the server whether the schedule lets this worker take frames (on every connection, and when it changes). */
+  private reportSchedule(): void {
+    const until = this.schedule.asleepUntil;
+    if (until || this.settings.schedule !== undefined) this.connection.send({ type: 'schedule', asleepUntil: until?.toISOString() ?? null });
+  }
+
+  /**
+   * The schedule's hours are over: no new frame. The one rendering finishes and uploads,
+   * or, with schedule_stop = "now", goes back to the farm at once and Blender stops.
+   */
+  private fallAsleep(until: Date): void {
+    this.log.info({ until: until.toISOString() }, `schedule: asleep until ${clockTime(until)}`);
+    this.reportSchedule();
+    const current = this.current;
+    // Nothing rendering: the job's Blender and its memory go back to the person at the desk.
+    if (!current) return void this.closeSession();
+    if (this.settings.schedule_stop !== 'now') return; // the frame finishes; its Blender closes then
+    const { jobId, frame } = current;
+    const error = `the schedule of worker ${this.settings.name ?? os.hostname()} ended (schedule_stop = "now")`;
+    this.connection.send({ type: 'frame_failed', jobId, frame, tile: current.tile?.index, error, log: '', reason: 'asleep' });
+    this.cancelled = true;
+    this.open?.session.kill();
+    this.open = null;
+  }
+
+  private wakeUp(): void {
+    this.log.info('schedule: awake, taking work');
+    this.reportSchedule();
+    this.prewarmIfIdle();
+    this.askForWork();
   }
 
   private handle(message: ServerToWorker): void {
@@ -179,6 +226,7 @@ export class RenderWorker {
           writeWorkerId(this.settings.cache_dir, message.workerId);
         }
         this.uploadKey = message.uploadKey;
+        this.reportSchedule();
         // A frame still rendering from before a reconnect finishes first, then asks for more.
         this.askForWork();
         return;
@@ -204,6 +252,14 @@ export class RenderWorker {
     this.cancelled = false;
     const log = this.log.child({ jobId, frame, tile });
     let lastProgress = 0;
+    if (this.schedule.asleepUntil) {
+      // Sent just before the schedule ended: it goes back untouched, at no cost to the frame.
+      const error = `worker ${this.settings.name ?? os.hostname()} is asleep until ${clockTime(this.schedule.asleepUntil)} (its schedule)`;
+      log.info('asleep: handing the frame back');
+      this.connection.send({ type: 'frame_failed', jobId, frame, tile, error, log: '', reason: 'asleep' });
+      this.current = null;
+      return;
+    }
     if (assignment.allowScripts && !this.settings.allow_scripts) {
       // The server sends such jobs only to workers that allow scripts; this one's owner did not.
       const error = 'this worker does not run Python scripts from .blend files (its allow_scripts setting is false)';
@@ -256,6 +312,7 @@ export class RenderWorker {
       }
     } finally {
       this.current = null;
+      if (this.schedule.asleepUntil) void this.closeSession();
       this.prewarmIfIdle();
       this.askForWork();
     }
@@ -351,7 +408,7 @@ export class RenderWorker {
    * not slow a frame, and the job's own session serves its next frames anyway.
    */
   private prewarmIfIdle(): void {
-    if (this.current || this.open?.session.alive || this.draining || this.shutDown) return;
+    if (this.current || this.open?.session.alive || this.draining || this.shutDown || this.schedule.asleepUntil) return;
     this.blenders.warmUp();
   }
 
@@ -381,7 +438,7 @@ export class RenderWorker {
    */
   private async probeAside(request: ProbeRequest, allowScripts: boolean): Promise<SceneInfo> {
     const { blendFile, project } = await this.sceneFiles(request);
-    return probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project });
+    return probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project, nice: this.settings.nice, logger: this.log });
   }
 
   /** The server took the frame back or the job ended: stop rendering it and drop the session. */

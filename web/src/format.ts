@@ -72,8 +72,20 @@ export function percentDone(job: Job): number {
   return job.counts.total === 0 ? 0 : (100 * job.counts.done) / job.counts.total;
 }
 
+/**
+ * "asleep until 18:00" for a worker outside its schedule's hours (local time here); the
+ * weekday is added when it wakes more than a day from now.
+ */
+export function asleepText(iso: string, now: number): string {
+  const wakes = new Date(iso);
+  const time = `${String(wakes.getHours()).padStart(2, '0')}:${String(wakes.getMinutes()).padStart(2, '0')}`;
+  const day = wakes.getTime() - now > 24 * 3600_000 ? `${wakes.toLocaleDateString('en-GB', { weekday: 'short' })} ` : '';
+  return `asleep until ${day}${time}`;
+}
+
 export function workerStateText(worker: Worker, jobName?: string): string {
   if (worker.state === 'offline') return 'Offline';
+  if (worker.asleepUntil && !worker.current) return asleepText(worker.asleepUntil, Date.now()).replace(/^a/, 'A');
   if (worker.state === 'idle' || !worker.current) return worker.enabled ? 'Idle' : 'Idle (takes no frames)';
   const of = jobName ? ` of ${jobName}` : '';
   return `Rendering frame ${worker.current.frame}${of} at ${Math.round(worker.current.percent)}%`;

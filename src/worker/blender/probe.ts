@@ -3,6 +3,8 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { sceneInfoSchema, type SceneInfo } from '../../protocol/scene.ts';
 import type { ProjectLayout } from './session.ts';
+import { silentLogger, type Logger } from '../../util/log.ts';
+import { lowerPriority } from './priority.ts';
 import { EVENT_FD, EVENT_NONCE_VARIABLE, findBlenderError, newEventNonce, parseJson } from './progress.ts';
 
 export type ProbeOptions = {
@@ -13,6 +15,9 @@ export type ProbeOptions = {
   /** The job's project laid out on this worker (see session.ts). */
   project?: ProjectLayout | null;
   timeoutMs?: number;
+  /** CPU niceness of the probing Blender, as for rendering (priority.ts); 0 or absent leaves it. */
+  nice?: number;
+  logger?: Logger;
 };
 
 const PROBE_SCRIPT = fileURLToPath(new URL('../../../blender/probe.py', import.meta.url));
@@ -51,6 +56,7 @@ export function probeScene(opts: ProbeOptions): Promise<SceneInfo> {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, [EVENT_NONCE_VARIABLE]: nonce },
     });
+    lowerPriority(child.pid, opts.nice ?? 0, opts.logger ?? silentLogger);
     let info: SceneInfo | null = null;
     let invalid: Error | null = null;
     let timedOut = false;

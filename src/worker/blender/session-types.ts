@@ -13,6 +13,8 @@ export type BlenderLaunchOptions = {
   blenderPath: string;
   /** Render threads; 0 lets Blender use every core. */
   threads: number;
+  /** CPU niceness (0..19) Blender runs at, its I/O priority following; 0 or absent leaves both as they are. */
+  nice?: number;
   logger?: Logger;
   /** Start-up, and loading a heavy scene, can take a while; give up on each after this. */
   startTimeoutMs?: number;

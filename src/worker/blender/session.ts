@@ -15,6 +15,7 @@ import {
   type FrameProgress,
   type SessionEvent,
 } from './progress.ts';
+import { lowerPriority } from './priority.ts';
 import { checkSavedFile, outputPatternProblem } from './saved-file.ts';
 import { BlenderRenderError, type BlenderLaunchOptions, type BlenderSessionOptions, type RenderResult, type SceneOverrides, type SceneToOpen } from './session-types.ts';
 
@@ -79,8 +80,10 @@ export class BlenderSession {
     private blendFile: string | null,
     private readonly logger: Logger,
     private readonly startTimeoutMs: number,
+    private readonly nice: number,
   ) {
     this.attachStreams();
+    lowerPriority(child.pid, nice, logger);
   }
 
   /** Launch Blender with the scene and wait until it can render (cold start). */
@@ -92,6 +95,7 @@ export class BlenderSession {
       opts.blendFile,
     );
     await session.waitFor('ready');
+    session.lowerPriorityAgain();
     session.logger.info({ blendFile: opts.blendFile, pid: session.pid }, 'Blender session ready');
     return session;
   }
@@ -107,7 +111,10 @@ export class BlenderSession {
     const launchedAt = performance.now();
     session.warmedUp = session.waitFor('waiting');
     session.warmedUp.then(
-      () => session.logger.info({ pid: session.pid, ms: Math.round(performance.now() - launchedAt) }, 'pre-warmed Blender waiting for a scene'),
+      () => {
+        session.lowerPriorityAgain();
+        session.logger.info({ pid: session.pid, ms: Math.round(performance.now() - launchedAt) }, 'pre-warmed Blender waiting for a scene');
+      },
       // Not reported here: whoever takes the session hears the reason from untilWarm().
       () => undefined,
     );
@@ -132,7 +139,7 @@ export class BlenderSession {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, [EVENT_NONCE_VARIABLE]: nonce },
     });
-    return new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+    return new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, opts.nice ?? 0);
   }
 
   /**
@@ -157,7 +164,13 @@ export class BlenderSession {
     const loaded = this.waitFor('ready');
     this.send({ cmd: 'open', file: scene.blendFile, allowScripts: scene.allowScripts, overrides: scene.overrides, project: scene.project ?? null });
     await loaded;
+    this.lowerPriorityAgain();
     this.logger.info({ blendFile: scene.blendFile, pid: this.pid, prewarmed: true }, 'Blender session ready');
+  }
+
+  /** Threads Blender started while loading get the session's niceness too (see priority.ts). */
+  private lowerPriorityAgain(): void {
+    if (!this.exited) lowerPriority(this.child.pid, this.nice, this.logger);
   }
 
   /** True while Blender runs and accepts renders (not closing, not dead). */

@@ -318,6 +318,17 @@ export function HeldSettings({ job, onStarted }: { job: Job; onStarted?: () => v
           <dt>Tiles</dt>
           <dd title="Chosen at upload">{tilingText(job.tiling)}</dd>
         </div>
+        <div>
+          <dt>Workers</dt>
+          <dd title="Chosen at upload">
+            {job.requiredTags.length > 0 ? `with tags ${job.requiredTags.join(', ')}` : 'any'}
+            {job.maxWorkers !== null ? `, at most ${job.maxWorkers} at once` : ''}
+          </dd>
+        </div>
+        <div>
+          <dt>Frame order</dt>
+          <dd title="Chosen at upload">{job.order === 'sequential' ? 'in frame order' : 'first, last, middle, then filling in'}</dd>
+        </div>
       </dl>
       <TilingNote job={job} />
       {scene.denoising && (

@@ -28,9 +28,13 @@ interface Overrides {
   resolutionPercentage: string;
   samples: string;
   priority: string;
+  /** Empty: the server's default, interleaved. */
+  order: string;
+  /** Comma-separated worker tags; empty: any worker. */
+  requiredTags: string;
 }
 
-const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '' };
+const noOverrides: Overrides = { name: '', frames: '', fileFormat: '', resolutionPercentage: '', samples: '', priority: '', order: '', requiredTags: '' };
 
 /**
  * Drop or choose a .blend, or a folder or .zip holding one and the files it uses: it
@@ -173,6 +177,14 @@ export function SubmitPanel() {
                 <OverrideField id="ov-res" label="Resolution %" type="number" value={overrides.resolutionPercentage} placeholder="as in the file" onInput={(v) => setOverrides({ ...overrides, resolutionPercentage: v })} />
                 <OverrideField id="ov-samples" label="Samples" type="number" value={overrides.samples} placeholder="as in the file" onInput={(v) => setOverrides({ ...overrides, samples: v })} />
                 <OverrideField id="ov-priority" label="Priority" type="number" value={overrides.priority} placeholder="0" onInput={(v) => setOverrides({ ...overrides, priority: v })} />
+                <div class="field">
+                  <label for="ov-order">Frame order</label>
+                  <select id="ov-order" value={overrides.order} onChange={(e) => setOverrides({ ...overrides, order: e.currentTarget.value })}>
+                    <option value="">First, last, middle, then filling in</option>
+                    <option value="sequential">In frame order (unbaked simulations)</option>
+                  </select>
+                </div>
+                <OverrideField id="ov-tags" label="Worker tags" value={overrides.requiredTags} placeholder="any worker, or e.g. gpu,room-2" onInput={(v) => setOverrides({ ...overrides, requiredTags: v })} />
                 <TilesFields choice={tiles} onChange={setTiles} />
               </div>
             </details>

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import type { Worker } from '../../../src/protocol/index.ts';
 import { api, type WorkerMode } from '../api.ts';
-import { duration, timeAgo, workerMode } from '../format.ts';
+import { asleepText, duration, timeAgo, workerMode } from '../format.ts';
 import { href } from '../router.ts';
 import { farm, useNow } from '../store.ts';
 
@@ -76,6 +76,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         <span class="job-meta">
           {worker.host}
           {worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
+          {worker.tags.length > 0 && <span data-testid="worker-tags"> · tags {worker.tags.join(', ')}</span>}
         </span>
       </div>
       <div class="w-state" data-testid="worker-state">
@@ -96,6 +97,11 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
             <span class="mini-progress" aria-hidden="true">
               <span style={{ width: `${worker.current.percent}%` }} />
             </span>
+            {worker.asleepUntil && <span class="muted"> · then {asleepText(worker.asleepUntil, now)}</span>}
+          </span>
+        ) : worker.asleepUntil ? (
+          <span class="w-asleep" data-testid="worker-asleep" title="Outside the hours of its schedule setting: it takes no frames">
+            {asleepText(worker.asleepUntil, now).replace(/^a/, 'A')}
           </span>
         ) : (
           <span>Idle</span>
