@@ -5,6 +5,7 @@
  * in memory), and each transfer is put next to the same transfer against a trivial HTTP
  * sink (bench/lib/sink-server.ts), with curl for the uploads, in the same run.
  */
+import { apiPath } from '../src/protocol/index.ts';
 import { execFile, execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
@@ -186,22 +187,22 @@ export const bigFiles: Benchmark = {
       // ---- 1. upload -------------------------------------------------------------
       // A small upload first, so one-time costs (modules loaded on first use, JIT) are not counted as growth.
       const warm = await uploadJobOf(server, fakeBlend(1024 * 1024));
-      await postJson(server.httpUrl, server.token, `/api/jobs/${warm}/cancel`);
+      await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: warm }));
       for (let round = 0; round < rounds; round++) {
         ctx.log(`upload round ${round + 1}/${rounds}: CLI uploader → farm, curl → farm, curl → sink`);
         const cli = await measured(server, async () => {
           const start = performance.now();
           const job = await uploadJob(new ApiClient(server.httpUrl, server.token), blendFile, {}, () => undefined);
           const ms = performance.now() - start;
-          await postJson(server.httpUrl, server.token, `/api/jobs/${job.id}/cancel`);
+          await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: job.id }));
           return ms;
         });
         up.cli.push(cli.value);
         rss.push({ phase: `upload ${sizeMB} MB (CLI uploader, multipart), round ${round + 1}`, ...cli });
         const viaCurl = await measured(server, async () => {
-          const r = await curl(['-H', `authorization: Bearer ${server.token}`, '-F', `file=@${blendFile}`, `${server.httpUrl}/api/jobs`]);
+          const r = await curl(['-H', `authorization: Bearer ${server.token}`, '-F', `file=@${blendFile}`, `${server.httpUrl}${apiPath('submitJob')}`]);
           if (r.status !== 201) throw new Error(`curl upload to the farm: HTTP ${r.status} ${r.body}`);
-          await postJson(server.httpUrl, server.token, `/api/jobs/${JSON.parse(r.body).id}/cancel`);
+          await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: JSON.parse(r.body).id }));
           return r.seconds * 1000;
         });
         up.curlFarm.push(viaCurl.value);
@@ -217,7 +218,7 @@ export const bigFiles: Benchmark = {
       // ---- 2. downloads ------------------------------------------------------------
       ctx.log(`${downloads} simultaneous downloads of the ${sizeMB} MB .blend: farm, then sink`);
       const down = await measured(server, () =>
-        parallelDownloads(`${server.httpUrl}/api/worker/blends/${blendSha}`, downloads, { authorization: `Bearer ${server.workerToken}` }, blendSize),
+        parallelDownloads(`${server.httpUrl}${apiPath('downloadBlend', { sha256: blendSha })}`, downloads, { authorization: `Bearer ${server.workerToken}` }, blendSize),
       );
       rss.push({ phase: `${downloads} simultaneous downloads of ${sizeMB} MB`, ...down });
       const downSink = await parallelDownloads(`${sink.url}/file`, downloads, {}, blendSize);
@@ -240,7 +241,7 @@ export const bigFiles: Benchmark = {
         const job = await submitJob(server.httpUrl, server.token, fakeBlend());
         const done = await new Promise<void>((resolve) => sims!.onFrameAccepted(() => sims!.stats.uploadsAccepted === frameCount && resolve()));
         await done;
-        await postJson(server.httpUrl, server.token, `/api/jobs/${job.id}/cancel`);
+        await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: job.id }));
         if (sims!.stats.errors.length) throw new Error(sims!.stats.errors.join('; '));
         return sims!.stats.uploadMs.reduce((a, b) => a + b, 0);
       });

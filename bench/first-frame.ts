@@ -4,6 +4,7 @@
  * with state `rendering`), the ~2 s scene probe included. Median of several runs on one
  * real server and one real, idle worker (real Blender).
  */
+import { apiPath } from '../src/protocol/index.ts';
 import { openAsBlob } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -40,7 +41,7 @@ export const firstFrame: Benchmark = {
         const form = new FormData();
         form.append('file', await openAsBlob(scene), 'scene.blend');
         const sent = performance.now();
-        const response = await fetch(`${farm.httpUrl}/api/jobs`, { method: 'POST', body: form, headers: apiHeaders(farm.token) });
+        const response = await fetch(`${farm.httpUrl}${apiPath('submitJob')}`, { method: 'POST', body: form, headers: apiHeaders(farm.token) });
         const answered = performance.now();
         const job = (await response.json()) as { id: string; error?: string };
         if (response.status !== 201) throw new Error(`submit answered ${response.status}: ${job.error}`);
@@ -54,7 +55,7 @@ export const firstFrame: Benchmark = {
           firstDone: Math.min(...t.framesDone.values()) - answered,
         });
         ctx.log(`run ${i + 1}/${runs}: first frame rendering ${fmtS(results[i]!.firstFrame)} after the 201`);
-        await postJson(farm.httpUrl, farm.token, `/api/jobs/${job.id}/cancel`);
+        await postJson(farm.httpUrl, farm.token, apiPath('cancelJob', { id: job.id }));
       }
     } finally {
       await farm.close();

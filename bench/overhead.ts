@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { BLENDER, makeTestScene } from '../testkit/scenes.ts';
 import type { JobDetail } from '../src/protocol/index.ts';
+import { apiPath } from '../src/protocol/index.ts';
 import { getJson, submitJob } from '../testkit/api.ts';
 import { fmtMs, fmtRatio, fmtS, mdTable, median, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
 import { option } from './lib/options.ts';
@@ -87,7 +88,7 @@ export const overhead: Benchmark = {
         const queued = t.states.get('queued')!;
         const lastDone = Math.max(...t.framesDone.values());
         if (t.framesDone.size !== frames) throw new Error(`(c) ${t.framesDone.size} of ${frames} frames done`);
-        const detail = await getJson<JobDetail>(farm.httpUrl, farm.token, `/api/jobs/${job.id}`);
+        const detail = await getJson<JobDetail>(farm.httpUrl, farm.token, apiPath('getJob', { id: job.id }));
         const renderMs = new Map(detail.frameList.map((f) => [f.number, f.renderMs ?? 0]));
         const [firstFrame, firstDoneAt] = [...t.framesDone].sort((x, y) => x[1] - y[1])[0]!;
         times.c.push({

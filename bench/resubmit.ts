@@ -5,6 +5,7 @@
  * second submission sends next to the first's, in the same run; the target is that only
  * the changed file and the .blend travel.
  */
+import { apiPath } from '../src/protocol/index.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -39,7 +40,7 @@ export const resubmit: Benchmark = {
       const started = now();
       const sent = await sendProject(client, blend, { projectDir: project });
       const job = await uploadJob(client, blend, { project: sent.projectId! }, () => undefined);
-      await postJson(server.httpUrl, server.token, `/api/jobs/${job.id}/cancel`); // no worker here: only the transfer counts
+      await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: job.id })); // no worker here: only the transfer counts
       return { ms: now() - started, uploaded: sent.uploadedBytes + statSync(blend).size, reused: sent.reusedBytes, files: sent.files };
     };
     try {

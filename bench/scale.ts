@@ -9,7 +9,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { frameOrderSchema, type Worker } from '../src/protocol/index.ts';
+import { apiPath, frameOrderSchema, type Worker } from '../src/protocol/index.ts';
 import { fakeBlend, getJson, postJson, submitJob } from '../testkit/api.ts';
 import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
 import { SimulatedWorkers } from '../testkit/sim-worker.ts';
@@ -150,7 +150,7 @@ export const scale: Benchmark = {
       let encodeMs = Number.NaN;
       if (timedOut) {
         ctx.log(`  stopped after ${maxMinutes} min with ${fmtInt(doneAtEnd)} of ${fmtInt(frames)} frames done; cancelling`);
-        await postJson(server.httpUrl, server.token, `/api/jobs/${job.id}/cancel`).catch(() => undefined);
+        await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: job.id })).catch(() => undefined);
       } else if (ended?.state === 'encoding') {
         ctx.log('  all frames done; encoding the video');
         final = await server.waitForJob(job.id, ['completed', 'failed', 'cancelled'], 15 * 60_000);
@@ -167,7 +167,7 @@ export const scale: Benchmark = {
       for (const n of assigned.values()) if (n > 1) copies += n - 1;
       let acceptedTwice = 0;
       for (const n of accepted.values()) if (n > 1) acceptedTwice += n - 1;
-      const listed = await getJson<Worker[]>(server.httpUrl, server.token, '/api/workers');
+      const listed = await getJson<Worker[]>(server.httpUrl, server.token, apiPath('listWorkers'));
       const connected = listed.filter((w) => w.state !== 'offline').length;
 
       const database = ['farm.sqlite', 'farm.sqlite-wal']

@@ -26,6 +26,7 @@ import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Browser } from 'playwright-core';
 import type { FrameColumns, Job } from '../src/protocol/index.ts';
+import { apiPath } from '../src/protocol/index.ts';
 import { apiHeaders, fakeBlend, getJson, postJson, submitJob } from '../testkit/api.ts';
 import { fakeScene, frameFromBuffer, TINY_PNG } from '../testkit/fakes.ts';
 import { SimulatedWorkers } from '../testkit/sim-worker.ts';
@@ -88,7 +89,7 @@ export const uiLoad: Benchmark = {
       jobId = job.id;
       await server.waitForJob(job.id, ['rendering'], 120_000);
       const queuedMs = performance.now() - submitted;
-      const serverDone = async () => (await getJson<Job[]>(server.httpUrl, server.token, '/api/jobs')).find((j) => j.id === job.id)?.counts.done ?? 0;
+      const serverDone = async () => (await getJson<Job[]>(server.httpUrl, server.token, apiPath('listJobs'))).find((j) => j.id === job.id)?.counts.done ?? 0;
       // Let every worker get going before the page opens.
       await waitFor('every worker rendering', async () => (await serverDone()) >= workers, 120_000, 250);
       await sleep(2000);
@@ -141,11 +142,11 @@ export const uiLoad: Benchmark = {
       await page.context.close();
 
       // ---- the job page's initial load, from Node; and the API's frameList beside it ----
-      const { firstByte, fetchMs, body, encoding } = await timedGet(server.httpUrl, server.token, `/api/jobs/${job.id}/frames`);
+      const { firstByte, fetchMs, body, encoding } = await timedGet(server.httpUrl, server.token, apiPath('frameColumns', { id: job.id }));
       const gzipped = gzipSync(body, { level: 6 }).length;
       const columns = JSON.parse(body.toString('utf8')) as Pick<FrameColumns, 'runs'>;
       const frameCount = columns.runs.reduce((sum, [, count]) => sum + count, 0);
-      const frameList = await timedGet(server.httpUrl, server.token, `/api/jobs/${job.id}`);
+      const frameList = await timedGet(server.httpUrl, server.token, apiPath('getJob', { id: job.id }));
 
       // ---- figures ----
       const m = (pick: (l: Load) => number) => median(loadsOnly.map(pick));
@@ -279,7 +280,7 @@ export const uiLoad: Benchmark = {
       return { rows, details };
     } finally {
       await browser?.close().catch(() => undefined);
-      if (jobId) await postJson(server.httpUrl, server.token, `/api/jobs/${jobId}/cancel`).catch(() => undefined);
+      if (jobId) await postJson(server.httpUrl, server.token, apiPath('cancelJob', { id: jobId })).catch(() => undefined);
       await sims?.close();
       await server.stop();
       if (profileDir) ctx.log(`server CPU profile written to ${profileDir}`);

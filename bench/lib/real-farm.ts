@@ -7,6 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { workerSchema } from '../../src/config/index.ts';
 import type { Frame, Job, Worker } from '../../src/protocol/index.ts';
+import { apiPath } from '../../src/protocol/index.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { RenderWorker } from '../../src/worker/index.ts';
 import { startTestFarm, type TestFarm } from '../../testkit/farm.ts';
@@ -98,7 +99,7 @@ export class RealFarm {
   async waitForIdleWorker(timeoutMs = 60_000): Promise<void> {
     await waitFor(
       'an idle worker with a pre-warmed Blender',
-      async () => this.worker.prewarmed && (await getJson<Worker[]>(this.httpUrl, this.token, '/api/workers')).some((w) => w.state === 'idle'),
+      async () => this.worker.prewarmed && (await getJson<Worker[]>(this.httpUrl, this.token, apiPath('listWorkers'))).some((w) => w.state === 'idle'),
       timeoutMs,
       100,
     );

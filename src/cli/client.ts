@@ -6,7 +6,7 @@ import { Transform } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { loadSettings, ConfigError } from '../config/index.ts';
-import { apiErrorSchema, CLIENT_HEADER, type ErrorCode } from '../protocol/index.ts';
+import { ApiError, CLIENT_HEADER } from '../protocol/index.ts';
 import { CertificateError, explainTlsError, fingerprintOfPem, parseFingerprint, TlsClient, workerTls, type TlsTrust } from '../util/tls-client.ts';
 
 export interface ClientOptions {
@@ -26,26 +26,7 @@ export interface ResolvedClient {
   trust: TlsTrust;
 }
 
-/**
- * Thrown for answers scripts should see as failure; the message is the server's own, and
- * `code` its code from the catalogue (null when no farm answered). Status 0: unreachable.
- */
-export class ApiError extends Error {
-  constructor(
-    message: string,
-    readonly statusCode: number,
-    readonly code: ErrorCode | null = null,
-  ) {
-    super(message);
-  }
-
-  /** From a refusal's body: the farm's `{code, error}`, or the status line for anything else. */
-  static fromAnswer(status: number, body: string, statusLine = ''): ApiError {
-    const answer = apiErrorSchema.safeParse(parseJson(body));
-    if (answer.success) return new ApiError(answer.data.error, status, answer.data.code);
-    return new ApiError(`HTTP ${status} ${statusLine}`.trim(), status);
-  }
-}
+export { ApiError };
 
 /**
  * Where the CLI finds the farm. Precedence, lowest first: the settings file (`--config`,
@@ -176,6 +157,10 @@ export class ApiClient {
     return this.request<T>('POST', pathName, body);
   }
 
+  put<T>(pathName: string, body: unknown): Promise<T> {
+    return this.request<T>('PUT', pathName, body);
+  }
+
   patch<T>(pathName: string, body: unknown): Promise<T> {
     return this.request<T>('PATCH', pathName, body);
   }
@@ -259,13 +244,6 @@ export class ApiClient {
   }
 }
 
-function parseJson(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-}
 
 /** The file name from Content-Disposition, reduced to a safe base name. */
 function fileNameOf(header: string | null): string | undefined {

@@ -319,4 +319,24 @@ function registerWorkerCommands(program: Command): void {
       });
     examples(command, [`archenland worker-${mode} render-07`, `archenland worker-${mode} 9c41d07b`]);
   }
+
+  const tags = withClientOptions(program.command('worker-tags <worker> [tags]'))
+    .description("set the tags a worker takes jobs by, on the server (comma-separated; they survive restarts and replace the worker's own tags setting); no tags: show them")
+    .option('--reset', "go back to the worker's own tags setting")
+    .action(async (typed: string, list: string | undefined, options: CommonOptions & { reset?: boolean }) => {
+      if (options.reset && list !== undefined) throw new UsageError('give tags or --reset, not both');
+      const client = clientFrom(options);
+      const id = await resolveWorkerId(client, typed);
+      let worker: Worker;
+      if (options.reset || list !== undefined) {
+        const parsed = list === undefined ? null : tagsSchema.safeParse(list.split(',').map((tag) => tag.trim()).filter(Boolean));
+        if (parsed && !parsed.success) throw new UsageError(`tags: ${describeIssues(parsed.error)}`);
+        worker = await client.put<Worker>(apiPath('setWorkerTags', { id }), { tags: parsed ? parsed.data : null });
+      } else {
+        worker = (await client.get<Worker[]>(apiPath('listWorkers'))).find((w) => w.id === id)!;
+      }
+      const shown = worker.tags.length > 0 ? worker.tags.join(', ') : 'none';
+      print(options.json, worker, `worker ${worker.name} (${worker.id}): tags ${shown} (${worker.tagsSetOnServer ? 'set on the server' : 'its own setting'})`);
+    });
+  examples(tags, ['archenland worker-tags render-07 gpu,room-2', 'archenland worker-tags render-07', 'archenland worker-tags render-07 --reset']);
 }

@@ -53,7 +53,7 @@ try {
   console.error(`archenland: ${message}`);
   if (error instanceof ApiError && error.code !== null && HINTS[error.code]) console.error(HINTS[error.code]);
   if (error instanceof ConfigError || error instanceof UsageError) process.exit(EXIT.usage);
-  if (error instanceof ApiError) process.exit(error.statusCode === 0 ? EXIT.unreachable : EXIT.failed);
+  if (error instanceof ApiError) process.exit(error.status === 0 ? EXIT.unreachable : EXIT.failed);
   if (error instanceof RefusedError) process.exit(EXIT.failed);
   process.exit(EXIT.failed);
 }

@@ -5,11 +5,12 @@ import multipart from '@fastify/multipart';
 import { z } from 'zod';
 import {
   jobPatchSchema,
+  workerTagsSchema,
   MAX_PASSES_PER_FRAME,
   PROTOCOL_VERSION,
   UPLOAD_KEY_HEADER,
   errorCatalogue,
-  type ApiError,
+  type ErrorAnswer,
   type ErrorCode,
   type FarmChange,
 } from '../protocol/index.ts';
@@ -73,7 +74,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     void reply.status(errorCatalogue[answer.code].status).send(answer);
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ code: 'NOT_FOUND', error: `no route ${request.method} ${request.url.split('?')[0]}` } satisfies ApiError);
+    void reply.status(404).send({ code: 'NOT_FOUND', error: `no route ${request.method} ${request.url.split('?')[0]}` } satisfies ErrorAnswer);
   });
 
   const routes = installAccessControl(app, {
@@ -201,6 +202,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
 
   on(app, 'listWorkers', async () => farm.listWorkers());
+  on(app, 'setWorkerTags', async (request) => farm.setWorkerTags(pathOf('setWorkerTags', request).id, parse(workerTagsSchema, request.body).tags));
   for (const mode of ['enable', 'drain', 'disable'] as const) {
     on(app, `${mode}Worker`, async (request) => farm.setWorkerMode(pathOf(`${mode}Worker`, request).id, mode));
   }
@@ -254,7 +256,7 @@ const frameUploadHeaders = z.object({ [UPLOAD_KEY_HEADER]: z.string().min(16).ma
 const MAX_MANIFEST_BYTES = 512 * 1024;
 
 /** The answer for an error: the farm's own code, or the closest code for Fastify's and Node's errors. */
-function errorAnswer(error: Error & { statusCode?: number }): ApiError {
+function errorAnswer(error: Error & { statusCode?: number }): ErrorAnswer {
   if (error instanceof FarmError) return { code: error.code, error: error.message };
   if (isDiskFull(error)) return { code: 'DISK_FULL', error: "the server's disk is full: free space in its data folder and try again" };
   const status = error.statusCode ?? 500;

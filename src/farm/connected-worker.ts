@@ -26,8 +26,10 @@ export interface ConnectedWorker {
   row: WorkerRow;
   /** Its owner lets it run the Python inside .blend files (allow_scripts). */
   allowScripts: boolean;
-  /** Its `tags` setting: it takes only jobs whose required tags it all has. */
+  /** The tags it takes jobs by: set on the server, else ownTags. It takes only jobs whose required tags it all has. */
   tags: string[];
+  /** Its own `tags` setting, as it said in its hello. */
+  ownTags: string[];
   /** Sent in the welcome; its uploads present it, binding them to this connection. */
   uploadKey: string;
   /** Outside its schedule's hours: when it wakes (ISO 8601); null while it takes work. */

@@ -243,6 +243,10 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return this.registry.setMode(workerId, mode);
   }
 
+  setWorkerTags(id: string, tags: string[] | null): Promise<Worker> {
+    return this.registry.setTags(id, tags);
+  }
+
   // ---- what workers deliver --------------------------------------------------------------
 
   frameUploaded(workerId: string, jobId: string, frame: number, result: DeliveredResult, tile?: number) {

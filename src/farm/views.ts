@@ -141,8 +141,14 @@ export interface LiveWorkerState {
   tags?: string[];
 }
 
+/** Tags set on the server for a worker (the one place its JSON column is read); null: none set. */
+export function serverTagsOf(row: WorkerRow): string[] | null {
+  return row.tags_json === null ? null : (JSON.parse(row.tags_json) as string[]);
+}
+
 export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): Worker {
   const state = !live?.connected ? 'offline' : live.current ? 'rendering' : 'idle';
+  const serverTags = serverTagsOf(row);
   return {
     id: row.id,
     name: row.name,
@@ -150,7 +156,8 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     state,
     enabled: row.enabled === 1,
     threads: row.threads,
-    tags: live?.connected ? (live.tags ?? []) : [],
+    tags: live?.connected ? (live.tags ?? []) : (serverTags ?? []),
+    tagsSetOnServer: serverTags !== null,
     blenderVersion: row.blender_version,
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,

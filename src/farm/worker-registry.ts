@@ -7,7 +7,7 @@ import type { Prober } from './probing.ts';
 import type { FarmState } from './state.ts';
 import { newId } from './state.ts';
 import type { FrameTimers } from './timeouts.ts';
-import { workerView } from './views.ts';
+import { serverTagsOf, workerView } from './views.ts';
 import { jobRecord } from './job-record.ts';
 
 /**
@@ -40,9 +40,11 @@ export class WorkerRegistry {
       blender_version: hello.blenderVersion,
     });
     const uploadKey = randomBytes(24).toString('base64url');
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags: hello.tags, uploadKey, asleepUntil: null });
+    // Tags set on the server outlive the connection and replace the worker's own setting.
+    const tags = serverTagsOf(row) ?? hello.tags;
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, uploadKey, asleepUntil: null });
     scheduler.setScriptsAllowed(id, hello.allowScripts);
-    scheduler.setWorkerTags(id, hello.tags);
+    scheduler.setWorkerTags(id, tags);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
@@ -142,6 +144,27 @@ export class WorkerRegistry {
     this.dispatch.pump();
     await views.publishWorker(workerId);
     return workerView((await store.getWorker(workerId))!, views.liveState(workerId));
+  }
+
+  /**
+   * Sets the tags a worker takes jobs by, on the server (they survive restarts and replace
+   * its own `tags` setting); null goes back to that setting.
+   */
+  async setTags(workerId: string, tags: string[] | null): Promise<Worker> {
+    const { store, scheduler, views, log } = this.state;
+    const row = await store.setWorkerTags(workerId, tags === null ? null : [...new Set(tags)]);
+    if (!row) throw new FarmError('WORKER_NOT_FOUND', `no worker with id ${workerId}`);
+    const worker = this.state.workers.get(workerId);
+    if (worker) {
+      worker.row = row;
+      worker.tags = serverTagsOf(row) ?? worker.ownTags;
+      scheduler.setWorkerTags(workerId, worker.tags);
+    }
+    log.info({ workerId, tags }, tags === null ? 'worker tags: back to its own setting' : 'worker tags set');
+    await views.publishWorker(workerId);
+    await this.publishJobsWithNeeds();
+    this.dispatch.pump();
+    return workerView(row, views.liveState(workerId));
   }
 
   private returnFramesOf(workerId: string): void {

@@ -13,6 +13,9 @@ export const tagSchema = z
   .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, 'a tag is up to 32 letters, digits, ".", "_" or "-", starting with a letter or digit');
 export const tagsSchema = z.array(tagSchema).max(32);
 
+/** `PUT /api/workers/:id/tags`: the worker's tags from now on, or null for its own `tags` setting again. */
+export const workerTagsSchema = z.strictObject({ tags: tagsSchema.nullable() });
+
 export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'not a SHA-256 hex digest');
 
 export const jobStates = [
@@ -157,8 +160,13 @@ export const workerSchema = z.object({
   /** A disabled worker takes no new frames; a draining one finishes its frame first. */
   enabled: z.boolean(),
   threads: z.number().int(),
-  /** Its `tags` setting, as it said when it connected; empty while offline. */
+  /**
+   * The tags it takes jobs by: those set on the server (workers page, `archenland
+   * worker-tags`), else its own `tags` setting as it said when it connected (empty offline).
+   */
   tags: z.array(z.string()),
+  /** Its tags were set on the server and replace its own setting. */
+  tagsSetOnServer: z.boolean(),
   blenderVersion: z.string().nullable(),
   /** What the worker renders now; `tile` when it is one tile of a split frame. */
   current: z

@@ -44,7 +44,8 @@ export const errorCodes = Object.keys(errorCatalogue) as [ErrorCode, ...ErrorCod
 export const errorCodeSchema = z.enum(errorCodes);
 
 export const apiErrorSchema = z.object({ code: errorCodeSchema, error: z.string(), details: z.unknown().optional() });
-export type ApiError = z.infer<typeof apiErrorSchema>;
+/** An error answer's body, `{code, error}`. */
+export type ErrorAnswer = z.infer<typeof apiErrorSchema>;
 
 /** The codes answered with this HTTP status. */
 export function codesWithStatus(status: number): ErrorCode[] {

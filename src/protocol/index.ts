@@ -10,3 +10,4 @@ export * from './tiles.ts';
 export * from './results.ts';
 export * from './projects.ts';
 export * from './blender-session.ts';
+export * from './api-error.ts';

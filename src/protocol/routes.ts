@@ -304,6 +304,15 @@ export const routeDocs = [
   workerMode('drain', 'Let a worker finish its frame, then take no more'),
   workerMode('disable', 'Take a worker out at once: its frame goes back to the queue'),
   {
+    name: 'setWorkerTags', method: 'put', path: '/api/workers/:id/tags', tag: 'workers', access: 'user',
+    summary: "Set the tags a worker takes jobs by, on the server: they survive restarts and replace the worker's own `tags` setting",
+    description: '`{"tags": null}` goes back to the worker\'s own setting. A job that requires tags goes only to workers with all of them.',
+    params: [workerId],
+    body: { kind: 'json', ref: 'WorkerTags' },
+    ok: { 200: { description: 'the worker', json: 'Worker' } },
+    errors: ['WORKER_NOT_FOUND'],
+  },
+  {
     name: 'downloadBlend', method: 'get', path: '/api/worker/blends/:sha256', tag: 'worker protocol', access: 'worker',
     summary: 'Download a scene by its SHA-256 (workers)',
     params: [sha256Param('SHA-256 of the .blend')],

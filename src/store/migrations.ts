@@ -98,6 +98,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('jobs').addColumn('project_id', 'text').execute();
     },
   },
+  '0005_worker_tags': {
+    async up(db: Kysely<any>) {
+      // Tags an admin gave a worker on the server (JSON array); null: the worker's own setting applies.
+      await db.schema.alterTable('workers').addColumn('tags_json', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

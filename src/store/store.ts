@@ -324,7 +324,7 @@ export class Store {
     const at = now();
     return this.db
       .insertInto('workers')
-      .values({ ...worker, frames_rendered: 0, render_ms_total: 0, enabled: 1, first_seen_at: at, last_seen_at: at })
+      .values({ ...worker, frames_rendered: 0, render_ms_total: 0, enabled: 1, tags_json: null, first_seen_at: at, last_seen_at: at })
       .onConflict((oc) =>
         oc.column('id').doUpdateSet({
           name: worker.name,
@@ -357,6 +357,11 @@ export class Store {
 
   async setWorkerEnabled(id: string, enabled: boolean): Promise<WorkerRow | undefined> {
     return this.db.updateTable('workers').set({ enabled: enabled ? 1 : 0 }).where('id', '=', id).returningAll().executeTakeFirst();
+  }
+
+  /** Tags set on the server for a worker; null goes back to the worker's own setting. */
+  async setWorkerTags(id: string, tags: readonly string[] | null): Promise<WorkerRow | undefined> {
+    return this.db.updateTable('workers').set({ tags_json: tags === null ? null : JSON.stringify(tags) }).where('id', '=', id).returningAll().executeTakeFirst();
   }
 
   async listWorkers(): Promise<WorkerRow[]> {

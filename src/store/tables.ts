@@ -49,6 +49,8 @@ export interface WorkersTable {
   frames_rendered: number;
   render_ms_total: number;
   enabled: number;
+  /** Tags set on the server (JSON array), replacing the worker's `tags` setting; null: that setting. */
+  tags_json: string | null;
   first_seen_at: string;
   last_seen_at: string;
 }

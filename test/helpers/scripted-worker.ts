@@ -16,7 +16,7 @@ export class ScriptedWorker {
     private readonly farm: TestFarm,
   ) {}
 
-  static async connect(farm: TestFarm, options: { name?: string; token?: string; allowScripts?: boolean } = {}): Promise<ScriptedWorker> {
+  static async connect(farm: TestFarm, options: { name?: string; token?: string; allowScripts?: boolean; workerId?: string; tags?: string[] } = {}): Promise<ScriptedWorker> {
     const socket = new WebSocket(`ws://127.0.0.1:${farm.server.wsPort}`);
     const worker = new ScriptedWorker(socket, farm);
     await new Promise((resolve) => socket.once('open', resolve));
@@ -31,6 +31,8 @@ export class ScriptedWorker {
       threads: 1,
       blenderVersion: '3.4.1',
       allowScripts: options.allowScripts ?? false,
+      tags: options.tags ?? [],
+      ...(options.workerId ? { workerId: options.workerId } : {}),
       holding: [],
     });
     await worker.next('welcome');

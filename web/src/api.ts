@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   apiErrorSchema,
+  ApiError,
   apiPath,
   CLIENT_HEADER,
   infoSchema,
@@ -28,19 +29,7 @@ import {
 // src/protocol; they are kept minimal and validated all the same.
 export type FarmInfo = Info;
 
-/**
- * An API answer other than success, with the server's own `{code, error}`. `code` is null
- * when no answer came (status 0: unreachable, -1: cancelled) or it was not the farm's.
- */
-export class ApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly code: ErrorCode | null = null,
-  ) {
-    super(message);
-  }
-}
+export { ApiError };
 
 /** Called whenever the API says 401: the page shows the login form. */
 let onUnauthorized: () => void = () => {};
@@ -49,13 +38,7 @@ export function whenUnauthorized(handler: () => void): void {
 }
 
 async function errorOf(response: Response): Promise<ApiError> {
-  try {
-    const parsed = apiErrorSchema.safeParse(await response.json());
-    if (parsed.success) return new ApiError(parsed.data.error, response.status, parsed.data.code);
-  } catch {
-    // not JSON: the status line says what it can
-  }
-  return new ApiError(`${response.status} ${response.statusText}`.trim(), response.status);
+  return ApiError.fromAnswer(response.status, await response.text().catch(() => ''), response.statusText);
 }
 
 declare global {
@@ -119,6 +102,8 @@ export const api = {
   framePasses: (id: string, frame: number): Promise<FramePass[]> => request('GET', apiPath('framePasses', { id, frame }), z.array(framePassSchema)),
   workers: (): Promise<Worker[]> => request('GET', apiPath('listWorkers'), z.array(workerSchema)),
   workerMode: (id: string, mode: WorkerMode): Promise<Worker> => request('POST', apiPath(`${mode}Worker`, { id }), workerSchema),
+  /** null: back to the worker's own `tags` setting. */
+  setWorkerTags: (id: string, tags: string[] | null): Promise<Worker> => request('PUT', apiPath('setWorkerTags', { id }), workerSchema, { tags }),
   /** Describes a project; the answer names the files (by SHA-256) the server still lacks. */
   createProject: (manifest: ProjectManifest): Promise<ProjectCreated> => request('POST', apiPath('createProject'), projectCreatedSchema, manifest),
 };

@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import type { Worker } from '../../../src/protocol/index.ts';
 import { api, type WorkerMode } from '../api.ts';
 import { asleepText, duration, timeAgo, workerMode } from '../format.ts';
+import { WorkerTags } from '../components/worker-tags.tsx';
 import { href } from '../router.ts';
 import { farm, useNow } from '../store.ts';
 
@@ -76,7 +77,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         <span class="job-meta">
           {worker.host}
           {worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
-          {worker.tags.length > 0 && <span data-testid="worker-tags"> · tags {worker.tags.join(', ')}</span>}
+          <WorkerTags worker={worker} />
         </span>
       </div>
       <div class="w-state" data-testid="worker-state">
