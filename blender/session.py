@@ -16,6 +16,10 @@ from then on is a normal session.
 "overrides" (cold start: --overrides) is farm_session/overrides.py's object:
 engine, resolutionPercentage, samples, fileFormat, denoising (false: Cycles
 denoising off); null or absent keys keep the scene's own.
+"device" (cold start: --device with the same JSON; absent: the CPU) is the worker's
+render device, {"type": "CPU" | "CUDA" | "OPTIX" | "HIP" | "ONEAPI" | "METAL",
+"gpus": [indices]}, set in Cycles' preferences after loading (farm_session/devices.py);
+"ready" reports what is used, read back from Blender.
 "project" (cold start: --project with the same JSON; absent or null for a lone
 .blend) says where the project's files are laid out on this worker: `tree` holds
 each file at its path relative to `root`, the submitting machine's project folder.
@@ -73,11 +77,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy  # noqa: E402
 
+from farm_session.devices import apply_device  # noqa: E402
 from farm_session.events import EventChannel, flush_all  # noqa: E402
 from farm_session.overrides import apply_overrides  # noqa: E402
 from farm_session.project_paths import check_project, remap_project  # noqa: E402
 from farm_session.protocol import (  # noqa: E402
-    ProtocolError, check_command, check_event, check_overrides, check_project_layout,
+    ProtocolError, check_command, check_device, check_event, check_overrides, check_project_layout,
 )
 from farm_session.render import render_frame  # noqa: E402
 from farm_session.scene_info import describe, scripts_allowed_by  # noqa: E402
@@ -221,10 +226,10 @@ def open_scene(lines):
                                  use_scripts=command["allowScripts"])
     except Exception as error:  # RuntimeError carrying Blender's "Error: ..." report
         fatal(f"could not load the scene: {error_message(error)}")
-    return command["overrides"], command["project"], command["allowScripts"]
+    return command["overrides"], command["project"], command["allowScripts"], command.get("device")
 
 
-def serve(lines, overrides, project, allow_scripts):
+def serve(lines, overrides, project, allow_scripts, device):
     if project is not None:
         try:
             remap_project(project["root"], project["tree"])
@@ -234,11 +239,16 @@ def serve(lines, overrides, project, allow_scripts):
     # start-up scene, and any reference taken earlier would be invalid.
     scene = bpy.context.scene
     try:
+        # Cycles keeps the device in the preferences, which loading a file keeps: set every time.
+        used = apply_device(scene, device or {"type": "CPU"})
+    except ValueError as error:
+        fatal(f"render device: {error}")
+    try:
         apply_overrides(scene, overrides)
     except Exception as error:
         fatal(f"could not apply overrides: {error_message(error)}")
 
-    emit("ready", blenderVersion=bpy.app.version_string, sceneName=scene.name)
+    emit("ready", blenderVersion=bpy.app.version_string, sceneName=scene.name, device=used)
     for line in lines:
         if not handle(scene, allow_scripts, line):
             break
@@ -259,9 +269,14 @@ def main():
         opened = open_scene(lines)
         if opened is None:
             return
-        overrides, project, allow_scripts = opened
+        overrides, project, allow_scripts, device = opened
     else:
         allow_scripts = scripts_allowed_by(sys.argv)
+        try:
+            device = json_arg(args, "--device")
+            check_device(device)
+        except ValueError as error:
+            fatal(f"invalid --device: {error_message(error)}")
         try:
             overrides = parse_overrides(args)
         except ValueError as error:
@@ -270,7 +285,7 @@ def main():
             project = parse_project(args)
         except ValueError as error:
             fatal(f"invalid --project: {error_message(error)}")
-    serve(lines, overrides, project, allow_scripts)
+    serve(lines, overrides, project, allow_scripts, device)
 
 
 main()

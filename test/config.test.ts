@@ -67,6 +67,8 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     min_free_mb: 200,
     cache_max_gb: 20,
     tags: [],
+    render_device: 'CPU',
+    gpus: [],
     allow_scripts: false,
     tls: false,
     log_level: 'info',
@@ -146,6 +148,8 @@ test('a full valid worker file is read as typed values', (t) => {
     cache_max_gb: 20,
     token: '0123456789abcdef0123',
     tags: [],
+    render_device: 'CPU',
+    gpus: [],
     allow_scripts: false,
     tls: false,
     log_level: 'warn',
@@ -417,4 +421,13 @@ test('tags are a list of simple names, in the file and in the environment (comma
   const bad = configError(() => loadSettings('worker', { file: settingsFile(t, 'tags = ["gpu", "room 2"]'), env: {} }));
   assert.match(bad.message, /settings\.conf:1: key "tags": "room 2": a tag is up to 32 letters, digits/);
   assert.deepEqual(loadStartSettings({ file: settingsFile(t, 'tags = ["desk"]'), env: {} }).localWorker, { tags: ['desk'] });
+});
+
+test('render_device names a backend; gpus is a list of indices, in the file, the environment and flags', (t) => {
+  const file = loadSettings('worker', { file: settingsFile(t, 'render_device = "CUDA"\ngpus = [0, 1]'), env: {} });
+  assert.deepEqual([file.render_device, file.gpus], ['CUDA', [0, 1]]);
+  assert.deepEqual(loadSettings('worker', { file: false, env: { ARCHENLAND_GPUS: '1, 2' } }).gpus, [1, 2]);
+  assert.deepEqual(loadSettings('worker', { file: false, env: {}, flags: { gpus: [1] } }).gpus, [1]);
+  assert.match(configError(() => loadSettings('worker', { file: false, env: { ARCHENLAND_GPUS: 'first' } })).message, /ARCHENLAND_GPUS/);
+  assert.match(configError(() => loadSettings('worker', { file: settingsFile(t, 'render_device = "GPU"'), env: {} })).message, /expected one of CPU, CUDA, OPTIX, HIP, ONEAPI, METAL/);
 });

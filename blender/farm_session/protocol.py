@@ -49,6 +49,13 @@ def check_project_layout(value):
     return value
 
 
+def check_device(value):
+    """The --device of a cold start (or null), checked like an open command's."""
+    if value is not None:
+        _check(value, _DOCUMENT["device"], "device")
+    return value
+
+
 def check_event(value):
     """An event this session is about to send: a mismatch is a bug here, not the scene's."""
     _check(value, _DOCUMENT["events"], "event")

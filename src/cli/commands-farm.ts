@@ -44,10 +44,17 @@ function addSettingFlags(command: Command, kind: SettingsKind, keys: readonly st
     const option = new Option(`${flagName(key)} <${valueName}>`, `${describe(setting)} (${setting.env})`);
     if (type.startsWith('integer')) option.argParser(integer());
     else if (type === 'boolean') option.argParser(booleanFlag);
+    else if (type.startsWith('list of')) option.argParser((text: string) => commaList(text, type === 'list of integers'));
     else if (type.includes('|')) option.choices(type.split('|'));
     command.addOption(option);
   }
   return command;
+}
+
+/** "gpu, room-2" -> ["gpu", "room-2"]; "0,1" -> [0, 1] for a list of integers (checked by loadSettings). */
+function commaList(text: string, numbers: boolean): unknown[] {
+  const items = text.split(',').map((item) => item.trim()).filter(Boolean);
+  return numbers ? items.map((item) => (/^\d+$/.test(item) ? Number(item) : item)) : items;
 }
 
 function booleanFlag(value: string): boolean {

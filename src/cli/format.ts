@@ -20,8 +20,9 @@ export function formatWorkers(workers: Worker[]): string {
     String(w.framesRendered),
     w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
     w.tags.join(',') || '-',
+    !w.device ? '-' : w.device.type === 'CPU' ? 'CPU' : `${w.device.type}: ${w.device.devices.join(', ')}`,
   ]);
-  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS'], rows);
+  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS', 'DEVICE'], rows);
 }
 
 export function formatJob(job: Job): string {

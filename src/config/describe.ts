@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseSchema, settingsShape, type SettingsKind } from './schema.ts';
+import { baseSchema, isNumberList, settingsShape, type SettingsKind } from './schema.ts';
 import { envVarName } from './env.ts';
 
 /**
@@ -41,7 +41,7 @@ export function expectedValue(schema: z.ZodType): string {
   }
   if (inner instanceof z.ZodBoolean) return 'true or false';
   if (inner instanceof z.ZodEnum) return `one of ${inner.options.join(', ')}`;
-  if (inner instanceof z.ZodArray) return 'a list of strings, e.g. ["a", "b"]';
+  if (inner instanceof z.ZodArray) return isNumberList(inner) ? 'a list of whole numbers, e.g. [0, 1]' : 'a list of strings, e.g. ["a", "b"]';
   if (inner instanceof z.ZodURL) return 'an http:// or https:// URL';
   if (inner instanceof z.ZodString) {
     const min = inner.minLength ?? 0;
@@ -63,7 +63,7 @@ function typeLabel(schema: z.ZodType): string {
   }
   if (inner instanceof z.ZodBoolean) return 'boolean';
   if (inner instanceof z.ZodEnum) return inner.options.join('|');
-  if (inner instanceof z.ZodArray) return 'list of strings';
+  if (inner instanceof z.ZodArray) return isNumberList(inner) ? 'list of integers' : 'list of strings';
   if (inner instanceof z.ZodURL) return 'URL';
   if (inner instanceof z.ZodString) {
     const min = inner.minLength ?? 0;

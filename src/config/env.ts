@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseSchema } from './schema.ts';
+import { baseSchema, isNumberList } from './schema.ts';
 
 /** ARCHENLAND_WEB_PORT for "web_port". */
 export function envVarName(key: string): string {
@@ -39,6 +39,9 @@ function coerce(raw: string, schema: z.ZodType): unknown {
     return raw;
   }
   // Lists: ARCHENLAND_PUBLIC_HOSTS="farm.example, render.lan"
-  if (schema instanceof z.ZodArray) return text.split(',').map((item) => item.trim()).filter(Boolean);
+  if (schema instanceof z.ZodArray) {
+    const items = text.split(',').map((item) => item.trim()).filter(Boolean);
+    return isNumberList(schema) ? items.map((item) => (/^\d+$/.test(item) ? Number(item) : item)) : items;
+  }
   return raw;
 }

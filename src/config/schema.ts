@@ -122,6 +122,15 @@ export const workerSchema = z.strictObject({
     .default(20)
     .describe('Size budget of the .blend and project files kept in cache_dir (GiB); the least recently used go first, never those of the job being rendered. 0: no limit'),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
+  render_device: z
+    .enum(['CPU', 'CUDA', 'OPTIX', 'HIP', 'ONEAPI', 'METAL'])
+    .default('CPU')
+    .describe("Where Cycles renders: the CPU, or the GPUs of one backend (CUDA, OPTIX, HIP, ONEAPI, METAL), set in Blender's preferences for every scene; the worker refuses to start when Blender cannot use it"),
+  gpus: z
+    .array(z.int().min(0).max(63))
+    .max(64)
+    .default([])
+    .describe('Which GPUs of render_device to use, by index in Blender\'s order, e.g. [1] to pin one worker per GPU (archenland worker --gpus 1 --name box-gpu1); empty: all of them'),
   tags: tagsSchema
     .default([])
     .describe('Tags of this machine, e.g. ["gpu", "room-2"]: a job that requires tags (submit --tags) goes only to workers that have all of them'),
@@ -149,9 +158,12 @@ const localWorkerFields = workerSchema.pick({
   schedule: true,
   schedule_stop: true,
   tags: true,
+  render_device: true,
+  gpus: true,
   prewarm_blender: true,
   name: true,
   min_free_mb: true,
+  cache_max_gb: true,
   allow_scripts: true,
 }).shape;
 
@@ -180,6 +192,11 @@ export const PATH_SETTINGS: readonly string[] = ['data_dir', 'cache_dir', 'tls_c
 /** Field schemas by key, for code that handles settings generically. */
 export function settingsShape(kind: SettingsKind): Record<string, z.ZodType> {
   return settingsSchemas[kind].shape;
+}
+
+/** A list setting whose items are numbers (gpus = [0, 1]). */
+export function isNumberList(schema: z.ZodArray): boolean {
+  return baseSchema(schema.element as z.ZodType) instanceof z.ZodNumber;
 }
 
 /** The schema without its default/optional wrappers: what a given value must look like. */

@@ -30,6 +30,8 @@ export interface ConnectedWorker {
   tags: string[];
   /** Its own `tags` setting, as it said in its hello. */
   ownTags: string[];
+  /** What it renders on, as it said in its hello. */
+  device: { type: string; devices: string[] } | null;
   /** Sent in the welcome; its uploads present it, binding them to this connection. */
   uploadKey: string;
   /** Outside its schedule's hours: when it wakes (ISO 8601); null while it takes work. */

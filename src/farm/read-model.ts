@@ -109,7 +109,7 @@ export class ReadModel {
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [] };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null };
   }
 
   async publishJob(jobId: string): Promise<void> {

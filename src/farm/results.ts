@@ -154,6 +154,8 @@ async function discardResult(result: { image?: ReceivedFile; passes: DeliveredRe
 
 /** Moves a frame's passes into its passes folder, replacing any earlier ones. */
 async function keepPasses(dir: string, passes: DeliveredResult['passes']): Promise<void> {
+  // Most frames have none: no file-system call for them (a busy farm takes hundreds a second).
+  if (passes.length === 0) return;
   await rm(dir, { recursive: true, force: true });
   for (const pass of passes) await commitFile(pass.file.tempPath, path.join(dir, ...pass.name.split('/')));
 }

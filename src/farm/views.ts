@@ -139,6 +139,7 @@ export interface LiveWorkerState {
   current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
   asleepUntil?: string | null;
   tags?: string[];
+  device?: { type: string; devices: string[] } | null;
 }
 
 /** Tags set on the server for a worker (the one place its JSON column is read); null: none set. */
@@ -163,6 +164,7 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     framesRendered: row.frames_rendered,
     averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,
     asleepUntil: live?.connected ? (live.asleepUntil ?? null) : null,
+    device: live?.connected ? (live.device ?? null) : null,
     lastSeenAt: row.last_seen_at,
   };
 }

@@ -42,7 +42,7 @@ export class WorkerRegistry {
     const uploadKey = randomBytes(24).toString('base64url');
     // Tags set on the server outlive the connection and replace the worker's own setting.
     const tags = serverTagsOf(row) ?? hello.tags;
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, uploadKey, asleepUntil: null });
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, device: hello.device ? { type: hello.device.type, devices: hello.device.devices } : null, uploadKey, asleepUntil: null });
     scheduler.setScriptsAllowed(id, hello.allowScripts);
     scheduler.setWorkerTags(id, tags);
     for (const { jobId, frame, tile } of hello.holding) {

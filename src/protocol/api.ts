@@ -176,6 +176,8 @@ export const workerSchema = z.object({
   averageFrameMs: z.number().nullable(),
   /** Outside the hours of its schedule: it takes no frames until this time (ISO 8601). */
   asleepUntil: z.string().nullable(),
+  /** What it renders on: CPU, or a GPU backend and the GPUs' names (settings render_device, gpus); null while offline. */
+  device: z.object({ type: z.string(), devices: z.array(z.string()) }).nullable(),
   lastSeenAt: z.string(),
 });
 export type Worker = z.infer<typeof workerSchema>;

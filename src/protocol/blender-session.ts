@@ -30,6 +30,19 @@ export const sessionOverridesSchema = z.object({
 });
 export type SessionOverrides = z.infer<typeof sessionOverridesSchema>;
 
+/** Where Cycles renders: the CPU, or the GPUs of one backend (worker settings render_device, gpus). */
+export const renderBackends = ['CPU', 'CUDA', 'OPTIX', 'HIP', 'ONEAPI', 'METAL'] as const;
+export const renderDeviceSchema = z.object({
+  type: z.enum(renderBackends),
+  /** Indices among the backend's devices, in Blender's order; empty: all of them. */
+  gpus: z.array(z.number().int().min(0).max(63)).max(64),
+});
+export type RenderDevice = z.infer<typeof renderDeviceSchema>;
+
+/** The device a session renders on, read back from Blender after setting it. */
+export const usedDeviceSchema = z.object({ type: z.string(), devices: z.array(z.string()), computeDeviceType: z.string() });
+export type UsedDevice = z.infer<typeof usedDeviceSchema>;
+
 export const sessionCommandSchema = z.discriminatedUnion('cmd', [
   /** The first command of a pre-warmed session: load this scene, as `blender -b FILE` would. */
   z.object({
@@ -38,6 +51,8 @@ export const sessionCommandSchema = z.discriminatedUnion('cmd', [
     allowScripts: z.boolean(),
     overrides: sessionOverridesSchema,
     project: projectLayoutSchema.nullable(),
+    /** Absent: the CPU. */
+    device: renderDeviceSchema.optional(),
   }),
   /** Render one frame (or one tile of it) to `output`, a path with "#" for the frame number. */
   z.object({ cmd: z.literal('render'), frame: z.number().int(), output: z.string().min(1), tile: tileRegionSchema.optional() }),
@@ -52,7 +67,7 @@ export type SessionCommand = z.infer<typeof sessionCommandSchema>;
 export const sessionEventSchema = z.discriminatedUnion('event', [
   /** A pre-warmed session is up, with no scene yet, waiting for "open". */
   z.object({ event: z.literal('waiting'), blenderVersion: z.string() }),
-  z.object({ event: z.literal('ready'), blenderVersion: z.string(), sceneName: z.string() }),
+  z.object({ event: z.literal('ready'), blenderVersion: z.string(), sceneName: z.string(), device: usedDeviceSchema.optional() }),
   z.object({ event: z.literal('saved'), frame: z.number().int(), path: z.string().min(1) }),
   z.object({ event: z.literal('error'), frame: z.number().int().nullable(), message: z.string() }),
   /** The session could not start serving (e.g. an invalid override); Blender exits. */
@@ -72,6 +87,7 @@ export function sessionProtocolDocument(): Record<string, unknown> {
     commands: plain(sessionCommandSchema),
     overrides: plain(sessionOverridesSchema),
     project: plain(projectLayoutSchema),
+    device: plain(renderDeviceSchema),
     events: plain(sessionEventSchema),
   };
 }

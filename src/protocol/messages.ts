@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
+import { usedDeviceSchema } from './blender-session.ts';
 import { projectRefSchema } from './projects.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
 
@@ -36,6 +37,8 @@ const helloSchema = z.object({
   allowScripts: z.boolean().default(false),
   /** Its `tags` setting: jobs that require tags go only to workers with all of them. */
   tags: tagsSchema.default([]),
+  /** The device it renders on (render_device, gpus), as Blender reported it; null: not told. */
+  device: usedDeviceSchema.nullable().optional(),
   /** Frames rendered while the worker was away whose uploads are still on their way. */
   holding: z.array(z.object({ jobId: idSchema, frame: z.number().int(), tile: tileIndexSchema })).max(10_000).default([]),
 });

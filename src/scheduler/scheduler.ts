@@ -29,6 +29,7 @@ import {
   type JobEntry,
   type QueuedJob,
 } from './job-entry.ts';
+import { hopelessReason, recordFailure } from './hopeless.ts';
 import { tailCandidates } from './tail-copies.ts';
 
 export type { Assignment, FailureOutcome, FrameOutcome, JobCounts, QueuedJob } from './job-entry.ts';
@@ -323,20 +324,7 @@ export class Scheduler {
     const entry = this.jobs.get(jobId);
     const unit = unitKey(frame, tile);
     if (!entry || !isOpenUnit(entry, unit) || !entry.assignedTo.get(unit)?.has(workerId)) return { kind: 'unknown' };
-    if (error) {
-      entry.lastError = error;
-      entry.sceneError ??= entry.errors.add(workerId, frame, error);
-    }
-    const attempts = (entry.attempts.get(unit) ?? 0) + 1;
-    entry.attempts.set(unit, attempts);
-    let failedOn = entry.failedOn.get(unit);
-    if (!failedOn) entry.failedOn.set(unit, (failedOn = new Set()));
-    failedOn.add(workerId);
-    let failedFrames = entry.failedFramesByWorker.get(workerId);
-    if (!failedFrames) entry.failedFramesByWorker.set(workerId, (failedFrames = new Set()));
-    failedFrames.add(frame);
-    if (failedFrames.size >= this.options.blockAfterFailures) entry.blocked.add(workerId);
-
+    const attempts = recordFailure(entry, { unit, frame, workerId, error }, this.options.blockAfterFailures);
     const wasHolder = entry.inFlight.get(unit)?.has(workerId) ?? false;
     const nobodyLeft = wasHolder ? this.dropHolder(entry, unit, workerId) : !entry.inFlight.has(unit);
     if (attempts < this.options.maxAttempts) {
@@ -355,13 +343,10 @@ export class Scheduler {
    */
   hopelessReason(jobId: string, connected: Iterable<string>): string | null {
     const entry = this.jobs.get(jobId);
-    if (!entry || entry.open.size === 0) return null;
-    if (entry.sceneError) return `the same error on several workers and frames, so the scene itself cannot render: ${entry.sceneError}`;
-    if (entry.blocked.size === 0 || entry.inFlight.size > 0 || entry.stitching.size > 0) return null;
-    const candidates = [...connected].filter((w) => !entry.needsScripts || this.scriptWorkers.has(w));
-    if (candidates.length === 0 || candidates.some((w) => !entry.blocked.has(w))) return null;
-    const who = candidates.length === 1 ? 'the only worker that could render it' : `all ${candidates.length} workers that could render it`;
-    return `${who} failed ${this.options.blockAfterFailures} of its frames and may not take it any more: ${entry.lastError ?? 'unknown error'}`;
+    if (!entry) return null;
+    // Only workers that could render it count: scripts allowed if needed, every required tag.
+    const candidates = [...connected].filter((w) => (!entry.needsScripts || this.scriptWorkers.has(w)) && this.hasTags(w, entry.requiredTags));
+    return hopelessReason(entry, candidates, this.options.blockAfterFailures);
   }
 
   /** Workers that may not take frames of this job after repeated failures there. */
@@ -494,8 +479,6 @@ export class Scheduler {
     return { jobFinished: entry.open.size === 0, cancel };
   }
 
-
-
   private addHolder(entry: JobEntry, unit: string, workerId: string): void {
     let holders = entry.inFlight.get(unit);
     if (!holders) {
@@ -525,12 +508,6 @@ export class Scheduler {
     if (!unit.includes('/')) entry.wholeInFlight--;
     return true;
   }
-
-
-
-
-
-
 
   private recordDuration(entry: JobEntry, workerId: string, frameMs: number): void {
     const previous = this.averageMs.get(workerId);

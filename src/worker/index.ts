@@ -1,1 +1,2 @@
-export { RenderWorker, readBlenderVersion } from './worker.ts';
+export { RenderWorker } from './worker.ts';
+export { readBlenderVersion } from './local-facts.ts';

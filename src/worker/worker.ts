@@ -1,19 +1,18 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { WorkerSettings } from '../config/index.ts';
-import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type SceneInfo, type ServerToWorker } from '../protocol/index.ts';
+import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type SceneInfo, type ServerToWorker, type UsedDevice } from '../protocol/index.ts';
 import type { Logger } from '../util/log.ts';
 import { TlsClient, workerTls } from '../util/tls-client.ts';
-import { BlenderLauncher, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
+import { BlenderLauncher, checkRenderDevice, RenderDeviceError, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
+import { ConfigError } from '../config/index.ts';
 import { trimCache } from './cache-budget.ts';
 import { ProjectCache } from './project-cache.ts';
 import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
+import { readBlenderVersion, readWorkerId, writeWorkerId } from './local-facts.ts';
 import { collectPasses, frameFolder, PASSES_FOLDER } from './passes.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { clockTime } from './schedule.ts';
@@ -51,6 +50,8 @@ export class RenderWorker {
   /** Given by the server in its welcome; uploads present it. Unset while disconnected. */
   private uploadKey: string | undefined;
   private blenderVersion: string | null = null;
+  /** What Blender renders on (render_device, gpus), read back at start; told to the server. */
+  private device: UsedDevice | null = null;
   private open: OpenSession | null = null;
   private sessionLock: Promise<void> = Promise.resolve();
   private current: RenderAssignment | null = null;
@@ -82,6 +83,7 @@ export class RenderWorker {
       blenderPath: settings.blender_path,
       threads: settings.threads,
       nice: settings.nice,
+      device: { type: settings.render_device, gpus: settings.gpus },
       prewarm: settings.prewarm_blender,
       logger: log,
     });
@@ -111,6 +113,7 @@ export class RenderWorker {
           threads: settings.threads,
           blenderVersion: this.blenderVersion,
           allowScripts: settings.allow_scripts,
+          device: this.device,
           tags: settings.tags,
           holding: this.uploads.holding(),
         }),
@@ -133,6 +136,7 @@ export class RenderWorker {
   /** Checks Blender, connects, and resolves only when the worker stops (with the reason). */
   async run(): Promise<string> {
     this.blenderVersion = await readBlenderVersion(this.settings.blender_path);
+    this.device = await this.checkDevice();
     this.log.info({ blender: this.blenderVersion, threads: this.settings.threads }, 'worker starting');
     this.schedule.check();
     this.prewarmIfIdle();
@@ -147,6 +151,23 @@ export class RenderWorker {
 
   private get outputRoot(): string {
     return path.join(this.settings.cache_dir, 'output');
+  }
+
+  /**
+   * A worker whose render device Blender cannot use must take no work: every frame would
+   * fail. A GPU backend is checked at start, in a Blender of its own (no scene).
+   */
+  private async checkDevice(): Promise<UsedDevice> {
+    const { render_device: type, gpus } = this.settings;
+    if (type === 'CPU') return { type, devices: ['CPU'], computeDeviceType: 'NONE' };
+    try {
+      const device = await checkRenderDevice(this.settings.blender_path, { type, gpus });
+      this.log.info({ device }, 'render device');
+      return device;
+    } catch (error) {
+      if (error instanceof RenderDeviceError) throw new ConfigError(`render_device ${type}${gpus.length ? ` (gpus ${gpus.join(', ')})` : ''}: ${error.message}`);
+      throw error;
+    }
   }
 
   /** Stops at once: a frame being rendered is abandoned and the server hands it to another worker. */
@@ -456,23 +477,3 @@ export class RenderWorker {
     }
   }
 }
-
-function readWorkerId(cacheDir: string): string | undefined {
-  const file = path.join(cacheDir, 'worker-id');
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
-}
-
-function writeWorkerId(cacheDir: string, id: string): void {
-  mkdirSync(cacheDir, { recursive: true });
-  writeFileSync(path.join(cacheDir, 'worker-id'), `${id}\n`);
-}
-
-export async function readBlenderVersion(blenderPath: string): Promise<string> {
-  try {
-    const { stdout } = await promisify(execFile)(blenderPath, ['--version'], { timeout: 30_000 });
-    return /Blender\s+([\d.]+)/.exec(stdout)?.[1] ?? stdout.split('\n')[0]!.trim();
-  } catch (error) {
-    throw new Error(`cannot run Blender at "${blenderPath}" (set blender_path in settings.conf): ${(error as Error).message}`);
-  }
-}
-

@@ -18,3 +18,4 @@ export {
   type SessionEvent,
 } from './progress.ts';
 export { checkSavedFile } from './saved-file.ts';
+export { checkRenderDevice, RenderDeviceError } from './devices.ts';

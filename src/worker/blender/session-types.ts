@@ -1,4 +1,4 @@
-import type { ProjectLayout, SessionOverrides } from '../../protocol/index.ts';
+import type { ProjectLayout, RenderDevice, SessionOverrides } from '../../protocol/index.ts';
 import type { Logger } from '../../util/log.ts';
 
 /** The shapes a Blender session (session.ts) is started, opened and answered with. */
@@ -15,6 +15,8 @@ export type BlenderLaunchOptions = {
   threads: number;
   /** CPU niceness (0..19) Blender runs at, its I/O priority following; 0 or absent leaves both as they are. */
   nice?: number;
+  /** Where Cycles renders (settings render_device, gpus); absent: the CPU. */
+  device?: RenderDevice;
   logger?: Logger;
   /** Start-up, and loading a heavy scene, can take a while; give up on each after this. */
   startTimeoutMs?: number;

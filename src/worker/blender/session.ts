@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { sessionCommandSchema, type SceneInfo, type SessionCommand, type TileRegion } from '../../protocol/index.ts';
+import { sessionCommandSchema, type RenderDevice, type SceneInfo, type SessionCommand, type TileRegion, type UsedDevice } from '../../protocol/index.ts';
 import { silentLogger, type Logger } from '../../util/log.ts';
 import {
   EVENT_FD,
@@ -66,6 +66,9 @@ export class BlenderSession {
   private spawnError: Error | null = null;
   private readonly exitListeners: Array<() => void> = [];
   private startListener: ((event: SessionEvent) => void) | null = null;
+  /** The render device asked for (sent with `open`), and the one in use, read back from Blender once ready. */
+  private device: RenderDevice | undefined;
+  usedDevice: UsedDevice | null = null;
   /** A probe or configure command waiting for its answer (one at a time, in the queue with renders). */
   private asking: { accept: (event: SessionEvent) => boolean; reject: (error: Error) => void } | null = null;
   private eventOrder: EventOrder | null = null;
@@ -91,7 +94,12 @@ export class BlenderSession {
     const session = BlenderSession.launch(
       opts,
       [opts.blendFile, opts.allowScripts ? '-y' : '-Y'],
-      ['--overrides', JSON.stringify(opts.overrides), ...(opts.project ? ['--project', JSON.stringify(opts.project)] : [])],
+      [
+        '--overrides',
+        JSON.stringify(opts.overrides),
+        ...(opts.project ? ['--project', JSON.stringify(opts.project)] : []),
+        ...(opts.device ? ['--device', JSON.stringify(opts.device)] : []),
+      ],
       opts.blendFile,
     );
     await session.waitFor('ready');
@@ -139,7 +147,9 @@ export class BlenderSession {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, [EVENT_NONCE_VARIABLE]: nonce },
     });
-    return new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, opts.nice ?? 0);
+    const session = new BlenderSession(child, nonce, blendFile, logger, opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, opts.nice ?? 0);
+    session.device = opts.device;
+    return session;
   }
 
   /**
@@ -162,7 +172,14 @@ export class BlenderSession {
     this.blendFile = scene.blendFile;
     this.phase = 'loading';
     const loaded = this.waitFor('ready');
-    this.send({ cmd: 'open', file: scene.blendFile, allowScripts: scene.allowScripts, overrides: scene.overrides, project: scene.project ?? null });
+    this.send({
+      cmd: 'open',
+      file: scene.blendFile,
+      allowScripts: scene.allowScripts,
+      overrides: scene.overrides,
+      project: scene.project ?? null,
+      ...(this.device ? { device: this.device } : {}),
+    });
     await loaded;
     this.lowerPriorityAgain();
     this.logger.info({ blendFile: scene.blendFile, pid: this.pid, prewarmed: true }, 'Blender session ready');
@@ -336,6 +353,7 @@ export class BlenderSession {
       );
       this.startListener = (event) => {
         if (event.event === expected) {
+          if (event.event === 'ready' && event.device) this.usedDevice = event.device;
           settle();
           this.phase = expected;
           resolve();

@@ -77,6 +77,9 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         <span class="job-meta">
           {worker.host}
           {worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
+          {worker.device && worker.device.type !== 'CPU' && (
+            <span data-testid="worker-device">{` · ${worker.device.type}: ${worker.device.devices.join(', ') || 'no device'}`}</span>
+          )}
           <WorkerTags worker={worker} />
         </span>
       </div>
