@@ -3,7 +3,8 @@
  * dir, and fake worker links that record what the farm sends them.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -175,6 +176,36 @@ describe('job records', () => {
       const reset = await farm.patchJob(job.id, { resolutionPercentage: null });
       assert.equal('resolutionPercentage' in reset.requested, false);
       assert.ok(jobSchema.safeParse(reset).success, 'the job as the API sends it fits the shared schema');
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('project files', () => {
+  it('are stored once, answered as missing until uploaded, and collected when no job uses them any more', async () => {
+    const { farm, store, dataDir, received, close } = await farmInMemory();
+    try {
+      const bytes = Buffer.from('a texture');
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const manifest = { root: '/studio/shot', main: 'main.blend', files: [{ path: 'tex/a.png', sha256, size: bytes.length }, { path: 'tex/same.png', sha256, size: bytes.length }] };
+      const first = await farm.createProject(manifest);
+      assert.deepEqual(first.missing, [sha256], 'one upload for two paths with the same content');
+      assert.equal(first.missingBytes, bytes.length);
+      await assert.rejects(farm.storeProjectFile('f'.repeat(64), { ...received(bytes), sha256 }), /checksum mismatch/);
+      await farm.storeProjectFile(sha256, { ...received(bytes), sha256 });
+      assert.deepEqual((await farm.createProject(manifest)).missing, [], 'the second time, nothing is missing');
+
+      const job = await farm.submitJob(received(Buffer.from('BLENDER-v304 scene')), { ...options(), project: first.id }, 'main.blend');
+      assert.equal(job.projectId, first.id);
+      // A day later nothing is collected while the job exists; once it is gone, its files are.
+      const dayAgo = new Date(Date.now() - 25 * 3600 * 1000);
+      await store.db.updateTable('projects').set({ created_at: dayAgo.toISOString() }).execute();
+      utimesSync(dataDir.projectFile(sha256), dayAgo, dayAgo);
+      assert.deepEqual(await farm.collectGarbage(), { files: 0, bytes: 0 });
+      await farm.deleteJob(job.id);
+      await settle();
+      assert.equal(existsSync(dataDir.projectFile(sha256)), false, 'deleting the last job that used it collected the file');
     } finally {
       await close();
     }

@@ -12,13 +12,13 @@ export interface ProjectRow extends ProjectManifest {
 export class ProjectRows {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Stores a manifest under its id; the same manifest again changes nothing. */
+  /** Stores a manifest under its id; the same manifest again only counts as new (for collect's grace period). */
   async put(id: string, manifest: ProjectManifest, createdAt: string): Promise<void> {
     const totalBytes = manifest.files.reduce((sum, file) => sum + file.size, 0);
     await this.db
       .insertInto('projects')
       .values({ id, root: manifest.root, main: manifest.main, files_json: JSON.stringify(manifest.files), total_bytes: totalBytes, created_at: createdAt })
-      .onConflict((c) => c.column('id').doNothing())
+      .onConflict((c) => c.column('id').doUpdateSet({ created_at: createdAt }))
       .execute();
   }
 
