@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { apiPath, type FramePass } from '../src/protocol/index.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
-import { assertPixelsEqual, BLENDER, decodeRgba, makeHostileScene } from '../testkit/scenes.ts';
+import { assertPixelsEqual, BLENDER, decodeRgba, makeHostileScene, makeTestScene } from '../testkit/scenes.ts';
 
 const run = promisify(execFile);
 
@@ -90,6 +90,19 @@ describe('File Output passes come back with their frames', () => {
     assert.equal(((await unknown.json()) as { code: string }).code, 'PASS_NOT_FOUND');
     const climbing = await get(`/api/jobs/${jobId}/frames/1/passes/..%2F..%2Fframes%2Fframe_0001.png`);
     assert.equal(climbing.status, 400);
+  });
+
+  it('a multilayer EXR job keeps each frame whole and completes without a video, saying why', async () => {
+    const scene = await makeTestScene({ frames: '1-2', width: 32, height: 24, samples: 1, format: 'OPEN_EXR_MULTILAYER' });
+    const submitted = await submitBlend(farm.server.httpUrl, new Blob([readFileSync(scene)]));
+    assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+    const job = await waitForJob(farm.server, submitted.body.id, ['completed', 'failed'], 180_000);
+    assert.equal(job.state, 'completed', job.error ?? '');
+    assert.equal(job.videoReady, false);
+    assert.match(job.notice ?? '', /no video: the frames are multilayer EXR/);
+    const frame = Buffer.from(await (await get(apiPath('frameFile', { id: job.id, frame: 2 }))).arrayBuffer());
+    assert.equal(frame.readUInt32LE(0), 20000630, 'an OpenEXR file');
+    assert.ok(frame.includes('ViewLayer.Combined.R'), 'the layer\'s passes by name, as Blender writes multilayer EXR');
   });
 
   it('the worker keeps nothing of the frames once they are uploaded', () => {

@@ -285,7 +285,7 @@ describe('job state machine', () => {
   });
 
   test('knows, for each state, the states that may move into it (the guard of a state change in SQL)', () => {
-    assert.deepEqual(statesLeadingTo('completed'), ['encoding']);
+    assert.deepEqual(statesLeadingTo('completed'), ['paused', 'rendering', 'encoding'], 'straight from rendering when the frames make no video');
     assert.deepEqual(statesLeadingTo('encoding'), ['paused', 'rendering']);
     assert.deepEqual(statesLeadingTo('probing'), ['failed'], 'a job that failed its preflight is read again on retry');
   });

@@ -31,7 +31,7 @@ export type TestSceneOptions = {
   /** A checkered ground and more objects, so every region of the frame has detail. */
   detail?: boolean;
   /** Output file format; PNG unless given. */
-  format?: 'PNG' | 'OPEN_EXR';
+  format?: 'PNG' | 'OPEN_EXR' | 'OPEN_EXR_MULTILAYER';
   /** Bits per channel: 8 or 16 for PNG, 16 (half) or 32 for OPEN_EXR; default 8 / 32. */
   colorDepth?: 8 | 16 | 32;
 };

@@ -4,7 +4,7 @@ Run:
   blender -b --factory-startup --python blender/test_scenes/make_test_scene.py -- \
       --output X.blend [--frames 1-10] [--width 64 --height 48] [--samples 4] \
       [--engine CYCLES] [--fps 24] [--denoise] [--glare] [--detail] \
-      [--format PNG|OPEN_EXR] [--color-depth 8|16|32] [--no-camera] [--passes] \
+      [--format PNG|OPEN_EXR|OPEN_EXR_MULTILAYER] [--color-depth 8|16|32] [--no-camera] [--passes] \
       [--fake-engine NAME]
 
 The scene has a coloured cube that moves and turns across the frame range, a
@@ -60,7 +60,7 @@ def parse_args():
                         help="checkered ground and more objects all over the frame")
     parser.add_argument("--glare", action="store_true",
                         help="compositor: Render Layers -> Glare -> Composite")
-    parser.add_argument("--format", default="PNG", choices=["PNG", "OPEN_EXR"],
+    parser.add_argument("--format", default="PNG", choices=["PNG", "OPEN_EXR", "OPEN_EXR_MULTILAYER"],
                         help="output file format")
     parser.add_argument("--color-depth", default=None, choices=["8", "16", "32"],
                         help="bits per channel; default 8 for PNG, 32 for OPEN_EXR")

@@ -33,7 +33,7 @@ def make_material(name, rgba):
 
 
 # Bits per channel when the caller does not say: Blender's choices differ per format.
-DEFAULT_COLOR_DEPTH = {"PNG": "8", "OPEN_EXR": "32"}
+DEFAULT_COLOR_DEPTH = {"PNG": "8", "OPEN_EXR": "32", "OPEN_EXR_MULTILAYER": "32"}
 
 
 def configure_render(scene, *, frame_start, frame_end, width, height, samples,

@@ -5,6 +5,8 @@ import type { Dispatcher } from './dispatch.ts';
 import type { FarmState } from './state.ts';
 import { now } from './state.ts';
 import { dropTiles, stitchFrame } from './tile-files.ts';
+import { noVideoReason } from '../jobs/index.ts';
+import { jobRecord } from './job-record.ts';
 
 
 /**
@@ -89,6 +91,13 @@ export class Finisher {
     if (counts.failed > 0) {
       const [firstFailure] = await store.listFrames(jobId, 'failed');
       await this.state.failJob(row, `${counts.failed} of ${counts.total} frames failed; frame ${firstFailure?.number}: ${firstFailure?.error}`);
+      return;
+    }
+    const { scene, overrides } = jobRecord(row);
+    const noVideo = scene && noVideoReason(scene, overrides);
+    if (noVideo) {
+      this.state.log.info({ jobId }, noVideo);
+      await this.state.setState(row, 'completed', { finished_at: now() });
       return;
     }
     await this.state.setState(row, 'encoding');

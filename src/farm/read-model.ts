@@ -5,7 +5,7 @@ import type { FrameColumnRows } from '../store/store.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import { emptyCounts, frameColumnsView, frameView, jobView, workerView, type JobTimes, type LiveFrameDetail } from './views.ts';
 import { jobRecord } from './job-record.ts';
-import { missingFiles } from '../jobs/index.ts';
+import { missingFiles, noVideoReason } from '../jobs/index.ts';
 
 const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
 
@@ -72,6 +72,8 @@ export class ReadModel {
 
   /** Why a job that should be rendering is not, when the farm knows: a user should not wait in silence. */
   private noticeOf(row: JobRow): string | null {
+    const { scene, overrides } = jobRecord(row);
+    if (row.state === 'completed' && !row.video_file && scene) return noVideoReason(scene, overrides);
     const missing = row.state === 'paused' ? missingFiles(jobRecord(row).scene ?? { problems: [] }) : [];
     if (missing.length > 0) {
       const named = missing.slice(0, 3).map((problem) => problem.path ?? '?').join(', ');

@@ -89,3 +89,13 @@ function describeProblem(problem: SceneProblem): string {
 export function missingFiles(scene: Pick<SceneInfo, 'problems'>): SceneProblem[] {
   return scene.problems.filter((problem) => problem.code === 'MISSING_FILE');
 }
+
+/**
+ * Why the job's frames cannot be made into a video, or null. ffmpeg cannot read Blender's
+ * multilayer EXR (every pass and view layer in one file, kept whole): such a job
+ * delivers its frames alone.
+ */
+export function noVideoReason(scene: Pick<SceneInfo, 'fileFormat'>, overrides: Pick<SceneOverrides, 'fileFormat'>): string | null {
+  const format = overrides.fileFormat ?? scene.fileFormat;
+  return format === 'OPEN_EXR_MULTILAYER' ? 'no video: the frames are multilayer EXR (every pass and layer in one file), which ffmpeg cannot read; download them with frames.zip' : null;
+}

@@ -1,2 +1,2 @@
-export { blockingProblems, compileJob, CompileError, missingFiles, type CompiledJob, type RenderRequest } from './compile.ts';
+export { blockingProblems, compileJob, CompileError, missingFiles, noVideoReason, type CompiledJob, type RenderRequest } from './compile.ts';
 export { planTiling, tileBlockers, type JobTilingPlan } from './tiling.ts';

@@ -8,8 +8,9 @@ import type { FrameCounts, FrameState, JobState } from './api.ts';
 export const jobTransitions: Readonly<Record<JobState, readonly JobState[]>> = {
   probing: ['queued', 'paused', 'failed', 'cancelled'],
   queued: ['rendering', 'paused', 'failed', 'cancelled'],
-  paused: ['queued', 'rendering', 'encoding', 'failed', 'cancelled'],
-  rendering: ['encoding', 'paused', 'failed', 'cancelled', 'queued'],
+  // completed straight from paused or rendering: a job whose frames make no video (multilayer EXR).
+  paused: ['queued', 'rendering', 'encoding', 'completed', 'failed', 'cancelled'],
+  rendering: ['encoding', 'completed', 'paused', 'failed', 'cancelled', 'queued'],
   encoding: ['completed', 'failed', 'cancelled'],
   completed: [],
   failed: ['queued', 'probing'], // a retry queues failed frames again, or reads again a scene that failed its preflight
