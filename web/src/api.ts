@@ -120,8 +120,8 @@ export const urls = {
   pass: (jobId: string, frame: number, name: string) => apiPath('passFile', { id: jobId, frame, name }),
 };
 
-export interface Upload {
-  promise: Promise<Job>;
+export interface Upload<T = Job> {
+  promise: Promise<T>;
   abort(): void;
 }
 
@@ -130,29 +130,50 @@ export interface Upload {
  * reports upload progress.
  */
 export function uploadBlend(file: File, fields: Record<string, string>, onProgress: (sent: number, total: number) => void): Upload {
+  const form = new FormData();
+  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  form.append('file', file, file.name);
+  return uploadWithProgress('POST', apiPath('submitJob'), form, jobSchema, (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size));
+}
+
+/**
+ * Sends one project file as `PUT /api/files/{sha256}`; the server keeps it once its content
+ * proves to have that hash.
+ */
+export function uploadProjectFile(sha256: string, blob: Blob, onProgress: (sent: number) => void): Upload<void> {
+  const upload = uploadWithProgress('PUT', apiPath('uploadProjectFile', { sha256 }), blob, storedFileSchema, (event) => onProgress(event.loaded));
+  return { promise: upload.promise.then(() => onProgress(blob.size)), abort: upload.abort };
+}
+
+/** An upload whose progress is reported (XMLHttpRequest: fetch cannot), answered with `success` or the farm's `{code, error}`. */
+function uploadWithProgress<T>(
+  method: 'POST' | 'PUT',
+  path: string,
+  body: FormData | Blob,
+  success: z.ZodType<T>,
+  onProgress: (event: ProgressEvent) => void,
+): Upload<T> {
   const xhr = new XMLHttpRequest();
-  const promise = new Promise<Job>((resolve, reject) => {
-    const form = new FormData();
-    for (const [key, value] of Object.entries(fields)) form.append(key, value);
-    form.append('file', file, file.name);
-    xhr.open('POST', apiPath('submitJob'));
+  const promise = new Promise<T>((resolve, reject) => {
+    xhr.open(method, path);
     xhr.setRequestHeader(CLIENT_HEADER, 'web');
+    if (body instanceof Blob) xhr.setRequestHeader('content-type', 'application/octet-stream');
     xhr.responseType = 'text';
-    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+    xhr.upload.onprogress = onProgress;
     xhr.onload = () => {
-      let body: unknown = null;
+      let answer: unknown = null;
       try {
-        body = JSON.parse(xhr.responseText);
+        answer = JSON.parse(xhr.responseText);
       } catch {
         // handled below
       }
-      if (xhr.status === 201) {
-        const job = jobSchema.safeParse(body);
-        if (job.success) resolve(job.data);
+      if (xhr.status >= 200 && xhr.status < 300) {
+        const parsed = success.safeParse(answer);
+        if (parsed.success) resolve(parsed.data);
         else reject(new ApiError('the server accepted the file but answered something unexpected', xhr.status));
         return;
       }
-      const error = apiErrorSchema.safeParse(body);
+      const error = apiErrorSchema.safeParse(answer);
       if (!error.success) {
         // A proxy's or a cut-off answer: the status is all there is.
         reject(new ApiError(xhr.status === 413 ? 'the file is too large for this farm' : `upload refused (${xhr.status})`, xhr.status));
@@ -163,46 +184,7 @@ export function uploadBlend(file: File, fields: Record<string, string>, onProgre
     };
     xhr.onerror = () => reject(new ApiError('the upload was interrupted: the server closed the connection or cannot be reached', 0));
     xhr.onabort = () => reject(new ApiError('upload cancelled', -1));
-    xhr.send(form);
-  });
-  return { promise, abort: () => xhr.abort() };
-}
-
-/**
- * Sends one project file as `PUT /api/files/{sha256}`; the server keeps it once its content
- * proves to have that hash. XMLHttpRequest, like uploadBlend, for its upload progress.
- */
-export function uploadProjectFile(sha256: string, blob: Blob, onProgress: (sent: number) => void): { promise: Promise<void>; abort(): void } {
-  const xhr = new XMLHttpRequest();
-  const promise = new Promise<void>((resolve, reject) => {
-    xhr.open('PUT', apiPath('uploadProjectFile', { sha256 }));
-    xhr.setRequestHeader(CLIENT_HEADER, 'web');
-    xhr.setRequestHeader('content-type', 'application/octet-stream');
-    xhr.responseType = 'text';
-    xhr.upload.onprogress = (event) => onProgress(event.loaded);
-    xhr.onload = () => {
-      let body: unknown = null;
-      try {
-        body = JSON.parse(xhr.responseText);
-      } catch {
-        // handled below
-      }
-      if (xhr.status === 201 && storedFileSchema.safeParse(body).success) {
-        onProgress(blob.size);
-        resolve();
-        return;
-      }
-      const error = apiErrorSchema.safeParse(body);
-      if (!error.success) {
-        reject(new ApiError(xhr.status === 413 ? 'the file is too large for this farm' : `upload refused (${xhr.status})`, xhr.status));
-        return;
-      }
-      if (error.data.code === 'UNAUTHENTICATED') onUnauthorized();
-      reject(new ApiError(error.data.error, xhr.status, error.data.code));
-    };
-    xhr.onerror = () => reject(new ApiError('the upload was interrupted: the server closed the connection or cannot be reached', 0));
-    xhr.onabort = () => reject(new ApiError('upload cancelled', -1));
-    xhr.send(blob);
+    xhr.send(body);
   });
   return { promise, abort: () => xhr.abort() };
 }
