@@ -1,6 +1,4 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { apiPath, type ProjectCreated, type ProjectManifest } from '../protocol/index.ts';
 import type { ApiClient } from './client.ts';
+import { sha256OfFile } from '../util/hash.ts';
 import { mb, progressBar } from './common.ts';
 import { uploadProjectFile } from './upload.ts';
 
@@ -54,7 +53,7 @@ export async function findProject(blendFile: string, opts: { projectDir?: string
   const files: LocalFile[] = [];
   for (const local of found) {
     const { size } = await stat(local);
-    files.push({ local, path: projectPath(root, local), sha256: await sha256Of(local), size });
+    files.push({ local, path: projectPath(root, local), sha256: await sha256OfFile(local), size });
   }
   const manifest: ProjectManifest = { root, main: projectPath(root, blend), files: files.map(({ path: p, sha256, size }) => ({ path: p, sha256, size })) };
   return { manifest, files, missing, foundBy: opts.projectDir ? 'folder' : 'blender' };
@@ -114,12 +113,6 @@ async function filesUnder(root: string): Promise<string[]> {
     .filter((entry) => entry.isFile())
     .map((entry) => path.join(entry.parentPath, entry.name))
     .filter((file) => !path.relative(root, file).split(path.sep).some((part) => part.startsWith('.')));
-}
-
-async function sha256Of(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** What sending a project cost: files listed, bytes uploaded, bytes the server already had. */

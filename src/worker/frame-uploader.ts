@@ -9,7 +9,7 @@ import {
 } from '../protocol/index.ts';
 import { MultipartBody, type MultipartFile } from '../util/multipart-body.ts';
 import type { TlsClient } from '../util/tls-client.ts';
-import { sha256OfFile } from './blend-cache.ts';
+import { sha256OfFile } from '../util/hash.ts';
 
 export interface FrameUpload {
   jobId: string;
