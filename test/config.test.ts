@@ -431,3 +431,20 @@ test('render_device names a backend; gpus is a list of indices, in the file, the
   assert.match(configError(() => loadSettings('worker', { file: false, env: { ARCHENLAND_GPUS: 'first' } })).message, /ARCHENLAND_GPUS/);
   assert.match(configError(() => loadSettings('worker', { file: settingsFile(t, 'render_device = "GPU"'), env: {} })).message, /expected one of CPU, CUDA, OPTIX, HIP, ONEAPI, METAL/);
 });
+
+test('a worker names several Blenders: blender_path as a list, or a [blenders] table from version to path', (t) => {
+  const list = settingsFile(t, 'blender_path = ["/opt/blender-4.2/blender", "/opt/blender-3.6/blender"]');
+  assert.deepEqual(loadSettings('worker', { file: list, env: {} }).blender_path, ['/opt/blender-4.2/blender', '/opt/blender-3.6/blender']);
+  const table = settingsFile(t, '[blenders]', '"4.2" = "/opt/blender-4.2/blender"', '"3.6.5" = "/opt/blender-3.6/blender"');
+  const settings = loadSettings('worker', { file: table, env: {} });
+  assert.deepEqual(settings.blenders, { '4.2': '/opt/blender-4.2/blender', '3.6.5': '/opt/blender-3.6/blender' });
+  assert.equal(settings.blender_path, 'blender', 'the default installation stays');
+  // One path from the environment, as before.
+  assert.equal(loadSettings('worker', { env: { ARCHENLAND_BLENDER_PATH: '/usr/local/bin/blender' } }).blender_path, '/usr/local/bin/blender');
+
+  const badKey = configError(() => loadSettings('worker', { file: settingsFile(t, '[blenders]', 'latest = "/opt/blender/blender"'), env: {} }));
+  assert.match(badKey.message, /blenders/);
+  assert.match(badKey.message, /"latest" is not a Blender version: name each installation by its version, like "4\.2"/);
+  const emptyList = configError(() => loadSettings('worker', { file: settingsFile(t, 'blender_path = []'), env: {} }));
+  assert.match(emptyList.message, /blender_path/);
+});

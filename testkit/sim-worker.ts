@@ -263,6 +263,7 @@ class SimWorker {
           host: 'simulated',
           threads: 1,
           blenderVersion: '3.4.1',
+          blenders: ['3.4.1'],
           allowScripts: false,
           tags: [],
           holding: [],

@@ -13,6 +13,7 @@ import {
   describeIssues,
   frameOrderSchema,
   tagsSchema,
+  blenderVersionSchema,
   type FrameLog,
   type Job,
   type JobDetail,
@@ -85,6 +86,7 @@ function registerSubmit(program: Command): void {
     )
     .option('--max-workers <n>', 'at most this many workers render the job at once (default: no limit)', integer(1, 100_000))
     .option('--tags <tags>', "only workers with all these tags render it (comma-separated, e.g. gpu,room-2; a worker's tags setting)")
+    .option('--blender <version>', "render with this Blender, e.g. 4.2 (default: the closest the workers have that is not older than the file's); only workers that have it take the frames")
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -107,6 +109,11 @@ function registerSubmit(program: Command): void {
         const tags = tagsSchema.safeParse(String(options.tags).split(',').map((tag) => tag.trim()).filter(Boolean));
         if (!tags.success) throw new UsageError(`--tags: ${describeIssues(tags.error)}`);
         fields.requiredTags = tags.data.join(',');
+      }
+      if (options.blender) {
+        const version = blenderVersionSchema.safeParse(options.blender);
+        if (!version.success) throw new UsageError(`--blender: ${describeIssues(version.error)}`);
+        fields.blender = version.data;
       }
       const client = clientFrom(options);
       const sent = await sendProject(client, file, { projectDir: options.projectDir, blendOnly: options.blendOnly, blenderPath: options.blenderPath });

@@ -78,9 +78,11 @@ async function farmModules() {
 }
 
 const SERVER_KEYS = Object.keys(serverSchema.shape);
-const WORKER_KEYS = Object.keys(workerSchema.shape);
+/** Settings a flag can carry; a table ([blenders]) is written in settings.conf only. */
+const flagKeys = (keys: string[]) => keys.filter((key) => key !== 'blenders');
+const WORKER_KEYS = flagKeys(Object.keys(workerSchema.shape));
 /** `start` runs both: server settings, plus its local worker's (LOCAL_WORKER_KEYS). */
-const START_KEYS = Object.keys(startSchema.shape);
+const START_KEYS = flagKeys(Object.keys(startSchema.shape));
 
 const PRECEDENCE = '\nSettings: built-in defaults < settings.conf < ARCHENLAND_<KEY> environment variables < flags.\nEvery key is described in docs/cli.md and README.md.\n';
 

@@ -21,8 +21,9 @@ export function formatWorkers(workers: Worker[]): string {
     w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
     w.tags.join(',') || '-',
     !w.device ? '-' : w.device.type === 'CPU' ? 'CPU' : `${w.device.type}: ${w.device.devices.join(', ')}`,
+    (w.blenders.length > 0 ? w.blenders : [w.blenderVersion ?? '-']).join(', '),
   ]);
-  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS', 'DEVICE'], rows);
+  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS', 'DEVICE', 'BLENDER'], rows);
 }
 
 export function formatJob(job: Job): string {
@@ -31,6 +32,7 @@ export function formatJob(job: Job): string {
     `frames: ${job.counts.done} done, ${job.counts.rendering} rendering, ${job.counts.queued} queued, ${job.counts.failed} failed of ${job.counts.total}`,
   ];
   if (job.scene) lines.push(`scene: ${job.scene.engine}, ${job.scene.resolutionX}x${job.scene.resolutionY}, ${job.fps} fps`);
+  if (job.blender) lines.push(`blender: ${job.blender}${job.blenderRequested ? ' (asked for)' : ''}${job.scene?.savedWith ? `; the file was saved with ${job.scene.savedWith}` : ''}`);
   if (job.error) lines.push(`error: ${job.error}`);
   if (job.notice) lines.push(`note: ${job.notice}`);
   // The preflight's findings: what would spoil the render, errors first.

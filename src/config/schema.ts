@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { tagsSchema } from '../protocol/api.ts';
+import { blenderVersionSchema } from '../protocol/blender-versions.ts';
 import { parseSchedule } from '../worker/schedule.ts';
 
 /**
@@ -80,7 +81,25 @@ export const serverSchema = z.strictObject({
 });
 
 export const workerSchema = z.strictObject({
-  blender_path: text('blender', 'Blender executable; a bare name is looked up on PATH'),
+  blender_path: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)])
+    .default('blender')
+    .describe(
+      'Blender executable; a bare name is looked up on PATH. A list (["/opt/blender-4.2/blender", "/opt/blender-3.6/blender"]) names several installations, the first the default; each reports its version at start',
+    ),
+  blenders: z
+    .record(z.string(), z.string().min(1))
+    .superRefine((table, context) => {
+      const keys = Object.keys(table);
+      if (keys.length > 16) context.addIssue({ code: 'custom', message: 'at most 16 installations' });
+      for (const key of keys.filter((key) => !blenderVersionSchema.safeParse(key).success)) {
+        context.addIssue({ code: 'custom', message: `"${key}" is not a Blender version: name each installation by its version, like "4.2" or "4.2.1"` });
+      }
+    })
+    .optional()
+    .describe(
+      'More Blender installations, as a table from version to executable: [blenders] then "4.2" = "/opt/blender-4.2/blender". A job asking for a version (submit --blender 4.2) goes only to workers that have it',
+    ),
   threads: z.int().min(0).max(1024).default(0).describe('Render threads; 0 lets Blender decide'),
   prewarm_blender: z
     .boolean()
@@ -153,6 +172,7 @@ export const workerSchema = z.strictObject({
  */
 const localWorkerFields = workerSchema.pick({
   blender_path: true,
+  blenders: true,
   threads: true,
   nice: true,
   schedule: true,
@@ -185,6 +205,9 @@ export type StartSettings = z.output<typeof startSchema>;
 export const settingsSchemas = { server: serverSchema, worker: workerSchema, start: startSchema };
 export type SettingsKind = keyof typeof settingsSchemas;
 export type Settings = ServerSettings | WorkerSettings | StartSettings;
+
+/** Settings written as a TOML table ([blenders] then "4.2" = "…"): the only headers settings.conf accepts. */
+export const TABLE_SETTINGS: readonly string[] = ['blenders'];
 
 /** Folders and files that are resolved to absolute paths, relative to where their value was written. */
 export const PATH_SETTINGS: readonly string[] = ['data_dir', 'cache_dir', 'tls_cert', 'tls_key', 'tls_ca'];

@@ -176,6 +176,7 @@ const jobFieldDescriptions: Record<string, string> = {
   denoising: '`false`: render with Cycles\' denoising off, for workers whose Blender lacks the denoiser (the fix the preflight offers for DENOISER_UNAVAILABLE)',
   project: 'the id of a project made with `POST /api/projects` whose files (textures, libraries, caches) the .blend uses; every file must be uploaded first',
   requiredTags: 'comma-separated worker tags, e.g. `gpu,room-2`: only workers whose `tags` setting has all of them render the job',
+  blender: 'render with this Blender release, e.g. `4.2` (or one release, `4.2.1`); only workers that have it take the frames. Default: the oldest release the workers have that is not older than the Blender that saved the file',
   maxWorkers: 'at most this many workers render the job at once, leaving the others to other jobs (default: no limit)',
   order: 'the order frames are handed out in: `interleaved` (first, last, middle, then filling in, so a broken shot shows early; default) or `sequential` (frame order, for unbaked simulations)',
 };

@@ -30,6 +30,8 @@ export interface ConnectedWorker {
   tags: string[];
   /** Its own `tags` setting, as it said in its hello. */
   ownTags: string[];
+  /** The versions of its Blender installations, its default first, as it said in its hello. */
+  blenders: string[];
   /** What it renders on, as it said in its hello. */
   device: { type: string; devices: string[] } | null;
   /** Sent in the welcome; its uploads present it, binding them to this connection. */

@@ -49,7 +49,7 @@ export class JobLifecycle {
       project_id: options.project ?? null,
       blend_sha256: upload.sha256,
       blend_size: upload.size,
-      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers, requiredTags: options.requiredTags }),
+      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers, requiredTags: options.requiredTags, blender: options.blender }),
       overrides_json: JSON.stringify({
         engine: null,
         resolutionPercentage: request.resolutionPercentage ?? null,
@@ -68,6 +68,7 @@ export class JobLifecycle {
       created_at: now(),
       started_at: null,
       finished_at: null,
+      blender_version: null,
     });
     log.info({ jobId: row.id, name: row.name, size: upload.size }, 'job submitted');
     views.keepCounts(row.id, emptyCounts());

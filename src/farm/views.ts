@@ -29,6 +29,8 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     order: submitted.order ?? 'interleaved',
     maxWorkers: submitted.maxWorkers ?? null,
     requiredTags: submitted.requiredTags ?? [],
+    blenderRequested: submitted.blender ?? null,
+    blender: row.blender_version ?? submitted.blender ?? null,
     scene,
     frames:
       row.frame_start === null || row.frame_end === null
@@ -83,6 +85,7 @@ export function frameView(row: FrameSummaryRow, progress = 0, tiles: Frame['tile
     error: row.error,
     finishedAt: row.finished_at,
     tiles,
+    blenderVersion: row.blender_version,
   };
 }
 
@@ -140,6 +143,7 @@ export interface LiveWorkerState {
   asleepUntil?: string | null;
   tags?: string[];
   device?: { type: string; devices: string[] } | null;
+  blenders?: string[];
 }
 
 /** Tags set on the server for a worker (the one place its JSON column is read); null: none set. */
@@ -160,6 +164,7 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     tags: live?.connected ? (live.tags ?? []) : (serverTags ?? []),
     tagsSetOnServer: serverTags !== null,
     blenderVersion: row.blender_version,
+    blenders: live?.connected ? (live.blenders ?? []) : [],
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,
     averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,

@@ -42,9 +42,11 @@ export class WorkerRegistry {
     const uploadKey = randomBytes(24).toString('base64url');
     // Tags set on the server outlive the connection and replace the worker's own setting.
     const tags = serverTagsOf(row) ?? hello.tags;
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, device: hello.device ? { type: hello.device.type, devices: hello.device.devices } : null, uploadKey, asleepUntil: null });
+    const blenders = installedBlenders(hello);
+    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, blenders, device: hello.device ? { type: hello.device.type, devices: hello.device.devices } : null, uploadKey, asleepUntil: null });
     scheduler.setScriptsAllowed(id, hello.allowScripts);
     scheduler.setWorkerTags(id, tags);
+    scheduler.setWorkerBlenders(id, blenders);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
@@ -175,13 +177,20 @@ export class WorkerRegistry {
   }
 
   /**
-   * Jobs that need scripts or tags say whether any connected worker can take them
-   * (their notice): republished as workers come and go.
+   * Jobs that need scripts, tags or a Blender say whether any connected worker can take
+   * them (their notice): republished as workers come and go.
    */
   private async publishJobsWithNeeds(): Promise<void> {
-    for (const row of await this.state.store.listJobsInState(['queued', 'rendering'])) {
+    for (const row of await this.state.store.listJobsInState(['probing', 'queued', 'rendering'])) {
       const { allowScripts, request } = jobRecord(row);
-      if (allowScripts || (request.requiredTags?.length ?? 0) > 0) await this.state.views.publishJob(row.id);
+      const needs = allowScripts || (request.requiredTags?.length ?? 0) > 0 || (row.blender_version ?? request.blender);
+      if (needs) await this.state.views.publishJob(row.id);
     }
   }
+}
+
+/** A worker's Blender versions; one that names no list has its one installation. */
+function installedBlenders(hello: WorkerHello): string[] {
+  if (hello.blenders.length > 0) return hello.blenders;
+  return hello.blenderVersion ? [hello.blenderVersion] : [];
 }

@@ -11,3 +11,4 @@ export * from './results.ts';
 export * from './projects.ts';
 export * from './blender-session.ts';
 export * from './api-error.ts';
+export * from './blender-versions.ts';

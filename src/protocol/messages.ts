@@ -3,13 +3,14 @@ import { frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchem
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { usedDeviceSchema } from './blender-session.ts';
 import { projectRefSchema } from './projects.ts';
+import { blenderVersionSchema, installedVersionSchema } from './blender-versions.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
 
 /**
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -33,6 +34,8 @@ const helloSchema = z.object({
   host: z.string().min(1).max(255),
   threads: z.number().int().min(0).max(1024),
   blenderVersion: z.string().max(100).nullable(),
+  /** Every Blender installation it has (blender_path list, [blenders] table), the default first. */
+  blenders: z.array(installedVersionSchema).max(32).default([]),
   /** The worker runs jobs whose .blend Python may run (its allow_scripts setting). */
   allowScripts: z.boolean().default(false),
   /** Its `tags` setting: jobs that require tags go only to workers with all of them. */
@@ -125,6 +128,8 @@ export const renderAssignmentSchema = z.object({
   project: projectRefSchema.nullable().default(null),
   /** Render only this region of the frame (a tile), cropped to it. */
   tile: tileRegionSchema.optional(),
+  /** The Blender release the job renders with ("4.2"); null: the worker's default installation. */
+  blender: blenderVersionSchema.nullable().default(null),
 });
 export type RenderAssignment = z.infer<typeof renderAssignmentSchema>;
 
@@ -134,6 +139,8 @@ export const probeRequestSchema = z.object({
   blend: blendRefSchema,
   allowScripts: z.boolean(),
   project: projectRefSchema.nullable().default(null),
+  /** The Blender the job asked for; null: the worker's default installation reads it. */
+  blender: blenderVersionSchema.nullable().default(null),
 });
 export type ProbeRequest = z.infer<typeof probeRequestSchema>;
 

@@ -37,6 +37,8 @@ export interface QueuedJob {
   maxWorkers?: number;
   /** Only workers with every one of these tags may take it. */
   requiredTags?: string[];
+  /** Only workers with a Blender of this release ("4.2") may take it; any when absent. */
+  blender?: string | null;
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -80,6 +82,7 @@ export interface JobEntry {
   needsScripts: boolean;
   maxWorkers: number | undefined;
   requiredTags: string[];
+  blender: string | null;
   /** worker -> units of this job it renders now: the workers on the job, for maxWorkers. */
   workersOn: Map<string, number>;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
@@ -139,6 +142,7 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     needsScripts: job.needsScripts ?? false,
     maxWorkers: job.maxWorkers,
     requiredTags: job.requiredTags ?? [],
+    blender: job.blender ?? null,
     workersOn: new Map(),
     fresh: orderFrames(job.frames, job.order ?? 'interleaved'),
     next: 0,

@@ -34,6 +34,7 @@ import { tailCandidates } from './tail-copies.ts';
 
 export type { Assignment, FailureOutcome, FrameOutcome, JobCounts, QueuedJob } from './job-entry.ts';
 import { chooseSplit } from './tile-policy.ts';
+import { canRender, noTraits, type WorkerTraits } from './eligibility.ts';
 
 export interface SchedulerOptions {
   /** A frame (or tile) is tried until it has failed this many times in all. */
@@ -72,10 +73,8 @@ export class Scheduler {
   /** worker -> "job#unit" keys it holds, to hand them back if it vanishes. */
   private readonly held = new Map<string, Set<string>>();
 
-  /** Workers whose owners let them run the Python inside .blend files (allow_scripts). */
-  private readonly scriptWorkers = new Set<string>();
-  /** worker -> its tags (setting tags), for jobs that require some. */
-  private readonly workerTags = new Map<string, Set<string>>();
+  /** worker -> what it has that jobs may need (scripts allowed, tags, Blender versions). */
+  private readonly traits = new Map<string, WorkerTraits>();
 
   /** worker -> running average of its whole-frame times (ms), learnt from finished work. */
   private readonly averageMs = new Map<string, number>();
@@ -175,13 +174,21 @@ export class Scheduler {
 
   /** Whether the worker runs jobs that need scripts; told once when it connects. */
   setScriptsAllowed(workerId: string, allowed: boolean): void {
-    if (allowed) this.scriptWorkers.add(workerId);
-    else this.scriptWorkers.delete(workerId);
+    this.setTraits(workerId, { allowScripts: allowed });
   }
 
   /** The worker's tags; told when it connects. */
   setWorkerTags(workerId: string, tags: readonly string[]): void {
-    this.workerTags.set(workerId, new Set(tags));
+    this.setTraits(workerId, { tags: new Set(tags) });
+  }
+
+  /** The versions of the worker's Blender installations; told when it connects. */
+  setWorkerBlenders(workerId: string, versions: readonly string[]): void {
+    this.setTraits(workerId, { blenders: [...versions] });
+  }
+
+  private setTraits(workerId: string, change: Partial<WorkerTraits>): void {
+    this.traits.set(workerId, { ...(this.traits.get(workerId) ?? noTraits()), ...change });
   }
 
   workerReady(workerId: string): void {
@@ -344,8 +351,8 @@ export class Scheduler {
   hopelessReason(jobId: string, connected: Iterable<string>): string | null {
     const entry = this.jobs.get(jobId);
     if (!entry) return null;
-    // Only workers that could render it count: scripts allowed if needed, every required tag.
-    const candidates = [...connected].filter((w) => (!entry.needsScripts || this.scriptWorkers.has(w)) && this.hasTags(w, entry.requiredTags));
+    // Only workers that could render it count: scripts allowed if needed, every required tag, its Blender.
+    const candidates = [...connected].filter((w) => canRender(entry, this.traits.get(w)));
     return hopelessReason(entry, candidates, this.options.blockAfterFailures);
   }
 
@@ -449,16 +456,9 @@ export class Scheduler {
     return (
       !entry.paused &&
       !entry.blocked.has(workerId) &&
-      (!entry.needsScripts || this.scriptWorkers.has(workerId)) &&
-      this.hasTags(workerId, entry.requiredTags) &&
+      canRender(entry, this.traits.get(workerId)) &&
       (entry.maxWorkers === undefined || entry.workersOn.size < entry.maxWorkers || entry.workersOn.has(workerId))
     );
-  }
-
-  private hasTags(workerId: string, required: readonly string[]): boolean {
-    if (required.length === 0) return true;
-    const tags = this.workerTags.get(workerId);
-    return tags !== undefined && required.every((tag) => tags.has(tag));
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */

@@ -104,6 +104,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('workers').addColumn('tags_json', 'text').execute();
     },
   },
+  '0006_blender_versions': {
+    async up(db: Kysely<any>) {
+      // The Blender release a job renders with, chosen once its scene is read; and, per frame, the version that rendered it.
+      await db.schema.alterTable('jobs').addColumn('blender_version', 'text').execute();
+      await db.schema.alterTable('frames').addColumn('blender_version', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

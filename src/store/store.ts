@@ -11,11 +11,11 @@ export type JobRow = Selectable<JobsTable>;
 export type FrameRow = Selectable<FramesTable>;
 /** A frame without its Blender log: what lists need (a log can be 64 KB, a job 100,000 frames). */
 export type FrameSummaryRow = Omit<FrameRow, 'log'>;
-const summaryColumns = ['job_id', 'number', 'state', 'worker_id', 'attempts', 'render_ms', 'file', 'sha256', 'error', 'finished_at'] as const;
+const summaryColumns = ['job_id', 'number', 'state', 'worker_id', 'attempts', 'render_ms', 'file', 'sha256', 'error', 'finished_at', 'blender_version'] as const;
 export type WorkerRow = Selectable<WorkersTable>;
 export type NewJobRow = Omit<JobRow, 'seq'>;
 /** What a done frame is stored with. */
-export type FrameResult = Pick<FrameRow, 'worker_id' | 'render_ms' | 'file' | 'sha256'> & { log?: string };
+export type FrameResult = Pick<FrameRow, 'worker_id' | 'render_ms' | 'file' | 'sha256'> & { log?: string; blender_version?: string | null };
 /** What a failed attempt leaves on its frame. */
 export type FrameFailure = { worker_id?: string | null; attempts: number; error: string; log?: string };
 
@@ -165,6 +165,7 @@ export class Store {
           error: null,
           log: null,
           finished_at: null,
+          blender_version: null,
         }));
         await trx.insertInto('frames').values(rows).execute();
       }

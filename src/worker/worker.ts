@@ -6,13 +6,14 @@ import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type SceneI
 import type { Logger } from '../util/log.ts';
 import { TlsClient, workerTls } from '../util/tls-client.ts';
 import { BlenderLauncher, checkRenderDevice, RenderDeviceError, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
+import { findInstallations, installationFor, reportedVersions, type BlenderInstallation } from './blender/installations.ts';
 import { ConfigError } from '../config/index.ts';
 import { trimCache } from './cache-budget.ts';
 import { ProjectCache } from './project-cache.ts';
 import { BlendCache } from './blend-cache.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
-import { readBlenderVersion, readWorkerId, writeWorkerId } from './local-facts.ts';
+import { readWorkerId, writeWorkerId } from './local-facts.ts';
 import { collectPasses, frameFolder, PASSES_FOLDER } from './passes.ts';
 import { UploadQueue } from './upload-queue.ts';
 import { clockTime } from './schedule.ts';
@@ -27,12 +28,14 @@ const PROGRESS_INTERVAL_MS = 250;
 interface OpenSession {
   jobId: string;
   session: BlenderSession;
+  /** The installation it runs: the one the job renders with. */
+  blender: BlenderInstallation;
   /** false for a session opened to probe the job: its overrides are applied before the first frame. */
   configured: boolean;
 }
 
 /** A job's scene as a session opens it. */
-type JobScene = Pick<RenderAssignment, 'jobId' | 'blend' | 'project' | 'allowScripts'>;
+type JobScene = Pick<RenderAssignment, 'jobId' | 'blend' | 'project' | 'allowScripts' | 'blender'>;
 
 /**
  * A render node: keeps a connection to the server, takes one frame at a time, renders it
@@ -49,7 +52,8 @@ export class RenderWorker {
   private workerId: string | undefined;
   /** Given by the server in its welcome; uploads present it. Unset while disconnected. */
   private uploadKey: string | undefined;
-  private blenderVersion: string | null = null;
+  /** Its Blender installations (blender_path, [blenders]), the default first; read at start. */
+  private installations: BlenderInstallation[] = [];
   /** What Blender renders on (render_device, gpus), read back at start; told to the server. */
   private device: UsedDevice | null = null;
   private open: OpenSession | null = null;
@@ -80,7 +84,7 @@ export class RenderWorker {
     this.projects = new ProjectCache(settings.cache_dir, this.serverUrl, settings.token, transport, this.cache);
     this.workerId = readWorkerId(settings.cache_dir);
     this.blenders = new BlenderLauncher({
-      blenderPath: settings.blender_path,
+      blenderPath: defaultBlenderPath(settings.blender_path),
       threads: settings.threads,
       nice: settings.nice,
       device: { type: settings.render_device, gpus: settings.gpus },
@@ -111,7 +115,8 @@ export class RenderWorker {
           name: settings.name ?? os.hostname(),
           host: os.hostname(),
           threads: settings.threads,
-          blenderVersion: this.blenderVersion,
+          blenderVersion: this.installations[0]?.version ?? null,
+          blenders: reportedVersions(this.installations),
           allowScripts: settings.allow_scripts,
           device: this.device,
           tags: settings.tags,
@@ -135,9 +140,9 @@ export class RenderWorker {
 
   /** Checks Blender, connects, and resolves only when the worker stops (with the reason). */
   async run(): Promise<string> {
-    this.blenderVersion = await readBlenderVersion(this.settings.blender_path);
+    this.installations = await findInstallations(this.settings.blender_path, this.settings.blenders);
     this.device = await this.checkDevice();
-    this.log.info({ blender: this.blenderVersion, threads: this.settings.threads }, 'worker starting');
+    this.log.info({ blenders: this.installations, threads: this.settings.threads }, 'worker starting');
     this.schedule.check();
     this.prewarmIfIdle();
     // The id must be known before uploading; a first-time worker gets one at welcome.
@@ -161,7 +166,7 @@ export class RenderWorker {
     const { render_device: type, gpus } = this.settings;
     if (type === 'CPU') return { type, devices: ['CPU'], computeDeviceType: 'NONE' };
     try {
-      const device = await checkRenderDevice(this.settings.blender_path, { type, gpus });
+      const device = await checkRenderDevice(defaultBlenderPath(this.settings.blender_path), { type, gpus });
       this.log.info({ device }, 'render device');
       return device;
     } catch (error) {
@@ -299,7 +304,7 @@ export class RenderWorker {
       return;
     }
     try {
-      const session = await this.sessionFor(assignment);
+      const { session, blender } = await this.sessionFor(assignment);
       // Each frame (or tile) renders into a folder of its own, where its File Output passes land too.
       const unitDir = path.join(this.outputRoot, jobId, tile === undefined ? frameFolder(frame) : `${frameFolder(frame)}-tile-${tile}`);
       await rm(unitDir, { recursive: true, force: true });
@@ -313,7 +318,7 @@ export class RenderWorker {
       const result = await session.render(frame, path.join(unitDir, name), onProgress, assignment.tile);
       log.info({ ms: Math.round(result.renderMs) }, tile === undefined ? 'frame rendered' : 'tile rendered');
       const passes = await collectPasses(path.join(unitDir, PASSES_FOLDER));
-      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs, log: result.log.slice(-60_000), passes, folder: unitDir });
+      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs, log: result.log.slice(-60_000), passes, folder: unitDir, blenderVersion: blender.version });
     } catch (error) {
       if (this.cancelled || this.draining) {
         // Stopped on purpose: the server hands the frame to another worker when we leave.
@@ -365,14 +370,14 @@ export class RenderWorker {
   }
 
   /** One Blender per job: reused frame after frame, replaced when the job changes or Blender died. */
-  private sessionFor(assignment: RenderAssignment): Promise<BlenderSession> {
+  private sessionFor(assignment: RenderAssignment): Promise<OpenSession> {
     return this.withSession(assignment, assignment.overrides, async (open) => {
       if (!open.configured) {
         // Opened to probe the job, with no overrides: the scene it loaded renders the frames.
         await open.session.configure(assignment.overrides);
         open.configured = true;
       }
-      return open.session;
+      return open;
     });
   }
 
@@ -384,21 +389,29 @@ export class RenderWorker {
    */
   private withSession<T>(job: JobScene, overrides: RenderAssignment['overrides'] | null, use: (open: OpenSession) => Promise<T>): Promise<T> {
     const turn = this.sessionLock.then(async () => {
-      if (!this.open || this.open.jobId !== job.jobId || !this.open.session.alive) {
+      const blender = this.installationFor(job);
+      if (!this.open || this.open.jobId !== job.jobId || !this.open.session.alive || this.open.blender.path !== blender.path) {
         await this.closeSession();
         const { blendFile, project } = await this.sceneFiles(job);
-        const session = await this.blenders.open({ blendFile, allowScripts: job.allowScripts, overrides: overrides ?? {}, project });
+        const session = await this.blenders.open({ blendFile, allowScripts: job.allowScripts, overrides: overrides ?? {}, project }, blender.path);
         if (this.shutDown || (overrides && this.cancelled)) {
           // Stopped or cancelled while Blender was starting: nobody would ever use this one.
           session.kill();
           throw new Error(this.shutDown ? 'the worker is shutting down' : 'the frame was cancelled');
         }
-        this.open = { jobId: job.jobId, session, configured: overrides !== null };
+        this.open = { jobId: job.jobId, session, blender, configured: overrides !== null };
       }
       return use(this.open);
     });
     this.sessionLock = turn.then(() => undefined, () => undefined);
     return turn;
+  }
+
+  /** The Blender the job renders with here; the server sends a job only to workers that have it. */
+  private installationFor(job: Pick<JobScene, 'blender'>): BlenderInstallation {
+    const found = installationFor(this.installations, job.blender);
+    if (found) return found;
+    throw new Error(`this worker has no Blender ${job.blender} (it has ${this.installations.map((one) => one.version).join(', ')})`);
   }
 
   /** The job's .blend on this worker: alone in the blend cache, or at its place in its project's tree. */
@@ -459,7 +472,7 @@ export class RenderWorker {
    */
   private async probeAside(request: ProbeRequest, allowScripts: boolean): Promise<SceneInfo> {
     const { blendFile, project } = await this.sceneFiles(request);
-    return probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project, nice: this.settings.nice, logger: this.log });
+    return probeScene({ blenderPath: this.installationFor(request).path, blendFile, allowScripts, project, nice: this.settings.nice, logger: this.log });
   }
 
   /** The server took the frame back or the job ended: stop rendering it and drop the session. */
@@ -476,4 +489,9 @@ export class RenderWorker {
       void this.closeSession().then(() => this.prewarmIfIdle());
     }
   }
+}
+
+/** The first of blender_path's installations: the one pre-warmed, and the one a job naming no version gets. */
+function defaultBlenderPath(blenderPath: string | string[]): string {
+  return Array.isArray(blenderPath) ? blenderPath[0]! : blenderPath;
 }

@@ -187,6 +187,13 @@ function Summary({ job, now, onDeleted }: { job: Job; now: number; onDeleted: ()
           <dt>Tiles</dt>
           <dd data-testid="job-tiling">{tilingText(job.tiling)}</dd>
         </div>
+        <div>
+          <dt>Blender</dt>
+          <dd data-testid="job-blender">
+            {job.blender ?? '—'}
+            {scene?.savedWith ? <span class="muted">{` (file saved with ${scene.savedWith})`}</span> : ''}
+          </dd>
+        </div>
       </dl>
       <div class="summary-foot">
         <label for="job-priority" class="inline-label">
@@ -396,6 +403,12 @@ function FrameDialog({ job, frame, onClose }: { job: Job; frame: Frame; onClose:
           <dt>Attempts</dt>
           <dd>{frame.attempts}</dd>
         </div>
+        {log?.blenderVersion && (
+          <div>
+            <dt>Blender</dt>
+            <dd data-testid="frame-blender">{log.blenderVersion}</dd>
+          </div>
+        )}
       </dl>
       {isSplit(frame) && state === 'rendering' && (
         <div class="frame-preview">

@@ -76,7 +76,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         <strong>{worker.name}</strong>
         <span class="job-meta">
           {worker.host}
-          {worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
+          {worker.blenders.length > 0 ? ` · Blender ${worker.blenders.join(', ')}` : worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
           {worker.device && worker.device.type !== 'CPU' && (
             <span data-testid="worker-device">{` · ${worker.device.type}: ${worker.device.devices.join(', ') || 'no device'}`}</span>
           )}
