@@ -5,6 +5,7 @@ import multipart from '@fastify/multipart';
 import { z } from 'zod';
 import {
   jobPatchSchema,
+  jobProjectSchema,
   workerTagsSchema,
   MAX_PASSES_PER_FRAME,
   PROTOCOL_VERSION,
@@ -133,6 +134,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   on(app, 'pauseJob', async (request) => farm.pauseJob(pathOf('pauseJob', request).id));
   on(app, 'resumeJob', async (request) => farm.resumeJob(pathOf('resumeJob', request).id));
   on(app, 'retryJob', async (request) => farm.retryFailed(pathOf('retryJob', request).id));
+  on(app, 'replaceJobProject', async (request) => farm.replaceJobProject(pathOf('replaceJobProject', request).id, parse(jobProjectSchema, request.body).project));
   on(app, 'patchJob', async (request) => farm.patchJob(pathOf('patchJob', request).id, parse(jobPatchSchema, request.body)));
   on(app, 'deleteJob', async (request, reply) => {
     await farm.deleteJob(pathOf('deleteJob', request).id);

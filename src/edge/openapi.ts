@@ -25,6 +25,7 @@ import {
   jobDetailSchema,
   jobOptionsSchema,
   jobPatchSchema,
+  jobProjectSchema,
   jobSchema,
   jobStateSchema,
   frameStateSchema,
@@ -115,6 +116,7 @@ function responseRegistry() {
 /** Shapes clients send: rendered as accepted (defaults make fields optional). */
 function requestRegistry() {
   const registry = z.registry<Meta>();
+  registry.add(jobProjectSchema, { id: 'JobProject', description: 'The project a held job takes: its own files and those added.' });
   registry.add(jobPatchSchema, {
     id: 'JobPatch',
     description: 'Name and priority change any time; frames, fileFormat, resolutionPercentage and samples only before the first frame is handed out (a held or queued job). null resets an override to the scene\'s value.',

@@ -150,6 +150,12 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return this.getJob(id);
   }
 
+  /** Files added to a held job: it takes the project holding them, and its scene is read again. */
+  async replaceJobProject(id: string, projectId: string): Promise<Job> {
+    await this.lifecycle.replaceProject(id, projectId);
+    return this.getJob(id);
+  }
+
   async patchJob(id: string, patch: JobPatch): Promise<Job> {
     await this.lifecycle.patch(id, patch);
     return this.getJob(id);

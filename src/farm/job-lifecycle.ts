@@ -142,6 +142,29 @@ export class JobLifecycle {
     await views.publishJob(id);
   }
 
+  /**
+   * Files added to a held job: it takes `projectId` (a project holding them) in place of
+   * its own, keeps its .blend and settings, and its scene is read again, so it is queued,
+   * or held again if files are still missing. Only before its first frame is handed out.
+   */
+  async replaceProject(id: string, projectId: string): Promise<void> {
+    const { store, scheduler, log } = this.state;
+    const row = await this.state.requireJob(id);
+    if (!allows('replaceProject', row.state as JobState) || scheduler.hasStarted(id)) {
+      throw new FarmError('JOB_STATE_CONFLICT', `files can be added only to a job held before its first frame (job ${id} is ${row.state}${scheduler.hasStarted(id) ? ' and has started' : ''})`);
+    }
+    await this.projects.requireComplete(projectId);
+    await this.dispatch.leaveScheduler(id);
+    await store.deleteFrames(id);
+    this.state.views.keepCounts(id, emptyCounts());
+    const unread = { scene_json: null, frame_start: null, frame_end: null, frame_step: null, fps: null, file_extension: null, blender_version: null };
+    await this.state.setState(row, 'probing', { ...unread, project_id: projectId, error: null });
+    log.info({ jobId: id, project: projectId, previous: row.project_id }, 'files added to a held job: reading its scene again');
+    this.prober.add(id);
+    this.prober.requestProbes();
+    if (row.project_id && row.project_id !== projectId) this.state.background(this.projects.collectGarbage());
+  }
+
   /** Removes a job with its frames and files; a running job is cancelled first. */
   async delete(id: string): Promise<void> {
     const { store, dataDir, views, log } = this.state;

@@ -77,7 +77,7 @@ export class ReadModel {
     const missing = row.state === 'paused' ? missingFiles(jobRecord(row).scene ?? { problems: [] }) : [];
     if (missing.length > 0) {
       const named = missing.slice(0, 3).map((problem) => problem.path ?? '?').join(', ');
-      return `held: the scene uses ${missing.length === 1 ? 'a file' : `${missing.length} files`} the project lacks (${named}${missing.length > 3 ? ', …' : ''}); submit the project again with ${missing.length === 1 ? 'it' : 'them'}, or resume to render without ${missing.length === 1 ? 'it' : 'them'}`;
+      return `held: the scene uses ${missing.length === 1 ? 'a file' : `${missing.length} files`} the project lacks (${named}${missing.length > 3 ? ', …' : ''}); add ${missing.length === 1 ? 'it' : 'them'} (archenland add-files ${row.id} FILE.blend), or resume to render without ${missing.length === 1 ? 'it' : 'them'}`;
     }
     if (!['probing', 'queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];

@@ -210,6 +210,15 @@ export const routeDocs = [
     errors: ['JOB_NOT_FOUND', 'JOB_STATE_CONFLICT', 'INVALID_JOB_SETTINGS'],
   },
   {
+    name: 'replaceJobProject', method: 'put', path: '/api/jobs/:id/project', tag: 'jobs', access: 'user',
+    summary: 'Add files to a held job: it takes a project holding them, and its scene is read again',
+    description: 'For a job held because its project lacks files (or any job held before its first frame): make a project with the files added (`POST /api/projects`, upload the missing ones), then give its id here. The job keeps its .blend and settings; its preflight runs again, so it is queued, or held again if files are still missing.',
+    params: [jobId],
+    body: { kind: 'json', ref: 'JobProject' },
+    ok: { 200: { description: 'the job, being read again', json: 'Job' } },
+    errors: ['JOB_NOT_FOUND', 'JOB_STATE_CONFLICT', 'PROJECT_NOT_FOUND', 'PROJECT_INCOMPLETE'],
+  },
+  {
     name: 'deleteJob', method: 'delete', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
     summary: 'Delete a job with its frames and files (a running job is cancelled first)',
     params: [jobId],

@@ -30,6 +30,8 @@ interface OpenSession {
   session: BlenderSession;
   /** The installation it runs: the one the job renders with. */
   blender: BlenderInstallation;
+  /** The project laid out around its scene: files added to a held job make a new one. */
+  projectId: string | null;
   /** false for a session opened to probe the job: its overrides are applied before the first frame. */
   configured: boolean;
 }
@@ -390,7 +392,7 @@ export class RenderWorker {
   private withSession<T>(job: JobScene, overrides: RenderAssignment['overrides'] | null, use: (open: OpenSession) => Promise<T>): Promise<T> {
     const turn = this.sessionLock.then(async () => {
       const blender = this.installationFor(job);
-      if (!this.open || this.open.jobId !== job.jobId || !this.open.session.alive || this.open.blender.path !== blender.path) {
+      if (!this.open || !sessionFits(this.open, job, blender)) {
         await this.closeSession();
         const { blendFile, project } = await this.sceneFiles(job);
         const session = await this.blenders.open({ blendFile, allowScripts: job.allowScripts, overrides: overrides ?? {}, project }, blender.path);
@@ -399,7 +401,7 @@ export class RenderWorker {
           session.kill();
           throw new Error(this.shutDown ? 'the worker is shutting down' : 'the frame was cancelled');
         }
-        this.open = { jobId: job.jobId, session, blender, configured: overrides !== null };
+        this.open = { jobId: job.jobId, session, blender, projectId: job.project?.id ?? null, configured: overrides !== null };
       }
       return use(this.open);
     });
@@ -494,4 +496,9 @@ export class RenderWorker {
 /** The first of blender_path's installations: the one pre-warmed, and the one a job naming no version gets. */
 function defaultBlenderPath(blenderPath: string | string[]): string {
   return Array.isArray(blenderPath) ? blenderPath[0]! : blenderPath;
+}
+
+/** Whether the open session serves the job: the same job, alive, with its Blender and its project's files. */
+function sessionFits(open: OpenSession, job: JobScene, blender: BlenderInstallation): boolean {
+  return open.jobId === job.jobId && open.session.alive && open.blender.path === blender.path && open.projectId === (job.project?.id ?? null);
 }
