@@ -117,7 +117,7 @@ export class ReadModel {
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null, blenders: worker?.blenders ?? [] };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleep: worker?.asleep ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null, blenders: worker?.blenders ?? [] };
   }
 
   async publishJob(jobId: string): Promise<void> {
