@@ -95,6 +95,8 @@ export class WorkerRegistry {
     if (asleep) this.state.scheduler.workerParked(workerId);
     this.state.log.info({ workerId, asleep }, asleep ? 'worker asleep (its schedules)' : 'worker awake (its schedules)');
     this.state.background(this.state.views.publishWorker(workerId));
+    // A job's notice says when every worker that could render it sleeps.
+    this.state.background(this.publishJobsWithNeeds(true));
   }
 
   progress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
@@ -185,13 +187,14 @@ export class WorkerRegistry {
 
   /**
    * Jobs that need scripts, tags or a Blender say whether any connected worker can take
-   * them (their notice): republished as workers come and go.
+   * them (their notice): republished as workers come and go. `everyJob`: a worker fell
+   * asleep or woke, which any job's notice may tell.
    */
-  private async publishJobsWithNeeds(): Promise<void> {
+  private async publishJobsWithNeeds(everyJob = false): Promise<void> {
     for (const row of await this.state.store.listJobsInState(['probing', 'queued', 'rendering'])) {
       const { allowScripts, request } = jobRecord(row);
       const needs = allowScripts || (request.requiredTags?.length ?? 0) > 0 || (row.blender_version ?? request.blender);
-      if (needs) await this.state.views.publishJob(row.id);
+      if (everyJob || needs) await this.state.views.publishJob(row.id);
     }
   }
 }
