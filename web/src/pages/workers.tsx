@@ -84,7 +84,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         </span>
       </div>
       <div class="w-state" data-testid="worker-state">
-        <span class="dot" data-state={worker.state} aria-hidden="true" />
+        <span class="dot" data-state={worker.asleep && !worker.current ? 'asleep' : worker.state} aria-hidden="true" />
         {worker.state === 'offline' ? (
           <span>
             Offline <span class="muted">· seen {timeAgo(worker.lastSeenAt, now)}</span>
