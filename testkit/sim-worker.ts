@@ -353,6 +353,8 @@ class SimWorker {
         }
         return;
       }
+      case 'tag_schedules':
+        return; // simulated workers keep no hours: always awake
       case 'error':
         this.farm.error(`worker ${this.index}: server error: ${message.message}`);
         return;

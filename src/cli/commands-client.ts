@@ -41,6 +41,7 @@ import {
   type CommonOptions,
 } from './common.ts';
 import { registerDownloadCommand } from './commands-download.ts';
+import { registerScheduleCommands } from './commands-schedules.ts';
 import { formatJob, formatJobDetail, formatJobs, formatWorkers } from './format.ts';
 import { sendProject } from './project.ts';
 import { sha256OfFile } from '../util/hash.ts';
@@ -61,6 +62,7 @@ export function registerClientCommands(program: Command): void {
   registerJobReads(program);
   registerJobActions(program);
   registerWorkerCommands(program);
+  registerScheduleCommands(program);
   registerTokenCommands(program);
   registerDownloadCommand(program);
 }

@@ -1,5 +1,5 @@
-import { formatFrameRange, type Job, type JobDetail, type Worker } from '../protocol/index.ts';
-import { clockTime } from '../worker/schedule.ts';
+import { formatFrameRange, type Asleep, type Job, type JobDetail, type Worker } from '../protocol/index.ts';
+import { clockTime } from '../protocol/index.ts';
 
 /** Plain text tables for people; `--json` prints the API's own objects for scripts. */
 export function formatJobs(jobs: Job[]): string {
@@ -14,8 +14,8 @@ export function formatWorkers(workers: Worker[]): string {
     w.name,
     w.host,
     [
-      w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.asleepUntil ? '' : w.state,
-      w.asleepUntil ? `asleep until ${clockTime(new Date(w.asleepUntil))}` : '',
+      w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.asleep ? '' : w.state,
+      w.asleep ? asleepText(w.asleep) : '',
     ].filter(Boolean).join(', then '),
     String(w.framesRendered),
     w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
@@ -24,6 +24,12 @@ export function formatWorkers(workers: Worker[]): string {
     (w.blenders.length > 0 ? w.blenders : [w.blenderVersion ?? '-']).join(', '),
   ]);
   return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS', 'DEVICE', 'BLENDER'], rows);
+}
+
+/** "asleep until 18:00 (tag room-2)": when a worker wakes and which schedules keep it asleep. */
+function asleepText(asleep: Asleep): string {
+  const why = [...(asleep.own ? ['its schedule'] : []), ...asleep.tags.map((tag) => `tag ${tag}`)].join(', ');
+  return `asleep ${asleep.until ? `until ${clockTime(new Date(asleep.until))}` : '(its schedules share no hours)'} (${why})`;
 }
 
 export function formatJob(job: Job): string {
@@ -43,7 +49,7 @@ export function formatJob(job: Job): string {
   return lines.join('\n');
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { tagsSchema } from '../protocol/api.ts';
 import { blenderVersionSchema } from '../protocol/blender-versions.ts';
-import { parseSchedule } from '../worker/schedule.ts';
+import { scheduleStopSchema, scheduleTextSchema } from '../protocol/schedule.ts';
 
 /**
  * The settings each process understands, with their defaults. Objects are strict
@@ -116,23 +116,14 @@ export const workerSchema = z.strictObject({
     .max(19)
     .default(10)
     .describe('CPU niceness Blender runs at, 0 (normal priority) to 19 (lowest); its disk I/O priority follows. The default, 10, keeps a workstation usable for the person at it while it renders'),
-  schedule: z
-    .string()
-    .superRefine((text, context) => {
-      try {
-        parseSchedule(text);
-      } catch (error) {
-        context.addIssue({ code: 'custom', message: `not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": ${(error as Error).message}` });
-      }
-    })
+  schedule: scheduleTextSchema
     .optional()
     .describe(
-      'Hours this worker renders, in local time, e.g. "Mon-Fri 18:00-08:00; Sat-Sun": days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range, which runs past midnight when it ends before it starts. Outside them it takes no new frame. Unset: always',
+      'Hours this worker renders, in local time, e.g. "Mon-Fri 18:00-08:00; Sat-Sun": days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range, which runs past midnight when it ends before it starts. Outside them it takes no new frame. Unset: always. A schedule the server sets for one of its tags (archenland tag-schedule) applies too: the worker renders only in hours that every one of them allows',
     ),
-  schedule_stop: z
-    .enum(['finish', 'now'])
+  schedule_stop: scheduleStopSchema
     .default('finish')
-    .describe('When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it)'),
+    .describe("When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it); also for a tag's schedule that sets no stop of its own"),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   cache_max_gb: z
     .number()

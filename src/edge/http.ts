@@ -7,6 +7,7 @@ import {
   jobPatchSchema,
   jobProjectSchema,
   workerTagsSchema,
+  tagScheduleInputSchema,
   MAX_PASSES_PER_FRAME,
   PROTOCOL_VERSION,
   UPLOAD_KEY_HEADER,
@@ -205,6 +206,12 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   on(app, 'listWorkers', async () => farm.listWorkers());
   on(app, 'setWorkerTags', async (request) => farm.setWorkerTags(pathOf('setWorkerTags', request).id, parse(workerTagsSchema, request.body).tags));
+  on(app, 'listTagSchedules', async () => farm.listTagSchedules());
+  on(app, 'setTagSchedule', async (request) => farm.setTagSchedule(pathOf('setTagSchedule', request).tag, parse(tagScheduleInputSchema, request.body)));
+  on(app, 'clearTagSchedule', async (request, reply) => {
+    await farm.clearTagSchedule(pathOf('clearTagSchedule', request).tag);
+    return reply.status(204).send();
+  });
   for (const mode of ['enable', 'drain', 'disable'] as const) {
     on(app, `${mode}Worker`, async (request) => farm.setWorkerMode(pathOf(`${mode}Worker`, request).id, mode));
   }

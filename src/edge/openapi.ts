@@ -8,6 +8,8 @@ import {
   projectManifestSchema,
   storedFileSchema,
   workerTagsSchema,
+  tagScheduleInputSchema,
+  tagScheduleViewSchema,
   resultManifestSchema,
   RESULT_IMAGE_FIELD,
   RESULT_MANIFEST_FIELD,
@@ -107,6 +109,10 @@ function responseRegistry() {
   registry.add(projectCreatedSchema, { id: 'ProjectCreated', description: 'A project\'s id and the files (by SHA-256) the server still lacks.' });
   registry.add(storedFileSchema, { id: 'StoredFile' });
   registry.add(workerTagsSchema, { id: 'WorkerTags', description: "A worker's tags from now on, or null for its own `tags` setting." });
+  registry.add(tagScheduleViewSchema, {
+    id: 'TagScheduleView',
+    description: "A schedule set for a worker tag: the hours its workers render, in each worker's local time, and what happens to a frame under way when they end (null: each worker's schedule_stop).",
+  });
   registry.add(framePassSchema, { id: 'FramePass', description: "A compositor File Output pass kept with a frame: its name (path in the frame's passes) and size in bytes." });
   registry.add(farmChangeSchema, { id: 'FarmChange', description: 'One change in the farm.' });
   registry.add(farmEventSchema, { id: 'FarmEvent', description: 'What WebSocket observers receive: changes in coalesced batches.' });
@@ -124,6 +130,10 @@ function requestRegistry() {
   registry.add(frameRangeSchema, { id: 'FrameRangeInput', description: 'Frames start..end (inclusive), every step-th (default 1); end >= start.' });
   registry.add(outputFormatSchema, { id: 'OutputFormat' });
   registry.add(loginSchema, { id: 'Login' });
+  registry.add(tagScheduleInputSchema, {
+    id: 'TagScheduleInput',
+    description: 'A tag\'s schedule from now on, e.g. `{"schedule": "Mon-Fri 18:00-08:00; Sat-Sun", "stop": "finish"}`: entries separated by `;`, each days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range that runs past midnight when it ends before it starts.',
+  });
   registry.add(tokenRequestSchema, { id: 'TokenRequest' });
   registry.add(observerMessageSchema, { id: 'ObserverMessage', description: 'The first WebSocket message of a live-event client.' });
   return registry;

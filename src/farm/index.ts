@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type {
+  Asleep,
   FarmChange,
   FrameColumns,
   FrameLog,
@@ -11,6 +12,8 @@ import type {
   ProjectCreated,
   ProjectManifest,
   SceneInfo,
+  TagScheduleInput,
+  TagScheduleView,
   Worker,
   WorkerHello,
 } from '../protocol/index.ts';
@@ -30,6 +33,7 @@ import { FarmState, type FarmOptions } from './state.ts';
 import { FrameTimers } from './timeouts.ts';
 import { emptyCounts } from './views.ts';
 import { WorkerRegistry } from './worker-registry.ts';
+import { TagSchedules } from './tag-schedules.ts';
 
 export type { WorkerLink } from './connected-worker.ts';
 export type { DeliveredResult } from './results.ts';
@@ -53,6 +57,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly prober: Prober;
   private readonly projects: Projects;
   private readonly registry: WorkerRegistry;
+  private readonly tagSchedules: TagSchedules;
   private readonly lifecycle: JobLifecycle;
   private readonly queries: Queries;
 
@@ -67,7 +72,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.results = new Results(state, this.dispatch, this.finisher, this.timers);
     this.prober = new Prober(state, this.dispatch);
     this.projects = new Projects(state);
-    this.registry = new WorkerRegistry(state, this.dispatch, this.prober, this.timers);
+    this.tagSchedules = new TagSchedules(state);
+    this.registry = new WorkerRegistry(state, this.dispatch, this.prober, this.timers, this.tagSchedules);
     this.lifecycle = new JobLifecycle(state, this.dispatch, this.prober, this.finisher, this.projects, (jobId) =>
       this.emit('event', { type: 'job_removed', jobId }),
     );
@@ -77,6 +83,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Rebuilds the in-memory queue from the store after a (re)start. */
   async restore(): Promise<void> {
     const { store, views, log } = this.state;
+    await this.tagSchedules.load();
     const requeued = await store.requeueRenderingFrames();
     const counts = await store.frameCounts();
     for (const job of await store.listJobs()) {
@@ -233,8 +240,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.registry.ready(workerId);
   }
 
-  workerScheduleChanged(workerId: string, asleepUntil: string | null): void {
-    this.registry.scheduleChanged(workerId, asleepUntil);
+  workerScheduleChanged(workerId: string, asleep: Asleep | null): void {
+    this.registry.scheduleChanged(workerId, asleep);
   }
 
   workerProgress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
@@ -251,6 +258,20 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   setWorkerTags(id: string, tags: string[] | null): Promise<Worker> {
     return this.registry.setTags(id, tags);
+  }
+
+  // ---- schedules per worker tag ------------------------------------------------------------
+
+  listTagSchedules(): TagScheduleView[] {
+    return this.tagSchedules.list();
+  }
+
+  setTagSchedule(tag: string, input: TagScheduleInput): Promise<TagScheduleView> {
+    return this.tagSchedules.set(tag, input);
+  }
+
+  clearTagSchedule(tag: string): Promise<void> {
+    return this.tagSchedules.clear(tag);
   }
 
   // ---- what workers deliver --------------------------------------------------------------

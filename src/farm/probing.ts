@@ -140,13 +140,21 @@ export class Prober {
   }
 
   /**
-   * Probing takes a couple of seconds beside a render, so an idle worker is best but any
-   * enabled one will do; one with the Blender the job asked for, when it asked.
+   * Probing takes a couple of seconds, so an idle worker is best, then one rendering nothing
+   * (awake before asleep), then any enabled one, beside its render; one with the Blender the
+   * job asked for, when it asked. Workers outside the hours of their schedules still read
+   * scenes: a job submitted while every worker sleeps shows its settings and problems at
+   * once, and is ready when they wake.
    */
   private pickProber(blender: string | null): ConnectedWorker | undefined {
     const all = [...this.state.workers.values()].filter(
       (w) => w.enabled && !this.cannotProbe.has(w.id) && (blender === null || w.blenders.some((version) => versionMatches(version, blender))),
     );
-    return all.find((w) => this.state.scheduler.isIdle(w.id)) ?? all.find((w) => !w.current) ?? all[0];
+    return (
+      all.find((w) => this.state.scheduler.isIdle(w.id)) ??
+      all.find((w) => !w.current && !w.asleep) ??
+      all.find((w) => !w.current) ??
+      all[0]
+    );
   }
 }

@@ -86,16 +86,22 @@ export class ReadModel {
       const have = [...new Set(workers.flatMap((worker) => worker.blenders))].join(', ') || 'none';
       return `waiting: this job renders with Blender ${blender}, and no connected worker has it (they have ${have}; blender_path or [blenders] in a worker's settings.conf)`;
     }
-    if (row.state === 'probing') return null;
+    if (row.state === 'probing' || workers.length === 0) return null;
     const required = jobRecord(row).request.requiredTags ?? [];
-    if (required.length > 0 && workers.length > 0 && !workers.some((worker) => required.every((tag) => worker.tags.includes(tag)))) {
+    if (required.length > 0 && !workers.some((worker) => required.every((tag) => worker.tags.includes(tag)))) {
       return `waiting: this job needs a worker with the tags ${required.join(', ')}, and no connected worker has them all (tags = [...] in a worker's settings.conf)`;
     }
-    if (!jobRecord(row).allowScripts) return null;
-    if (workers.some((worker) => worker.allowScripts)) return null;
-    return workers.length === 0
-      ? null
-      : 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
+    const scripts = jobRecord(row).allowScripts;
+    if (scripts && !workers.some((worker) => worker.allowScripts)) {
+      return 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
+    }
+    const able = workers.filter(
+      (w) => w.enabled && required.every((tag) => w.tags.includes(tag)) && (!scripts || w.allowScripts) && (!blender || w.blenders.some((version) => versionMatches(version, blender))),
+    );
+    if (able.length > 0 && able.every((worker) => worker.asleep)) {
+      return 'waiting: every worker that can render this job is asleep, outside the hours of its schedules; it starts when the first wakes (the workers page says when)';
+    }
+    return null;
   }
 
   frame(row: FrameSummaryRow): Frame {
@@ -117,7 +123,7 @@ export class ReadModel {
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null, blenders: worker?.blenders ?? [] };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleep: worker?.asleep ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null, blenders: worker?.blenders ?? [] };
   }
 
   async publishJob(jobId: string): Promise<void> {

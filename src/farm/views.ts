@@ -1,6 +1,6 @@
 import { tileBlockers } from '../jobs/index.ts';
 import { frameStateLetters, runsOf } from '../protocol/index.ts';
-import type { FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
+import type { Asleep, FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
 import type { FrameSummaryRow, JobRow, WorkerRow } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
 import { jobRecord, type StoredRequest } from './job-record.ts';
@@ -140,7 +140,7 @@ export function frameColumnsView(
 export interface LiveWorkerState {
   connected: boolean;
   current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
-  asleepUntil?: string | null;
+  asleep?: Asleep | null;
   tags?: string[];
   device?: { type: string; devices: string[] } | null;
   blenders?: string[];
@@ -168,7 +168,8 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,
     averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,
-    asleepUntil: live?.connected ? (live.asleepUntil ?? null) : null,
+    asleep: live?.connected ? (live.asleep ?? null) : null,
+    asleepUntil: live?.connected ? (live.asleep?.until ?? null) : null,
     device: live?.connected ? (live.device ?? null) : null,
     lastSeenAt: row.last_seen_at,
   };

@@ -161,6 +161,20 @@ export const workerStates = ['idle', 'rendering', 'offline'] as const;
 export const workerStateSchema = z.enum(workerStates);
 export type WorkerState = z.infer<typeof workerStateSchema>;
 
+/**
+ * Outside the hours of its schedules (its own `schedule` setting and those the server set
+ * for its tags), a worker takes no frames.
+ */
+export const asleepSchema = z.object({
+  /** When every schedule allows it again (ISO 8601); null: they share no hours, so it sleeps until one changes. */
+  until: z.iso.datetime({ offset: true }).nullable(),
+  /** Its own `schedule` setting keeps it asleep now. */
+  own: z.boolean(),
+  /** The tags whose schedules keep it asleep now. */
+  tags: tagsSchema,
+});
+export type Asleep = z.infer<typeof asleepSchema>;
+
 export const workerSchema = z.object({
   id: idSchema,
   name: z.string(),
@@ -185,7 +199,9 @@ export const workerSchema = z.object({
     .nullable(),
   framesRendered: z.number().int(),
   averageFrameMs: z.number().nullable(),
-  /** Outside the hours of its schedule: it takes no frames until this time (ISO 8601). */
+  /** Outside the hours of its schedules: it takes no frames; null while it takes work (or is offline). */
+  asleep: asleepSchema.nullable(),
+  /** `asleep.until`, kept for clients written before tag schedules: when it wakes (ISO 8601), else null. */
   asleepUntil: z.string().nullable(),
   /** What it renders on: CPU, or a GPU backend and the GPUs' names (settings render_device, gpus); null while offline. */
   device: z.object({ type: z.string(), devices: z.array(z.string()) }).nullable(),

@@ -1,16 +1,17 @@
 import { z } from 'zod';
-import { frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
+import { asleepSchema, frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { usedDeviceSchema } from './blender-session.ts';
 import { projectRefSchema } from './projects.ts';
 import { blenderVersionSchema, installedVersionSchema } from './blender-versions.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
+import { tagScheduleSchema } from './tag-schedules.ts';
 
 /**
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -48,10 +49,10 @@ const helloSchema = z.object({
 
 const readySchema = z.object({ type: z.literal('ready') });
 
-/** The worker's schedule (its `schedule` setting): asleep, it takes no frames until then; null: awake. */
+/** Sent on every connection while asleep, and whenever that changes; `asleep` null: awake. */
 const scheduleStateSchema = z.object({
   type: z.literal('schedule'),
-  asleepUntil: z.iso.datetime({ offset: true }).nullable(),
+  asleep: asleepSchema.nullable(),
 });
 
 const progressSchema = z.object({
@@ -154,6 +155,11 @@ export const serverToWorkerSchema = z.discriminatedUnion('type', [
   }),
   renderAssignmentSchema,
   probeRequestSchema,
+  /**
+   * The schedules the server set for this worker's tags: sent before the welcome, and again
+   * whenever they or its tags change. Empty: none of its tags has one.
+   */
+  z.object({ type: z.literal('tag_schedules'), schedules: z.array(tagScheduleSchema).max(32) }),
   /** The job ended or the frame went to someone else: stop and drop it. */
   z.object({ type: z.literal('cancel'), jobId: idSchema, frame: z.number().int().optional(), tile: tileIndexSchema }),
   z.object({ type: z.literal('error'), message: z.string() }),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { frameCursorSchema, idSchema, sha256Schema, UPLOAD_KEY_HEADER } from './api.ts';
+import { frameCursorSchema, idSchema, sha256Schema, tagSchema, UPLOAD_KEY_HEADER } from './api.ts';
 import type { ErrorCode } from './errors.ts';
 import { PROTOCOL_VERSION } from './messages.ts';
 import { passNameSchema } from './results.ts';
@@ -63,6 +63,7 @@ export interface RouteDoc {
 
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
 const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'worker id' };
+const workerTag: Param = { name: 'tag', in: 'path', schema: tagSchema, description: 'a worker tag, e.g. room-2' };
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
 const previewSize: Param = { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false };
 const sha256Param = (description: string): Param => ({ name: 'sha256', in: 'path', schema: sha256Schema, description });
@@ -322,6 +323,27 @@ export const routeDocs = [
     errors: ['WORKER_NOT_FOUND'],
   },
   {
+    name: 'listTagSchedules', method: 'get', path: '/api/tag-schedules', tag: 'workers', access: 'user',
+    summary: 'The schedules set per worker tag, with the connected workers that carry each tag',
+    ok: { 200: { description: 'every tag schedule, by tag', json: 'TagScheduleView', array: true } },
+  },
+  {
+    name: 'setTagSchedule', method: 'put', path: '/api/tag-schedules/:tag', tag: 'workers', access: 'user',
+    summary: "Set the hours the workers carrying a tag render (a whole room's), in each worker's local time",
+    description:
+      "Replaces the tag's schedule, if it had one. Every worker carrying the tag follows it at once, without reconnecting, beside its own `schedule` setting and its other tags' schedules: it renders only in hours that all of them allow. `stop` says what happens to a frame under way when the hours end (`finish` it, or hand it back `now`); null leaves it to each worker's `schedule_stop`.",
+    params: [workerTag],
+    body: { kind: 'json', ref: 'TagScheduleInput' },
+    ok: { 200: { description: 'the tag schedule', json: 'TagScheduleView' } },
+  },
+  {
+    name: 'clearTagSchedule', method: 'delete', path: '/api/tag-schedules/:tag', tag: 'workers', access: 'user',
+    summary: "Remove a tag's schedule: its workers go back to their own schedules at once",
+    params: [workerTag],
+    ok: { 204: { description: 'removed' } },
+    errors: ['TAG_SCHEDULE_NOT_FOUND'],
+  },
+  {
     name: 'downloadBlend', method: 'get', path: '/api/worker/blends/:sha256', tag: 'worker protocol', access: 'worker',
     summary: 'Download a scene by its SHA-256 (workers)',
     params: [sha256Param('SHA-256 of the .blend')],
@@ -378,6 +400,7 @@ interface PathParamTypes {
   tile: number;
   sha256: string;
   name: string;
+  tag: string;
 }
 /** A route's path parameters once checked against its declaration (edge/routing.ts pathOf). */
 export type PathValues<N extends RouteName> = {

@@ -3,6 +3,7 @@ import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
 import { frameStatesLeadingTo, statesLeadingTo, type FrameCounts, type FrameState, type JobState } from '../protocol/index.ts';
 import { CredentialRows } from './credential-rows.ts';
 import { ProjectRows } from './project-rows.ts';
+import { TagScheduleRows } from './tag-schedule-rows.ts';
 import { GroupCommitDatabase } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts';
@@ -41,6 +42,8 @@ export class Store {
   readonly credentials: CredentialRows;
   /** Project manifests. */
   readonly projects: ProjectRows;
+  /** Schedules set per worker tag. */
+  readonly tagSchedules: TagScheduleRows;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -48,6 +51,7 @@ export class Store {
   ) {
     this.credentials = new CredentialRows(db, () => this.committed());
     this.projects = new ProjectRows(db);
+    this.tagSchedules = new TagScheduleRows(db);
   }
 
   /** `onCommitFailed`: writes that callers saw succeed could not be saved (disk full, I/O error). */

@@ -88,6 +88,15 @@ export interface ProjectsTable {
   created_at: string;
 }
 
+export interface TagSchedulesTable {
+  tag: string;
+  /** The schedule's text, e.g. "Mon-Fri 18:00-08:00" (src/protocol/schedule.ts). */
+  schedule: string;
+  /** finish | now; null: each worker's own schedule_stop. */
+  stop: string | null;
+  updated_at: string;
+}
+
 export interface Database {
   projects: ProjectsTable;
   jobs: JobsTable;
@@ -95,4 +104,5 @@ export interface Database {
   workers: WorkersTable;
   tokens: TokensTable;
   sessions: SessionsTable;
+  tag_schedules: TagSchedulesTable;
 }

@@ -1,4 +1,4 @@
-import { mkdir, rm, statfs } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { WorkerSettings } from '../config/index.ts';
@@ -16,11 +16,9 @@ import { uploadFrame } from './frame-uploader.ts';
 import { readWorkerId, writeWorkerId } from './local-facts.ts';
 import { collectPasses, frameFolder, PASSES_FOLDER } from './passes.ts';
 import { UploadQueue } from './upload-queue.ts';
-import { clockTime } from './schedule.ts';
 import { ScheduleWatch } from './schedule-watch.ts';
-
-/** How often a worker short of disk space looks again. */
-const SPACE_RECHECK_MS = 3000;
+import { DiskSpace } from './disk-space.ts';
+import { asleepMessage, describeSleep, type SleepState } from './schedules-combined.ts';
 
 /** Progress messages per frame are capped at this rate; Cycles prints a line per sample. */
 const PROGRESS_INTERVAL_MS = 250;
@@ -65,9 +63,11 @@ export class RenderWorker {
   private rendering: Promise<void> = Promise.resolve();
   private draining = false;
   private shutDown = false;
-  private waitingForSpace = false;
+  private readonly space: DiskSpace;
   private readonly uploads: UploadQueue;
   private readonly schedule: ScheduleWatch;
+  /** What this connection's server was last told of the schedule (JSON), so it is told each change once. */
+  private toldSchedule: string | null = null;
   private stopped: Promise<string>;
   private stop!: (reason: string) => void;
 
@@ -94,7 +94,9 @@ export class RenderWorker {
       logger: log,
     });
     this.stopped = new Promise((resolve) => (this.stop = resolve));
-    this.schedule = new ScheduleWatch(settings.schedule, { asleep: (until) => this.fallAsleep(until), awake: () => this.wakeUp() }, clock);
+    this.space = new DiskSpace(settings.cache_dir, settings.min_free_mb, settings.name ?? os.hostname());
+    const sleepChanged = (now: SleepState | null, was: SleepState | null) => (now ? this.fallAsleep(now, was) : this.wakeUp());
+    this.schedule = new ScheduleWatch({ text: settings.schedule, stop: settings.schedule_stop }, { changed: sleepChanged }, clock);
     this.uploads = new UploadQueue(
       (upload) => {
         // Retried (no HTTP status) until the connection is open again and has its key.
@@ -127,6 +129,7 @@ export class RenderWorker {
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),
         onClose: () => {
           this.uploadKey = undefined; // it belonged to that connection
+          this.toldSchedule = null; // a new connection starts awake on the server
           this.log.warn('connection to the server closed');
         },
         onMessage: (message) => this.handle(message),
@@ -206,7 +209,9 @@ export class RenderWorker {
   }
 
   private askForWork(): void {
-    if (!this.draining && !this.current && !this.schedule.asleepUntil) this.connection.send({ type: 'ready' });
+    // Not before this connection's welcome (no upload key yet): the welcome asks, and asking twice could get two frames.
+    if (!this.uploadKey || this.draining || this.current || this.schedule.asleep) return;
+    this.connection.send({ type: 'ready' });
   }
 
   /** Reads the clock against the schedule now; the worker also does so by itself when the schedule changes. */
@@ -214,25 +219,29 @@ export class RenderWorker {
     this.schedule.check();
   }
 
-  /** Tells the server whether the schedule lets this worker take frames (on every connection, and when it changes). */
+  /** Tells the server whether its schedules let it take frames, once per change (a connection starts awake there). */
   private reportSchedule(): void {
-    const until = this.schedule.asleepUntil;
-    if (until || this.settings.schedule !== undefined) this.connection.send({ type: 'schedule', asleepUntil: until?.toISOString() ?? null });
+    const asleep = asleepMessage(this.schedule.asleep);
+    const told = JSON.stringify(asleep);
+    if (told !== (this.toldSchedule ?? 'null') && this.connection.send({ type: 'schedule', asleep })) this.toldSchedule = told;
   }
 
   /**
-   * The schedule's hours are over: no new frame. The one rendering finishes and uploads,
-   * or, with schedule_stop = "now", goes back to the farm at once and Blender stops.
+   * The hours of its schedules are over (or it sleeps on for other reasons): no new frame.
+   * The one rendering finishes and uploads, or, when a schedule keeping it asleep says
+   * stop "now", goes back to the farm at once and Blender stops.
    */
-  private fallAsleep(until: Date): void {
-    this.log.info({ until: until.toISOString() }, `schedule: asleep until ${clockTime(until)}`);
+  private fallAsleep(sleep: SleepState, was: SleepState | null): void {
+    this.log.info(asleepMessage(sleep)!, `schedule: ${was ? 'still ' : ''}asleep ${describeSleep(sleep)}`);
     this.reportSchedule();
+    this.blenders.coolDown();
     const current = this.current;
     // Nothing rendering: the job's Blender and its memory go back to the person at the desk.
     if (!current) return void this.closeSession();
-    if (this.settings.schedule_stop !== 'now') return; // the frame finishes; its Blender closes then
+    // The frame finishes (its Blender closes then), unless "now" and it is not stopped already.
+    if (sleep.stop !== 'now' || this.cancelled) return;
     const { jobId, frame } = current;
-    const error = `the schedule of worker ${this.settings.name ?? os.hostname()} ended (schedule_stop = "now")`;
+    const error = `worker ${this.settings.name ?? os.hostname()} is asleep ${describeSleep(sleep)}, and its schedule says stop "now"`;
     this.connection.send({ type: 'frame_failed', jobId, frame, tile: current.tile?.index, error, log: '', reason: 'asleep' });
     this.cancelled = true;
     this.open?.session.kill();
@@ -264,6 +273,9 @@ export class RenderWorker {
       case 'probe':
         void this.probe(message);
         return;
+      case 'tag_schedules':
+        this.schedule.setTagSchedules(message.schedules);
+        return;
       case 'cancel':
         this.cancel(message.jobId, message.frame, message.tile);
         return;
@@ -280,9 +292,10 @@ export class RenderWorker {
     this.cancelled = false;
     const log = this.log.child({ jobId, frame, tile });
     let lastProgress = 0;
-    if (this.schedule.asleepUntil) {
+    const asleep = this.schedule.asleep;
+    if (asleep) {
       // Sent just before the schedule ended: it goes back untouched, at no cost to the frame.
-      const error = `worker ${this.settings.name ?? os.hostname()} is asleep until ${clockTime(this.schedule.asleepUntil)} (its schedule)`;
+      const error = `worker ${this.settings.name ?? os.hostname()} is asleep ${describeSleep(asleep)}`;
       log.info('asleep: handing the frame back');
       this.connection.send({ type: 'frame_failed', jobId, frame, tile, error, log: '', reason: 'asleep' });
       this.current = null;
@@ -297,7 +310,7 @@ export class RenderWorker {
       this.askForWork();
       return;
     }
-    const short = await this.spaceShortage();
+    const short = await this.space.shortage();
     if (short) {
       log.error({ reason: short }, 'disk full: handing the frame back');
       this.connection.send({ type: 'frame_failed', jobId, frame, tile, error: short, log: '', reason: 'disk_full' });
@@ -340,35 +353,18 @@ export class RenderWorker {
       }
     } finally {
       this.current = null;
-      if (this.schedule.asleepUntil) void this.closeSession();
+      if (this.schedule.asleep) void this.closeSession();
       this.prewarmIfIdle();
       this.askForWork();
     }
   }
 
-  /** Why the cache folder cannot take another frame, or null when it has room (min_free_mb). */
-  private async spaceShortage(): Promise<string | null> {
-    await mkdir(this.settings.cache_dir, { recursive: true });
-    const { bavail, bsize } = await statfs(this.settings.cache_dir);
-    const freeMb = (bavail * bsize) / 1024 / 1024;
-    if (freeMb >= this.settings.min_free_mb) return null;
-    return `worker ${this.settings.name ?? os.hostname()} has only ${freeMb.toFixed(0)} MiB free in ${this.settings.cache_dir} (min_free_mb = ${this.settings.min_free_mb}); free space there`;
-  }
-
-  /** Takes no work until the disk has room again, checking now and then. */
+  /** Takes no work until the disk has room again (min_free_mb). */
   private waitForSpace(): void {
-    if (this.waitingForSpace) return;
-    this.waitingForSpace = true;
-    const check = setInterval(() => {
-      void this.spaceShortage().then((short) => {
-        if (short || this.shutDown) return;
-        clearInterval(check);
-        this.waitingForSpace = false;
-        this.log.info('disk has room again: taking work');
-        this.askForWork();
-      });
-    }, SPACE_RECHECK_MS);
-    check.unref();
+    this.space.waitForRoom(() => {
+      this.log.info('disk has room again: taking work');
+      this.askForWork();
+    }, () => this.shutDown);
   }
 
   /** One Blender per job: reused frame after frame, replaced when the job changes or Blender died. */
@@ -444,12 +440,12 @@ export class RenderWorker {
    * not slow a frame, and the job's own session serves its next frames anyway.
    */
   private prewarmIfIdle(): void {
-    if (this.current || this.open?.session.alive || this.draining || this.shutDown || this.schedule.asleepUntil) return;
+    if (this.current || this.open?.session.alive || this.draining || this.shutDown || this.schedule.asleep) return;
     this.blenders.warmUp();
   }
 
   private async probe(request: ProbeRequest): Promise<void> {
-    const short = await this.spaceShortage();
+    const short = await this.space.shortage();
     if (short) {
       this.log.error({ jobId: request.jobId, reason: short }, 'disk full: handing the probe back');
       this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: short, reason: 'disk_full' });
@@ -458,7 +454,9 @@ export class RenderWorker {
     }
     try {
       const allowScripts = request.allowScripts && this.settings.allow_scripts;
-      const scene = this.current
+      // Asleep, the worker still reads scenes (so a job submitted at night shows its settings
+      // and problems at once), in a Blender that exits after: it renders nothing until it wakes.
+      const scene = this.current || this.schedule.asleep
         ? await this.probeAside(request, allowScripts)
         : await this.withSession({ ...request, allowScripts }, null, (open) => open.session.probe());
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
@@ -468,9 +466,9 @@ export class RenderWorker {
   }
 
   /**
-   * While a frame of another job renders, the probe runs in a Blender of its own, which
-   * leaves that job's session alone. An idle worker probes in the session that then
-   * renders the job's frames: one Blender start and one scene load for both.
+   * While a frame of another job renders (or the worker sleeps), the probe runs in a Blender
+   * of its own, which leaves that job's session alone. An idle worker probes in the session
+   * that then renders the job's frames: one Blender start and one scene load for both.
    */
   private async probeAside(request: ProbeRequest, allowScripts: boolean): Promise<SceneInfo> {
     const { blendFile, project } = await this.sceneFiles(request);

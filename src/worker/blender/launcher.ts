@@ -58,6 +58,12 @@ export class BlenderLauncher {
     return this.warm?.waitingForScene ?? false;
   }
 
+  /** Ends the pre-warmed Blender while the worker sleeps, giving its memory back; warmUp starts another. */
+  coolDown(): void {
+    this.warm?.kill();
+    this.warm = null;
+  }
+
   /** Kills the pre-warmed Blender: it must not outlive the worker. */
   stop(): void {
     this.stopped = true;
