@@ -6,7 +6,7 @@ import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type SceneI
 import type { Logger } from '../util/log.ts';
 import { TlsClient, workerTls } from '../util/tls-client.ts';
 import { BlenderLauncher, checkRenderDevice, RenderDeviceError, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
-import { findInstallations, installationFor, reportedVersions, type BlenderInstallation } from './blender/installations.ts';
+import { defaultBlenderPath, findInstallations, installationFor, reportedVersions, type BlenderInstallation } from './blender/installations.ts';
 import { ConfigError } from '../config/index.ts';
 import { trimCache } from './cache-budget.ts';
 import { ProjectCache } from './project-cache.ts';
@@ -489,11 +489,6 @@ export class RenderWorker {
       void this.closeSession().then(() => this.prewarmIfIdle());
     }
   }
-}
-
-/** The first of blender_path's installations: the one pre-warmed, and the one a job naming no version gets. */
-function defaultBlenderPath(blenderPath: string | string[]): string {
-  return Array.isArray(blenderPath) ? blenderPath[0]! : blenderPath;
 }
 
 /** Whether the open session serves the job: the same job, alive, with its Blender and its project's files. */

@@ -29,6 +29,11 @@ export async function findInstallations(blenderPath: string | string[], table: R
   return [...listed, ...tabled].filter((one) => !seen.has(one.path) && seen.add(one.path));
 }
 
+/** The first of blender_path's installations: the one pre-warmed, and the one a job naming no version gets. */
+export function defaultBlenderPath(blenderPath: string | string[]): string {
+  return Array.isArray(blenderPath) ? blenderPath[0]! : blenderPath;
+}
+
 /**
  * The installation to render or probe with: the newest of the wanted release, or the
  * default (first) when the job names none. Undefined: this worker lacks it.
