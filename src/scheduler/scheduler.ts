@@ -14,7 +14,11 @@
  */
 import { tileRegions, type FrameState, type TileGrid } from '../protocol/index.ts';
 import {
+  addHolder,
   assignmentOf,
+  dropHolder,
+  fairFirst,
+  queueFirst,
   forgetAssignments,
   heldKey,
   isOpenUnit,
@@ -480,33 +484,14 @@ export class Scheduler {
   }
 
   private addHolder(entry: JobEntry, unit: string, workerId: string): void {
-    let holders = entry.inFlight.get(unit);
-    if (!holders) {
-      entry.inFlight.set(unit, (holders = new Map()));
-      if (!unit.includes('/')) entry.wholeInFlight++;
-    }
-    if (!holders.has(workerId)) entry.workersOn.set(workerId, (entry.workersOn.get(workerId) ?? 0) + 1);
-    holders.set(workerId, this.now());
+    addHolder(entry, unit, workerId, this.now());
     this.held.get(workerId)?.add(heldKey(entry.jobId, unit));
-    let assigned = entry.assignedTo.get(unit);
-    if (!assigned) entry.assignedTo.set(unit, (assigned = new Set()));
-    assigned.add(workerId);
   }
 
   /** Removes one holder of a unit; true when nobody renders the unit any more. */
   private dropHolder(entry: JobEntry, unit: string, workerId: string): boolean {
     this.held.get(workerId)?.delete(heldKey(entry.jobId, unit));
-    const holders = entry.inFlight.get(unit);
-    if (!holders) return true;
-    if (holders.delete(workerId)) {
-      const units = (entry.workersOn.get(workerId) ?? 1) - 1;
-      if (units > 0) entry.workersOn.set(workerId, units);
-      else entry.workersOn.delete(workerId);
-    }
-    if (holders.size > 0) return false;
-    entry.inFlight.delete(unit);
-    if (!unit.includes('/')) entry.wholeInFlight--;
-    return true;
+    return dropHolder(entry, unit, workerId);
   }
 
   private recordDuration(entry: JobEntry, workerId: string, frameMs: number): void {
@@ -525,16 +510,11 @@ export class Scheduler {
     return false;
   }
 
-  /**
-   * The queue as `fair` serves it: priority still first; within a priority, the job with
-   * the fewest workers on it, then the earliest. Sorted per idle worker, since each worker
-   * handed out changes the counts; a copy of a queue of jobs, not of frames, so cheap.
-   */
   private fairOrder(): JobEntry[] {
-    return [...this.order].sort((a, b) => b.priority - a.priority || a.workersOn.size - b.workersOn.size || a.seq - b.seq);
+    return [...this.order].sort(fairFirst);
   }
 
   private sortQueue(): void {
-    this.order.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    this.order.sort(queueFirst);
   }
 }
