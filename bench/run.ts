@@ -15,6 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bigFiles } from './big-files.ts';
 import { firstFrame } from './first-frame.ts';
+import { idleWorkers } from './idle-workers.ts';
 import type { Benchmark, BenchContext } from './lib/harness.ts';
 import { option, OptionError, parseCommandLine, unreadOptions } from './lib/options.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
@@ -34,6 +35,7 @@ const BENCHMARKS: Benchmark[] = [
   uiLoad,
   tiles,
   resubmit,
+  idleWorkers,
   // ---- add new benchmarks here (one line each) ----
 ];
 
