@@ -1,5 +1,5 @@
 import { blenderForJob, compileJob, CompileError, missingFiles } from '../jobs/index.ts';
-import { framesOf, versionMatches, type SceneInfo } from '../protocol/index.ts';
+import { framesOf, hasBlender, type SceneInfo } from '../protocol/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { FarmState } from './state.ts';
@@ -148,7 +148,7 @@ export class Prober {
    */
   private pickProber(blender: string | null): ConnectedWorker | undefined {
     const all = [...this.state.workers.values()].filter(
-      (w) => w.enabled && !this.cannotProbe.has(w.id) && (blender === null || w.blenders.some((version) => versionMatches(version, blender))),
+      (w) => w.enabled && !this.cannotProbe.has(w.id) && (blender === null || hasBlender(w.blenders, blender)),
     );
     return (
       all.find((w) => this.state.scheduler.isIdle(w.id)) ??

@@ -1,4 +1,4 @@
-import { versionMatches, type FarmChange, type Frame, type FrameColumns, type FrameCounts, type Job } from '../protocol/index.ts';
+import { hasBlender, type FarmChange, type Frame, type FrameColumns, type FrameCounts, type Job } from '../protocol/index.ts';
 import type { Scheduler } from '../scheduler/index.ts';
 import type { FrameSummaryRow, JobRow, Store } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
@@ -82,7 +82,7 @@ export class ReadModel {
     if (!['probing', 'queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];
     const blender = row.blender_version ?? jobRecord(row).request.blender ?? null;
-    if (blender && workers.length > 0 && !workers.some((worker) => worker.blenders.some((version) => versionMatches(version, blender)))) {
+    if (blender && workers.length > 0 && !workers.some((worker) => hasBlender(worker.blenders, blender))) {
       const have = [...new Set(workers.flatMap((worker) => worker.blenders))].join(', ') || 'none';
       return `waiting: this job renders with Blender ${blender}, and no connected worker has it (they have ${have}; blender_path or [blenders] in a worker's settings.conf)`;
     }
@@ -96,7 +96,7 @@ export class ReadModel {
       return 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
     }
     const able = workers.filter(
-      (w) => w.enabled && required.every((tag) => w.tags.includes(tag)) && (!scripts || w.allowScripts) && (!blender || w.blenders.some((version) => versionMatches(version, blender))),
+      (w) => w.enabled && required.every((tag) => w.tags.includes(tag)) && (!scripts || w.allowScripts) && (!blender || hasBlender(w.blenders, blender)),
     );
     if (able.length > 0 && able.every((worker) => worker.asleep)) {
       return 'waiting: every worker that can render this job is asleep, outside the hours of its schedules; it starts when the first wakes (the workers page says when)';

@@ -35,6 +35,11 @@ export function versionMatches(installed: string, wanted: string): boolean {
   return have.length >= want.length && want.every((part, i) => have[i] === part);
 }
 
+/** Whether any of a worker's installed versions is the wanted one. */
+export function hasBlender(installed: readonly string[], wanted: string): boolean {
+  return installed.some((version) => versionMatches(version, wanted));
+}
+
 /** major.minor of a version: what the farm keeps a job to, so every frame renders alike. */
 export function releaseOf(version: string): string {
   return parts(version).slice(0, 2).join('.');

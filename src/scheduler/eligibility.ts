@@ -1,4 +1,4 @@
-import { versionMatches } from '../protocol/blender-versions.ts';
+import { hasBlender } from '../protocol/blender-versions.ts';
 
 /**
  * Which workers may render a job at all, whatever the queue says: the job's needs
@@ -27,6 +27,6 @@ export function canRender(needs: JobNeeds, worker: WorkerTraits | undefined): bo
   return (
     (!needs.needsScripts || worker.allowScripts) &&
     needs.requiredTags.every((tag) => worker.tags.has(tag)) &&
-    (needs.blender === null || worker.blenders.some((version) => versionMatches(version, needs.blender!)))
+    (needs.blender === null || hasBlender(worker.blenders, needs.blender))
   );
 }
