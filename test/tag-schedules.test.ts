@@ -96,8 +96,11 @@ describe('schedules per worker tag, set on the server', () => {
     await until(async () => (await shown()).asleep !== null, 5000, 'the worker shown asleep');
     assert.deepEqual((await shown()).asleep, asleep);
     assert.equal((await shown()).asleepUntil, asleep.until);
+    const asleepGauge = async () => /^archenland_workers_asleep (\d+)$/m.exec(await (await send('GET', apiPath('metrics'))).text())?.[1];
+    assert.equal(await asleepGauge(), '1', '/metrics counts it asleep');
     worker.send({ type: 'schedule', asleep: null });
     await until(async () => (await shown()).asleep === null, 5000, 'the worker shown awake');
+    assert.equal(await asleepGauge(), '0');
     worker.close();
   });
 

@@ -28,6 +28,11 @@ export function createFarmMetrics(farm: Farm) {
     labelNames: ['state', 'enabled'],
     registers: [registry],
   });
+  const asleep = new Gauge({
+    name: 'archenland_workers_asleep',
+    help: 'Connected workers outside the hours of their schedules (counted as idle in archenland_workers): they take no frames',
+    registers: [registry],
+  });
   const rendered = new Counter({ name: 'archenland_frames_rendered_total', help: 'Frames rendered and accepted since the server started', registers: [registry] });
   const failed = new Counter({ name: 'archenland_frames_failed_total', help: 'Frames that failed for good (all retries used) since the server started', registers: [registry] });
   const renderTime = new Histogram({
@@ -99,6 +104,7 @@ export function createFarmMetrics(farm: Farm) {
         for (const state of frameStates) frames.inc({ state }, job.counts[state]);
       }
       for (const worker of workerList) workers.inc({ state: worker.state, enabled: String(worker.enabled) });
+      asleep.set(workerList.filter((worker) => worker.state !== 'offline' && worker.asleep !== null).length);
       return registry.metrics();
     },
     close() {
