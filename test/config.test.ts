@@ -439,6 +439,9 @@ test('a worker names several Blenders: blender_path as a list, or a [blenders] t
   const settings = loadSettings('worker', { file: table, env: {} });
   assert.deepEqual(settings.blenders, { '4.2': '/opt/blender-4.2/blender', '3.6.5': '/opt/blender-3.6/blender' });
   assert.equal(settings.blender_path, 'blender', 'the default installation stays');
+  // `archenland start` hands the table to its local worker.
+  const start = settingsFile(t, 'web_port = 9001', '[blenders]', '"4.2" = "/opt/blender-4.2/blender"');
+  assert.deepEqual(loadStartSettings({ file: start, env: {} }).localWorker, { blenders: { '4.2': '/opt/blender-4.2/blender' } });
   // One path from the environment, as before.
   assert.equal(loadSettings('worker', { env: { ARCHENLAND_BLENDER_PATH: '/usr/local/bin/blender' } }).blender_path, '/usr/local/bin/blender');
 
