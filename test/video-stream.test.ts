@@ -71,14 +71,23 @@ describe('a video streamed to ffmpeg frame by frame', () => {
     assert.deepEqual(await stream.finish(), { frames: 2 });
   });
 
-  it('fails when ffmpeg cannot decode what it is fed', async () => {
+  it('fails when ffmpeg cannot decode a frame, wherever it is (the batch encode handles such frames its own way)', async () => {
     const dir = path.join(work, 'corrupt');
-    const frames = await makeFrames(path.join(dir, 'frames'), [1], { width: 64, height: 36 });
-    const bad = path.join(dir, 'frames', 'frame_0002.png');
-    writeFileSync(bad, Buffer.concat([readFileSync(frames.files[0]!).subarray(0, 200), Buffer.alloc(5000, 7)]));
-    const stream = VideoStream.open({ ffmpegPath: 'ffmpeg', extension: 'png', fps: 24, output: path.join(dir, 'out.mp4') });
-    await stream.append(bad);
-    await assert.rejects(stream.finish(), /ffmpeg (exited with code|encoded 0 frames)/);
+    const frames = await makeFrames(path.join(dir, 'frames'), [1, 2, 3, 4, 5, 6], { width: 64, height: 36 });
+    const good = readFileSync(frames.files[0]!);
+    const corruptions = {
+      'cut short, then noise': Buffer.concat([good.subarray(0, 200), Buffer.alloc(5000, 7)]),
+      // Every chunk in place, the image data scrambled: the parser keeps its place, the decoder fails.
+      'bad image data': Buffer.from(good.map((byte, i) => (i > 60 && i < good.length - 20 ? byte ^ 0x5a : byte))),
+    };
+    for (const [name, bytes] of Object.entries(corruptions)) {
+      for (const at of [0, 2, 5]) {
+        writeFileSync(path.join(dir, 'bad.png'), bytes);
+        const stream = VideoStream.open({ ffmpegPath: 'ffmpeg', extension: 'png', fps: 24, output: path.join(dir, 'out.mp4') });
+        for (const [i, file] of frames.files.entries()) await stream.append(i === at ? path.join(dir, 'bad.png') : file);
+        await assert.rejects(stream.finish(), /ffmpeg (exited with code|encoded \d+ frames of the 6|duplicated or dropped|reported)/, `${name}, frame ${at + 1}`);
+      }
+    }
   });
 
   it('fails when ffmpeg cannot be started, or cannot write the video', async () => {

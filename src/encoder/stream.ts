@@ -46,8 +46,9 @@ export class VideoStream {
   private stderr = '';
   private closing = false;
   private framesFed = 0;
-  /** Frames ffmpeg reports as encoded, from its `-progress` lines. */
+  /** Frames ffmpeg reports as encoded, and as duplicated or dropped to keep the rate, from its `-progress` lines. */
   private framesEncoded = 0;
+  private framesPatched = 0;
 
   private constructor(private readonly request: StreamRequest) {
     const demuxer = PIPE_DEMUXERS[request.extension];
@@ -64,7 +65,11 @@ export class VideoStream {
     this.child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       const lines = (pending + chunk).split('\n');
       pending = lines.pop()!;
-      for (const line of lines) if (line.startsWith('frame=')) this.framesEncoded = Number(line.slice(6));
+      for (const line of lines) {
+        const [key, value] = line.split('=');
+        if (key === 'frame') this.framesEncoded = Number(value);
+        else if (key === 'dup_frames' || key === 'drop_frames') this.framesPatched = Math.max(this.framesPatched, Number(value));
+      }
     });
     this.child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-4000);
@@ -107,7 +112,12 @@ export class VideoStream {
     return stats;
   }
 
-  /** No more frames: waits for ffmpeg to finish the video. Rejects unless it made one of every frame fed. */
+  /**
+   * No more frames: waits for ffmpeg to finish the video. Rejects unless it made one
+   * video frame of each frame fed and said nothing: a frame it could not decode shows as
+   * an error, a frame missing or duplicated to keep the rate, or fewer frames (the image
+   * parser lost its place), and the batch encode may treat such a frame differently.
+   */
   async finish(): Promise<{ frames: number }> {
     this.assertRunning();
     this.closing = true;
@@ -117,6 +127,8 @@ export class VideoStream {
     if (this.framesEncoded !== this.framesFed) {
       throw new Error(`ffmpeg encoded ${this.framesEncoded} frames of the ${this.framesFed} it was given`);
     }
+    if (this.framesPatched > 0) throw new Error('ffmpeg duplicated or dropped frames to keep the frame rate');
+    if (this.stderr.trim()) throw new Error(`ffmpeg reported: ${lastLines(this.stderr, 5)}`);
     return { frames: this.framesEncoded };
   }
 
