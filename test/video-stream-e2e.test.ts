@@ -259,6 +259,23 @@ function submitSlowly(s: Scenario): Promise<Job> {
   return s.submit({ order: 'sequential', maxWorkers: '1' });
 }
 
+describe('the server stopped gracefully mid-stream', () => {
+  it('stops its ffmpeg and removes the partial video (a restart starts the stream anew)', async () => {
+    const s = await scenario({ bodies: await frameBodies('stop', FRAMES, 'png') });
+    try {
+      const job = await submitSlowly(s);
+      await until(() => (s.farm.server.farm.videoStream(job.id)?.fed ?? 0) >= 3, 30_000, 'three frames fed');
+      const pid = s.farm.server.farm.videoStream(job.id)!.pid!;
+      await s.sims.close();
+      await s.farm.server.close();
+      assert.equal(alive(pid), false, 'ffmpeg was stopped with the server');
+      assert.deepEqual(filesMatching(s.jobDir(job.id), /^video/), []);
+    } finally {
+      await s.sims.close();
+    }
+  });
+});
+
 describe('the server killed mid-stream (real server processes)', () => {
   const processes: FarmProcess[] = [];
   let sims: SimulatedWorkers | undefined;

@@ -27,6 +27,8 @@ interface Live {
   over: boolean;
   /** Set when the job left rendering (drop). */
   dropped: boolean;
+  /** Set once every frame is done and the video is being finished (finish). */
+  finishing: boolean;
 }
 
 /** A job that tried and will be encoded the batch way when it ends (until it leaves rendering). */
@@ -105,9 +107,12 @@ export class VideoStreams {
     this.state.background(entry.started.then(() => entry.stream?.abort()));
   }
 
-  /** Stops every stream: the server is stopping. */
+  /**
+   * The server is stopping: streams of jobs still rendering stop (a restart starts them
+   * anew); videos being finished are left to finish, as batch encodes under way are.
+   */
   async stopAll(): Promise<void> {
-    const live = [...this.jobs.entries()].filter((e): e is [string, Live] => e[1].kind === 'live');
+    const live = [...this.jobs.entries()].filter((e): e is [string, Live] => e[1].kind === 'live' && !e[1].finishing);
     for (const [jobId] of live) this.drop(jobId, 'the server is stopping');
     await Promise.allSettled(live.map(([, entry]) => entry.started.then(() => entry.stream?.abort())));
   }
@@ -126,6 +131,7 @@ export class VideoStreams {
       log.info({ jobId, reason }, 'no video stream: encoding every frame now');
       return null;
     }
+    entry.finishing = true;
     const startedAt = performance.now();
     const fedBefore = entry.fed.length;
     try {
@@ -169,7 +175,7 @@ export class VideoStreams {
   private open(jobId: string): void {
     const output = path.join(this.state.dataDir.jobDir(jobId), `video.stream-${randomBytes(6).toString('hex')}.mp4`);
     const entry: Live = {
-      kind: 'live', jobId, extension: '', frames: [], done: new Set(), fed: [], stream: null, started: Promise.resolve(), output, feeding: null, over: false, dropped: false,
+      kind: 'live', jobId, extension: '', frames: [], done: new Set(), fed: [], stream: null, started: Promise.resolve(), output, feeding: null, over: false, dropped: false, finishing: false,
     };
     this.jobs.set(jobId, entry);
     entry.started = this.start(entry);
