@@ -25,6 +25,7 @@ import { scale } from './scale.ts';
 import { tailDuplication } from './tail-duplication.ts';
 import { tiles } from './tiles.ts';
 import { uiLoad } from './ui-load.ts';
+import { videoStream } from './video-stream.ts';
 
 const BENCHMARKS: Benchmark[] = [
   overhead,
@@ -36,6 +37,7 @@ const BENCHMARKS: Benchmark[] = [
   tiles,
   resubmit,
   idleWorkers,
+  videoStream,
   // ---- add new benchmarks here (one line each) ----
 ];
 

@@ -48,6 +48,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     trust_loopback: true,
     public_hosts: [],
     queue_policy: 'fifo',
+    video_streams: 2,
     tail_duplicates: true,
     log_level: 'info',
     log_format: 'auto',
@@ -92,6 +93,7 @@ test('a full valid server file is read as typed values', (t) => {
     'frame_timeout_s = 3600',
     'trust_loopback = false',
     'queue_policy = "fair"',
+    'video_streams = 1',
     'tail_duplicates = false',
     'log_level = "debug"',
     'log_format = "json"',
@@ -110,6 +112,7 @@ test('a full valid server file is read as typed values', (t) => {
     trust_loopback: false,
     public_hosts: [],
     queue_policy: 'fair',
+    video_streams: 1,
     tail_duplicates: false,
     log_level: 'debug',
     log_format: 'json',
@@ -194,6 +197,7 @@ test('other bad values name what is expected', (t) => {
     ['trust_loopback = "yes"', /expected true or false, got "yes"/],
     ['max_upload_mb = 0', /expected an integer of at least 1, got 0/],
     ['frame_retries = 1.5', /expected an integer between 0 and 100, got 1.5/],
+    ['video_streams = -1', /expected an integer between 0 and 64, got -1/],
     // The token is a secret: only its length shows up in the message.
     ['token = "short-secret"', /expected a string of at least 16 characters, got a 12-character string/],
   ];
@@ -336,7 +340,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'video_streams', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

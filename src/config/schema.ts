@@ -68,6 +68,14 @@ export const serverSchema = z.strictObject({
     .enum(['fifo', 'fair'])
     .default('fifo')
     .describe('How jobs of the same priority share the workers: fifo, the earliest submitted first; fair, each idle worker to the job with the fewest workers on it, so they split the farm evenly'),
+  video_streams: z
+    .int()
+    .min(0)
+    .max(64)
+    .default(2)
+    .describe(
+      "How many jobs' videos ffmpeg encodes while they render (one ffmpeg each, fed the frames in order as they arrive, so the video is ready moments after the last frame); other jobs' videos are encoded when their last frame is in. 0: always at the end",
+    ),
   tail_duplicates: z
     .boolean()
     .default(true)

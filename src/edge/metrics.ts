@@ -48,6 +48,27 @@ export function createFarmMetrics(farm: Farm) {
     labelNames: ['kind'],
     registers: [registry],
   });
+  // Read from the farm at scrape time: it keeps the counts of the videos it made.
+  new Counter({
+    name: 'archenland_videos_total',
+    help: 'Videos made since the server started: streamed while the job rendered (how="stream") or encoded from every frame once the last was in (how="batch")',
+    labelNames: ['how'],
+    registers: [registry],
+    collect() {
+      const { streamed, batch } = farm.videoStats();
+      this.reset();
+      this.inc({ how: 'stream' }, streamed);
+      this.inc({ how: 'batch' }, batch);
+    },
+  });
+  new Gauge({
+    name: 'archenland_video_streams',
+    help: 'Jobs whose video ffmpeg is encoding while they render (at most the setting video_streams)',
+    registers: [registry],
+    collect() {
+      this.set(farm.videoStats().streaming);
+    },
+  });
   for (const state of ['completed', 'failed', 'cancelled']) finished.inc({ state }, 0);
   for (const kind of ['blend', 'frame']) uploaded.inc({ kind }, 0);
 

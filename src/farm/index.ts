@@ -106,6 +106,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   async stop(): Promise<void> {
     this.state.stopping = true;
     this.timers.clearAll();
+    await this.state.videoStreams.stopAll();
     await this.state.settle();
   }
 
@@ -224,6 +225,18 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   listWorkers(): Promise<Worker[]> {
     return this.queries.workers();
+  }
+
+  /** Videos made since the server started, streamed while rendering or encoded at the end, and streams running now. */
+  videoStats(): { streamed: number; batch: number; streaming: number } {
+    const streams = this.state.videoStreams;
+    return { streamed: streams.made.stream, batch: streams.made.batch, streaming: streams.active };
+  }
+
+  /** A job's video stream now: frames fed to ffmpeg and its process id; undefined when it has none. */
+  videoStream(jobId: string): { fed: number; pid: number | undefined } | undefined {
+    const fed = this.state.videoStreams.fedFrames(jobId);
+    return fed === undefined ? undefined : { fed, pid: this.state.videoStreams.ffmpegPid(jobId) };
   }
 
   // ---- workers -----------------------------------------------------------------------
