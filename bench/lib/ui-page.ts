@@ -320,3 +320,23 @@ export function ensureWebBuild(ctx: BenchContext): string {
   return 'web/dist rebuilt by the benchmark (it was older than its sources)';
 }
 
+/**
+ * Opens the workers page in a fresh context: ms from navigation start until its first
+ * worker row shows, and until all `expected` rows do (the page's own clock).
+ */
+export async function openWorkersPage(browser: Browser, httpUrl: string, expected: number): Promise<{ firstRow: number; allRows: number }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${httpUrl}/#/workers`, { waitUntil: 'commit' });
+    const rows = (count: number) =>
+      page
+        .waitForFunction((n) => (document.querySelectorAll('.worker-list .worker-row[data-worker]').length >= n ? performance.now() : null), count, { timeout: 120_000, polling: 'raf' })
+        .then((handle) => handle.jsonValue() as Promise<number>);
+    const firstRow = await rows(1);
+    const allRows = await rows(expected);
+    return { firstRow, allRows };
+  } finally {
+    await context.close();
+  }
+}
