@@ -49,6 +49,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     public_hosts: [],
     queue_policy: 'fifo',
     tail_duplicates: true,
+    serve_limit_mbps: 0,
     log_level: 'info',
     log_format: 'auto',
   });
@@ -93,6 +94,7 @@ test('a full valid server file is read as typed values', (t) => {
     'trust_loopback = false',
     'queue_policy = "fair"',
     'tail_duplicates = false',
+    'serve_limit_mbps = 1000',
     'log_level = "debug"',
     'log_format = "json"',
   );
@@ -111,6 +113,7 @@ test('a full valid server file is read as typed values', (t) => {
     public_hosts: [],
     queue_policy: 'fair',
     tail_duplicates: false,
+    serve_limit_mbps: 1000,
     log_level: 'debug',
     log_format: 'json',
   });
@@ -336,7 +339,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'tail_duplicates', 'serve_limit_mbps', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

@@ -71,6 +71,12 @@ export const serverSchema = z.strictObject({
     .boolean()
     .default(true)
     .describe('At the end of a job, let idle workers copy frames still running on slower workers; the first result wins'),
+  serve_limit_mbps: z
+    .number()
+    .min(0)
+    .max(1_000_000)
+    .default(0)
+    .describe("Limit on what the server sends workers (.blend and project files), in Mbit/s, shared by all their downloads together: keeps room on a shared network. Peer transfer (workers' peer_port) takes most of that traffic off the server. 0: no limit"),
   webhook_url: z
     .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
     .optional()
