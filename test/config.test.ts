@@ -133,6 +133,7 @@ test('a full valid worker file is read as typed values', (t) => {
     'name = "render-01"',
     'cache_dir = "cache"',
     'token = "0123456789abcdef0123"',
+    'peer_port = 7412',
     'log_level = "warn"',
   );
   assert.deepEqual(loadSettings('worker', { file, env: {} }), {
@@ -150,6 +151,7 @@ test('a full valid worker file is read as typed values', (t) => {
     min_free_mb: 200,
     cache_max_gb: 20,
     token: '0123456789abcdef0123',
+    peer_port: 7412,
     tags: [],
     render_device: 'CPU',
     gpus: [],

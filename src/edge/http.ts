@@ -219,6 +219,12 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     if (!existsSync(file)) throw new FarmError('BLEND_NOT_FOUND', `no .blend with SHA-256 ${sha256}`);
     return served.send(reply, file, `${sha256}.blend`);
   });
+  on(app, 'fileSources', async (request) => {
+    const { sha256 } = pathOf('fileSources', request);
+    const { exclude } = queryOf('fileSources', request);
+    const { [UPLOAD_KEY_HEADER]: uploadKey } = parse(frameUploadHeaders, request.headers);
+    return farm.fileSources(uploadKey, sha256, new Set(exclude?.split(',') ?? []));
+  });
 
   void app.register(async (workerApi) => {
     await workerApi.register(multipart, {

@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.ts';
 import type { DataDir } from '../store/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import { FarmError } from './errors.ts';
+import { FileHolders } from './file-holders.ts';
 import { ReadModel } from './read-model.ts';
 
 export interface FarmOptions {
@@ -32,6 +33,8 @@ export class FarmState {
   readonly scheduler: Scheduler;
   readonly workers = new Map<string, ConnectedWorker>();
   readonly views: ReadModel;
+  /** Which worker holds which file, for peer transfer. */
+  readonly holders = new FileHolders();
   private readonly pending = new Set<Promise<unknown>>();
   /** Set once the farm stops: events from the edges change nothing any more. */
   stopping = false;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Worker, WorkerHello } from '../protocol/index.ts';
+import { performance } from 'node:perf_hooks';
+import type { FileSources, Worker, WorkerFiles, WorkerHello } from '../protocol/index.ts';
 import { isWorkOn, type WorkerLink } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import { FarmError } from './errors.ts';
@@ -9,6 +10,7 @@ import { newId } from './state.ts';
 import type { FrameTimers } from './timeouts.ts';
 import { serverTagsOf, workerView } from './views.ts';
 import { jobRecord } from './job-record.ts';
+import { peerUrl } from './peer-choice.ts';
 
 /**
  * The workers the farm knows: they connect, say they are ready, report progress, leave,
@@ -30,6 +32,7 @@ export class WorkerRegistry {
       // The same machine reconnected before its old socket timed out: the new one wins.
       workers.delete(id);
       previous.link.close('replaced by a newer connection');
+      this.state.holders.left(id);
       this.returnFramesOf(id);
     }
     const row = await store.upsertWorker({
@@ -49,7 +52,9 @@ export class WorkerRegistry {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
     }
-    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
+    const servesAt = hello.peerPort !== undefined && link.remoteAddress ? peerUrl(link.remoteAddress, hello.peerPort) : null;
+    this.state.holders.joined(id, servesAt);
+    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey, peerKey: this.state.holders.peerKey });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await views.publishWorker(id);
     await this.publishJobsWithNeeds();
@@ -64,6 +69,26 @@ export class WorkerRegistry {
   workerForUploadKey(key: string): string | undefined {
     for (const worker of this.state.workers.values()) if (worker.uploadKey === key) return worker.id;
     return undefined;
+  }
+
+  /** Files a worker now holds or evicted (peer transfer). */
+  files(workerId: string, report: WorkerFiles): void {
+    if (this.state.workers.has(workerId)) this.state.holders.files(workerId, report);
+  }
+
+  /** Where the worker with this upload key should fetch a file from. */
+  fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>): FileSources {
+    const workerId = this.workerForUploadKey(uploadKey);
+    if (workerId === undefined) {
+      throw new FarmError('WORKER_NOT_CONNECTED', 'this upload key belongs to no open worker connection: ask again once the worker has reconnected');
+    }
+    return this.state.holders.sources(workerId, sha256, excluded, performance.now());
+  }
+
+  /** A worker token was revoked: the worker that used it knew the peer key, so every peer gets a new one. */
+  rotatePeerKey(): void {
+    const peerKey = this.state.holders.rotatePeerKey();
+    for (const worker of this.state.workers.values()) worker.link.send({ type: 'peer_key', peerKey });
   }
 
   ready(workerId: string): void {
@@ -105,6 +130,7 @@ export class WorkerRegistry {
     const worker = workers.get(workerId);
     if (!worker || worker.link !== link || this.state.stopping) return; // an older, replaced connection, or shutdown
     workers.delete(workerId);
+    this.state.holders.left(workerId);
     this.timers.clear(workerId);
     log.warn({ workerId }, 'worker disconnected');
     this.returnFramesOf(workerId);
