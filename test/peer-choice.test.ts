@@ -10,7 +10,7 @@ import { PEER_UPLOAD_SLOTS } from '../src/protocol/index.ts';
 
 describe('choosing where a worker fetches a file from', () => {
   const holder = (workerId: string, uploads = 0): Holder => ({ workerId, url: `http://127.0.0.1:1/${workerId}`, uploads });
-  const ask = (holders: Holder[], extra: { incoming?: number; excluded?: string[]; asker?: string } = {}) =>
+  const ask = (holders: Holder[], extra: { incoming?: number; excluded?: string[]; asker?: string; serverSends?: number; askerServes?: boolean } = {}) =>
     chooseSources({
       asker: extra.asker ?? 'asker1',
       holders,
@@ -18,6 +18,9 @@ describe('choosing where a worker fetches a file from', () => {
       incoming: extra.incoming ?? 0,
       slotsPerPeer: 2,
       maxPeers: 3,
+      askerServes: extra.askerServes ?? true,
+      serverSends: extra.serverSends ?? 0,
+      maxServerSends: 2,
     });
 
   it('prefers peers with a free slot, the least busy first', () => {
@@ -33,6 +36,12 @@ describe('choosing where a worker fetches a file from', () => {
     assert.deepEqual(ask([]), { kind: 'server' });
     assert.deepEqual(ask([holder('asker1')]), { kind: 'server' }, 'the asker is never its own peer');
     assert.deepEqual(ask([holder('bad001')], { excluded: ['bad001'] }), { kind: 'server' }, 'a peer that failed the asker is not offered again');
+  });
+
+  it('lets the server send only a few files at once to workers that serve, so the first are whole early', () => {
+    assert.deepEqual(ask([], { serverSends: 1 }), { kind: 'server' });
+    assert.deepEqual(ask([], { serverSends: 2 }), { kind: 'wait' });
+    assert.deepEqual(ask([], { serverSends: 2, askerServes: false }), { kind: 'server' }, 'a worker that will not serve gains nothing from waiting');
   });
 
   it('builds peer URLs from the address the worker connected from', () => {
@@ -86,6 +95,20 @@ describe("the server's memory of holders and fetches", () => {
     assert.equal(holders.sources('server', sha(1), new Set(), 0).waitMs, null, 'nopeer will not serve what it fetches: no reason to wait for it');
     holders.files('nopeer', { added: [sha(2)], removed: [], reset: false });
     assert.deepEqual(holders.holdersOf(sha(2)), []);
+  });
+
+  it('sends two files from the server at a time; a file held frees the server for the next', async () => {
+    const holders = new FileHolders();
+    for (const id of ['aaaaaa', 'bbbbbb', 'cccccc']) holders.joined(id, `http://127.0.0.1:9000/${id}`);
+    assert.equal(holders.sources('aaaaaa', sha(1), new Set(), 0).waitMs, null);
+    assert.equal(holders.sources('bbbbbb', sha(2), new Set(), 0).waitMs, null);
+    assert.equal(holders.sources('cccccc', sha(3), new Set(), 0).waitMs, PEER_WAIT_MS, 'two files are on their way from the server');
+    let woken = false;
+    const change = holders.nextChange(60_000).then(() => (woken = true));
+    holders.files('aaaaaa', { added: [sha(1)], removed: [], reset: false });
+    await change;
+    assert.ok(woken, 'a waiting asker hears of the change at once');
+    assert.equal(holders.sources('cccccc', sha(3), new Set(), 1).waitMs, null);
   });
 
   it('makes a new peer key on rotation', () => {

@@ -5,7 +5,9 @@ import { chooseSources, type Holder } from './peer-choice.ts';
 /** Peers offered in one answer: the asker tries them in turn before the server. */
 const MAX_PEERS_OFFERED = 3;
 /** How long an asker waits before asking again when a peer will soon have the file or a free slot. */
-export const PEER_WAIT_MS = 250;
+export const PEER_WAIT_MS = 50;
+/** Files the server sends at once to workers that serve: enough to fill its uplink, few enough to finish early. */
+export const SERVER_SENDS_AT_ONCE = 2;
 /**
  * A fetch the server pointed a worker to counts (as a busy slot, and as a peer to be)
  * until the worker reports the file held, asks again, leaves, or this long has passed
@@ -34,6 +36,7 @@ export class FileHolders {
   private readonly held = new Map<string, Set<string>>();
   private readonly leases = new Map<string, Lease>();
   private key = newPeerKey();
+  private readonly listeners = new Set<() => void>();
 
   /** The farm's current peer key (src/protocol/peers.ts). */
   get peerKey(): string {
@@ -53,10 +56,28 @@ export class FileHolders {
 
   /** A worker left: it serves nothing and fetches nothing any more. */
   left(workerId: string): void {
+    if (!this.urls.has(workerId)) return;
     this.urls.delete(workerId);
     for (const sha256 of this.held.get(workerId) ?? []) this.dropHolder(sha256, workerId);
     this.held.delete(workerId);
     for (const [key, lease] of this.leases) if (lease.fetcher === workerId || lease.source === workerId) this.leases.delete(key);
+    this.changed();
+  }
+
+  /**
+   * Resolves at the next change that may alter an answer (a file held or evicted, a fetch
+   * ended, a worker gone), or after `ms`: an asker told to wait can be answered at once.
+   */
+  nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.listeners.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.listeners.add(done);
+    });
   }
 
   /** What a worker reports: files now held (which ends its fetches of them) and files evicted. */
@@ -64,7 +85,7 @@ export class FileHolders {
     if (!this.urls.has(workerId)) return;
     for (const sha256 of report.added) this.leases.delete(leaseKey(workerId, sha256));
     const serves = this.urls.get(workerId) !== null;
-    if (!serves) return; // it fetches, but nobody fetches from it
+    if (!serves) return this.changed(); // it fetches, but nobody fetches from it
     let mine = this.held.get(workerId);
     if (report.reset && mine) {
       for (const sha256 of mine) this.dropHolder(sha256, workerId);
@@ -81,17 +102,20 @@ export class FileHolders {
       mine.delete(sha256);
       this.dropHolder(sha256, workerId);
     }
+    this.changed();
   }
 
   /** Where `asker` should fetch `sha256` from now; a fetch sent somewhere is remembered until it ends. */
   sources(asker: string, sha256: string, excluded: ReadonlySet<string>, nowMs: number): FileSources {
     this.expire(nowMs);
     // Asking again means the last attempt is over (it failed, or it waited).
-    this.leases.delete(leaseKey(asker, sha256));
+    if (this.leases.delete(leaseKey(asker, sha256))) this.changed();
     const uploads = new Map<string, number>();
     let incoming = 0;
+    let serverSends = 0;
     for (const lease of this.leases.values()) {
       if (lease.source !== null) uploads.set(lease.source, (uploads.get(lease.source) ?? 0) + 1);
+      else serverSends++;
       if (lease.sha256 === sha256 && lease.fetcherServes) incoming++;
     }
     const holders: Holder[] = [...(this.holders.get(sha256) ?? [])].map((workerId) => ({
@@ -99,10 +123,20 @@ export class FileHolders {
       url: this.urls.get(workerId)!,
       uploads: uploads.get(workerId) ?? 0,
     }));
-    const choice = chooseSources({ asker, holders, excluded, incoming, slotsPerPeer: PEER_UPLOAD_SLOTS, maxPeers: MAX_PEERS_OFFERED });
+    const fetcherServes = (this.urls.get(asker) ?? null) !== null;
+    const choice = chooseSources({
+      asker,
+      holders,
+      excluded,
+      incoming,
+      slotsPerPeer: PEER_UPLOAD_SLOTS,
+      maxPeers: MAX_PEERS_OFFERED,
+      askerServes: fetcherServes,
+      serverSends,
+      maxServerSends: SERVER_SENDS_AT_ONCE,
+    });
     if (choice.kind === 'wait') return { peers: [], waitMs: PEER_WAIT_MS };
     const source = choice.kind === 'peers' ? choice.peers[0]!.workerId : null;
-    const fetcherServes = (this.urls.get(asker) ?? null) !== null;
     this.leases.set(leaseKey(asker, sha256), { fetcher: asker, sha256, source, fetcherServes, until: nowMs + LEASE_MS });
     return { peers: choice.kind === 'peers' ? choice.peers.map(({ workerId, url }) => ({ workerId, url })) : [], waitMs: null };
   }
@@ -119,7 +153,17 @@ export class FileHolders {
   }
 
   private expire(nowMs: number): void {
-    for (const [key, lease] of this.leases) if (lease.until <= nowMs) this.leases.delete(key);
+    let expired = false;
+    for (const [key, lease] of this.leases) {
+      if (lease.until > nowMs) continue;
+      this.leases.delete(key);
+      expired = true;
+    }
+    if (expired) this.changed();
+  }
+
+  private changed(): void {
+    for (const listener of [...this.listeners]) listener();
   }
 }
 

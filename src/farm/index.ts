@@ -229,7 +229,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.registry.files(workerId, report);
   }
 
-  fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>): FileSources {
+  fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>): Promise<FileSources> {
     return this.registry.fileSources(uploadKey, sha256, excluded);
   }
 

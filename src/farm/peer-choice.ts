@@ -7,7 +7,10 @@
  *   now, the worker waits (and fetches other files meanwhile): a peer will have a slot or
  *   the file soon, while a second copy from the server would take the uplink from files
  *   no worker has yet;
- * - only a file that no peer holds or is fetching comes from the server.
+ * - only a file that no peer holds or is fetching comes from the server, and to a worker
+ *   that serves, only a few at a time: sent one after another, the first files are whole
+ *   early and spread among the workers while the server sends the rest (sent all at once,
+ *   none would be whole until the end, and then all would spread at once).
  * So each file leaves the server about once, and spreads from worker to worker. The
  * fetching worker stops waiting after a while and goes to the server (file-fetcher.ts).
  */
@@ -31,6 +34,11 @@ export interface SourceQuestion {
   slotsPerPeer: number;
   /** Peers offered at most, for the asker to try in turn. */
   maxPeers: number;
+  /** Whether the asker will serve the file to others once it holds it. */
+  askerServes: boolean;
+  /** Files the server is sending now, and how many it sends at once to workers that serve. */
+  serverSends: number;
+  maxServerSends: number;
 }
 
 export type SourceChoice = { kind: 'peers'; peers: Holder[] } | { kind: 'wait' } | { kind: 'server' };
@@ -42,6 +50,8 @@ export function chooseSources(question: SourceQuestion): SourceChoice {
     .sort((a, b) => a.uploads - b.uploads || (a.workerId < b.workerId ? -1 : 1));
   if (free.length > 0) return { kind: 'peers', peers: free.slice(0, question.maxPeers) };
   if (candidates.length > 0 || question.incoming > 0) return { kind: 'wait' };
+  // A worker that will not serve gains nothing from the order: it is sent at once.
+  if (question.askerServes && question.serverSends >= question.maxServerSends) return { kind: 'wait' };
   return { kind: 'server' };
 }
 

@@ -12,6 +12,9 @@ import { serverTagsOf, workerView } from './views.ts';
 import { jobRecord } from './job-record.ts';
 import { peerUrl } from './peer-choice.ts';
 
+/** How long a "wait" answer to a source question may be held back for a change. */
+const SOURCES_HOLD_MS = 1_000;
+
 /**
  * The workers the farm knows: they connect, say they are ready, report progress, leave,
  * and are enabled, drained or disabled. A worker that leaves gives its frames back.
@@ -76,13 +79,23 @@ export class WorkerRegistry {
     if (this.state.workers.has(workerId)) this.state.holders.files(workerId, report);
   }
 
-  /** Where the worker with this upload key should fetch a file from. */
-  fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>): FileSources {
+  /**
+   * Where the worker with this upload key should fetch a file from. An answer of "wait" is
+   * held back for up to `holdMs` until something changes (a peer got the file, a slot
+   * freed), so the worker hears at once instead of asking again and again.
+   */
+  async fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>, holdMs = SOURCES_HOLD_MS): Promise<FileSources> {
     const workerId = this.workerForUploadKey(uploadKey);
     if (workerId === undefined) {
       throw new FarmError('WORKER_NOT_CONNECTED', 'this upload key belongs to no open worker connection: ask again once the worker has reconnected');
     }
-    return this.state.holders.sources(workerId, sha256, excluded, performance.now());
+    const deadline = performance.now() + holdMs;
+    for (;;) {
+      const answer = this.state.holders.sources(workerId, sha256, excluded, performance.now());
+      const left = deadline - performance.now();
+      if (answer.waitMs === null || left <= 0 || !this.state.workers.has(workerId) || this.state.stopping) return answer;
+      await this.state.holders.nextChange(left);
+    }
   }
 
   /** A worker token was revoked: the worker that used it knew the peer key, so every peer gets a new one. */

@@ -1,7 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import {
   apiPath,
@@ -21,7 +20,7 @@ export interface PeerPatience {
   /** A peer that sends fewer than minBytesPerSecond over this long (or nothing: no answer) is dropped. */
   windowMs: number;
   minBytesPerSecond: number;
-  /** Told to wait this long in all for one file, the worker fetches it from the server instead. */
+  /** Told to wait this long for one file (with nothing else arriving meanwhile), the worker fetches it from the server instead. */
   waitLimitMs: number;
 }
 
@@ -126,7 +125,7 @@ export class FileFetcher {
         else excluded.add(peer.workerId);
       }
       // Every peer offered was busy: their slots free up soon, so wait rather than load the server.
-      if (busy === sources.peers.length && waitedMs < this.patience.waitLimitMs) return { fetched: false, waitMs: 100 };
+      if (busy === sources.peers.length && waitedMs < this.patience.waitLimitMs) return { fetched: false, waitMs: 50 };
       if (busy > 0) break;
       // Every peer offered failed: ask again, without them (others, or the server).
     }
@@ -168,7 +167,8 @@ export class FileFetcher {
         return 'busy';
       }
       if (response.statusCode !== 200) throw new Error(`HTTP ${response.statusCode} ${(await text(response)).slice(0, 200)}`);
-      const bytes = await saveVerified(response, sha256, target, what, [this.speedCheck(response)]);
+      const speed = this.speedCheck(response);
+      const bytes = await saveVerified(response, sha256, target, what, speed.saw).finally(speed.stop);
       this.stats.fromPeers += bytes;
       this.stats.filesFromPeers++;
       this.options.onHeld(sha256);
@@ -194,33 +194,15 @@ export class FileFetcher {
    * Fails the transfer when a window passes with fewer bytes than the minimum rate allows:
    * a peer that stalls or trickles costs at most one window before the next source is tried.
    */
-  private speedCheck(response: http.IncomingMessage): Transform {
+  private speedCheck(response: http.IncomingMessage): { saw: (bytes: number) => void; stop: () => void } {
     const { windowMs, minBytesPerSecond } = this.patience;
     const needed = (minBytesPerSecond * windowMs) / 1000;
     let inWindow = 0;
-    const check = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        inWindow += chunk.length;
-        done(null, chunk);
-      },
-      flush(done) {
-        clearInterval(timer);
-        done();
-      },
-      destroy(error, done) {
-        clearInterval(timer);
-        done(error);
-      },
-    });
     const timer = setInterval(() => {
-      if (inWindow < needed) {
-        const error = new Error(`peer too slow: ${inWindow} bytes in ${windowMs} ms (at least ${Math.round(needed)} expected)`);
-        response.destroy(error);
-        check.destroy(error);
-      }
+      if (inWindow < needed) response.destroy(new Error(`peer too slow: ${inWindow} bytes in ${windowMs} ms (at least ${Math.round(needed)} expected)`));
       inWindow = 0;
     }, windowMs);
-    return check;
+    return { saw: (bytes) => (inWindow += bytes), stop: () => clearInterval(timer) };
   }
 }
 

@@ -85,7 +85,7 @@ export class PeerServer {
     response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
     response.on('finish', () => this.uploads++);
     // pipeline: a peer that hangs up mid-file closes the file too.
-    pipeline(createReadStream('', { fd: handle, highWaterMark: 256 * 1024 }), response, () => {});
+    pipeline(createReadStream('', { fd: handle, highWaterMark: 1024 * 1024 }), response, () => {});
   }
 
   /** Compares digests, so the comparison takes the same time however much of the key matches. */

@@ -56,6 +56,9 @@ export class ProjectCache {
     if (existsSync(done)) return { tree, blendFile };
     const manifest = await this.manifest(project.id);
     const queue: Waiting[] = manifest.files.map((file) => ({ file, notBefore: 0, waitingSince: null }));
+    // Waiting for peers counts from the last file that arrived: while peers keep delivering
+    // others, a file's turn comes; only when nothing arrives for long does the server step in.
+    const progress = { at: Date.now() };
     // Each lane takes the next file that may be fetched now; a file whose peers are busy
     // (or on their way to having it) goes to the back of the queue until it may be asked for again.
     const lane = async () => {
@@ -68,9 +71,13 @@ export class ProjectCache {
           continue;
         }
         const [waiting] = queue.splice(ready, 1) as [Waiting];
-        const cached = await this.file(waiting);
-        if (cached) await place(cached, inside(tree, waiting.file.path));
-        else queue.push(waiting);
+        const cached = await this.file(waiting, progress.at);
+        if (!cached) {
+          queue.push(waiting);
+          continue;
+        }
+        progress.at = Date.now();
+        await place(cached, inside(tree, waiting.file.path));
       }
     };
     await Promise.all(Array.from({ length: PARALLEL_DOWNLOADS }, lane));
@@ -98,14 +105,14 @@ export class ProjectCache {
    * The cached file with this content, fetched first if this worker lacks it; null when it
    * should be asked for again later (`waiting` then says when).
    */
-  private async file(waiting: Waiting): Promise<string | null> {
+  private async file(waiting: Waiting, lastArrival: number): Promise<string | null> {
     const { sha256 } = waiting.file;
     const target = cachedFilePath(this.cacheDir, sha256);
     if (existsSync(target)) {
       await touch(target);
       return target;
     }
-    const waited = waiting.waitingSince === null ? 0 : Date.now() - waiting.waitingSince;
+    const waited = waiting.waitingSince === null ? 0 : Date.now() - Math.max(waiting.waitingSince, lastArrival);
     const result = await this.fetcher.fetchOnce(sha256, target, 'downloadProjectFile', 'the project file', waited);
     if (result.fetched) return target;
     waiting.waitingSince ??= Date.now();

@@ -15,10 +15,10 @@ export class WrongContentError extends Error {
 /**
  * Saves a response's body to `target` through a temp file renamed only once the content
  * proved to have that SHA-256: a half or wrong download is never used (nor served to peers,
- * which serve only files under their final name). `guards` see the bytes on the way (a
- * peer's speed check) and may abort the transfer. Resolves with the bytes saved.
+ * which serve only files under their final name). `onBytes` sees each chunk's size on the
+ * way (a peer's speed check). Resolves with the bytes saved.
  */
-export async function saveVerified(response: IncomingMessage, sha256: string, target: string, what: string, guards: Transform[] = []): Promise<number> {
+export async function saveVerified(response: IncomingMessage, sha256: string, target: string, what: string, onBytes?: (bytes: number) => void): Promise<number> {
   const temp = `${target}.${randomBytes(4).toString('hex')}.part`;
   const hash = createHash('sha256');
   let bytes = 0;
@@ -26,11 +26,12 @@ export async function saveVerified(response: IncomingMessage, sha256: string, ta
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
       bytes += chunk.length;
+      onBytes?.(chunk.length);
       done(null, chunk);
     },
   });
   try {
-    await pipeline([response, ...guards, hashing, createWriteStream(temp)]);
+    await pipeline(response, hashing, createWriteStream(temp, { highWaterMark: 1024 * 1024 }));
     const actual = hash.digest('hex');
     if (actual !== sha256) throw new WrongContentError(`${what} ${sha256.slice(0, 12)} arrived with SHA-256 ${actual.slice(0, 12)}…: wrong content`);
     await rename(temp, target);
