@@ -19,6 +19,7 @@ import type { Benchmark, BenchContext } from './lib/harness.ts';
 import { option, OptionError, parseCommandLine, unreadOptions } from './lib/options.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
 import { overhead } from './overhead.ts';
+import { peerTransfer } from './peer-transfer.ts';
 import { resubmit } from './resubmit.ts';
 import { scale } from './scale.ts';
 import { tailDuplication } from './tail-duplication.ts';
@@ -34,6 +35,7 @@ const BENCHMARKS: Benchmark[] = [
   uiLoad,
   tiles,
   resubmit,
+  peerTransfer,
   // ---- add new benchmarks here (one line each) ----
 ];
 
