@@ -34,7 +34,7 @@ async function serverBytesSent(farm: TestFarm): Promise<number> {
  * A hostile worker: a real WebSocket worker that claims to serve files on `port` (a server
  * the test controls) and to hold `files`, so the server points others to it.
  */
-async function hostilePeer(farm: TestFarm, port: number, files: string[]): Promise<{ peerKey: string; close(): void }> {
+async function hostilePeer(farm: TestFarm, port: number, files: string[], workerId?: string): Promise<{ peerKey: string; close(): void }> {
   const socket = new WebSocket(`ws://127.0.0.1:${farm.server.wsPort}`);
   await new Promise((resolve) => socket.once('open', resolve));
   const welcome = new Promise<Extract<ServerToWorker, { type: 'welcome' }>>((resolve) =>
@@ -43,7 +43,7 @@ async function hostilePeer(farm: TestFarm, port: number, files: string[]): Promi
       if (message.type === 'welcome') resolve(message);
     }),
   );
-  socket.send(JSON.stringify({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker, name: 'hostile', host: 'x', threads: 1, blenderVersion: null, peerPort: port }));
+  socket.send(JSON.stringify({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker, name: 'hostile', host: 'x', threads: 1, blenderVersion: null, peerPort: port, ...(workerId ? { workerId } : {}) }));
   const { peerKey } = await welcome;
   socket.send(JSON.stringify({ type: 'files', added: files, reset: true }));
   await waitUntil(() => files.every((file) => farm.server.farm.holdersOf(file).length > 0));
@@ -131,13 +131,13 @@ describe('peer transfer: a project to many workers', () => {
   });
 
   /** One file held (so the server says) only by a scripted peer; a real worker fetches it. */
-  const fetchPast = async (name: string, handler: http.RequestListener) => {
+  const fetchPast = async (name: string, handler: http.RequestListener, patience?: Parameters<typeof FileWorker.start>[0]['patience']) => {
     const { files, project, blend } = await newProject(1, 256 * KiB);
     const file = sha256(files[0]!.data);
     const peer = await scriptedPeer(handler);
     const hostile = await hostilePeer(farm, peer.port, [file, blend.sha256]);
     try {
-      const worker = await start(name);
+      const worker = await start(name, { patience });
       const tree = await worker.prepare(project, blend);
       assert.equal(sha256(readFileSync(path.join(tree, files[0]!.path))), file, 'the worker has the right bytes');
       return { worker, peer, hostile, file };
@@ -168,12 +168,37 @@ describe('peer transfer: a project to many workers', () => {
     assert.equal(stalls.worker.files.fetcher.stats.fromPeers, 0);
   });
 
-  it('a peer that is always busy is waited for, then the server sends the file', async () => {
+  it('a peer that is always busy is asked a few times, then dropped for the file, and the server sends it', async () => {
     const started = Date.now();
-    const { worker, peer } = await fetchPast('victim-busy', (_request, response) => response.writeHead(503).end('{"code":"PEER_BUSY","error":"busy"}'));
-    assert.ok(peer.requests.length >= 2, 'asked again while waiting');
+    // Patient enough that only dropping the peer (not waiting it out) ends this in time.
+    const patience = { windowMs: 400, minBytesPerSecond: 64 * KiB, waitLimitMs: 60_000 };
+    const { worker, peer } = await fetchPast('victim-busy', (_request, response) => response.writeHead(503).end('{"code":"PEER_BUSY","error":"busy"}'), patience);
+    assert.ok(Date.now() - started < 20_000, 'not waited out');
+    assert.ok(peer.requests.length >= 3, 'asked again while it said busy');
     assert.equal(worker.files.fetcher.stats.peerFailures, 0, 'busy is not a failure');
-    assert.ok(Date.now() - started >= 1_500, 'it waited its patience out first');
+    assert.ok(worker.files.fetcher.stats.filesFromServer >= 1);
+  });
+
+  it('a peer that fails is passed over for another peer that holds the file: the server sends nothing', async () => {
+    const { files, project, blend } = await newProject(1, 256 * KiB);
+    const file = sha256(files[0]!.data);
+    const good = await start('good-holder');
+    await good.prepare(project, blend);
+    const liar = await scriptedPeer((_request, response) => response.writeHead(200, { 'content-length': 256 * KiB }).end(randomBytes(256 * KiB)));
+    // The lowest id: offered before the good holder when both are idle.
+    const hostile = await hostilePeer(farm, liar.port, [file, blend.sha256], '000000aaaa');
+    try {
+      const worker = await start('victim-other-peer');
+      const before = await serverBytesSent(farm);
+      await worker.prepare(project, blend);
+      assert.ok(liar.requests.length >= 1, 'the lying peer was tried first');
+      assert.ok(worker.files.fetcher.stats.peerFailures >= 1);
+      assert.equal(worker.files.fetcher.stats.fromServer, 0);
+      assert.equal((await serverBytesSent(farm)) - before, 0, 'the other peer sent the file');
+    } finally {
+      hostile.close();
+      await liar.close();
+    }
   });
 
   it("a peer serves only its cache's complete files, by hash, to holders of the peer key; an evicted file is no longer offered", async () => {

@@ -24,6 +24,13 @@ export interface PeerPatience {
   waitLimitMs: number;
 }
 
+/**
+ * Busy answers from one peer for one file before it is dropped for that file: the server
+ * offers a peer only while it has a free slot by its count, so a peer busy again and again
+ * is lying (or overloaded), and must not make workers wait.
+ */
+const MAX_BUSY_ANSWERS = 3;
+
 export const DEFAULT_PATIENCE: PeerPatience = { windowMs: 5_000, minBytesPerSecond: 1024 * 1024, waitLimitMs: 30_000 };
 
 /** Which server route serves a kind of file. */
@@ -68,6 +75,8 @@ export class FileFetcher {
   private readonly underWay = new Map<string, Promise<FetchResult>>();
   /** Peers that failed this worker, by file, until it has the file: never tried again for it. */
   private readonly failedPeers = new Map<string, Set<string>>();
+  /** Busy answers by file and peer: a peer busy again and again is dropped too (it may only say so). */
+  private readonly busyAnswers = new Map<string, number>();
   private readonly agent = new http.Agent({ keepAlive: true });
 
   constructor(private readonly options: FileFetcherOptions) {
@@ -121,8 +130,8 @@ export class FileFetcher {
           this.failedPeers.delete(sha256);
           return { fetched: true };
         }
-        if (outcome === 'busy') busy++;
-        else excluded.add(peer.workerId);
+        if (outcome === 'failed' || this.busyAgain(sha256, peer.workerId)) excluded.add(peer.workerId);
+        else busy++;
       }
       // Every peer offered was busy: their slots free up soon, so wait rather than load the server.
       if (busy === sources.peers.length && waitedMs < this.patience.waitLimitMs) return { fetched: false, waitMs: 50 };
@@ -136,6 +145,15 @@ export class FileFetcher {
     this.failedPeers.delete(sha256);
     this.options.onHeld(sha256);
     return { fetched: true };
+  }
+
+  /** Counts a busy answer; true once the peer has been busy too often for this file. */
+  private busyAgain(sha256: string, workerId: string): boolean {
+    const key = `${sha256}:${workerId}`;
+    const answers = (this.busyAnswers.get(key) ?? 0) + 1;
+    this.busyAnswers.set(key, answers);
+    if (this.busyAnswers.size > 10_000) this.busyAnswers.delete(this.busyAnswers.keys().next().value!);
+    return answers >= MAX_BUSY_ANSWERS;
   }
 
   /** The server's advice, or null (no peer key, disconnected, or the question failed): the server itself. */
