@@ -15,6 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bigFiles } from './big-files.ts';
 import { firstFrame } from './first-frame.ts';
+import { idleWorkers } from './idle-workers.ts';
 import type { Benchmark, BenchContext } from './lib/harness.ts';
 import { option, OptionError, parseCommandLine, unreadOptions } from './lib/options.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
@@ -25,6 +26,7 @@ import { scale } from './scale.ts';
 import { tailDuplication } from './tail-duplication.ts';
 import { tiles } from './tiles.ts';
 import { uiLoad } from './ui-load.ts';
+import { videoStream } from './video-stream.ts';
 
 const BENCHMARKS: Benchmark[] = [
   overhead,
@@ -35,6 +37,8 @@ const BENCHMARKS: Benchmark[] = [
   uiLoad,
   tiles,
   resubmit,
+  idleWorkers,
+  videoStream,
   peerTransfer,
   // ---- add new benchmarks here (one line each) ----
 ];

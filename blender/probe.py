@@ -14,8 +14,8 @@ Output, on descriptor 3 only: {"nonce": "<hex>", "event": "probe", ...}
 [major, minor, file sub-version]). "problems" is the preflight (farm_session/
 preflight.py): [{"code", "severity": "error"|"warning", "message", "path"?, "fix"?}],
 errors first, at most 50: NO_CAMERA, DENOISER_UNAVAILABLE (fix "disable_denoising"),
-ENGINE_UNAVAILABLE, MISSING_FILE (path as written in the .blend), NEWER_BLENDER,
-SCRIPTS_NEEDED.
+ENGINE_UNAVAILABLE, MISSING_FILE (path as written in the .blend),
+SCRIPTS_NEEDED. (NEWER_BLENDER is the server's: it knows which Blender renders the job.)
 
 The scene's description itself is farm_session/scene_info.py's, shared with
 session.py (which probes in the Blender that then renders the job).

@@ -48,6 +48,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     trust_loopback: true,
     public_hosts: [],
     queue_policy: 'fifo',
+    video_streams: 2,
     tail_duplicates: true,
     serve_limit_mbps: 0,
     log_level: 'info',
@@ -93,6 +94,7 @@ test('a full valid server file is read as typed values', (t) => {
     'frame_timeout_s = 3600',
     'trust_loopback = false',
     'queue_policy = "fair"',
+    'video_streams = 1',
     'tail_duplicates = false',
     'serve_limit_mbps = 1000',
     'log_level = "debug"',
@@ -112,6 +114,7 @@ test('a full valid server file is read as typed values', (t) => {
     trust_loopback: false,
     public_hosts: [],
     queue_policy: 'fair',
+    video_streams: 1,
     tail_duplicates: false,
     serve_limit_mbps: 1000,
     log_level: 'debug',
@@ -199,6 +202,7 @@ test('other bad values name what is expected', (t) => {
     ['trust_loopback = "yes"', /expected true or false, got "yes"/],
     ['max_upload_mb = 0', /expected an integer of at least 1, got 0/],
     ['frame_retries = 1.5', /expected an integer between 0 and 100, got 1.5/],
+    ['video_streams = -1', /expected an integer between 0 and 64, got -1/],
     // The token is a secret: only its length shows up in the message.
     ['token = "short-secret"', /expected a string of at least 16 characters, got a 12-character string/],
   ];
@@ -341,7 +345,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'tail_duplicates', 'serve_limit_mbps', 'webhook_url', 'log_level', 'log_format'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'video_streams', 'tail_duplicates', 'serve_limit_mbps', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {
@@ -435,4 +439,24 @@ test('render_device names a backend; gpus is a list of indices, in the file, the
   assert.deepEqual(loadSettings('worker', { file: false, env: {}, flags: { gpus: [1] } }).gpus, [1]);
   assert.match(configError(() => loadSettings('worker', { file: false, env: { ARCHENLAND_GPUS: 'first' } })).message, /ARCHENLAND_GPUS/);
   assert.match(configError(() => loadSettings('worker', { file: settingsFile(t, 'render_device = "GPU"'), env: {} })).message, /expected one of CPU, CUDA, OPTIX, HIP, ONEAPI, METAL/);
+});
+
+test('a worker names several Blenders: blender_path as a list, or a [blenders] table from version to path', (t) => {
+  const list = settingsFile(t, 'blender_path = ["/opt/blender-4.2/blender", "/opt/blender-3.6/blender"]');
+  assert.deepEqual(loadSettings('worker', { file: list, env: {} }).blender_path, ['/opt/blender-4.2/blender', '/opt/blender-3.6/blender']);
+  const table = settingsFile(t, '[blenders]', '"4.2" = "/opt/blender-4.2/blender"', '"3.6.5" = "/opt/blender-3.6/blender"');
+  const settings = loadSettings('worker', { file: table, env: {} });
+  assert.deepEqual(settings.blenders, { '4.2': '/opt/blender-4.2/blender', '3.6.5': '/opt/blender-3.6/blender' });
+  assert.equal(settings.blender_path, 'blender', 'the default installation stays');
+  // `archenland start` hands the table to its local worker.
+  const start = settingsFile(t, 'web_port = 9001', '[blenders]', '"4.2" = "/opt/blender-4.2/blender"');
+  assert.deepEqual(loadStartSettings({ file: start, env: {} }).localWorker, { blenders: { '4.2': '/opt/blender-4.2/blender' } });
+  // One path from the environment, as before.
+  assert.equal(loadSettings('worker', { env: { ARCHENLAND_BLENDER_PATH: '/usr/local/bin/blender' } }).blender_path, '/usr/local/bin/blender');
+
+  const badKey = configError(() => loadSettings('worker', { file: settingsFile(t, '[blenders]', 'latest = "/opt/blender/blender"'), env: {} }));
+  assert.match(badKey.message, /blenders/);
+  assert.match(badKey.message, /"latest" is not a Blender version: name each installation by its version, like "4\.2"/);
+  const emptyList = configError(() => loadSettings('worker', { file: settingsFile(t, 'blender_path = []'), env: {} }));
+  assert.match(emptyList.message, /blender_path/);
 });

@@ -38,7 +38,7 @@ class FakeLink implements WorkerLink {
 
 const hello = (name: string, extra: Partial<WorkerHello> = {}): WorkerHello => ({
   type: 'hello', role: 'worker', protocol: 3, token: 'unused-by-the-farm', name, host: 'test', threads: 1,
-  blenderVersion: '3.4.1', allowScripts: false, tags: [], holding: [], ...extra,
+  blenderVersion: '3.4.1', blenders: [], allowScripts: false, tags: [], holding: [], ...extra,
 });
 
 async function farmInMemory(options: { frameTimeoutMs?: number } = {}) {
@@ -100,6 +100,7 @@ describe('the farm, part by part, without sockets', () => {
       image: received(png),
       renderMs: 10,
       log,
+      blenderVersion: '3.4.1',
       passes: passes.map((name) => ({ name, file: received(Buffer.from(name)) })),
     });
     const refused = result('', ['compositor/Depth0001.png']);

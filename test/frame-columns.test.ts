@@ -46,7 +46,7 @@ class ScriptedWorker {
     const worker = new ScriptedWorker(farm, socket, scene);
     socket.on('message', (data) => worker.receive(JSON.parse(String(data)) as ServerToWorker));
     await new Promise((resolve) => socket.once('open', resolve));
-    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', allowScripts: false, tags: [], holding: [] });
+    worker.send({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker!, name, host: 'scripted', threads: 1, blenderVersion: '3.4.1', blenders: [], allowScripts: false, tags: [], holding: [] });
     const welcome = await worker.next('welcome');
     worker.id = welcome.workerId;
     worker.uploadKey = welcome.uploadKey;

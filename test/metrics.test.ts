@@ -63,6 +63,9 @@ describe('/metrics and /healthz (real Blender)', () => {
       assert.equal(value('archenland_jobs', { state }), 0, state);
     }
     assert.equal(family('archenland_frame_render_seconds').type, 'HISTOGRAM');
+    assert.equal(value('archenland_videos_total', { how: 'stream' }), 0);
+    assert.equal(value('archenland_videos_total', { how: 'batch' }), 0);
+    assert.equal(value('archenland_video_streams'), 0);
     assert.ok(family('process_resident_memory_bytes'), 'process metrics are included');
   });
 
@@ -82,6 +85,10 @@ describe('/metrics and /healthz (real Blender)', () => {
     assert.equal(value('archenland_jobs', { state: 'queued' }), 0);
     assert.equal(value('archenland_jobs_finished_total', { state: 'completed' }), 1);
     assert.equal(value('archenland_frames', { state: 'done' }), 3);
+    // Blender's frames went to ffmpeg as they came: the video was streamed.
+    assert.equal(value('archenland_videos_total', { how: 'stream' }), 1);
+    assert.equal(value('archenland_videos_total', { how: 'batch' }), 0);
+    assert.equal(value('archenland_video_streams'), 0);
     assert.equal(value('archenland_workers', { state: 'idle', enabled: 'true' }), 1);
     assert.equal(value('archenland_workers', { state: 'offline', enabled: 'true' }), 0);
 

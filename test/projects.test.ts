@@ -107,6 +107,22 @@ describe('projects: a .blend with the files it uses', () => {
     assert.match(result.stdout, /: paused/);
     assert.match(result.stdout, /held: the scene uses \d+ files the project lacks/);
     assert.match(result.stdout, /warning: .*\/\/\.\.\/tex\/checker\.png/);
+
+    // The files are added to the held job: its scene is read again and it renders with them.
+    const held = (await (await api('GET', apiPath('listJobs'))).json() as Job[]).find((job) => job.state === 'paused' && !job.projectId)!;
+    const other = await cli(['add-files', held.id, path.join(project, 'tex', 'checker.png')]);
+    assert.equal(other.code, 2, 'another file than the job\'s .blend is refused');
+    assert.match(other.stderr, /is not the \.blend of job/);
+    const added = await cli(['add-files', held.id, main, '--json']);
+    assert.equal(added.code, 0, added.stderr);
+    const reread = JSON.parse(added.stdout) as Submitted;
+    assert.equal(reread.state, 'probing');
+    assert.equal(reread.uploadedBytes, 0, 'every file was on the server already, from the submissions before');
+    const job = await waitForJob(farm.server, held.id, ['completed', 'failed', 'paused'], 180_000);
+    assert.equal(job.state, 'completed', job.error ?? job.notice ?? '');
+    assert.deepEqual(job.scene?.problems, []);
+    const again = await api('PUT', apiPath('replaceJobProject', { id: held.id }), { project: reread.projectId });
+    assert.equal(again.status, 409, 'files are added only to a job held before its first frame');
   });
 
   it('refuses projects with paths that leave the project, unknown projects and missing files', async () => {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clockTime, parseSchedule, scheduleAt } from '../src/worker/schedule.ts';
+import { clockTime, parseSchedule, scheduleAt } from '../src/protocol/schedule.ts';
 
 /** A local time in the week of Monday 7 December 2026 (day 0 = Monday). */
 const at = (day: number, hours: number, minutes = 0) => new Date(2026, 11, 7 + day, hours, minutes);

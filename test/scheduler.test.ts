@@ -287,6 +287,6 @@ describe('job state machine', () => {
   test('knows, for each state, the states that may move into it (the guard of a state change in SQL)', () => {
     assert.deepEqual(statesLeadingTo('completed'), ['paused', 'rendering', 'encoding'], 'straight from rendering when the frames make no video');
     assert.deepEqual(statesLeadingTo('encoding'), ['paused', 'rendering']);
-    assert.deepEqual(statesLeadingTo('probing'), ['failed'], 'a job that failed its preflight is read again on retry');
+    assert.deepEqual(statesLeadingTo('probing'), ['paused', 'failed'], 'read again: files added to a held job, or on retry after its preflight failed');
   });
 });

@@ -30,6 +30,7 @@ function concrete(url: string): string {
     .replace(':id', '0123456789abcdef')
     .replace(':frame', '1')
     .replace(':tile', '0')
+    .replace(':tag', 'room-2')
     .replace('*', 'index.html');
 }
 

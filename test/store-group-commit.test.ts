@@ -33,6 +33,7 @@ const job = (id: string): NewJobRow => ({
   created_at: new Date().toISOString(),
   started_at: null,
   finished_at: null,
+  blender_version: null,
 });
 
 describe('store group commit', () => {

@@ -106,6 +106,7 @@ describe('tiles: one still split over several workers and stitched on the server
   });
 
   it('splits a still automatically when idle workers outnumber frames, and encodes its video', async (t) => {
+    const streamed = farm.server.farm.videoStats().streamed;
     const job = await render(still, {});
     const split = frameEvents.find((f) => f.jobId === job.id && f.tiles);
     assert.deepEqual(split?.tiles?.grid, { cols: 2, rows: 1 }, 'two idle workers, one frame: two tiles side by side');
@@ -113,6 +114,7 @@ describe('tiles: one still split over several workers and stitched on the server
     t.diagnostic(`auto split vs whole render: max difference ${max}/255, PSNR ${psnr.toFixed(1)} dB`);
     assert.ok(max <= 2);
     assert.equal(job.videoReady, true);
+    assert.equal(farm.server.farm.videoStats().streamed, streamed + 1, 'the stitched frame went to the video stream');
   });
 
   it('keeps 16-bit PNG and OpenEXR output formats through the stitch', async () => {

@@ -189,4 +189,35 @@ describe('web interface: projects (Chromium, real farm)', () => {
     assert.equal(filesSent.length, before, 'no project file was sent again');
     assert.deepEqual([...watch.foreign, ...watch.errors], []);
   });
+
+  it('adds the missing files to a job held for them: the folder it came from, nothing sent twice', async () => {
+    // The .blend alone: the preflight holds the job for the files it names.
+    await page.goto(`${url}/`);
+    await page.locator('.live[data-live="on"]').waitFor();
+    await page.getByLabel('Review the scene settings before rendering').uncheck();
+    await page.locator('#blend-file').setInputFiles(path.join(project, 'shots', 'main.blend'));
+    await page.locator('[data-testid="submitted"]', { hasText: 'was added to the queue' }).waitFor({ timeout: 30_000 });
+    const job = ((await (await fetch(`${url}/api/jobs`)).json()) as Job[]).at(-1)!;
+    assert.equal((await waitForJob(farm.server, job.id, ['paused'], 60_000)).projectId, null);
+    await page.goto(`${url}/#/jobs/${job.id}`);
+    const panel = page.locator('[data-testid="add-files"]');
+    await panel.waitFor();
+    assert.match(await page.locator('[data-testid="job-notice"]').innerText(), /held: the scene uses \d+ files the project lacks/);
+
+    // A folder without the job's .blend is refused with a reason.
+    await page.locator('#add-files-folder').setInputFiles(path.join(project, 'lib'));
+    assert.match(await panel.locator('[role="alert"]').innerText(), /does not hold this job's \.blend/);
+
+    const before = filesSent.length;
+    await page.locator('#add-files-folder').setInputFiles(project);
+    const done = await waitForJob(farm.server, job.id, ['completed', 'failed'], 120_000);
+    assert.equal(done.state, 'completed', done.error ?? done.notice ?? '');
+    assert.deepEqual(done.scene?.problems, [], 'the preflight found every file this time');
+    assert.ok(done.projectId, 'the job has its project now');
+    // Earlier tests sent the project already; alone, this one sends each file once.
+    assert.ok(filesSent.length - before === 0 || filesSent.length - before === OTHER_FILES, `${filesSent.length - before} files sent`);
+    assert.equal(new Set(filesSent).size, filesSent.length, 'no file sent twice');
+    await page.locator('[data-testid="add-files"]').waitFor({ state: 'detached' });
+    assert.deepEqual([...watch.foreign, ...watch.errors], []);
+  });
 });

@@ -58,6 +58,7 @@ export async function resultUpload(
     renderMs: 100,
     log: '',
     passes: passes.map((pass) => ({ name: pass.name, sha256: sha256(pass.body) })),
+    blenderVersion: null,
     ...options.manifest,
   };
   const multipart = new MultipartBody({ [RESULT_MANIFEST_FIELD]: JSON.stringify(manifest) }, [

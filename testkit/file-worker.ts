@@ -59,6 +59,7 @@ export class FileWorker {
           host: os.hostname(),
           threads: 0,
           blenderVersion: null,
+          blenders: [],
           allowScripts: false,
           tags: [],
           holding: [],

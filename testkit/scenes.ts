@@ -34,6 +34,8 @@ export type TestSceneOptions = {
   format?: 'PNG' | 'OPEN_EXR' | 'OPEN_EXR_MULTILAYER';
   /** Bits per channel: 8 or 16 for PNG, 16 (half) or 32 for OPEN_EXR; default 8 / 32. */
   colorDepth?: 8 | 16 | 32;
+  /** Stereo 3D, each eye a file of its own; the value is the right eye's file suffix ("_R"). */
+  stereo?: string;
 };
 
 /**
@@ -55,6 +57,7 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
     detail: opts.detail ?? false,
     format: opts.format ?? 'PNG',
     colorDepth: opts.colorDepth ?? null,
+    stereo: opts.stereo ?? null,
   };
   const key = createHash('sha256')
     .update(readFileSync(MAKE_SCENE_SCRIPT))
@@ -83,6 +86,7 @@ export async function makeTestScene(opts: TestSceneOptions = {}): Promise<string
     ...(settings.detail ? ['--detail'] : []),
     '--format', settings.format,
     ...(settings.colorDepth ? ['--color-depth', String(settings.colorDepth)] : []),
+    ...(settings.stereo ? [`--stereo=${settings.stereo}`] : []),
   ];
   try {
     await run(BLENDER, args, { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });

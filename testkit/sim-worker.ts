@@ -42,8 +42,8 @@ export interface SimWorkerOptions {
   scene: (jobId: string) => SceneInfo;
   /** Simulated probe time, ms (a real probe takes ~2 s). Default 0. */
   probeMs?: number;
-  /** What is uploaded as every frame. */
-  frame: FrameBody;
+  /** What is uploaded as every frame, or as each frame of each job (distinct frames, for video tests and benchmarks). */
+  frame: FrameBody | ((jobId: string, frame: number) => FrameBody);
   /** Download each .blend once per worker before its first probe or render, as real workers do. Default true. */
   downloadBlends?: boolean;
   /**
@@ -263,6 +263,7 @@ class SimWorker {
           host: 'simulated',
           threads: 1,
           blenderVersion: '3.4.1',
+          blenders: ['3.4.1'],
           allowScripts: false,
           tags: [],
           holding: [],
@@ -352,6 +353,8 @@ class SimWorker {
         }
         return;
       }
+      case 'tag_schedules':
+        return; // simulated workers keep no hours: always awake
       case 'error':
         this.farm.error(`worker ${this.index}: server error: ${message.message}`);
         return;
@@ -467,7 +470,7 @@ class SimWorker {
 
   /** The same request as src/worker/frame-uploader.ts: a manifest with the log, then the image. */
   private put(jobId: string, frame: number, renderMs: number): Promise<{ accepted: boolean }> {
-    const frameBody = this.opts.frame;
+    const frameBody = typeof this.opts.frame === 'function' ? this.opts.frame(jobId, frame) : this.opts.frame;
     const manifest = { sha256: frameBody.sha256, renderMs: Math.round(renderMs), log: this.opts.frameLog ?? '', passes: [] };
     const body = new MultipartBody({ [RESULT_MANIFEST_FIELD]: JSON.stringify(manifest) }, [
       { field: RESULT_IMAGE_FIELD, fileName: 'image', source: frameBody.kind === 'buffer' ? { buffer: frameBody.body } : { file: frameBody.file, size: frameBody.size } },

@@ -107,6 +107,12 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
 // ---- formatting ---------------------------------------------------------------------
 
 export const fmtMs = (ms: number) => (Number.isNaN(ms) ? '—' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+/** "1.93 s (1.85–2.10)": the median of several runs, with their min and max. */
+export function fmtSpread(values: number[], format: (value: number) => string): string {
+  if (values.length < 2) return format(median(values));
+  return `${format(median(values))} (${format(Math.min(...values))}–${format(Math.max(...values))})`;
+}
+
 export const fmtS = (ms: number) => (Number.isNaN(ms) ? '—' : `${(ms / 1000).toFixed(2)} s`);
 export const fmtRatio = (r: number) => (Number.isNaN(r) ? '—' : `${r.toFixed(r >= 10 ? 1 : 3)}×`);
 export const fmtMB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;

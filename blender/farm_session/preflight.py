@@ -9,7 +9,6 @@ problem is {"code", "severity": "error"|"warning", "message", "path"?, "fix"?}:
                                  (Blender 3.4 prints "Engine 'X' not available ..." on
                                  load and silently renders with EEVEE instead)
   MISSING_FILE          warning  one per external file missing; "path" as written in the .blend
-  NEWER_BLENDER         warning  saved by a newer Blender than this one
   SCRIPTS_NEEDED        warning  scripts are off and the file has Python drivers or
                                  registered text blocks
 Errors come first; at most MAX_PROBLEMS, messages at most MAX_MESSAGE_CHARS and
@@ -23,7 +22,6 @@ import re
 import bpy
 
 from .dependencies import missing_files
-from .versions import saved_by_newer_blender
 
 MAX_PROBLEMS = 50
 MAX_MESSAGE_CHARS = 300
@@ -193,15 +191,6 @@ def missing_file_problems():
             for entry in missing_files()]
 
 
-def version_problems():
-    if not saved_by_newer_blender():
-        return []
-    saved = ".".join(str(part) for part in bpy.data.version)
-    return [problem("NEWER_BLENDER", "warning",
-                    f"The file was saved by a newer Blender (file version {saved}) than this "
-                    f"worker's {bpy.app.version_string}: newer features may be lost or differ.")]
-
-
 def datablocks_with_drivers():
     """(datablock, animation data) for everything that can hold drivers."""
     for attribute in dir(bpy.data):
@@ -250,6 +239,6 @@ def script_problems(allow_scripts):
 def problems(scene, allow_scripts):
     """Every problem found, errors first, at most MAX_PROBLEMS."""
     found = (camera_problems(scene) + denoiser_problems(scene) + engine_problems(scene)
-             + missing_file_problems() + version_problems() + script_problems(allow_scripts))
+             + missing_file_problems() + script_problems(allow_scripts))
     found.sort(key=lambda entry: entry["severity"] != "error")  # stable: errors first
     return found[:MAX_PROBLEMS]

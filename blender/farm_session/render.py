@@ -5,6 +5,7 @@ import os
 import bpy
 
 from .file_outputs import contain_file_outputs
+from .views import gather_views, make_suffixes_safe, view_files
 from .tiles import check_frame_size, check_image_size, read_border, set_border, write_border
 
 
@@ -16,9 +17,12 @@ def render_to_file(scene, frame, output):
     scene.render.filepath = output
     # The worker accepts only "<pattern with # expanded><image extension>".
     scene.render.use_file_extension = True
+    make_suffixes_safe(scene)
     path = scene.render.frame_path(frame=frame)
+    views = view_files(scene, frame)  # from the pattern, before filepath is the expanded path
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)
+    gather_views(views, path)
     if not os.path.isfile(path):
         # Guards the "saved" event against a path computed differently from
         # the one Blender wrote to (e.g. a future change in frame_path).

@@ -184,6 +184,8 @@ def output_blockers(scene):
         reasons.append("the scene renders only a region of the frame (render border)")
     if render.use_freestyle:
         reasons.append("Freestyle lines are on: strokes are drawn over the whole image")
+    if render.use_multiview:
+        reasons.append("the scene renders several views (stereo): each view is a whole image of its own")
     if render.use_stamp:
         reasons.append("metadata is burnt into the image: each tile would get its own stamp")
     editor = scene.sequence_editor

@@ -13,7 +13,3 @@ def saved_with():
     major, minor, _ = bpy.data.version
     return f"{major}.{minor}"
 
-
-def saved_by_newer_blender():
-    """Whether the file's format is newer than the one this Blender writes."""
-    return tuple(bpy.data.version) > tuple(bpy.app.version_file)

@@ -67,6 +67,9 @@ def parse_args():
     parser.add_argument("--no-camera", action="store_true", help="no camera in the scene")
     parser.add_argument("--passes", action="store_true",
                         help="compositor File Output node writing depth and normal PNGs to //passes/")
+    parser.add_argument("--stereo", default=None, metavar="RIGHT_SUFFIX",
+                        help="stereo 3D, each eye saved as a file of its own; the right eye's "
+                             "file suffix is RIGHT_SUFFIX (Blender's default: _R)")
     parser.add_argument("--fake-engine", default=None, metavar="NAME",
                         help="save with a render engine no Blender has (NAME, e.g. FARM_FAKE_ENGINE)")
     parser.add_argument("--misbehave", default=None, metavar="KIND:FRAME",
@@ -196,6 +199,15 @@ bpy.app.handlers.render_pre.append(archenland_misbehave)
 '''
 
 
+def use_stereo(scene, right_suffix):
+    scene.render.use_multiview = True
+    scene.render.views_format = "STEREO_3D"
+    scene.render.image_settings.views_format = "INDIVIDUAL"
+    scene.render.views["right"].file_suffix = right_suffix
+    # Eyes far apart, so even a tiny frame shows two different images.
+    scene.camera.data.stereo.interocular_distance = 1.0
+
+
 def embed_misbehaviour(spec):
     kind, frame = spec.split(":")
     if kind not in ("crash", "hang"):
@@ -222,6 +234,8 @@ def main():
         add_glare(scene)
     if args.passes:
         add_passes(scene)
+    if args.stereo:
+        use_stereo(scene, args.stereo)
     if args.no_camera:
         bpy.data.objects.remove(scene.camera, do_unlink=True)
     if args.fake_engine:

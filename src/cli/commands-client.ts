@@ -13,10 +13,12 @@ import {
   describeIssues,
   frameOrderSchema,
   tagsSchema,
+  blenderVersionSchema,
   type FrameLog,
   type Job,
   type JobDetail,
   type JobPatch,
+  type JobProject,
   type Worker,
   type CreatedToken,
   type TokenInfo,
@@ -39,8 +41,10 @@ import {
   type CommonOptions,
 } from './common.ts';
 import { registerDownloadCommand } from './commands-download.ts';
+import { registerScheduleCommands } from './commands-schedules.ts';
 import { formatJob, formatJobDetail, formatJobs, formatWorkers } from './format.ts';
 import { sendProject } from './project.ts';
+import { sha256OfFile } from '../util/hash.ts';
 import { uploadJob } from './upload.ts';
 import { watchJob } from './watch.ts';
 
@@ -58,6 +62,7 @@ export function registerClientCommands(program: Command): void {
   registerJobReads(program);
   registerJobActions(program);
   registerWorkerCommands(program);
+  registerScheduleCommands(program);
   registerTokenCommands(program);
   registerDownloadCommand(program);
 }
@@ -85,6 +90,7 @@ function registerSubmit(program: Command): void {
     )
     .option('--max-workers <n>', 'at most this many workers render the job at once (default: no limit)', integer(1, 100_000))
     .option('--tags <tags>', "only workers with all these tags render it (comma-separated, e.g. gpu,room-2; a worker's tags setting)")
+    .option('--blender <version>', "render with this Blender, e.g. 4.2 (default: the closest the workers have that is not older than the file's); only workers that have it take the frames")
     .option('--wait', 'follow the job until it ends, with progress bars; exit 0 only if it completed')
     .action(async (file: string, options: CommonOptions & Record<string, any>) => {
       if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
@@ -107,6 +113,11 @@ function registerSubmit(program: Command): void {
         const tags = tagsSchema.safeParse(String(options.tags).split(',').map((tag) => tag.trim()).filter(Boolean));
         if (!tags.success) throw new UsageError(`--tags: ${describeIssues(tags.error)}`);
         fields.requiredTags = tags.data.join(',');
+      }
+      if (options.blender) {
+        const version = blenderVersionSchema.safeParse(options.blender);
+        if (!version.success) throw new UsageError(`--blender: ${describeIssues(version.error)}`);
+        fields.blender = version.data;
       }
       const client = clientFrom(options);
       const sent = await sendProject(client, file, { projectDir: options.projectDir, blendOnly: options.blendOnly, blenderPath: options.blenderPath });
@@ -201,6 +212,25 @@ function registerJobActions(program: Command): void {
   jobAction(program, 'pause', 'pause a job: frames under way finish, no new ones start', 'paused', ['archenland pause 3f2a9c']);
   jobAction(program, 'resume', 'resume a paused or held job', 'resumed', ['archenland resume 3f2a9c']);
   jobAction(program, 'retry', "queue a job's failed frames again (a failed job renders again)", 'retrying', ['archenland retry 3f2a9c', 'archenland retry 3f2a9c && archenland job 3f2a9c']);
+
+  const addFiles = withClientOptions(program.command('add-files <id> <file>'))
+    .description("add the files a held job's project lacks: give its .blend again, with its files now in place; only files the server lacks are sent, and the job's scene is read again")
+    .option('--project-dir <dir>', 'send every file in this folder (default: ask Blender here which files the .blend uses)')
+    .option('--blender-path <path>', 'the Blender that finds the files the .blend uses (env ARCHENLAND_BLENDER; default: blender)')
+    .action(async (typed: string, file: string, options: CommonOptions & { projectDir?: string; blenderPath?: string }) => {
+      if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
+      const client = clientFrom(options);
+      const held = await client.get<Job>(apiPath('getJob', { id: await resolveJobId(client, typed) }));
+      if ((await sha256OfFile(file)) !== held.blendSha256) {
+        throw new UsageError(`${file} is not the .blend of job ${held.id}: a changed .blend is a new job (archenland submit)`);
+      }
+      const sent = await sendProject(client, file, { projectDir: options.projectDir, blenderPath: options.blenderPath });
+      if (!sent.projectId) throw new UsageError('found no files to add: the .blend uses none that are on this machine (--project-dir DIR sends a folder)');
+      const job = await client.put<Job>(apiPath('replaceJobProject', { id: held.id }), { project: sent.projectId } satisfies JobProject);
+      const summary = `job ${job.id} (${job.name}): ${sent.files} project files, ${mb(sent.uploadedBytes)} MB sent; reading its scene again`;
+      print(options.json, { ...job, uploadedBytes: sent.uploadedBytes, reusedBytes: sent.reusedBytes }, summary);
+    });
+  examples(addFiles, ['archenland add-files 3f2a9c shot.blend', 'archenland add-files 3f2a9c shot.blend --project-dir ~/projects/shot && archenland job 3f2a9c']);
 
   const del = withClientOptions(program.command('delete <id>'))
     .description('delete a job with its frames and video (a running job is cancelled first); asks first')

@@ -6,6 +6,7 @@ import {
   loadSettings,
   loadStartSettings,
   LOCAL_WORKER_KEYS,
+  TABLE_SETTINGS,
   serverSchema,
   startSchema,
   workerSchema,
@@ -78,9 +79,17 @@ async function farmModules() {
 }
 
 const SERVER_KEYS = Object.keys(serverSchema.shape);
-const WORKER_KEYS = Object.keys(workerSchema.shape);
+/** Settings a flag can carry; a table ([blenders]) is written in settings.conf only. */
+const flagKeys = (keys: string[]) => keys.filter((key) => !TABLE_SETTINGS.includes(key));
+const WORKER_KEYS = flagKeys(Object.keys(workerSchema.shape));
 /** `start` runs both: server settings, plus its local worker's (LOCAL_WORKER_KEYS). */
-const START_KEYS = Object.keys(startSchema.shape);
+const START_KEYS = flagKeys(Object.keys(startSchema.shape));
+
+/** Settings that are tables have no flag: they are told after the flags, as settings.conf takes them. */
+function tableSettingsHelp(kind: SettingsKind): string {
+  const tables = describeSettings(kind).filter((setting) => TABLE_SETTINGS.includes(setting.key));
+  return tables.map((setting) => `\nIn settings.conf only, as a table [${setting.key}]: ${setting.description}.\n`).join('');
+}
 
 const PRECEDENCE = '\nSettings: built-in defaults < settings.conf < ARCHENLAND_<KEY> environment variables < flags.\nEvery key is described in docs/cli.md and README.md.\n';
 
@@ -111,7 +120,7 @@ export function registerFarmCommands(program: Command): void {
     .description('run a render worker that connects to a server')
     .option('-c, --config <file>', 'settings file (default: ./settings.conf if present)');
   addSettingFlags(worker, 'worker', WORKER_KEYS)
-    .addHelpText('after', PRECEDENCE)
+    .addHelpText('after', `${PRECEDENCE}${tableSettingsHelp('worker')}`)
     .action(async (options) => {
       const settings = loadSettings('worker', { file: options.config, flags: settingFlags(options, WORKER_KEYS) });
       if (!settings.token) {
@@ -143,7 +152,7 @@ export function registerFarmCommands(program: Command): void {
     .option('-c, --config <file>', "settings file of the server and its local worker (default: ./settings.conf if present)")
     .option('--worker-config <file>', "a separate settings file for the local worker; the worker's keys in --config, the environment and flags override it");
   addSettingFlags(start, 'start', START_KEYS, (s) => (LOCAL_WORKER_KEYS.includes(s.key) ? `local worker: ${s.description}` : s.description))
-    .addHelpText('after', PRECEDENCE)
+    .addHelpText('after', `${PRECEDENCE}${tableSettingsHelp('start')}`)
     .action(async (options) => {
       const { server: settings, localWorker: localWorkerGiven } = loadStartSettings({ file: options.config, flags: settingFlags(options, START_KEYS) });
       const { startServer, RenderWorker, createLogger } = await farmModules();

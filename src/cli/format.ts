@@ -1,5 +1,5 @@
-import { formatFrameRange, type Job, type JobDetail, type Worker } from '../protocol/index.ts';
-import { clockTime } from '../worker/schedule.ts';
+import { formatFrameRange, type Asleep, type Job, type JobDetail, type Worker } from '../protocol/index.ts';
+import { clockTime } from '../protocol/index.ts';
 
 /** Plain text tables for people; `--json` prints the API's own objects for scripts. */
 export function formatJobs(jobs: Job[]): string {
@@ -14,15 +14,22 @@ export function formatWorkers(workers: Worker[]): string {
     w.name,
     w.host,
     [
-      w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.asleepUntil ? '' : w.state,
-      w.asleepUntil ? `asleep until ${clockTime(new Date(w.asleepUntil))}` : '',
+      w.current ? `rendering ${w.current.frame} (${Math.round(w.current.percent)}%)` : w.asleep ? '' : w.state,
+      w.asleep ? asleepText(w.asleep) : '',
     ].filter(Boolean).join(', then '),
     String(w.framesRendered),
     w.averageFrameMs === null ? '-' : `${(w.averageFrameMs / 1000).toFixed(1)} s`,
     w.tags.join(',') || '-',
     !w.device ? '-' : w.device.type === 'CPU' ? 'CPU' : `${w.device.type}: ${w.device.devices.join(', ')}`,
+    (w.blenders.length > 0 ? w.blenders : [w.blenderVersion ?? '-']).join(', '),
   ]);
-  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS', 'DEVICE'], rows);
+  return table(['NAME', 'HOST', 'STATE', 'FRAMES', 'AVG FRAME', 'TAGS', 'DEVICE', 'BLENDER'], rows);
+}
+
+/** "asleep until 18:00 (tag room-2)": when a worker wakes and which schedules keep it asleep. */
+function asleepText(asleep: Asleep): string {
+  const why = [...(asleep.own ? ['its schedule'] : []), ...asleep.tags.map((tag) => `tag ${tag}`)].join(', ');
+  return `asleep ${asleep.until ? `until ${clockTime(new Date(asleep.until))}` : '(its schedules share no hours)'} (${why})`;
 }
 
 export function formatJob(job: Job): string {
@@ -31,6 +38,7 @@ export function formatJob(job: Job): string {
     `frames: ${job.counts.done} done, ${job.counts.rendering} rendering, ${job.counts.queued} queued, ${job.counts.failed} failed of ${job.counts.total}`,
   ];
   if (job.scene) lines.push(`scene: ${job.scene.engine}, ${job.scene.resolutionX}x${job.scene.resolutionY}, ${job.fps} fps`);
+  if (job.blender) lines.push(`blender: ${job.blender}${job.blenderRequested ? ' (asked for)' : ''}${job.scene?.savedWith ? `; the file was saved with ${job.scene.savedWith}` : ''}`);
   if (job.error) lines.push(`error: ${job.error}`);
   if (job.notice) lines.push(`note: ${job.notice}`);
   // The preflight's findings: what would spoil the render, errors first.
@@ -41,7 +49,7 @@ export function formatJob(job: Job): string {
   return lines.join('\n');
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }

@@ -43,6 +43,8 @@ export function expectedValue(schema: z.ZodType): string {
   if (inner instanceof z.ZodEnum) return `one of ${inner.options.join(', ')}`;
   if (inner instanceof z.ZodArray) return isNumberList(inner) ? 'a list of whole numbers, e.g. [0, 1]' : 'a list of strings, e.g. ["a", "b"]';
   if (inner instanceof z.ZodURL) return 'an http:// or https:// URL';
+  if (inner instanceof z.ZodUnion) return 'a path, or a list of paths';
+  if (inner instanceof z.ZodRecord) return 'a table of strings, e.g. { "4.2" = "/opt/blender-4.2/blender" }';
   if (inner instanceof z.ZodString) {
     const min = inner.minLength ?? 0;
     if (min > 1) return `a string of at least ${min} characters`;
@@ -65,6 +67,8 @@ function typeLabel(schema: z.ZodType): string {
   if (inner instanceof z.ZodEnum) return inner.options.join('|');
   if (inner instanceof z.ZodArray) return isNumberList(inner) ? 'list of integers' : 'list of strings';
   if (inner instanceof z.ZodURL) return 'URL';
+  if (inner instanceof z.ZodUnion) return 'path or list of paths';
+  if (inner instanceof z.ZodRecord) return 'table';
   if (inner instanceof z.ZodString) {
     const min = inner.minLength ?? 0;
     return min > 1 ? `string (${min}+ characters)` : 'string';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { ConfigError } from './errors.ts';
+import { TABLE_SETTINGS } from './schema.ts';
 
 export const DEFAULT_SETTINGS_FILE = 'settings.conf';
 
@@ -60,9 +61,11 @@ export function lineOfKey(source: string, key: string): number | undefined {
 }
 
 // Settings are flat; a "[server]" header would silently move every key below it
-// out of reach, so it is refused with a pointer to the header.
+// out of reach, so it is refused with a pointer to the header. The few settings that
+// are tables ([blenders]) are the exception.
 function rejectTables(values: Record<string, unknown>, source: string, display: string, file: string): void {
   for (const key of Object.keys(values)) {
+    if (TABLE_SETTINGS.includes(key)) continue;
     const line = lineOfTableHeader(source, key);
     if (line === undefined) continue;
     throw new ConfigError(

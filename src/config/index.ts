@@ -11,6 +11,7 @@ export {
   workerSchema,
   startSchema,
   LOCAL_WORKER_KEYS,
+  TABLE_SETTINGS,
   settingsSchemas,
   type ServerSettings,
   type WorkerSettings,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { tagsSchema } from '../protocol/api.ts';
-import { parseSchedule } from '../worker/schedule.ts';
+import { blenderVersionSchema } from '../protocol/blender-versions.ts';
+import { scheduleStopSchema, scheduleTextSchema } from '../protocol/schedule.ts';
 
 /**
  * The settings each process understands, with their defaults. Objects are strict
@@ -67,6 +68,14 @@ export const serverSchema = z.strictObject({
     .enum(['fifo', 'fair'])
     .default('fifo')
     .describe('How jobs of the same priority share the workers: fifo, the earliest submitted first; fair, each idle worker to the job with the fewest workers on it, so they split the farm evenly'),
+  video_streams: z
+    .int()
+    .min(0)
+    .max(64)
+    .default(2)
+    .describe(
+      "How many jobs' videos ffmpeg encodes while they render (one ffmpeg each, fed the frames in order as they arrive, so the video is ready moments after the last frame); other jobs' videos are encoded when their last frame is in. 0: always at the end",
+    ),
   tail_duplicates: z
     .boolean()
     .default(true)
@@ -86,7 +95,25 @@ export const serverSchema = z.strictObject({
 });
 
 export const workerSchema = z.strictObject({
-  blender_path: text('blender', 'Blender executable; a bare name is looked up on PATH'),
+  blender_path: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)])
+    .default('blender')
+    .describe(
+      'Blender executable; a bare name is looked up on PATH. A list (["/opt/blender-4.2/blender", "/opt/blender-3.6/blender"]) names several installations, the first the default; each reports its version at start',
+    ),
+  blenders: z
+    .record(z.string(), z.string().min(1))
+    .superRefine((table, context) => {
+      const keys = Object.keys(table);
+      if (keys.length > 16) context.addIssue({ code: 'custom', message: 'at most 16 installations' });
+      for (const key of keys.filter((key) => !blenderVersionSchema.safeParse(key).success)) {
+        context.addIssue({ code: 'custom', message: `"${key}" is not a Blender version: name each installation by its version, like "4.2" or "4.2.1"` });
+      }
+    })
+    .optional()
+    .describe(
+      'More Blender installations, as a table from version to executable: [blenders] then "4.2" = "/opt/blender-4.2/blender". A job asking for a version (submit --blender 4.2) goes only to workers that have it',
+    ),
   threads: z.int().min(0).max(1024).default(0).describe('Render threads; 0 lets Blender decide'),
   prewarm_blender: z
     .boolean()
@@ -103,23 +130,14 @@ export const workerSchema = z.strictObject({
     .max(19)
     .default(10)
     .describe('CPU niceness Blender runs at, 0 (normal priority) to 19 (lowest); its disk I/O priority follows. The default, 10, keeps a workstation usable for the person at it while it renders'),
-  schedule: z
-    .string()
-    .superRefine((text, context) => {
-      try {
-        parseSchedule(text);
-      } catch (error) {
-        context.addIssue({ code: 'custom', message: `not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": ${(error as Error).message}` });
-      }
-    })
+  schedule: scheduleTextSchema
     .optional()
     .describe(
-      'Hours this worker renders, in local time, e.g. "Mon-Fri 18:00-08:00; Sat-Sun": days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range, which runs past midnight when it ends before it starts. Outside them it takes no new frame. Unset: always',
+      'Hours this worker renders, in local time, e.g. "Mon-Fri 18:00-08:00; Sat-Sun": days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range, which runs past midnight when it ends before it starts. Outside them it takes no new frame. Unset: always. A schedule the server sets for one of its tags (archenland tag-schedule) applies too: the worker renders only in hours that every one of them allows',
     ),
-  schedule_stop: z
-    .enum(['finish', 'now'])
+  schedule_stop: scheduleStopSchema
     .default('finish')
-    .describe('When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it)'),
+    .describe("When the schedule ends mid-frame: finish that frame first, or hand it back now (another worker renders it); also for a tag's schedule that sets no stop of its own"),
   min_free_mb: z.int().min(0).max(10_000_000).default(200).describe('Take no frame while the cache folder has less free space than this (MiB); the frame goes to another worker and this one waits for space'),
   cache_max_gb: z
     .number()
@@ -165,6 +183,7 @@ export const workerSchema = z.strictObject({
  */
 const localWorkerFields = workerSchema.pick({
   blender_path: true,
+  blenders: true,
   threads: true,
   nice: true,
   schedule: true,
@@ -197,6 +216,9 @@ export type StartSettings = z.output<typeof startSchema>;
 export const settingsSchemas = { server: serverSchema, worker: workerSchema, start: startSchema };
 export type SettingsKind = keyof typeof settingsSchemas;
 export type Settings = ServerSettings | WorkerSettings | StartSettings;
+
+/** Settings written as a TOML table ([blenders] then "4.2" = "…"): the only headers settings.conf accepts. */
+export const TABLE_SETTINGS: readonly string[] = ['blenders'];
 
 /** Folders and files that are resolved to absolute paths, relative to where their value was written. */
 export const PATH_SETTINGS: readonly string[] = ['data_dir', 'cache_dir', 'tls_cert', 'tls_key', 'tls_ca'];

@@ -5,7 +5,9 @@ import multipart from '@fastify/multipart';
 import { z } from 'zod';
 import {
   jobPatchSchema,
+  jobProjectSchema,
   workerTagsSchema,
+  tagScheduleInputSchema,
   MAX_PASSES_PER_FRAME,
   PROTOCOL_VERSION,
   UPLOAD_KEY_HEADER,
@@ -138,6 +140,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   on(app, 'pauseJob', async (request) => farm.pauseJob(pathOf('pauseJob', request).id));
   on(app, 'resumeJob', async (request) => farm.resumeJob(pathOf('resumeJob', request).id));
   on(app, 'retryJob', async (request) => farm.retryFailed(pathOf('retryJob', request).id));
+  on(app, 'replaceJobProject', async (request) => farm.replaceJobProject(pathOf('replaceJobProject', request).id, parse(jobProjectSchema, request.body).project));
   on(app, 'patchJob', async (request) => farm.patchJob(pathOf('patchJob', request).id, parse(jobPatchSchema, request.body)));
   on(app, 'deleteJob', async (request, reply) => {
     await farm.deleteJob(pathOf('deleteJob', request).id);
@@ -208,6 +211,12 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
 
   on(app, 'listWorkers', async () => farm.listWorkers());
   on(app, 'setWorkerTags', async (request) => farm.setWorkerTags(pathOf('setWorkerTags', request).id, parse(workerTagsSchema, request.body).tags));
+  on(app, 'listTagSchedules', async () => farm.listTagSchedules());
+  on(app, 'setTagSchedule', async (request) => farm.setTagSchedule(pathOf('setTagSchedule', request).tag, parse(tagScheduleInputSchema, request.body)));
+  on(app, 'clearTagSchedule', async (request, reply) => {
+    await farm.clearTagSchedule(pathOf('clearTagSchedule', request).tag);
+    return reply.status(204).send();
+  });
   for (const mode of ['enable', 'drain', 'disable'] as const) {
     on(app, `${mode}Worker`, async (request) => farm.setWorkerMode(pathOf(`${mode}Worker`, request).id, mode));
   }

@@ -9,7 +9,7 @@ import { FarmError } from '../farm/index.ts';
 const booleanText = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).transform((v) => ['true', '1', 'on', 'yes'].includes(v));
 const integerText = z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number);
 
-export const knownJobFields = ['name', 'frames', 'fileFormat', 'resolutionPercentage', 'samples', 'allowScripts', 'priority', 'hold', 'tiles', 'forceTiles', 'denoising', 'project', 'order', 'maxWorkers', 'requiredTags'];
+export const knownJobFields = Object.keys(jobOptionsSchema.shape);
 
 export function parseJobFields(fields: Record<string, string>): JobOptions {
   for (const field of Object.keys(fields)) {
@@ -18,6 +18,7 @@ export function parseJobFields(fields: Record<string, string>): JobOptions {
   const typed: Record<string, unknown> = {};
   try {
     if (fields.name !== undefined) typed.name = fields.name;
+    if (fields.blender !== undefined && fields.blender.trim() !== '') typed.blender = fields.blender;
     if (fields.project !== undefined && fields.project !== '') typed.project = fields.project;
     if (fields.frames !== undefined && fields.frames.trim() !== '') typed.frames = parseFrameRange(fields.frames);
     if (fields.fileFormat) typed.fileFormat = fields.fileFormat.toUpperCase();

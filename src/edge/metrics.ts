@@ -28,6 +28,11 @@ export function createFarmMetrics(farm: Farm, served?: { readonly bytesSent: num
     labelNames: ['state', 'enabled'],
     registers: [registry],
   });
+  const asleep = new Gauge({
+    name: 'archenland_workers_asleep',
+    help: 'Connected workers outside the hours of their schedules (counted as idle in archenland_workers): they take no frames',
+    registers: [registry],
+  });
   const rendered = new Counter({ name: 'archenland_frames_rendered_total', help: 'Frames rendered and accepted since the server started', registers: [registry] });
   const failed = new Counter({ name: 'archenland_frames_failed_total', help: 'Frames that failed for good (all retries used) since the server started', registers: [registry] });
   const renderTime = new Histogram({
@@ -55,6 +60,27 @@ export function createFarmMetrics(farm: Farm, served?: { readonly bytesSent: num
       },
     });
   }
+  // Read from the farm at scrape time: it keeps the counts of the videos it made.
+  new Counter({
+    name: 'archenland_videos_total',
+    help: 'Videos made since the server started: streamed while the job rendered (how="stream") or encoded from every frame once the last was in (how="batch")',
+    labelNames: ['how'],
+    registers: [registry],
+    collect() {
+      const { streamed, batch } = farm.videoStats();
+      this.reset();
+      this.inc({ how: 'stream' }, streamed);
+      this.inc({ how: 'batch' }, batch);
+    },
+  });
+  new Gauge({
+    name: 'archenland_video_streams',
+    help: 'Jobs whose video ffmpeg is encoding while they render (at most the setting video_streams)',
+    registers: [registry],
+    collect() {
+      this.set(farm.videoStats().streaming);
+    },
+  });
   for (const state of ['completed', 'failed', 'cancelled']) finished.inc({ state }, 0);
   for (const kind of ['blend', 'frame']) uploaded.inc({ kind }, 0);
 
@@ -111,6 +137,7 @@ export function createFarmMetrics(farm: Farm, served?: { readonly bytesSent: num
         for (const state of frameStates) frames.inc({ state }, job.counts[state]);
       }
       for (const worker of workerList) workers.inc({ state: worker.state, enabled: String(worker.enabled) });
+      asleep.set(workerList.filter((worker) => worker.state !== 'offline' && worker.asleep !== null).length);
       return registry.metrics();
     },
     close() {

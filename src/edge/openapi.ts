@@ -9,6 +9,8 @@ import {
   storedFileSchema,
   fileSourcesSchema,
   workerTagsSchema,
+  tagScheduleInputSchema,
+  tagScheduleViewSchema,
   resultManifestSchema,
   RESULT_IMAGE_FIELD,
   RESULT_MANIFEST_FIELD,
@@ -26,6 +28,7 @@ import {
   jobDetailSchema,
   jobOptionsSchema,
   jobPatchSchema,
+  jobProjectSchema,
   jobSchema,
   jobStateSchema,
   frameStateSchema,
@@ -108,6 +111,10 @@ function responseRegistry() {
   registry.add(storedFileSchema, { id: 'StoredFile' });
   registry.add(fileSourcesSchema, { id: 'FileSources', description: 'Where to fetch a file from: peers to try in order (then the server), or how long to wait before asking again.' });
   registry.add(workerTagsSchema, { id: 'WorkerTags', description: "A worker's tags from now on, or null for its own `tags` setting." });
+  registry.add(tagScheduleViewSchema, {
+    id: 'TagScheduleView',
+    description: "A schedule set for a worker tag: the hours its workers render, in each worker's local time, and what happens to a frame under way when they end (null: each worker's schedule_stop).",
+  });
   registry.add(framePassSchema, { id: 'FramePass', description: "A compositor File Output pass kept with a frame: its name (path in the frame's passes) and size in bytes." });
   registry.add(farmChangeSchema, { id: 'FarmChange', description: 'One change in the farm.' });
   registry.add(farmEventSchema, { id: 'FarmEvent', description: 'What WebSocket observers receive: changes in coalesced batches.' });
@@ -117,6 +124,7 @@ function responseRegistry() {
 /** Shapes clients send: rendered as accepted (defaults make fields optional). */
 function requestRegistry() {
   const registry = z.registry<Meta>();
+  registry.add(jobProjectSchema, { id: 'JobProject', description: 'The project a held job takes: its own files and those added.' });
   registry.add(jobPatchSchema, {
     id: 'JobPatch',
     description: 'Name and priority change any time; frames, fileFormat, resolutionPercentage and samples only before the first frame is handed out (a held or queued job). null resets an override to the scene\'s value.',
@@ -124,6 +132,10 @@ function requestRegistry() {
   registry.add(frameRangeSchema, { id: 'FrameRangeInput', description: 'Frames start..end (inclusive), every step-th (default 1); end >= start.' });
   registry.add(outputFormatSchema, { id: 'OutputFormat' });
   registry.add(loginSchema, { id: 'Login' });
+  registry.add(tagScheduleInputSchema, {
+    id: 'TagScheduleInput',
+    description: 'A tag\'s schedule from now on, e.g. `{"schedule": "Mon-Fri 18:00-08:00; Sat-Sun", "stop": "finish"}`: entries separated by `;`, each days (Mon, Mon-Fri, Mon,Wed) and an optional HH:MM-HH:MM range that runs past midnight when it ends before it starts.',
+  });
   registry.add(tokenRequestSchema, { id: 'TokenRequest' });
   registry.add(observerMessageSchema, { id: 'ObserverMessage', description: 'The first WebSocket message of a live-event client.' });
   return registry;
@@ -178,6 +190,7 @@ const jobFieldDescriptions: Record<string, string> = {
   denoising: '`false`: render with Cycles\' denoising off, for workers whose Blender lacks the denoiser (the fix the preflight offers for DENOISER_UNAVAILABLE)',
   project: 'the id of a project made with `POST /api/projects` whose files (textures, libraries, caches) the .blend uses; every file must be uploaded first',
   requiredTags: 'comma-separated worker tags, e.g. `gpu,room-2`: only workers whose `tags` setting has all of them render the job',
+  blender: 'render with this Blender release, e.g. `4.2` (or one release, `4.2.1`); only workers that have it take the frames. Default: the oldest release the workers have that is not older than the Blender that saved the file',
   maxWorkers: 'at most this many workers render the job at once, leaving the others to other jobs (default: no limit)',
   order: 'the order frames are handed out in: `interleaved` (first, last, middle, then filling in, so a broken shot shows early; default) or `sequential` (frame order, for unbaked simulations)',
 };

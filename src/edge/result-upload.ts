@@ -54,6 +54,7 @@ export async function receiveResult(request: FastifyRequest, tmpDir: string, max
       image,
       renderMs: manifest.renderMs,
       log: manifest.log,
+      blenderVersion: manifest.blenderVersion,
       passes: manifest.passes.map((pass, i) => ({ name: pass.name, file: passes.get(i)! })),
     };
   } catch (error) {

@@ -179,7 +179,7 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
     case 'ready':
       return farm.workerReady(workerId);
     case 'schedule':
-      return farm.workerScheduleChanged(workerId, message.asleepUntil);
+      return farm.workerScheduleChanged(workerId, message.asleep);
     case 'progress':
       return farm.workerProgress(workerId, message.jobId, message.frame, message.percent, message.tile);
     case 'frame_failed':

@@ -13,9 +13,27 @@ export interface EncodeRequest {
 }
 
 /**
- * Makes an H.264/yuv420p MP4 that plays everywhere. Frames are read by glob in name
- * order, so frame steps (1,5,9…) and negative frame numbers need no renumbering.
- * Odd sizes are padded by one pixel because yuv420p needs even dimensions.
+ * What the video is made of, after its input: an H.264/yuv420p MP4 that plays everywhere.
+ * Odd sizes are padded by one pixel because yuv420p needs even dimensions. The batch
+ * encode and the streaming one (stream.ts) both end with exactly these arguments, so
+ * their videos are the same byte for byte when their frames are.
+ */
+export function videoOutputArgs(fps: number, output: string): string[] {
+  return [
+    '-c:v', 'libx264',
+    '-pix_fmt', 'yuv420p',
+    '-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2',
+    '-r', String(fps),
+    '-movflags', '+faststart',
+    '-progress', 'pipe:1',
+    '-nostats',
+    output,
+  ];
+}
+
+/**
+ * Encodes a finished job's frames in one go. Frames are read by glob in name order, so
+ * frame steps (1,5,9…) need no renumbering.
  */
 export async function encodeVideo(request: EncodeRequest): Promise<void> {
   const temp = `${request.output}.partial.mp4`;
@@ -26,14 +44,7 @@ export async function encodeVideo(request: EncodeRequest): Promise<void> {
     '-framerate', String(request.fps),
     '-pattern_type', 'glob',
     '-i', path.join(request.framesDir, `frame_*.${request.extension}`),
-    '-c:v', 'libx264',
-    '-pix_fmt', 'yuv420p',
-    '-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2',
-    '-r', String(request.fps),
-    '-movflags', '+faststart',
-    '-progress', 'pipe:1',
-    '-nostats',
-    temp,
+    ...videoOutputArgs(request.fps, temp),
   ];
   try {
     await run(request.ffmpegPath, args, request.onProgress);
@@ -63,6 +74,6 @@ function run(command: string, args: string[], onProgress?: (frames: number) => v
   });
 }
 
-function lastLines(text: string, n: number): string {
+export function lastLines(text: string, n: number): string {
   return text.trim().split('\n').slice(-n).join('\n');
 }

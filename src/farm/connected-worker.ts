@@ -1,4 +1,4 @@
-import type { ServerToWorker } from '../protocol/index.ts';
+import type { Asleep, ServerToWorker } from '../protocol/index.ts';
 import type { WorkerRow } from '../store/index.ts';
 
 /** How the farm talks to one connected worker; the WebSocket edge implements it. */
@@ -32,12 +32,14 @@ export interface ConnectedWorker {
   tags: string[];
   /** Its own `tags` setting, as it said in its hello. */
   ownTags: string[];
+  /** The versions of its Blender installations, its default first, as it said in its hello. */
+  blenders: string[];
   /** What it renders on, as it said in its hello. */
   device: { type: string; devices: string[] } | null;
   /** Sent in the welcome; its uploads present it, binding them to this connection. */
   uploadKey: string;
-  /** Outside its schedule's hours: when it wakes (ISO 8601); null while it takes work. */
-  asleepUntil: string | null;
+  /** Outside the hours of its schedules (its own and its tags'): until when and why; null while it takes work. */
+  asleep: Asleep | null;
 }
 
 export const isWorkOn = (current: CurrentWork | null | undefined, jobId: string, frame: number, tile?: number): current is CurrentWork =>

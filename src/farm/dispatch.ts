@@ -60,6 +60,7 @@ export class Dispatcher {
         overrides: jobRecord(row).overrides,
         fileExtension: row.file_extension ?? 'png',
         project: await projectRefOf(this.state, row.project_id),
+        blender: row.blender_version,
       },
     });
     scheduler.addJob({
@@ -75,6 +76,7 @@ export class Dispatcher {
       order: jobRecord(row).request.order ?? 'interleaved',
       maxWorkers: jobRecord(row).request.maxWorkers,
       requiredTags: jobRecord(row).request.requiredTags,
+      blender: row.blender_version,
     });
     if (open.length === 0 && !paused && ['queued', 'rendering'].includes(row.state)) {
       this.state.background(this.onNothingLeft(row.id));

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { rename, stat } from 'node:fs/promises';
 import { encodeVideo } from '../encoder/index.ts';
 import type { FrameResult } from '../store/index.ts';
 import type { Dispatcher } from './dispatch.ts';
@@ -24,6 +24,7 @@ export class Finisher {
   async frameDone(jobId: string, frame: number, result: FrameResult & { render_ms: number }): Promise<void> {
     this.state.views.addRenderTime(jobId, result.render_ms);
     this.state.views.announceFrame(await this.state.store.finishFrame(jobId, frame, result));
+    this.state.videoStreams.frameDone(jobId, frame);
   }
 
   /**
@@ -105,20 +106,34 @@ export class Finisher {
     this.state.background(this.encode(jobId));
   }
 
+  /**
+   * Makes the job's video: the one streamed while it rendered when that is exactly what
+   * encoding every frame now would make (VideoStreams.finish), else every frame now.
+   */
   async encode(jobId: string): Promise<void> {
-    const { dataDir, options, log } = this.state;
+    const { dataDir, options, log, videoStreams, store } = this.state;
     const row = await this.state.requireJob(jobId);
     const output = dataDir.video(jobId);
     try {
-      await encodeVideo({
-        ffmpegPath: options.ffmpegPath,
-        framesDir: dataDir.framesDir(jobId),
-        extension: row.file_extension ?? 'png',
-        fps: row.fps ?? 24,
-        output,
-      });
+      const streamed = await videoStreams.finish(jobId);
+      if (streamed) {
+        await rename(streamed, output);
+      } else {
+        // Cancelled (or deleted) while its stream ended: nothing more to make.
+        if ((await store.getJob(jobId))?.state !== 'encoding') return;
+        await encodeVideo({
+          ffmpegPath: options.ffmpegPath,
+          framesDir: dataDir.framesDir(jobId),
+          extension: row.file_extension ?? 'png',
+          fps: row.fps ?? 24,
+          output,
+        });
+      }
+      const how = streamed ? 'stream' : 'batch';
+      videoStreams.made[how]++;
+      await videoStreams.removeStaleOutputs(jobId);
       const { size } = await stat(output);
-      log.info({ jobId, bytes: size }, 'video encoded');
+      log.info({ jobId, bytes: size, how }, 'video encoded');
       await this.state.setState(row, 'completed', { video_file: output, finished_at: now() });
     } catch (error) {
       log.error({ jobId, err: error }, 'video encoding failed');

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type {
+  Asleep,
   FarmChange,
   FrameColumns,
   FrameLog,
@@ -12,6 +13,8 @@ import type {
   ProjectManifest,
   SceneInfo,
   FileSources,
+  TagScheduleInput,
+  TagScheduleView,
   Worker,
   WorkerFiles,
   WorkerHello,
@@ -32,6 +35,7 @@ import { FarmState, type FarmOptions } from './state.ts';
 import { FrameTimers } from './timeouts.ts';
 import { emptyCounts } from './views.ts';
 import { WorkerRegistry } from './worker-registry.ts';
+import { TagSchedules } from './tag-schedules.ts';
 
 export type { WorkerLink } from './connected-worker.ts';
 export type { DeliveredResult } from './results.ts';
@@ -55,6 +59,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   private readonly prober: Prober;
   private readonly projects: Projects;
   private readonly registry: WorkerRegistry;
+  private readonly tagSchedules: TagSchedules;
   private readonly lifecycle: JobLifecycle;
   private readonly queries: Queries;
 
@@ -69,7 +74,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.results = new Results(state, this.dispatch, this.finisher, this.timers);
     this.prober = new Prober(state, this.dispatch);
     this.projects = new Projects(state);
-    this.registry = new WorkerRegistry(state, this.dispatch, this.prober, this.timers);
+    this.tagSchedules = new TagSchedules(state);
+    this.registry = new WorkerRegistry(state, this.dispatch, this.prober, this.timers, this.tagSchedules);
     this.lifecycle = new JobLifecycle(state, this.dispatch, this.prober, this.finisher, this.projects, (jobId) =>
       this.emit('event', { type: 'job_removed', jobId }),
     );
@@ -79,6 +85,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   /** Rebuilds the in-memory queue from the store after a (re)start. */
   async restore(): Promise<void> {
     const { store, views, log } = this.state;
+    await this.tagSchedules.load();
     const requeued = await store.requeueRenderingFrames();
     const counts = await store.frameCounts();
     for (const job of await store.listJobs()) {
@@ -101,6 +108,7 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
   async stop(): Promise<void> {
     this.state.stopping = true;
     this.timers.clearAll();
+    await this.state.videoStreams.stopAll();
     await this.state.settle();
   }
 
@@ -149,6 +157,12 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   async retryFailed(id: string): Promise<Job> {
     await this.lifecycle.retryFailed(id);
+    return this.getJob(id);
+  }
+
+  /** Files added to a held job: it takes the project holding them, and its scene is read again. */
+  async replaceJobProject(id: string, projectId: string): Promise<Job> {
+    await this.lifecycle.replaceProject(id, projectId);
     return this.getJob(id);
   }
 
@@ -215,6 +229,18 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     return this.queries.workers();
   }
 
+  /** Videos made since the server started, streamed while rendering or encoded at the end, and streams running now. */
+  videoStats(): { streamed: number; batch: number; streaming: number } {
+    const streams = this.state.videoStreams;
+    return { streamed: streams.made.stream, batch: streams.made.batch, streaming: streams.active };
+  }
+
+  /** A job's video stream now: frames fed to ffmpeg and its process id; undefined when it has none. */
+  videoStream(jobId: string): { fed: number; pid: number | undefined } | undefined {
+    const fed = this.state.videoStreams.fedFrames(jobId);
+    return fed === undefined ? undefined : { fed, pid: this.state.videoStreams.ffmpegPid(jobId) };
+  }
+
   // ---- workers -----------------------------------------------------------------------
 
   workerConnected(hello: WorkerHello, link: WorkerLink): Promise<string> {
@@ -251,8 +277,8 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.registry.ready(workerId);
   }
 
-  workerScheduleChanged(workerId: string, asleepUntil: string | null): void {
-    this.registry.scheduleChanged(workerId, asleepUntil);
+  workerScheduleChanged(workerId: string, asleep: Asleep | null): void {
+    this.registry.scheduleChanged(workerId, asleep);
   }
 
   workerProgress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
@@ -269,6 +295,20 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   setWorkerTags(id: string, tags: string[] | null): Promise<Worker> {
     return this.registry.setTags(id, tags);
+  }
+
+  // ---- schedules per worker tag ------------------------------------------------------------
+
+  listTagSchedules(): TagScheduleView[] {
+    return this.tagSchedules.list();
+  }
+
+  setTagSchedule(tag: string, input: TagScheduleInput): Promise<TagScheduleView> {
+    return this.tagSchedules.set(tag, input);
+  }
+
+  clearTagSchedule(tag: string): Promise<void> {
+    return this.tagSchedules.clear(tag);
   }
 
   // ---- what workers deliver --------------------------------------------------------------

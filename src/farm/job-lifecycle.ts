@@ -49,7 +49,7 @@ export class JobLifecycle {
       project_id: options.project ?? null,
       blend_sha256: upload.sha256,
       blend_size: upload.size,
-      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers, requiredTags: options.requiredTags }),
+      requested_json: JSON.stringify({ ...request, hold: options.hold, maxWorkers: options.maxWorkers, requiredTags: options.requiredTags, blender: options.blender }),
       overrides_json: JSON.stringify({
         engine: null,
         resolutionPercentage: request.resolutionPercentage ?? null,
@@ -68,6 +68,7 @@ export class JobLifecycle {
       created_at: now(),
       started_at: null,
       finished_at: null,
+      blender_version: null,
     });
     log.info({ jobId: row.id, name: row.name, size: upload.size }, 'job submitted');
     views.keepCounts(row.id, emptyCounts());
@@ -139,6 +140,29 @@ export class JobLifecycle {
     await this.dispatch.enqueue(await this.state.requireJob(id), row.state === 'paused');
     this.dispatch.pump();
     await views.publishJob(id);
+  }
+
+  /**
+   * Files added to a held job: it takes `projectId` (a project holding them) in place of
+   * its own, keeps its .blend and settings, and its scene is read again, so it is queued,
+   * or held again if files are still missing. Only before its first frame is handed out.
+   */
+  async replaceProject(id: string, projectId: string): Promise<void> {
+    const { store, scheduler, log } = this.state;
+    const row = await this.state.requireJob(id);
+    if (!allows('replaceProject', row.state as JobState) || scheduler.hasStarted(id)) {
+      throw new FarmError('JOB_STATE_CONFLICT', `files can be added only to a job held before its first frame (job ${id} is ${row.state}${scheduler.hasStarted(id) ? ' and has started' : ''})`);
+    }
+    await this.projects.requireComplete(projectId);
+    await this.dispatch.leaveScheduler(id);
+    await store.deleteFrames(id);
+    this.state.views.keepCounts(id, emptyCounts());
+    const unread = { scene_json: null, frame_start: null, frame_end: null, frame_step: null, fps: null, file_extension: null, blender_version: null };
+    await this.state.setState(row, 'probing', { ...unread, project_id: projectId, error: null });
+    log.info({ jobId: id, project: projectId, previous: row.project_id }, 'files added to a held job: reading its scene again');
+    this.prober.add(id);
+    this.prober.requestProbes();
+    if (row.project_id && row.project_id !== projectId) this.state.background(this.projects.collectGarbage());
   }
 
   /** Removes a job with its frames and files; a running job is cancelled first. */

@@ -3,7 +3,7 @@ import type { SceneInfo, SceneOverrides } from '../protocol/index.ts';
 import type { JobRow } from '../store/index.ts';
 
 /** What a job was submitted with, as kept in `requested_json`. */
-export type StoredRequest = RenderRequest & { hold?: boolean; maxWorkers?: number; requiredTags?: string[] };
+export type StoredRequest = RenderRequest & { hold?: boolean; maxWorkers?: number; requiredTags?: string[]; blender?: string };
 
 /** The parts of a job row that are stored encoded (JSON text, 0/1 flags), decoded. */
 export interface JobRecord {

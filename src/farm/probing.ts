@@ -1,5 +1,5 @@
-import { compileJob, CompileError, missingFiles } from '../jobs/index.ts';
-import { framesOf, type SceneInfo } from '../protocol/index.ts';
+import { blenderForJob, compileJob, CompileError, missingFiles } from '../jobs/index.ts';
+import { framesOf, hasBlender, type SceneInfo } from '../protocol/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { FarmState } from './state.ts';
@@ -15,6 +15,8 @@ export class Prober {
   private readonly probes = new Map<string, string | null>();
   /** Workers that handed a probe back (disk full), until they say they are ready again. */
   private readonly cannotProbe = new Set<string>();
+  /** Jobs whose probe is being sent (their row is read first): sent once however often asked. */
+  private readonly sending = new Set<string>();
 
   constructor(
     private readonly state: FarmState,
@@ -45,32 +47,44 @@ export class Prober {
   requestProbes(): void {
     for (const [jobId, prober] of this.probes) {
       if (prober !== null) continue;
-      const worker = this.pickProber();
-      if (!worker) return;
-      this.probes.set(jobId, worker.id);
-      this.state.background(
-        this.state.store.getJob(jobId).then(async (row) => {
-          if (!row) return;
-          worker.link.send({
-            type: 'probe',
-            jobId,
-            blend: { sha256: row.blend_sha256, size: row.blend_size },
-            // A worker that refuses scripts reads the scene with them off: the probe only reads settings.
-            allowScripts: jobRecord(row).allowScripts && worker.allowScripts,
-            project: await projectRefOf(this.state, row.project_id),
-          });
-        }),
-      );
+      this.state.background(this.sendProbe(jobId));
     }
   }
 
-  async probeSucceeded(workerId: string, jobId: string, scene: SceneInfo): Promise<void> {
+  private async sendProbe(jobId: string): Promise<void> {
+    if (this.sending.has(jobId)) return;
+    this.sending.add(jobId);
+    try {
+      const row = await this.state.store.getJob(jobId);
+      if (!row || this.probes.get(jobId) !== null) return;
+      const blender = jobRecord(row).request.blender ?? null;
+      const worker = this.pickProber(blender);
+      if (!worker) return;
+      this.probes.set(jobId, worker.id);
+      worker.link.send({
+        type: 'probe',
+        jobId,
+        blend: { sha256: row.blend_sha256, size: row.blend_size },
+        // A worker that refuses scripts reads the scene with them off: the probe only reads settings.
+        allowScripts: jobRecord(row).allowScripts && worker.allowScripts,
+        project: await projectRefOf(this.state, row.project_id),
+        blender,
+      });
+    } finally {
+      this.sending.delete(jobId);
+    }
+  }
+
+  async probeSucceeded(workerId: string, jobId: string, probed: SceneInfo): Promise<void> {
     const { store, views, log } = this.state;
     if (this.probes.get(jobId) !== workerId) return;
     this.probes.delete(jobId);
     const row = await store.getJob(jobId);
     if (!row || row.state !== 'probing') return;
     const { request } = jobRecord(row);
+    // The Blender it renders with, of those the farm has now; the server adds NEWER_BLENDER.
+    const chosen = blenderForJob(request.blender ?? null, probed, this.farmBlenders());
+    const scene = chosen.scene;
     let compiled;
     try {
       compiled = compileJob(scene, request);
@@ -91,6 +105,7 @@ export class Prober {
       frame_step: compiled.range.step,
       fps: scene.fps,
       file_extension: compiled.fileExtension,
+      blender_version: chosen.version,
     };
     await store.updateJob(jobId, fields);
     // Files the .blend names but the project lacks: hold rather than render frames without them.
@@ -119,9 +134,27 @@ export class Prober {
     if (row?.state === 'probing') await this.state.failJob(row, `could not read the scene: ${error}`);
   }
 
-  /** Probing takes a couple of seconds beside a render, so an idle worker is best but any enabled one will do. */
-  private pickProber(): ConnectedWorker | undefined {
-    const all = [...this.state.workers.values()].filter((w) => w.enabled && !this.cannotProbe.has(w.id));
-    return all.find((w) => this.state.scheduler.isIdle(w.id)) ?? all.find((w) => !w.current) ?? all[0];
+  /** Every Blender version the connected workers have. */
+  private farmBlenders(): string[] {
+    return [...this.state.workers.values()].flatMap((worker) => worker.blenders);
+  }
+
+  /**
+   * Probing takes a couple of seconds, so an idle worker is best, then one rendering nothing
+   * (awake before asleep), then any enabled one, beside its render; one with the Blender the
+   * job asked for, when it asked. Workers outside the hours of their schedules still read
+   * scenes: a job submitted while every worker sleeps shows its settings and problems at
+   * once, and is ready when they wake.
+   */
+  private pickProber(blender: string | null): ConnectedWorker | undefined {
+    const all = [...this.state.workers.values()].filter(
+      (w) => w.enabled && !this.cannotProbe.has(w.id) && (blender === null || hasBlender(w.blenders, blender)),
+    );
+    return (
+      all.find((w) => this.state.scheduler.isIdle(w.id)) ??
+      all.find((w) => !w.current && !w.asleep) ??
+      all.find((w) => !w.current) ??
+      all[0]
+    );
   }
 }

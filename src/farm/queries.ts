@@ -44,7 +44,7 @@ export class Queries {
   async frameLog(jobId: string, frame: number): Promise<FrameLog> {
     const row = await this.state.store.getFrame(jobId, frame);
     if (!row) throw new FarmError('FRAME_NOT_FOUND', `job ${jobId} has no frame ${frame}`);
-    return { number: frame, error: row.error, log: row.log ?? '' };
+    return { number: frame, error: row.error, log: row.log ?? '', blenderVersion: row.blender_version };
   }
 
   /** The compositor passes kept with a rendered frame, by name; none for a frame not rendered. */

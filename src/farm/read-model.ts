@@ -1,4 +1,4 @@
-import type { FarmChange, Frame, FrameColumns, FrameCounts, Job } from '../protocol/index.ts';
+import { hasBlender, type FarmChange, type Frame, type FrameColumns, type FrameCounts, type Job } from '../protocol/index.ts';
 import type { Scheduler } from '../scheduler/index.ts';
 import type { FrameSummaryRow, JobRow, Store } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
@@ -77,19 +77,31 @@ export class ReadModel {
     const missing = row.state === 'paused' ? missingFiles(jobRecord(row).scene ?? { problems: [] }) : [];
     if (missing.length > 0) {
       const named = missing.slice(0, 3).map((problem) => problem.path ?? '?').join(', ');
-      return `held: the scene uses ${missing.length === 1 ? 'a file' : `${missing.length} files`} the project lacks (${named}${missing.length > 3 ? ', …' : ''}); submit the project again with ${missing.length === 1 ? 'it' : 'them'}, or resume to render without ${missing.length === 1 ? 'it' : 'them'}`;
+      return `held: the scene uses ${missing.length === 1 ? 'a file' : `${missing.length} files`} the project lacks (${named}${missing.length > 3 ? ', …' : ''}); add ${missing.length === 1 ? 'it' : 'them'} (archenland add-files ${row.id} FILE.blend), or resume to render without ${missing.length === 1 ? 'it' : 'them'}`;
     }
-    if (!['queued', 'rendering'].includes(row.state)) return null;
+    if (!['probing', 'queued', 'rendering'].includes(row.state)) return null;
     const workers = [...this.workers.values()];
+    const blender = row.blender_version ?? jobRecord(row).request.blender ?? null;
+    if (blender && workers.length > 0 && !workers.some((worker) => hasBlender(worker.blenders, blender))) {
+      const have = [...new Set(workers.flatMap((worker) => worker.blenders))].join(', ') || 'none';
+      return `waiting: this job renders with Blender ${blender}, and no connected worker has it (they have ${have}; blender_path or [blenders] in a worker's settings.conf)`;
+    }
+    if (row.state === 'probing' || workers.length === 0) return null;
     const required = jobRecord(row).request.requiredTags ?? [];
-    if (required.length > 0 && workers.length > 0 && !workers.some((worker) => required.every((tag) => worker.tags.includes(tag)))) {
+    if (required.length > 0 && !workers.some((worker) => required.every((tag) => worker.tags.includes(tag)))) {
       return `waiting: this job needs a worker with the tags ${required.join(', ')}, and no connected worker has them all (tags = [...] in a worker's settings.conf)`;
     }
-    if (!jobRecord(row).allowScripts) return null;
-    if (workers.some((worker) => worker.allowScripts)) return null;
-    return workers.length === 0
-      ? null
-      : 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
+    const scripts = jobRecord(row).allowScripts;
+    if (scripts && !workers.some((worker) => worker.allowScripts)) {
+      return 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
+    }
+    const able = workers.filter(
+      (w) => w.enabled && required.every((tag) => w.tags.includes(tag)) && (!scripts || w.allowScripts) && (!blender || hasBlender(w.blenders, blender)),
+    );
+    if (able.length > 0 && able.every((worker) => worker.asleep)) {
+      return 'waiting: every worker that can render this job is asleep, outside the hours of its schedules; it starts when the first wakes (the workers page says when)';
+    }
+    return null;
   }
 
   frame(row: FrameSummaryRow): Frame {
@@ -104,14 +116,14 @@ export class ReadModel {
 
   /** Progress and tiles of a frame being rendered, as frame() works them out (the row's other fields play no part). */
   private liveDetail(jobId: string, number: number, workerId: string | null): LiveFrameDetail {
-    const row = { job_id: jobId, number, state: 'rendering', worker_id: workerId, attempts: 0, render_ms: null, file: null, sha256: null, error: null, finished_at: null };
+    const row = { job_id: jobId, number, state: 'rendering', worker_id: workerId, attempts: 0, render_ms: null, file: null, sha256: null, error: null, finished_at: null, blender_version: null };
     const { progress, tiles } = this.frame(row);
     return { progress, tiles };
   }
 
   liveState(workerId: string) {
     const worker = this.workers.get(workerId);
-    return { connected: worker !== undefined, current: worker?.current ?? null, asleepUntil: worker?.asleepUntil ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null };
+    return { connected: worker !== undefined, current: worker?.current ?? null, asleep: worker?.asleep ?? null, tags: worker?.tags ?? [], device: worker?.device ?? null, blenders: worker?.blenders ?? [] };
   }
 
   async publishJob(jobId: string): Promise<void> {

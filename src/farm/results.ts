@@ -71,7 +71,7 @@ export class Results {
     if (tile === undefined) {
       await keepPasses(dataDir.framePassesDir(jobId, frame), result.passes);
       const logged = result.log ? { log: result.log } : {};
-      await this.finisher.frameDone(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: result.image.sha256, ...logged });
+      await this.finisher.frameDone(jobId, frame, { worker_id: workerId, render_ms: ms, file, sha256: result.image.sha256, blender_version: result.blenderVersion, ...logged });
       await this.finisher.frameSettled(jobId, outcome.jobFinished);
     } else {
       // Scenes with File Output nodes are never split (the probe's tile blockers): a tile has no passes.
@@ -142,6 +142,8 @@ export interface DeliveredResult {
   renderMs: number;
   /** Blender's output for the frame. */
   log: string;
+  /** The version of the Blender that rendered it, as the worker said. */
+  blenderVersion: string | null;
   /** Files the compositor's File Output nodes wrote, by name (src/protocol/results.ts). */
   passes: Array<{ name: string; file: ReceivedFile }>;
 }

@@ -8,6 +8,7 @@ import type { ConnectedWorker } from './connected-worker.ts';
 import { FarmError } from './errors.ts';
 import { FileHolders } from './file-holders.ts';
 import { ReadModel } from './read-model.ts';
+import { VideoStreams } from './video-streams.ts';
 
 export interface FarmOptions {
   ffmpegPath: string;
@@ -19,7 +20,12 @@ export interface FarmOptions {
   duplicateTail?: boolean;
   /** How jobs of the same priority share idle workers (setting queue_policy). */
   queuePolicy?: QueuePolicy;
+  /** At most this many jobs' videos are encoded while they render (setting video_streams); default 2. */
+  videoStreams?: number;
 }
+
+/** A job's video stream lives while the job is in one of these states; any other ends it. */
+const STREAMING_STATES: ReadonlySet<JobState> = new Set(['queued', 'rendering', 'encoding']);
 
 export const newId = () => randomBytes(8).toString('hex');
 export const now = () => new Date().toISOString();
@@ -35,6 +41,8 @@ export class FarmState {
   readonly views: ReadModel;
   /** Which worker holds which file, for peer transfer. */
   readonly holders = new FileHolders();
+  /** Jobs' videos encoded while they render; any part that changes a job's state reaches it through setState. */
+  readonly videoStreams: VideoStreams;
   private readonly pending = new Set<Promise<unknown>>();
   /** Set once the farm stops: events from the edges change nothing any more. */
   stopping = false;
@@ -53,6 +61,7 @@ export class FarmState {
       queuePolicy: options.queuePolicy ?? 'fifo',
     });
     this.views = new ReadModel(store, this.scheduler, this.workers, announce);
+    this.videoStreams = new VideoStreams(this, options.videoStreams ?? 2);
   }
 
   /**
@@ -85,6 +94,7 @@ export class FarmState {
       if (current === undefined) return; // deleted meanwhile
       throw new Error(`a job cannot go from ${current.state} to ${state}`);
     }
+    if (!STREAMING_STATES.has(state)) this.videoStreams.drop(row.id, `the job is ${state}`);
     await this.views.publishJob(row.id);
   }
 

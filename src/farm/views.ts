@@ -1,6 +1,6 @@
 import { tileBlockers } from '../jobs/index.ts';
 import { frameStateLetters, runsOf } from '../protocol/index.ts';
-import type { FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
+import type { Asleep, FrameColumns, FrameCounts, Frame, Job, Worker, JobState, FrameState, SceneInfo } from '../protocol/index.ts';
 import type { FrameSummaryRow, JobRow, WorkerRow } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
 import { jobRecord, type StoredRequest } from './job-record.ts';
@@ -29,6 +29,8 @@ export function jobView(row: JobRow, counts: FrameCounts = emptyCounts(), times:
     order: submitted.order ?? 'interleaved',
     maxWorkers: submitted.maxWorkers ?? null,
     requiredTags: submitted.requiredTags ?? [],
+    blenderRequested: submitted.blender ?? null,
+    blender: row.blender_version ?? submitted.blender ?? null,
     scene,
     frames:
       row.frame_start === null || row.frame_end === null
@@ -83,6 +85,7 @@ export function frameView(row: FrameSummaryRow, progress = 0, tiles: Frame['tile
     error: row.error,
     finishedAt: row.finished_at,
     tiles,
+    blenderVersion: row.blender_version,
   };
 }
 
@@ -137,9 +140,10 @@ export function frameColumnsView(
 export interface LiveWorkerState {
   connected: boolean;
   current: { jobId: string; frame: number; tile?: number; tiles?: number; percent: number } | null;
-  asleepUntil?: string | null;
+  asleep?: Asleep | null;
   tags?: string[];
   device?: { type: string; devices: string[] } | null;
+  blenders?: string[];
 }
 
 /** Tags set on the server for a worker (the one place its JSON column is read); null: none set. */
@@ -160,10 +164,12 @@ export function workerView(row: WorkerRow, live: LiveWorkerState | undefined): W
     tags: live?.connected ? (live.tags ?? []) : (serverTags ?? []),
     tagsSetOnServer: serverTags !== null,
     blenderVersion: row.blender_version,
+    blenders: live?.connected ? (live.blenders ?? []) : [],
     current: live?.connected ? live.current : null,
     framesRendered: row.frames_rendered,
     averageFrameMs: row.frames_rendered > 0 ? Math.round(row.render_ms_total / row.frames_rendered) : null,
-    asleepUntil: live?.connected ? (live.asleepUntil ?? null) : null,
+    asleep: live?.connected ? (live.asleep ?? null) : null,
+    asleepUntil: live?.connected ? (live.asleep?.until ?? null) : null,
     device: live?.connected ? (live.device ?? null) : null,
     lastSeenAt: row.last_seen_at,
   };

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { FileSources, Worker, WorkerFiles, WorkerHello } from '../protocol/index.ts';
-import { isWorkOn, type WorkerLink } from './connected-worker.ts';
+import type { Asleep, FileSources, Worker, WorkerFiles, WorkerHello } from '../protocol/index.ts';
+import { isWorkOn, type ConnectedWorker, type WorkerLink } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import { FarmError } from './errors.ts';
 import type { Prober } from './probing.ts';
 import type { FarmState } from './state.ts';
 import { newId } from './state.ts';
 import type { FrameTimers } from './timeouts.ts';
+import type { TagSchedules } from './tag-schedules.ts';
 import { serverTagsOf, workerView } from './views.ts';
 import { jobRecord } from './job-record.ts';
 import { peerUrl } from './peer-choice.ts';
@@ -25,6 +26,7 @@ export class WorkerRegistry {
     private readonly dispatch: Dispatcher,
     private readonly prober: Prober,
     private readonly timers: FrameTimers,
+    private readonly tagSchedules: TagSchedules,
   ) {}
 
   async connected(hello: WorkerHello, link: WorkerLink): Promise<string> {
@@ -48,15 +50,20 @@ export class WorkerRegistry {
     const uploadKey = randomBytes(24).toString('base64url');
     // Tags set on the server outlive the connection and replace the worker's own setting.
     const tags = serverTagsOf(row) ?? hello.tags;
-    workers.set(id, { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, device: hello.device ? { type: hello.device.type, devices: hello.device.devices } : null, uploadKey, asleepUntil: null });
+    const blenders = installedBlenders(hello);
+    const worker: ConnectedWorker = { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, blenders, device: hello.device ? { type: hello.device.type, devices: hello.device.devices } : null, uploadKey, asleep: null };
+    workers.set(id, worker);
     scheduler.setScriptsAllowed(id, hello.allowScripts);
     scheduler.setWorkerTags(id, tags);
+    scheduler.setWorkerBlenders(id, blenders);
     for (const { jobId, frame, tile } of hello.holding) {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
     }
     const servesAt = hello.peerPort !== undefined && link.remoteAddress ? peerUrl(link.remoteAddress, hello.peerPort) : null;
     this.state.holders.joined(id, servesAt);
+    // Before the welcome, so a worker whose tags' hours are over asks for no frame first.
+    this.tagSchedules.sendTo(worker);
     link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey, peerKey: this.state.holders.peerKey });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await views.publishWorker(id);
@@ -110,22 +117,24 @@ export class WorkerRegistry {
     worker.current = null;
     this.timers.clear(workerId);
     this.prober.workerReady(workerId);
-    if (worker.enabled && !worker.asleepUntil) this.state.scheduler.workerReady(workerId);
+    if (worker.enabled && !worker.asleep) this.state.scheduler.workerReady(workerId);
     this.state.background(this.state.views.publishWorker(workerId));
     this.dispatch.pump();
   }
 
   /**
-   * The worker's schedule says it sleeps until `asleepUntil` (it finishes or hands back its
-   * frame by itself), or that it is awake again (null; it then says it is ready).
+   * The worker's schedules (its own and its tags') say it sleeps (it finishes or hands back
+   * its frame by itself), or that it is awake again (null; it then says it is ready).
    */
-  scheduleChanged(workerId: string, asleepUntil: string | null): void {
+  scheduleChanged(workerId: string, asleep: Asleep | null): void {
     const worker = this.state.workers.get(workerId);
     if (!worker) return;
-    worker.asleepUntil = asleepUntil;
-    if (asleepUntil) this.state.scheduler.workerParked(workerId);
-    this.state.log.info({ workerId, asleepUntil }, asleepUntil ? 'worker asleep (its schedule)' : 'worker awake (its schedule)');
+    worker.asleep = asleep;
+    if (asleep) this.state.scheduler.workerParked(workerId);
+    this.state.log.info({ workerId, asleep }, asleep ? 'worker asleep (its schedules)' : 'worker awake (its schedules)');
     this.state.background(this.state.views.publishWorker(workerId));
+    // A job's notice says when every worker that could render it sleeps.
+    this.state.background(this.publishJobsWithNeeds(true));
   }
 
   progress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
@@ -169,7 +178,7 @@ export class WorkerRegistry {
     if (worker) {
       worker.enabled = enabled;
       if (updated) worker.row = updated;
-      if (enabled && !worker.current && !worker.asleepUntil) scheduler.workerReady(workerId);
+      if (enabled && !worker.current && !worker.asleep) scheduler.workerReady(workerId);
       if (!enabled) scheduler.workerParked(workerId);
       if (mode === 'disable' && worker.current) {
         const { jobId, frame, tile } = worker.current;
@@ -198,6 +207,8 @@ export class WorkerRegistry {
       worker.row = row;
       worker.tags = serverTagsOf(row) ?? worker.ownTags;
       scheduler.setWorkerTags(workerId, worker.tags);
+      // Its new tags may bring schedules, or take some away: it follows them at once.
+      this.tagSchedules.sendTo(worker);
     }
     log.info({ workerId, tags }, tags === null ? 'worker tags: back to its own setting' : 'worker tags set');
     await views.publishWorker(workerId);
@@ -214,13 +225,21 @@ export class WorkerRegistry {
   }
 
   /**
-   * Jobs that need scripts or tags say whether any connected worker can take them
-   * (their notice): republished as workers come and go.
+   * Jobs that need scripts, tags or a Blender say whether any connected worker can take
+   * them (their notice): republished as workers come and go. `everyJob`: a worker fell
+   * asleep or woke, which any job's notice may tell.
    */
-  private async publishJobsWithNeeds(): Promise<void> {
-    for (const row of await this.state.store.listJobsInState(['queued', 'rendering'])) {
+  private async publishJobsWithNeeds(everyJob = false): Promise<void> {
+    for (const row of await this.state.store.listJobsInState(['probing', 'queued', 'rendering'])) {
       const { allowScripts, request } = jobRecord(row);
-      if (allowScripts || (request.requiredTags?.length ?? 0) > 0) await this.state.views.publishJob(row.id);
+      const needs = allowScripts || (request.requiredTags?.length ?? 0) > 0 || (row.blender_version ?? request.blender);
+      if (everyJob || needs) await this.state.views.publishJob(row.id);
     }
   }
+}
+
+/** A worker's Blender versions; one that names no list has its one installation. */
+function installedBlenders(hello: WorkerHello): string[] {
+  if (hello.blenders.length > 0) return hello.blenders;
+  return hello.blenderVersion ? [hello.blenderVersion] : [];
 }

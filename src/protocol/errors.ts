@@ -25,6 +25,7 @@ export const errorCatalogue = {
   BLEND_NOT_FOUND: { status: 404, title: 'no .blend with that SHA-256' },
   FILE_NOT_FOUND: { status: 404, title: 'no project file with that SHA-256' },
   PROJECT_NOT_FOUND: { status: 404, title: 'no project with that id' },
+  TAG_SCHEDULE_NOT_FOUND: { status: 404, title: 'the tag has no schedule set on the server' },
   JOB_STATE_CONFLICT: { status: 409, title: 'the job is not in a state that allows this (pausing a finished job, editing a started one)' },
   TOKEN_FROM_SETTINGS: { status: 409, title: 'the legacy token comes from the `token` setting and is removed there' },
   PROJECT_INCOMPLETE: { status: 409, title: "some of the project's files are not uploaded yet; the message names them" },

@@ -12,3 +12,6 @@ export * from './projects.ts';
 export * from './peers.ts';
 export * from './blender-session.ts';
 export * from './api-error.ts';
+export * from './blender-versions.ts';
+export * from './schedule.ts';
+export * from './tag-schedules.ts';

@@ -9,7 +9,8 @@ export const jobTransitions: Readonly<Record<JobState, readonly JobState[]>> = {
   probing: ['queued', 'paused', 'failed', 'cancelled'],
   queued: ['rendering', 'paused', 'failed', 'cancelled'],
   // completed straight from paused or rendering: a job whose frames make no video (multilayer EXR).
-  paused: ['queued', 'rendering', 'encoding', 'completed', 'failed', 'cancelled'],
+  // probing from paused: files were added to a held job, so its scene is read again.
+  paused: ['probing', 'queued', 'rendering', 'encoding', 'completed', 'failed', 'cancelled'],
   rendering: ['encoding', 'completed', 'paused', 'failed', 'cancelled', 'queued'],
   encoding: ['completed', 'failed', 'cancelled'],
   completed: [],
@@ -54,6 +55,8 @@ export const jobCommands = {
   retry: ['failed', 'rendering', 'queued', 'paused'],
   /** Render settings change only before the first frame is handed out, as well. */
   editRenderSettings: ['paused', 'queued'],
+  /** Files added to a held job (one the preflight held for files its project lacks), before its first frame. */
+  replaceProject: ['paused'],
 } as const satisfies Record<string, readonly JobState[]>;
 
 export type JobCommand = keyof typeof jobCommands;

@@ -1,16 +1,18 @@
 import { z } from 'zod';
-import { frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
+import { asleepSchema, frameSchema, idSchema, jobSchema, sha256Schema, tagsSchema, workerSchema } from './api.ts';
 import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { usedDeviceSchema } from './blender-session.ts';
 import { projectRefSchema } from './projects.ts';
+import { blenderVersionSchema, installedVersionSchema } from './blender-versions.ts';
 import { peerKeySchema, workerFilesSchema } from './peers.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
+import { tagScheduleSchema } from './tag-schedules.ts';
 
 /**
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 8;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -34,6 +36,8 @@ const helloSchema = z.object({
   host: z.string().min(1).max(255),
   threads: z.number().int().min(0).max(1024),
   blenderVersion: z.string().max(100).nullable(),
+  /** Every Blender installation it has (blender_path list, [blenders] table), the default first. */
+  blenders: z.array(installedVersionSchema).max(32).default([]),
   /** The worker runs jobs whose .blend Python may run (its allow_scripts setting). */
   allowScripts: z.boolean().default(false),
   /** Its `tags` setting: jobs that require tags go only to workers with all of them. */
@@ -48,10 +52,10 @@ const helloSchema = z.object({
 
 const readySchema = z.object({ type: z.literal('ready') });
 
-/** The worker's schedule (its `schedule` setting): asleep, it takes no frames until then; null: awake. */
+/** Sent on every connection while asleep, and whenever that changes; `asleep` null: awake. */
 const scheduleStateSchema = z.object({
   type: z.literal('schedule'),
-  asleepUntil: z.iso.datetime({ offset: true }).nullable(),
+  asleep: asleepSchema.nullable(),
 });
 
 const progressSchema = z.object({
@@ -129,6 +133,8 @@ export const renderAssignmentSchema = z.object({
   project: projectRefSchema.nullable().default(null),
   /** Render only this region of the frame (a tile), cropped to it. */
   tile: tileRegionSchema.optional(),
+  /** The Blender release the job renders with ("4.2"); null: the worker's default installation. */
+  blender: blenderVersionSchema.nullable().default(null),
 });
 export type RenderAssignment = z.infer<typeof renderAssignmentSchema>;
 
@@ -138,6 +144,8 @@ export const probeRequestSchema = z.object({
   blend: blendRefSchema,
   allowScripts: z.boolean(),
   project: projectRefSchema.nullable().default(null),
+  /** The Blender the job asked for; null: the worker's default installation reads it. */
+  blender: blenderVersionSchema.nullable().default(null),
 });
 export type ProbeRequest = z.infer<typeof probeRequestSchema>;
 
@@ -155,6 +163,11 @@ export const serverToWorkerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('peer_key'), peerKey: peerKeySchema }),
   renderAssignmentSchema,
   probeRequestSchema,
+  /**
+   * The schedules the server set for this worker's tags: sent before the welcome, and again
+   * whenever they or its tags change. Empty: none of its tags has one.
+   */
+  z.object({ type: z.literal('tag_schedules'), schedules: z.array(tagScheduleSchema).max(32) }),
   /** The job ended or the frame went to someone else: stop and drop it. */
   z.object({ type: z.literal('cancel'), jobId: idSchema, frame: z.number().int().optional(), tile: tileIndexSchema }),
   z.object({ type: z.literal('error'), message: z.string() }),

@@ -53,6 +53,10 @@ export const projectManifestSchema = z
   });
 export type ProjectManifest = z.infer<typeof projectManifestSchema>;
 
+/** `PUT /api/jobs/:id/project`: a held job takes this project (its files and the ones added), and its scene is read again. */
+export const jobProjectSchema = z.strictObject({ project: sha256Schema });
+export type JobProject = z.infer<typeof jobProjectSchema>;
+
 /** The answer to a new project: its id (the manifest's hash) and the files the server lacks. */
 export const projectCreatedSchema = z.object({
   id: sha256Schema,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { sha256Schema } from './api.ts';
+import { installedVersionSchema } from './blender-versions.ts';
 
 /**
  * What a worker delivers for a rendered frame or tile: one multipart upload holding a
@@ -34,6 +35,8 @@ export const resultManifestSchema = z
     renderMs: z.number().min(0).max(1e10),
     log: z.string().max(MAX_RESULT_LOG_CHARS).default(''),
     passes: z.array(z.object({ name: passNameSchema, sha256: sha256Schema })).max(MAX_PASSES_PER_FRAME).default([]),
+    /** The version of the Blender installation that rendered it, shown per frame. */
+    blenderVersion: installedVersionSchema.nullable().default(null),
   })
   .refine((m) => new Set(m.passes.map((p) => p.name.toLowerCase())).size === m.passes.length, 'pass names must be unique');
 export type ResultManifest = z.infer<typeof resultManifestSchema>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { frameCursorSchema, idSchema, sha256Schema, UPLOAD_KEY_HEADER } from './api.ts';
+import { frameCursorSchema, idSchema, sha256Schema, tagSchema, UPLOAD_KEY_HEADER } from './api.ts';
 import type { ErrorCode } from './errors.ts';
 import { PROTOCOL_VERSION } from './messages.ts';
 import { excludedPeersSchema } from './peers.ts';
@@ -64,6 +64,7 @@ export interface RouteDoc {
 
 const jobId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'job id' };
 const workerId: Param = { name: 'id', in: 'path', schema: idSchema, description: 'worker id' };
+const workerTag: Param = { name: 'tag', in: 'path', schema: tagSchema, description: 'a worker tag, e.g. room-2' };
 const frameNumber: Param = { name: 'frame', in: 'path', schema: z.int(), description: 'frame number (may be negative)' };
 const previewSize: Param = { name: 'size', in: 'query', schema: z.enum(['small', 'large']).default('small'), description: 'preview size', required: false };
 const sha256Param = (description: string): Param => ({ name: 'sha256', in: 'path', schema: sha256Schema, description });
@@ -211,6 +212,15 @@ export const routeDocs = [
     errors: ['JOB_NOT_FOUND', 'JOB_STATE_CONFLICT', 'INVALID_JOB_SETTINGS'],
   },
   {
+    name: 'replaceJobProject', method: 'put', path: '/api/jobs/:id/project', tag: 'jobs', access: 'user',
+    summary: 'Add files to a held job: it takes a project holding them, and its scene is read again',
+    description: 'For a job held because its project lacks files (or any job held before its first frame): make a project with the files added (`POST /api/projects`, upload the missing ones), then give its id here. The job keeps its .blend and settings; its preflight runs again, so it is queued, or held again if files are still missing.',
+    params: [jobId],
+    body: { kind: 'json', ref: 'JobProject' },
+    ok: { 200: { description: 'the job, being read again', json: 'Job' } },
+    errors: ['JOB_NOT_FOUND', 'JOB_STATE_CONFLICT', 'PROJECT_NOT_FOUND', 'PROJECT_INCOMPLETE'],
+  },
+  {
     name: 'deleteJob', method: 'delete', path: '/api/jobs/:id', tag: 'jobs', access: 'user',
     summary: 'Delete a job with its frames and files (a running job is cancelled first)',
     params: [jobId],
@@ -314,6 +324,27 @@ export const routeDocs = [
     errors: ['WORKER_NOT_FOUND'],
   },
   {
+    name: 'listTagSchedules', method: 'get', path: '/api/tag-schedules', tag: 'workers', access: 'user',
+    summary: 'The schedules set per worker tag, with the connected workers that carry each tag',
+    ok: { 200: { description: 'every tag schedule, by tag', json: 'TagScheduleView', array: true } },
+  },
+  {
+    name: 'setTagSchedule', method: 'put', path: '/api/tag-schedules/:tag', tag: 'workers', access: 'user',
+    summary: "Set the hours the workers carrying a tag render (a whole room's), in each worker's local time",
+    description:
+      "Replaces the tag's schedule, if it had one. Every worker carrying the tag follows it at once, without reconnecting, beside its own `schedule` setting and its other tags' schedules: it renders only in hours that all of them allow. `stop` says what happens to a frame under way when the hours end (`finish` it, or hand it back `now`); null leaves it to each worker's `schedule_stop`.",
+    params: [workerTag],
+    body: { kind: 'json', ref: 'TagScheduleInput' },
+    ok: { 200: { description: 'the tag schedule', json: 'TagScheduleView' } },
+  },
+  {
+    name: 'clearTagSchedule', method: 'delete', path: '/api/tag-schedules/:tag', tag: 'workers', access: 'user',
+    summary: "Remove a tag's schedule: its workers go back to their own schedules at once",
+    params: [workerTag],
+    ok: { 204: { description: 'removed' } },
+    errors: ['TAG_SCHEDULE_NOT_FOUND'],
+  },
+  {
     name: 'downloadBlend', method: 'get', path: '/api/worker/blends/:sha256', tag: 'worker protocol', access: 'worker',
     summary: 'Download a scene by its SHA-256 (workers)',
     params: [sha256Param('SHA-256 of the .blend')],
@@ -383,6 +414,7 @@ interface PathParamTypes {
   tile: number;
   sha256: string;
   name: string;
+  tag: string;
 }
 /** A route's path parameters once checked against its declaration (edge/routing.ts pathOf). */
 export type PathValues<N extends RouteName> = {

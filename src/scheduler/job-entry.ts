@@ -37,6 +37,8 @@ export interface QueuedJob {
   maxWorkers?: number;
   /** Only workers with every one of these tags may take it. */
   requiredTags?: string[];
+  /** Only workers with a Blender of this release ("4.2") may take it; any when absent. */
+  blender?: string | null;
 }
 
 /** How a job's frames stand, kept as counters so reading them costs nothing at any size. */
@@ -80,6 +82,7 @@ export interface JobEntry {
   needsScripts: boolean;
   maxWorkers: number | undefined;
   requiredTags: string[];
+  blender: string | null;
   /** worker -> units of this job it renders now: the workers on the job, for maxWorkers. */
   workersOn: Map<string, number>;
   /** Frames never handed out; consumed from `next` so no array shifting on 100k frames. */
@@ -139,6 +142,7 @@ export function newJobEntry(job: QueuedJob): JobEntry {
     needsScripts: job.needsScripts ?? false,
     maxWorkers: job.maxWorkers,
     requiredTags: job.requiredTags ?? [],
+    blender: job.blender ?? null,
     workersOn: new Map(),
     fresh: orderFrames(job.frames, job.order ?? 'interleaved'),
     next: 0,
@@ -193,3 +197,42 @@ export function assignmentOf(entry: JobEntry, workerId: string, unit: string): A
   const region = tile === undefined ? undefined : entry.split.get(frame)?.regions[tile];
   return region ? { workerId, jobId: entry.jobId, frame, tile: region } : { workerId, jobId: entry.jobId, frame };
 }
+
+/** A worker starts rendering a unit of the job (a copy, if others render it too). */
+export function addHolder(entry: JobEntry, unit: string, workerId: string, now: number): void {
+  let holders = entry.inFlight.get(unit);
+  if (!holders) {
+    entry.inFlight.set(unit, (holders = new Map()));
+    if (!unit.includes('/')) entry.wholeInFlight++;
+  }
+  if (!holders.has(workerId)) entry.workersOn.set(workerId, (entry.workersOn.get(workerId) ?? 0) + 1);
+  holders.set(workerId, now);
+  let assigned = entry.assignedTo.get(unit);
+  if (!assigned) entry.assignedTo.set(unit, (assigned = new Set()));
+  assigned.add(workerId);
+}
+
+/** A worker stops rendering a unit; true when nobody renders it any more. */
+export function dropHolder(entry: JobEntry, unit: string, workerId: string): boolean {
+  const holders = entry.inFlight.get(unit);
+  if (!holders) return true;
+  if (holders.delete(workerId)) {
+    const units = (entry.workersOn.get(workerId) ?? 1) - 1;
+    if (units > 0) entry.workersOn.set(workerId, units);
+    else entry.workersOn.delete(workerId);
+  }
+  if (holders.size > 0) return false;
+  entry.inFlight.delete(unit);
+  if (!unit.includes('/')) entry.wholeInFlight--;
+  return true;
+}
+
+/** The queue's order (`fifo`): priority first, then submission. */
+export const queueFirst = (a: JobEntry, b: JobEntry) => b.priority - a.priority || a.seq - b.seq;
+
+/**
+ * The queue as `fair` serves it: priority still first; within a priority, the job with
+ * the fewest workers on it, then the earliest. Sorted per idle worker, since each worker
+ * handed out changes the counts; a copy of a queue of jobs, not of frames, so cheap.
+ */
+export const fairFirst = (a: JobEntry, b: JobEntry) => b.priority - a.priority || a.workersOn.size - b.workersOn.size || a.seq - b.seq;

@@ -14,7 +14,11 @@
  */
 import { tileRegions, type FrameState, type TileGrid } from '../protocol/index.ts';
 import {
+  addHolder,
   assignmentOf,
+  dropHolder,
+  fairFirst,
+  queueFirst,
   forgetAssignments,
   heldKey,
   isOpenUnit,
@@ -34,6 +38,7 @@ import { tailCandidates } from './tail-copies.ts';
 
 export type { Assignment, FailureOutcome, FrameOutcome, JobCounts, QueuedJob } from './job-entry.ts';
 import { chooseSplit } from './tile-policy.ts';
+import { canRender, noTraits, type WorkerTraits } from './eligibility.ts';
 
 export interface SchedulerOptions {
   /** A frame (or tile) is tried until it has failed this many times in all. */
@@ -72,10 +77,8 @@ export class Scheduler {
   /** worker -> "job#unit" keys it holds, to hand them back if it vanishes. */
   private readonly held = new Map<string, Set<string>>();
 
-  /** Workers whose owners let them run the Python inside .blend files (allow_scripts). */
-  private readonly scriptWorkers = new Set<string>();
-  /** worker -> its tags (setting tags), for jobs that require some. */
-  private readonly workerTags = new Map<string, Set<string>>();
+  /** worker -> what it has that jobs may need (scripts allowed, tags, Blender versions). */
+  private readonly traits = new Map<string, WorkerTraits>();
 
   /** worker -> running average of its whole-frame times (ms), learnt from finished work. */
   private readonly averageMs = new Map<string, number>();
@@ -175,13 +178,21 @@ export class Scheduler {
 
   /** Whether the worker runs jobs that need scripts; told once when it connects. */
   setScriptsAllowed(workerId: string, allowed: boolean): void {
-    if (allowed) this.scriptWorkers.add(workerId);
-    else this.scriptWorkers.delete(workerId);
+    this.setTraits(workerId, { allowScripts: allowed });
   }
 
   /** The worker's tags; told when it connects. */
   setWorkerTags(workerId: string, tags: readonly string[]): void {
-    this.workerTags.set(workerId, new Set(tags));
+    this.setTraits(workerId, { tags: new Set(tags) });
+  }
+
+  /** The versions of the worker's Blender installations; told when it connects. */
+  setWorkerBlenders(workerId: string, versions: readonly string[]): void {
+    this.setTraits(workerId, { blenders: [...versions] });
+  }
+
+  private setTraits(workerId: string, change: Partial<WorkerTraits>): void {
+    this.traits.set(workerId, { ...(this.traits.get(workerId) ?? noTraits()), ...change });
   }
 
   workerReady(workerId: string): void {
@@ -344,8 +355,8 @@ export class Scheduler {
   hopelessReason(jobId: string, connected: Iterable<string>): string | null {
     const entry = this.jobs.get(jobId);
     if (!entry) return null;
-    // Only workers that could render it count: scripts allowed if needed, every required tag.
-    const candidates = [...connected].filter((w) => (!entry.needsScripts || this.scriptWorkers.has(w)) && this.hasTags(w, entry.requiredTags));
+    // Only workers that could render it count: scripts allowed if needed, every required tag, its Blender.
+    const candidates = [...connected].filter((w) => canRender(entry, this.traits.get(w)));
     return hopelessReason(entry, candidates, this.options.blockAfterFailures);
   }
 
@@ -449,16 +460,9 @@ export class Scheduler {
     return (
       !entry.paused &&
       !entry.blocked.has(workerId) &&
-      (!entry.needsScripts || this.scriptWorkers.has(workerId)) &&
-      this.hasTags(workerId, entry.requiredTags) &&
+      canRender(entry, this.traits.get(workerId)) &&
       (entry.maxWorkers === undefined || entry.workersOn.size < entry.maxWorkers || entry.workersOn.has(workerId))
     );
-  }
-
-  private hasTags(workerId: string, required: readonly string[]): boolean {
-    if (required.length === 0) return true;
-    const tags = this.workerTags.get(workerId);
-    return tags !== undefined && required.every((tag) => tags.has(tag));
   }
 
   /** A unit failed for good: its frame fails, and other tiles of it stop. */
@@ -480,33 +484,14 @@ export class Scheduler {
   }
 
   private addHolder(entry: JobEntry, unit: string, workerId: string): void {
-    let holders = entry.inFlight.get(unit);
-    if (!holders) {
-      entry.inFlight.set(unit, (holders = new Map()));
-      if (!unit.includes('/')) entry.wholeInFlight++;
-    }
-    if (!holders.has(workerId)) entry.workersOn.set(workerId, (entry.workersOn.get(workerId) ?? 0) + 1);
-    holders.set(workerId, this.now());
+    addHolder(entry, unit, workerId, this.now());
     this.held.get(workerId)?.add(heldKey(entry.jobId, unit));
-    let assigned = entry.assignedTo.get(unit);
-    if (!assigned) entry.assignedTo.set(unit, (assigned = new Set()));
-    assigned.add(workerId);
   }
 
   /** Removes one holder of a unit; true when nobody renders the unit any more. */
   private dropHolder(entry: JobEntry, unit: string, workerId: string): boolean {
     this.held.get(workerId)?.delete(heldKey(entry.jobId, unit));
-    const holders = entry.inFlight.get(unit);
-    if (!holders) return true;
-    if (holders.delete(workerId)) {
-      const units = (entry.workersOn.get(workerId) ?? 1) - 1;
-      if (units > 0) entry.workersOn.set(workerId, units);
-      else entry.workersOn.delete(workerId);
-    }
-    if (holders.size > 0) return false;
-    entry.inFlight.delete(unit);
-    if (!unit.includes('/')) entry.wholeInFlight--;
-    return true;
+    return dropHolder(entry, unit, workerId);
   }
 
   private recordDuration(entry: JobEntry, workerId: string, frameMs: number): void {
@@ -525,16 +510,11 @@ export class Scheduler {
     return false;
   }
 
-  /**
-   * The queue as `fair` serves it: priority still first; within a priority, the job with
-   * the fewest workers on it, then the earliest. Sorted per idle worker, since each worker
-   * handed out changes the counts; a copy of a queue of jobs, not of frames, so cheap.
-   */
   private fairOrder(): JobEntry[] {
-    return [...this.order].sort((a, b) => b.priority - a.priority || a.workersOn.size - b.workersOn.size || a.seq - b.seq);
+    return [...this.order].sort(fairFirst);
   }
 
   private sortQueue(): void {
-    this.order.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    this.order.sort(queueFirst);
   }
 }

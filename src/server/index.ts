@@ -48,6 +48,7 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
       frameTimeoutMs: settings.frame_timeout_s * 1000,
       duplicateTail: settings.tail_duplicates,
       queuePolicy: settings.queue_policy,
+      videoStreams: settings.video_streams,
     }, log.child({ part: 'farm' }));
   await farm.restore();
   startWebhookNotifier(farm, settings.webhook_url, log.child({ part: 'webhook' }));

@@ -104,6 +104,25 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('workers').addColumn('tags_json', 'text').execute();
     },
   },
+  '0006_blender_versions': {
+    async up(db: Kysely<any>) {
+      // The Blender release a job renders with, chosen once its scene is read; and, per frame, the version that rendered it.
+      await db.schema.alterTable('jobs').addColumn('blender_version', 'text').execute();
+      await db.schema.alterTable('frames').addColumn('blender_version', 'text').execute();
+    },
+  },
+  '0007_tag_schedules': {
+    async up(db: Kysely<any>) {
+      // The hours the workers carrying a tag render (a whole room's), set on the server.
+      await db.schema
+        .createTable('tag_schedules')
+        .addColumn('tag', 'text', (c) => c.primaryKey())
+        .addColumn('schedule', 'text', (c) => c.notNull())
+        .addColumn('stop', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -3,6 +3,7 @@ import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
 import { frameStatesLeadingTo, statesLeadingTo, type FrameCounts, type FrameState, type JobState } from '../protocol/index.ts';
 import { CredentialRows } from './credential-rows.ts';
 import { ProjectRows } from './project-rows.ts';
+import { TagScheduleRows } from './tag-schedule-rows.ts';
 import { GroupCommitDatabase } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database, FramesTable, JobsTable, WorkersTable } from './tables.ts';
@@ -11,11 +12,11 @@ export type JobRow = Selectable<JobsTable>;
 export type FrameRow = Selectable<FramesTable>;
 /** A frame without its Blender log: what lists need (a log can be 64 KB, a job 100,000 frames). */
 export type FrameSummaryRow = Omit<FrameRow, 'log'>;
-const summaryColumns = ['job_id', 'number', 'state', 'worker_id', 'attempts', 'render_ms', 'file', 'sha256', 'error', 'finished_at'] as const;
+const summaryColumns = ['job_id', 'number', 'state', 'worker_id', 'attempts', 'render_ms', 'file', 'sha256', 'error', 'finished_at', 'blender_version'] as const;
 export type WorkerRow = Selectable<WorkersTable>;
 export type NewJobRow = Omit<JobRow, 'seq'>;
 /** What a done frame is stored with. */
-export type FrameResult = Pick<FrameRow, 'worker_id' | 'render_ms' | 'file' | 'sha256'> & { log?: string };
+export type FrameResult = Pick<FrameRow, 'worker_id' | 'render_ms' | 'file' | 'sha256'> & { log?: string; blender_version?: string | null };
 /** What a failed attempt leaves on its frame. */
 export type FrameFailure = { worker_id?: string | null; attempts: number; error: string; log?: string };
 
@@ -41,6 +42,8 @@ export class Store {
   readonly credentials: CredentialRows;
   /** Project manifests. */
   readonly projects: ProjectRows;
+  /** Schedules set per worker tag. */
+  readonly tagSchedules: TagScheduleRows;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -48,6 +51,7 @@ export class Store {
   ) {
     this.credentials = new CredentialRows(db, () => this.committed());
     this.projects = new ProjectRows(db);
+    this.tagSchedules = new TagScheduleRows(db);
   }
 
   /** `onCommitFailed`: writes that callers saw succeed could not be saved (disk full, I/O error). */
@@ -165,6 +169,7 @@ export class Store {
           error: null,
           log: null,
           finished_at: null,
+          blender_version: null,
         }));
         await trx.insertInto('frames').values(rows).execute();
       }

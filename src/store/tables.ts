@@ -24,6 +24,8 @@ export interface JobsTable {
   finished_at: string | null;
   /** The job's project (the files its .blend uses), or null for a self-contained .blend. */
   project_id: string | null;
+  /** The Blender release it renders with ("4.2"), chosen once its scene is read; null before. */
+  blender_version: string | null;
 }
 
 export interface FramesTable {
@@ -38,6 +40,8 @@ export interface FramesTable {
   error: string | null;
   log: string | null;
   finished_at: string | null;
+  /** The version of the Blender that rendered it. */
+  blender_version: string | null;
 }
 
 export interface WorkersTable {
@@ -84,6 +88,15 @@ export interface ProjectsTable {
   created_at: string;
 }
 
+export interface TagSchedulesTable {
+  tag: string;
+  /** The schedule's text, e.g. "Mon-Fri 18:00-08:00" (src/protocol/schedule.ts). */
+  schedule: string;
+  /** finish | now; null: each worker's own schedule_stop. */
+  stop: string | null;
+  updated_at: string;
+}
+
 export interface Database {
   projects: ProjectsTable;
   jobs: JobsTable;
@@ -91,4 +104,5 @@ export interface Database {
   workers: WorkersTable;
   tokens: TokensTable;
   sessions: SessionsTable;
+  tag_schedules: TagSchedulesTable;
 }

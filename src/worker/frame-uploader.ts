@@ -24,6 +24,8 @@ export interface FrameUpload {
   passes?: Array<{ name: string; file: string }>;
   /** The frame's own output folder, removed once the upload is done. */
   folder?: string;
+  /** The version of the Blender that rendered it. */
+  blenderVersion?: string;
 }
 
 export interface UploadAnswer {
@@ -45,6 +47,7 @@ export async function uploadFrame(serverUrl: string, token: string, uploadKey: s
     renderMs: Math.round(upload.renderMs),
     log: upload.log ?? '',
     passes: passes.map((pass, index) => ({ name: pass.name, sha256: passFiles[index]!.sha256 })),
+    blenderVersion: upload.blenderVersion ?? null,
   };
   const files: MultipartFile[] = [
     { field: RESULT_IMAGE_FIELD, fileName: 'image', source: { file: upload.file, size: image!.size } },

@@ -1,2 +1,1 @@
 export { RenderWorker } from './worker.ts';
-export { readBlenderVersion } from './local-facts.ts';

@@ -1,4 +1,4 @@
-import { mkdir, rm, statfs } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { WorkerSettings } from '../config/index.ts';
@@ -6,19 +6,18 @@ import { PROTOCOL_VERSION, type ProbeRequest, type RenderAssignment, type SceneI
 import type { Logger } from '../util/log.ts';
 import { TlsClient, workerTls } from '../util/tls-client.ts';
 import { BlenderLauncher, checkRenderDevice, RenderDeviceError, type BlenderSession, type ProjectLayout, probeScene } from './blender/index.ts';
+import { defaultBlenderPath, findInstallations, installationFor, reportedVersions, type BlenderInstallation } from './blender/installations.ts';
 import { ConfigError } from '../config/index.ts';
 import { trimCache } from './cache-budget.ts';
 import { WorkerFiles } from './worker-files.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
-import { readBlenderVersion, readWorkerId, writeWorkerId } from './local-facts.ts';
+import { readWorkerId, writeWorkerId } from './local-facts.ts';
 import { collectPasses, frameFolder, PASSES_FOLDER } from './passes.ts';
 import { UploadQueue } from './upload-queue.ts';
-import { clockTime } from './schedule.ts';
 import { ScheduleWatch } from './schedule-watch.ts';
-
-/** How often a worker short of disk space looks again. */
-const SPACE_RECHECK_MS = 3000;
+import { DiskSpace } from './disk-space.ts';
+import { asleepMessage, describeSleep, type SleepState } from './schedules-combined.ts';
 
 /** Progress messages per frame are capped at this rate; Cycles prints a line per sample. */
 const PROGRESS_INTERVAL_MS = 250;
@@ -26,12 +25,16 @@ const PROGRESS_INTERVAL_MS = 250;
 interface OpenSession {
   jobId: string;
   session: BlenderSession;
+  /** The installation it runs: the one the job renders with. */
+  blender: BlenderInstallation;
+  /** The project laid out around its scene: files added to a held job make a new one. */
+  projectId: string | null;
   /** false for a session opened to probe the job: its overrides are applied before the first frame. */
   configured: boolean;
 }
 
 /** A job's scene as a session opens it. */
-type JobScene = Pick<RenderAssignment, 'jobId' | 'blend' | 'project' | 'allowScripts'>;
+type JobScene = Pick<RenderAssignment, 'jobId' | 'blend' | 'project' | 'allowScripts' | 'blender'>;
 
 /**
  * A render node: keeps a connection to the server, takes one frame at a time, renders it
@@ -47,7 +50,8 @@ export class RenderWorker {
   private workerId: string | undefined;
   /** Given by the server in its welcome; uploads present it. Unset while disconnected. */
   private uploadKey: string | undefined;
-  private blenderVersion: string | null = null;
+  /** Its Blender installations (blender_path, [blenders]), the default first; read at start. */
+  private installations: BlenderInstallation[] = [];
   /** What Blender renders on (render_device, gpus), read back at start; told to the server. */
   private device: UsedDevice | null = null;
   private open: OpenSession | null = null;
@@ -57,9 +61,11 @@ export class RenderWorker {
   private rendering: Promise<void> = Promise.resolve();
   private draining = false;
   private shutDown = false;
-  private waitingForSpace = false;
+  private readonly space: DiskSpace;
   private readonly uploads: UploadQueue;
   private readonly schedule: ScheduleWatch;
+  /** What this connection's server was last told of the schedule (JSON), so it is told each change once. */
+  private toldSchedule: string | null = null;
   private stopped: Promise<string>;
   private stop!: (reason: string) => void;
 
@@ -90,7 +96,7 @@ export class RenderWorker {
     });
     this.workerId = readWorkerId(settings.cache_dir);
     this.blenders = new BlenderLauncher({
-      blenderPath: settings.blender_path,
+      blenderPath: defaultBlenderPath(settings.blender_path),
       threads: settings.threads,
       nice: settings.nice,
       device: { type: settings.render_device, gpus: settings.gpus },
@@ -98,7 +104,9 @@ export class RenderWorker {
       logger: log,
     });
     this.stopped = new Promise((resolve) => (this.stop = resolve));
-    this.schedule = new ScheduleWatch(settings.schedule, { asleep: (until) => this.fallAsleep(until), awake: () => this.wakeUp() }, clock);
+    this.space = new DiskSpace(settings.cache_dir, settings.min_free_mb, settings.name ?? os.hostname());
+    const sleepChanged = (now: SleepState | null, was: SleepState | null) => (now ? this.fallAsleep(now, was) : this.wakeUp());
+    this.schedule = new ScheduleWatch({ text: settings.schedule, stop: settings.schedule_stop }, { changed: sleepChanged }, clock);
     this.uploads = new UploadQueue(
       (upload) => {
         // Retried (no HTTP status) until the connection is open again and has its key.
@@ -121,7 +129,8 @@ export class RenderWorker {
           name: settings.name ?? os.hostname(),
           host: os.hostname(),
           threads: settings.threads,
-          blenderVersion: this.blenderVersion,
+          blenderVersion: this.installations[0]?.version ?? null,
+          blenders: reportedVersions(this.installations),
           allowScripts: settings.allow_scripts,
           device: this.device,
           tags: settings.tags,
@@ -131,6 +140,7 @@ export class RenderWorker {
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),
         onClose: () => {
           this.uploadKey = undefined; // it belonged to that connection
+          this.toldSchedule = null; // a new connection starts awake on the server
           this.files.disconnected();
           this.log.warn('connection to the server closed');
         },
@@ -147,9 +157,9 @@ export class RenderWorker {
 
   /** Checks Blender, connects, and resolves only when the worker stops (with the reason). */
   async run(): Promise<string> {
-    this.blenderVersion = await readBlenderVersion(this.settings.blender_path);
+    this.installations = await findInstallations(this.settings.blender_path, this.settings.blenders);
     this.device = await this.checkDevice();
-    this.log.info({ blender: this.blenderVersion, threads: this.settings.threads }, 'worker starting');
+    this.log.info({ blenders: this.installations, threads: this.settings.threads }, 'worker starting');
     this.schedule.check();
     this.prewarmIfIdle();
     await this.files.start(); // before connecting: the hello names the peer port
@@ -174,7 +184,7 @@ export class RenderWorker {
     const { render_device: type, gpus } = this.settings;
     if (type === 'CPU') return { type, devices: ['CPU'], computeDeviceType: 'NONE' };
     try {
-      const device = await checkRenderDevice(this.settings.blender_path, { type, gpus });
+      const device = await checkRenderDevice(defaultBlenderPath(this.settings.blender_path), { type, gpus });
       this.log.info({ device }, 'render device');
       return device;
     } catch (error) {
@@ -213,7 +223,9 @@ export class RenderWorker {
   }
 
   private askForWork(): void {
-    if (!this.draining && !this.current && !this.schedule.asleepUntil) this.connection.send({ type: 'ready' });
+    // Not before this connection's welcome (no upload key yet): the welcome asks, and asking twice could get two frames.
+    if (!this.uploadKey || this.draining || this.current || this.schedule.asleep) return;
+    this.connection.send({ type: 'ready' });
   }
 
   /** Reads the clock against the schedule now; the worker also does so by itself when the schedule changes. */
@@ -221,25 +233,29 @@ export class RenderWorker {
     this.schedule.check();
   }
 
-  /** Tells the server whether the schedule lets this worker take frames (on every connection, and when it changes). */
+  /** Tells the server whether its schedules let it take frames, once per change (a connection starts awake there). */
   private reportSchedule(): void {
-    const until = this.schedule.asleepUntil;
-    if (until || this.settings.schedule !== undefined) this.connection.send({ type: 'schedule', asleepUntil: until?.toISOString() ?? null });
+    const asleep = asleepMessage(this.schedule.asleep);
+    const told = JSON.stringify(asleep);
+    if (told !== (this.toldSchedule ?? 'null') && this.connection.send({ type: 'schedule', asleep })) this.toldSchedule = told;
   }
 
   /**
-   * The schedule's hours are over: no new frame. The one rendering finishes and uploads,
-   * or, with schedule_stop = "now", goes back to the farm at once and Blender stops.
+   * The hours of its schedules are over (or it sleeps on for other reasons): no new frame.
+   * The one rendering finishes and uploads, or, when a schedule keeping it asleep says
+   * stop "now", goes back to the farm at once and Blender stops.
    */
-  private fallAsleep(until: Date): void {
-    this.log.info({ until: until.toISOString() }, `schedule: asleep until ${clockTime(until)}`);
+  private fallAsleep(sleep: SleepState, was: SleepState | null): void {
+    this.log.info(asleepMessage(sleep)!, `schedule: ${was ? 'still ' : ''}asleep ${describeSleep(sleep)}`);
     this.reportSchedule();
+    this.blenders.coolDown();
     const current = this.current;
     // Nothing rendering: the job's Blender and its memory go back to the person at the desk.
     if (!current) return void this.closeSession();
-    if (this.settings.schedule_stop !== 'now') return; // the frame finishes; its Blender closes then
+    // The frame finishes (its Blender closes then), unless "now" and it is not stopped already.
+    if (sleep.stop !== 'now' || this.cancelled) return;
     const { jobId, frame } = current;
-    const error = `the schedule of worker ${this.settings.name ?? os.hostname()} ended (schedule_stop = "now")`;
+    const error = `worker ${this.settings.name ?? os.hostname()} is asleep ${describeSleep(sleep)}, and its schedule says stop "now"`;
     this.connection.send({ type: 'frame_failed', jobId, frame, tile: current.tile?.index, error, log: '', reason: 'asleep' });
     this.cancelled = true;
     this.open?.session.kill();
@@ -272,6 +288,9 @@ export class RenderWorker {
       case 'probe':
         void this.probe(message);
         return;
+      case 'tag_schedules':
+        this.schedule.setTagSchedules(message.schedules);
+        return;
       case 'cancel':
         this.cancel(message.jobId, message.frame, message.tile);
         return;
@@ -291,9 +310,10 @@ export class RenderWorker {
     this.cancelled = false;
     const log = this.log.child({ jobId, frame, tile });
     let lastProgress = 0;
-    if (this.schedule.asleepUntil) {
+    const asleep = this.schedule.asleep;
+    if (asleep) {
       // Sent just before the schedule ended: it goes back untouched, at no cost to the frame.
-      const error = `worker ${this.settings.name ?? os.hostname()} is asleep until ${clockTime(this.schedule.asleepUntil)} (its schedule)`;
+      const error = `worker ${this.settings.name ?? os.hostname()} is asleep ${describeSleep(asleep)}`;
       log.info('asleep: handing the frame back');
       this.connection.send({ type: 'frame_failed', jobId, frame, tile, error, log: '', reason: 'asleep' });
       this.current = null;
@@ -308,7 +328,7 @@ export class RenderWorker {
       this.askForWork();
       return;
     }
-    const short = await this.spaceShortage();
+    const short = await this.space.shortage();
     if (short) {
       log.error({ reason: short }, 'disk full: handing the frame back');
       this.connection.send({ type: 'frame_failed', jobId, frame, tile, error: short, log: '', reason: 'disk_full' });
@@ -317,7 +337,7 @@ export class RenderWorker {
       return;
     }
     try {
-      const session = await this.sessionFor(assignment);
+      const { session, blender } = await this.sessionFor(assignment);
       // Each frame (or tile) renders into a folder of its own, where its File Output passes land too.
       const unitDir = path.join(this.outputRoot, jobId, tile === undefined ? frameFolder(frame) : `${frameFolder(frame)}-tile-${tile}`);
       await rm(unitDir, { recursive: true, force: true });
@@ -331,7 +351,7 @@ export class RenderWorker {
       const result = await session.render(frame, path.join(unitDir, name), onProgress, assignment.tile);
       log.info({ ms: Math.round(result.renderMs) }, tile === undefined ? 'frame rendered' : 'tile rendered');
       const passes = await collectPasses(path.join(unitDir, PASSES_FOLDER));
-      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs, log: result.log.slice(-60_000), passes, folder: unitDir });
+      await this.uploads.add({ jobId, frame, tile, file: result.path, renderMs: result.renderMs, log: result.log.slice(-60_000), passes, folder: unitDir, blenderVersion: blender.version });
     } catch (error) {
       if (this.cancelled || this.draining) {
         // Stopped on purpose: the server hands the frame to another worker when we leave.
@@ -351,46 +371,29 @@ export class RenderWorker {
       }
     } finally {
       this.current = null;
-      if (this.schedule.asleepUntil) void this.closeSession();
+      if (this.schedule.asleep) void this.closeSession();
       this.prewarmIfIdle();
       this.askForWork();
     }
   }
 
-  /** Why the cache folder cannot take another frame, or null when it has room (min_free_mb). */
-  private async spaceShortage(): Promise<string | null> {
-    await mkdir(this.settings.cache_dir, { recursive: true });
-    const { bavail, bsize } = await statfs(this.settings.cache_dir);
-    const freeMb = (bavail * bsize) / 1024 / 1024;
-    if (freeMb >= this.settings.min_free_mb) return null;
-    return `worker ${this.settings.name ?? os.hostname()} has only ${freeMb.toFixed(0)} MiB free in ${this.settings.cache_dir} (min_free_mb = ${this.settings.min_free_mb}); free space there`;
-  }
-
-  /** Takes no work until the disk has room again, checking now and then. */
+  /** Takes no work until the disk has room again (min_free_mb). */
   private waitForSpace(): void {
-    if (this.waitingForSpace) return;
-    this.waitingForSpace = true;
-    const check = setInterval(() => {
-      void this.spaceShortage().then((short) => {
-        if (short || this.shutDown) return;
-        clearInterval(check);
-        this.waitingForSpace = false;
-        this.log.info('disk has room again: taking work');
-        this.askForWork();
-      });
-    }, SPACE_RECHECK_MS);
-    check.unref();
+    this.space.waitForRoom(() => {
+      this.log.info('disk has room again: taking work');
+      this.askForWork();
+    }, () => this.shutDown);
   }
 
   /** One Blender per job: reused frame after frame, replaced when the job changes or Blender died. */
-  private sessionFor(assignment: RenderAssignment): Promise<BlenderSession> {
+  private sessionFor(assignment: RenderAssignment): Promise<OpenSession> {
     return this.withSession(assignment, assignment.overrides, async (open) => {
       if (!open.configured) {
         // Opened to probe the job, with no overrides: the scene it loaded renders the frames.
         await open.session.configure(assignment.overrides);
         open.configured = true;
       }
-      return open.session;
+      return open;
     });
   }
 
@@ -402,21 +405,29 @@ export class RenderWorker {
    */
   private withSession<T>(job: JobScene, overrides: RenderAssignment['overrides'] | null, use: (open: OpenSession) => Promise<T>): Promise<T> {
     const turn = this.sessionLock.then(async () => {
-      if (!this.open || this.open.jobId !== job.jobId || !this.open.session.alive) {
+      const blender = this.installationFor(job);
+      if (!this.open || !sessionFits(this.open, job, blender)) {
         await this.closeSession();
         const { blendFile, project } = await this.sceneFiles(job);
-        const session = await this.blenders.open({ blendFile, allowScripts: job.allowScripts, overrides: overrides ?? {}, project });
+        const session = await this.blenders.open({ blendFile, allowScripts: job.allowScripts, overrides: overrides ?? {}, project }, blender.path);
         if (this.shutDown || (overrides && this.cancelled)) {
           // Stopped or cancelled while Blender was starting: nobody would ever use this one.
           session.kill();
           throw new Error(this.shutDown ? 'the worker is shutting down' : 'the frame was cancelled');
         }
-        this.open = { jobId: job.jobId, session, configured: overrides !== null };
+        this.open = { jobId: job.jobId, session, blender, projectId: job.project?.id ?? null, configured: overrides !== null };
       }
       return use(this.open);
     });
     this.sessionLock = turn.then(() => undefined, () => undefined);
     return turn;
+  }
+
+  /** The Blender the job renders with here; the server sends a job only to workers that have it. */
+  private installationFor(job: Pick<JobScene, 'blender'>): BlenderInstallation {
+    const found = installationFor(this.installations, job.blender);
+    if (found) return found;
+    throw new Error(`this worker has no Blender ${job.blender} (it has ${this.installations.map((one) => one.version).join(', ')})`);
   }
 
   /** The job's .blend on this worker: alone in the blend cache, or at its place in its project's tree. */
@@ -449,12 +460,12 @@ export class RenderWorker {
    * not slow a frame, and the job's own session serves its next frames anyway.
    */
   private prewarmIfIdle(): void {
-    if (this.current || this.open?.session.alive || this.draining || this.shutDown || this.schedule.asleepUntil) return;
+    if (this.current || this.open?.session.alive || this.draining || this.shutDown || this.schedule.asleep) return;
     this.blenders.warmUp();
   }
 
   private async probe(request: ProbeRequest): Promise<void> {
-    const short = await this.spaceShortage();
+    const short = await this.space.shortage();
     if (short) {
       this.log.error({ jobId: request.jobId, reason: short }, 'disk full: handing the probe back');
       this.connection.send({ type: 'probe_failed', jobId: request.jobId, error: short, reason: 'disk_full' });
@@ -463,7 +474,9 @@ export class RenderWorker {
     }
     try {
       const allowScripts = request.allowScripts && this.settings.allow_scripts;
-      const scene = this.current
+      // Asleep, the worker still reads scenes (so a job submitted at night shows its settings
+      // and problems at once), in a Blender that exits after: it renders nothing until it wakes.
+      const scene = this.current || this.schedule.asleep
         ? await this.probeAside(request, allowScripts)
         : await this.withSession({ ...request, allowScripts }, null, (open) => open.session.probe());
       this.connection.send({ type: 'probe_result', jobId: request.jobId, scene });
@@ -473,13 +486,13 @@ export class RenderWorker {
   }
 
   /**
-   * While a frame of another job renders, the probe runs in a Blender of its own, which
-   * leaves that job's session alone. An idle worker probes in the session that then
-   * renders the job's frames: one Blender start and one scene load for both.
+   * While a frame of another job renders (or the worker sleeps), the probe runs in a Blender
+   * of its own, which leaves that job's session alone. An idle worker probes in the session
+   * that then renders the job's frames: one Blender start and one scene load for both.
    */
   private async probeAside(request: ProbeRequest, allowScripts: boolean): Promise<SceneInfo> {
     const { blendFile, project } = await this.sceneFiles(request);
-    return probeScene({ blenderPath: this.settings.blender_path, blendFile, allowScripts, project, nice: this.settings.nice, logger: this.log });
+    return probeScene({ blenderPath: this.installationFor(request).path, blendFile, allowScripts, project, nice: this.settings.nice, logger: this.log });
   }
 
   /** The server took the frame back or the job ended: stop rendering it and drop the session. */
@@ -496,6 +509,11 @@ export class RenderWorker {
       void this.closeSession().then(() => this.prewarmIfIdle());
     }
   }
+}
+
+/** Whether the open session serves the job: the same job, alive, with its Blender and its project's files. */
+function sessionFits(open: OpenSession, job: JobScene, blender: BlenderInstallation): boolean {
+  return open.jobId === job.jobId && open.session.alive && open.blender.path === blender.path && open.projectId === (job.project?.id ?? null);
 }
 
 /**

@@ -106,6 +106,7 @@ export const api = {
   setWorkerTags: (id: string, tags: string[] | null): Promise<Worker> => request('PUT', apiPath('setWorkerTags', { id }), workerSchema, { tags }),
   /** Describes a project; the answer names the files (by SHA-256) the server still lacks. */
   createProject: (manifest: ProjectManifest): Promise<ProjectCreated> => request('POST', apiPath('createProject'), projectCreatedSchema, manifest),
+  replaceJobProject: (id: string, project: string): Promise<Job> => request('PUT', apiPath('replaceJobProject', { id }), jobSchema, { project }),
 };
 
 export const urls = {

@@ -1,4 +1,4 @@
-import { isActive, type Job, type JobState, type Worker } from '../../src/protocol/index.ts';
+import { isActive, type Asleep, type Job, type JobState, type Worker } from '../../src/protocol/index.ts';
 
 /** "850 ms", "12.4 s", "3 min 05 s", "2 h 14 min", "3 d 4 h". */
 export function duration(ms: number | null | undefined): string {
@@ -73,19 +73,26 @@ export function percentDone(job: Job): number {
 }
 
 /**
- * "asleep until 18:00" for a worker outside its schedule's hours (local time here); the
- * weekday is added when it wakes more than a day from now.
+ * "asleep until 18:00" for a worker outside the hours of its schedules (local time here);
+ * the weekday is added when it wakes more than a day from now.
  */
-export function asleepText(iso: string, now: number): string {
-  const wakes = new Date(iso);
+export function asleepText(asleep: Asleep, now: number): string {
+  if (asleep.until === null) return 'asleep: its schedules share no hours';
+  const wakes = new Date(asleep.until);
   const time = `${String(wakes.getHours()).padStart(2, '0')}:${String(wakes.getMinutes()).padStart(2, '0')}`;
   const day = wakes.getTime() - now > 24 * 3600_000 ? `${wakes.toLocaleDateString('en-GB', { weekday: 'short' })} ` : '';
   return `asleep until ${day}${time}`;
 }
 
+/** Which schedules keep a worker asleep: "its schedule", "tag room-2", or both. */
+export function asleepReason(asleep: Asleep): string {
+  const tags = asleep.tags.length === 0 ? [] : [`${asleep.tags.length === 1 ? 'tag' : 'tags'} ${asleep.tags.join(', ')}`];
+  return [...(asleep.own ? ['its schedule'] : []), ...tags].join(' and ');
+}
+
 export function workerStateText(worker: Worker, jobName?: string): string {
   if (worker.state === 'offline') return 'Offline';
-  if (worker.asleepUntil && !worker.current) return asleepText(worker.asleepUntil, Date.now()).replace(/^a/, 'A');
+  if (worker.asleep && !worker.current) return asleepText(worker.asleep, Date.now()).replace(/^a/, 'A');
   if (worker.state === 'idle' || !worker.current) return worker.enabled ? 'Idle' : 'Idle (takes no frames)';
   const of = jobName ? ` of ${jobName}` : '';
   return `Rendering frame ${worker.current.frame}${of} at ${Math.round(worker.current.percent)}%`;

@@ -39,8 +39,13 @@ export class BlenderLauncher {
     }
   }
 
-  /** A session with the scene loaded: the pre-warmed Blender when it is usable, else a fresh one (cold start). */
-  async open(scene: SceneToOpen): Promise<BlenderSession> {
+  /**
+   * A session with the scene loaded: the pre-warmed Blender when it is usable, else a
+   * fresh one (cold start). Another installation than the default (`blenderPath`, for a
+   * job that renders with another version) always starts cold; the warm one waits on.
+   */
+  async open(scene: SceneToOpen, blenderPath = this.opts.blenderPath): Promise<BlenderSession> {
+    if (blenderPath !== this.opts.blenderPath) return BlenderSession.start({ ...this.opts, blenderPath, ...scene });
     const warm = await this.takeWarm();
     if (!warm) return BlenderSession.start({ ...this.opts, ...scene });
     this.logger.info({ blendFile: scene.blendFile, pid: warm.pid }, 'loading the scene into the pre-warmed Blender');
@@ -51,6 +56,12 @@ export class BlenderLauncher {
   /** A pre-warmed Blender is up and waiting for a scene (benchmarks wait for this, so its start-up overlaps nothing they time). */
   get warmAndWaiting(): boolean {
     return this.warm?.waitingForScene ?? false;
+  }
+
+  /** Ends the pre-warmed Blender while the worker sleeps, giving its memory back; warmUp starts another. */
+  coolDown(): void {
+    this.warm?.kill();
+    this.warm = null;
   }
 
   /** Kills the pre-warmed Blender: it must not outlive the worker. */

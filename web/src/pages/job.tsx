@@ -1,10 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
-import { formatFrameRange, type Frame, type FrameLog, type Job } from '../../../src/protocol/index.ts';
+import { formatFrameRange, isHeldForMissingFiles, type Frame, type FrameLog, type Job } from '../../../src/protocol/index.ts';
 import { api, urls } from '../api.ts';
 import { FrameGrid, shownCounts, shownState } from '../components/frame-grid.tsx';
 import { engineName, formatName, HeldSettings, JobActions, PriorityInput } from '../components/job-controls.tsx';
 import { isSplit, outputSize, TiledFrame, tilesDone, tilingText, TilingNote, type SplitFrame } from '../components/tiles.tsx';
 import { FramePasses, Problems } from '../components/outputs.tsx';
+import { AddFiles } from '../components/add-files.tsx';
 import { Dialog, ProgressBar, ScriptsWarning, StateBadge } from '../components/ui.tsx';
 import { duration, elapsedMs, isActive, isHeld, plural, remaining, timeAgo } from '../format.ts';
 import { href } from '../router.ts';
@@ -80,6 +81,7 @@ export function JobPage({ id }: { id: string }) {
         </p>
       )}
       <Problems job={job} />
+      {isHeldForMissingFiles(job) && <AddFiles job={job} />}
       <Summary job={job} now={now} onDeleted={() => (window.location.hash = href.queue)} />
       {!held && <TilingNote job={job} />}
       {job.state === 'probing' && <ProbingNote />}
@@ -186,6 +188,13 @@ function Summary({ job, now, onDeleted }: { job: Job; now: number; onDeleted: ()
         <div>
           <dt>Tiles</dt>
           <dd data-testid="job-tiling">{tilingText(job.tiling)}</dd>
+        </div>
+        <div>
+          <dt>Blender</dt>
+          <dd data-testid="job-blender">
+            {job.blender ?? '—'}
+            {scene?.savedWith ? <span class="muted">{` (file saved with ${scene.savedWith})`}</span> : ''}
+          </dd>
         </div>
       </dl>
       <div class="summary-foot">
@@ -396,6 +405,12 @@ function FrameDialog({ job, frame, onClose }: { job: Job; frame: Frame; onClose:
           <dt>Attempts</dt>
           <dd>{frame.attempts}</dd>
         </div>
+        {log?.blenderVersion && (
+          <div>
+            <dt>Blender</dt>
+            <dd data-testid="frame-blender">{log.blenderVersion}</dd>
+          </div>
+        )}
       </dl>
       {isSplit(frame) && state === 'rendering' && (
         <div class="frame-preview">

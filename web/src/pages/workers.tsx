@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import type { Worker } from '../../../src/protocol/index.ts';
 import { api, type WorkerMode } from '../api.ts';
-import { asleepText, duration, timeAgo, workerMode } from '../format.ts';
+import { asleepReason, asleepText, duration, timeAgo, workerMode } from '../format.ts';
 import { WorkerTags } from '../components/worker-tags.tsx';
 import { href } from '../router.ts';
 import { farm, useNow } from '../store.ts';
@@ -76,7 +76,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         <strong>{worker.name}</strong>
         <span class="job-meta">
           {worker.host}
-          {worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
+          {worker.blenders.length > 0 ? ` · Blender ${worker.blenders.join(', ')}` : worker.blenderVersion ? ` · Blender ${worker.blenderVersion}` : ''}
           {worker.device && worker.device.type !== 'CPU' && (
             <span data-testid="worker-device">{` · ${worker.device.type}: ${worker.device.devices.join(', ') || 'no device'}`}</span>
           )}
@@ -84,7 +84,7 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
         </span>
       </div>
       <div class="w-state" data-testid="worker-state">
-        <span class="dot" data-state={worker.state} aria-hidden="true" />
+        <span class="dot" data-state={worker.asleep && !worker.current ? 'asleep' : worker.state} aria-hidden="true" />
         {worker.state === 'offline' ? (
           <span>
             Offline <span class="muted">· seen {timeAgo(worker.lastSeenAt, now)}</span>
@@ -101,11 +101,12 @@ function WorkerRow({ worker, now }: { worker: Worker; now: number }) {
             <span class="mini-progress" aria-hidden="true">
               <span style={{ width: `${worker.current.percent}%` }} />
             </span>
-            {worker.asleepUntil && <span class="muted"> · then {asleepText(worker.asleepUntil, now)}</span>}
+            {worker.asleep && <span class="muted"> · then {asleepText(worker.asleep, now)}</span>}
           </span>
-        ) : worker.asleepUntil ? (
-          <span class="w-asleep" data-testid="worker-asleep" title="Outside the hours of its schedule setting: it takes no frames">
-            {asleepText(worker.asleepUntil, now).replace(/^a/, 'A')}
+        ) : worker.asleep ? (
+          <span class="w-asleep" data-testid="worker-asleep" title="Outside the hours of its schedules: it takes no frames">
+            {asleepText(worker.asleep, now).replace(/^a/, 'A')}
+            <span class="muted" data-testid="worker-asleep-reason">{` · ${asleepReason(worker.asleep)}`}</span>
           </span>
         ) : (
           <span>Idle</span>

@@ -15,60 +15,23 @@ export interface ProjectProgress {
 /** Files hashed at once: enough to keep the disk busy, few enough to bound memory. */
 const HASHING_AT_ONCE = 4;
 
-/**
- * Submits a project as the command line does: hash every file, tell the server the
- * manifest, upload only the files it lacks, then submit the main .blend naming the
- * project. The job exists only once every file is on the server, so a failure or a
- * cancel at any step leaves no job behind (files already sent stay stored, deduplicated).
- */
-export function sendProject(project: PickedProject, mainPath: string, fields: Record<string, string>, onProgress: (progress: ProjectProgress) => void): Upload {
+/** Lets a multi-step upload be cancelled between steps and during the request under way. */
+interface Steps {
+  stopIfCancelled(): void;
+  current(request: { abort(): void }): void;
+}
+
+function cancellable(run: (steps: Steps) => Promise<Job>): Upload {
   let cancelled = false;
   let current: { abort(): void } | null = null;
-  const stopIfCancelled = () => {
-    if (cancelled) throw new ApiError('upload cancelled', -1);
+  const steps: Steps = {
+    stopIfCancelled: () => {
+      if (cancelled) throw new ApiError('upload cancelled', -1);
+    },
+    current: (request) => (current = request),
   };
-
-  const run = async (): Promise<Job> => {
-    if (!canDigest()) throw new ApiError(NEEDS_SECURE_CONTEXT, 0);
-    const main = project.files.find((file) => file.path === mainPath);
-    if (!main) throw new ApiError(`${mainPath} is not in ${project.name}`, 0);
-
-    const { hashes, root } = await hashAll(project, mainPath, (done, total) => onProgress({ stage: 'hashing', done, total, reusedFiles: 0 }), stopIfCancelled);
-    const others = project.files.filter((file) => file !== main);
-    const files: ProjectFile[] = others.map((file) => ({ path: file.path, sha256: hashes.get(file)!, size: file.blob.size }));
-    stopIfCancelled();
-    const created = await api.createProject({ root: root ?? project.name, main: mainPath, files }).catch((error: ApiError) => {
-      throw new ApiError(`the server refused the list of the project's files: ${error.message}`, error.status, error.code);
-    });
-
-    // One upload per missing content, whichever paths share it.
-    const lacking = new Set(created.missing);
-    const toSend: ProjectEntry[] = others.filter((file) => lacking.delete(hashes.get(file)!));
-    const missingHashes = new Set(created.missing);
-    const reusedFiles = others.filter((file) => !missingHashes.has(hashes.get(file)!)).length;
-    const total = toSend.reduce((sum, file) => sum + file.blob.size, 0) + main.blob.size;
-    let sent = 0;
-    const report = (inFlight: number) => onProgress({ stage: 'uploading', done: sent + inFlight, total, reusedFiles });
-    report(0);
-    for (const file of toSend) {
-      stopIfCancelled();
-      const upload = uploadProjectFile(hashes.get(file)!, file.blob, report);
-      current = upload;
-      await upload.promise.catch((error: ApiError) => {
-        throw error.status === -1 ? error : new ApiError(`${file.path} could not be uploaded: ${error.message}`, error.status, error.code);
-      });
-      sent += file.blob.size;
-    }
-
-    stopIfCancelled();
-    const blend = main.blob instanceof File ? main.blob : new File([main.blob], mainPath.split('/').pop()!);
-    const job = uploadBlend(blend, { ...fields, project: created.id }, (blendSent) => report(blendSent));
-    current = job;
-    return job.promise;
-  };
-
   return {
-    promise: run(),
+    promise: run(steps),
     abort: () => {
       cancelled = true;
       current?.abort();
@@ -76,13 +39,93 @@ export function sendProject(project: PickedProject, mainPath: string, fields: Re
   };
 }
 
-/** Every file's SHA-256, and the project's root as the .blend files recorded it, if they did. */
-async function hashAll(
+/**
+ * Submits a project as the command line does: hash every file, tell the server the
+ * manifest, upload only the files it lacks, then submit the main .blend naming the
+ * project. The job exists only once every file is on the server, so a failure or a
+ * cancel at any step leaves no job behind (files already sent stay stored, deduplicated).
+ */
+export function sendProject(project: PickedProject, mainPath: string, fields: Record<string, string>, onProgress: (progress: ProjectProgress) => void): Upload {
+  return cancellable(async (steps) => {
+    const main = project.files.find((file) => file.path === mainPath);
+    if (!main) throw new ApiError(`${mainPath} is not in ${project.name}`, 0);
+    const hashed = await hashAll(project, onProgress, steps);
+    const sent = await sendFiles(project, main, hashed, main.blob.size, onProgress, steps);
+    const blend = main.blob instanceof File ? main.blob : new File([main.blob], mainPath.split('/').pop()!);
+    const job = uploadBlend(blend, { ...fields, project: sent.projectId }, (blendSent) => sent.report(blendSent));
+    steps.current(job);
+    return job.promise;
+  });
+}
+
+/**
+ * Adds the files a held job lacked: the folder (or .zip) it came from, with the files now
+ * in place. Its .blend is found by content; only files the server lacks are sent, and the
+ * job takes the new project, so its scene is read again.
+ */
+export function addProjectFiles(project: PickedProject, job: Job, onProgress: (progress: ProjectProgress) => void): Upload {
+  return cancellable(async (steps) => {
+    const hashed = await hashAll(project, onProgress, steps);
+    const main = project.files.find((file) => /\.blend$/i.test(file.path) && hashed.hashes.get(file) === job.blendSha256);
+    if (!main) throw new ApiError(`${project.name} does not hold this job's .blend: add the folder the job was submitted from`, 0);
+    const sent = await sendFiles(project, main, hashed, 0, onProgress, steps);
+    steps.stopIfCancelled();
+    return api.replaceJobProject(job.id, sent.projectId);
+  });
+}
+
+/**
+ * Tells the server the project's manifest and uploads the files it lacks. Progress counts
+ * the bytes actually sent, with `moreBytes` still to come after (the .blend, on submit).
+ */
+async function sendFiles(
   project: PickedProject,
-  mainPath: string,
-  onProgress: (done: number, total: number) => void,
-  stopIfCancelled: () => void,
-): Promise<{ hashes: Map<ProjectEntry, string>; root: string | null }> {
+  main: ProjectEntry,
+  { hashes, roots }: Hashed,
+  moreBytes: number,
+  onProgress: (progress: ProjectProgress) => void,
+  steps: Steps,
+): Promise<{ projectId: string; report: (inFlight: number) => void }> {
+  const others = project.files.filter((file) => file !== main);
+  const files: ProjectFile[] = others.map((file) => ({ path: file.path, sha256: hashes.get(file)!, size: file.blob.size }));
+  // The main .blend's own record of the root wins; a library's is the next best thing.
+  const root = roots.get(main.path) ?? roots.values().next().value ?? project.name;
+  steps.stopIfCancelled();
+  const created = await api.createProject({ root, main: main.path, files }).catch((error: ApiError) => {
+    throw new ApiError(`the server refused the list of the project's files: ${error.message}`, error.status, error.code);
+  });
+
+  // One upload per missing content, whichever paths share it.
+  const lacking = new Set(created.missing);
+  const toSend: ProjectEntry[] = others.filter((file) => lacking.delete(hashes.get(file)!));
+  const missingHashes = new Set(created.missing);
+  const reusedFiles = others.filter((file) => !missingHashes.has(hashes.get(file)!)).length;
+  const total = toSend.reduce((sum, file) => sum + file.blob.size, 0) + moreBytes;
+  let sent = 0;
+  const report = (inFlight: number) => onProgress({ stage: 'uploading', done: sent + inFlight, total, reusedFiles });
+  report(0);
+  for (const file of toSend) {
+    steps.stopIfCancelled();
+    const upload = uploadProjectFile(hashes.get(file)!, file.blob, report);
+    steps.current(upload);
+    await upload.promise.catch((error: ApiError) => {
+      throw error.status === -1 ? error : new ApiError(`${file.path} could not be uploaded: ${error.message}`, error.status, error.code);
+    });
+    sent += file.blob.size;
+  }
+  steps.stopIfCancelled();
+  return { projectId: created.id, report };
+}
+
+interface Hashed {
+  hashes: Map<ProjectEntry, string>;
+  /** .blend path -> the project root it recorded (from its absolute paths), where it did. */
+  roots: Map<string, string>;
+}
+
+/** Every file's SHA-256, and the project's root as the .blend files recorded it. */
+async function hashAll(project: PickedProject, onProgress: (progress: ProjectProgress) => void, steps: Steps): Promise<Hashed> {
+  if (!canDigest()) throw new ApiError(NEEDS_SECURE_CONTEXT, 0);
   const total = project.files.reduce((sum, file) => sum + file.blob.size, 0);
   const paths = new Set(project.files.map((file) => file.path.toLowerCase()));
   const hashes = new Map<ProjectEntry, string>();
@@ -90,10 +133,11 @@ async function hashAll(
   let done = 0;
   let next = 0;
   let failed = false;
-  onProgress(0, total);
+  const report = () => onProgress({ stage: 'hashing', done, total, reusedFiles: 0 });
+  report();
   const worker = async () => {
     while (next < project.files.length && !failed) {
-      stopIfCancelled();
+      steps.stopIfCancelled();
       const file = project.files[next++]!;
       let data: ArrayBuffer;
       try {
@@ -108,10 +152,9 @@ async function hashAll(
         if (root) roots.set(file.path, root);
       }
       done += file.blob.size;
-      onProgress(done, total);
+      report();
     }
   };
   await Promise.all(Array.from({ length: HASHING_AT_ONCE }, worker));
-    // The main .blend's own record wins; a library's is the next best thing.
-  return { hashes, root: roots.get(mainPath) ?? roots.values().next().value ?? null };
+  return { hashes, roots };
 }

@@ -1,7 +1,10 @@
+import { z } from 'zod';
+
 /**
- * Worker setting `schedule`: the hours a worker renders, in the machine's local time, e.g.
- * `Mon-Fri 18:00-08:00; Sat-Sun` (weekday nights and whole weekends). Pure: the time is
- * always passed in, so tests choose it.
+ * A schedule: the hours a worker renders, in the worker machine's local time, e.g.
+ * `Mon-Fri 18:00-08:00; Sat-Sun` (weekday nights and whole weekends). The worker setting
+ * `schedule` and the server's schedules per tag (src/protocol/tag-schedules.ts) are both
+ * written so. Pure: the time is always passed in, so tests choose it.
  *
  * Grammar: entries separated by `;`. An entry is days and an optional time range:
  * `Mon`, `Mon-Fri`, `Mon,Wed,Fri` or `Sat-Sun`, then `HH:MM-HH:MM`. Without a time range the
@@ -12,6 +15,23 @@
 const DAY_NAMES = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 const MINUTES_PER_DAY = 24 * 60;
 const MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY;
+
+/** A schedule's text, checked by parsing it; the message names the part that is wrong. */
+export const scheduleTextSchema = z
+  .string()
+  .trim()
+  .max(1000)
+  .superRefine((text, context) => {
+    try {
+      parseSchedule(text);
+    } catch (error) {
+      context.addIssue({ code: 'custom', message: `not a schedule like "Mon-Fri 18:00-08:00; Sat-Sun": ${(error as Error).message}` });
+    }
+  });
+
+/** What a worker does when its hours end mid-frame: `finish` that frame first, or hand it back `now`. */
+export const scheduleStopSchema = z.enum(['finish', 'now']);
+export type ScheduleStop = z.infer<typeof scheduleStopSchema>;
 
 /** Whether the worker renders, per minute of the week from Monday 00:00. */
 export interface Schedule {
