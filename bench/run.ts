@@ -20,6 +20,7 @@ import type { Benchmark, BenchContext } from './lib/harness.ts';
 import { option, OptionError, parseCommandLine, unreadOptions } from './lib/options.ts';
 import { consoleTable, machineFacts, machineLine, readSections, writeReport, type Section } from './lib/report.ts';
 import { overhead } from './overhead.ts';
+import { peerTransfer } from './peer-transfer.ts';
 import { resubmit } from './resubmit.ts';
 import { scale } from './scale.ts';
 import { tailDuplication } from './tail-duplication.ts';
@@ -38,6 +39,7 @@ const BENCHMARKS: Benchmark[] = [
   resubmit,
   idleWorkers,
   videoStream,
+  peerTransfer,
   // ---- add new benchmarks here (one line each) ----
 ];
 

@@ -50,6 +50,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     queue_policy: 'fifo',
     video_streams: 2,
     tail_duplicates: true,
+    serve_limit_mbps: 0,
     log_level: 'info',
     log_format: 'auto',
   });
@@ -95,6 +96,7 @@ test('a full valid server file is read as typed values', (t) => {
     'queue_policy = "fair"',
     'video_streams = 1',
     'tail_duplicates = false',
+    'serve_limit_mbps = 1000',
     'log_level = "debug"',
     'log_format = "json"',
   );
@@ -114,6 +116,7 @@ test('a full valid server file is read as typed values', (t) => {
     queue_policy: 'fair',
     video_streams: 1,
     tail_duplicates: false,
+    serve_limit_mbps: 1000,
     log_level: 'debug',
     log_format: 'json',
   });
@@ -133,6 +136,7 @@ test('a full valid worker file is read as typed values', (t) => {
     'name = "render-01"',
     'cache_dir = "cache"',
     'token = "0123456789abcdef0123"',
+    'peer_port = 7412',
     'log_level = "warn"',
   );
   assert.deepEqual(loadSettings('worker', { file, env: {} }), {
@@ -150,6 +154,7 @@ test('a full valid worker file is read as typed values', (t) => {
     min_free_mb: 200,
     cache_max_gb: 20,
     token: '0123456789abcdef0123',
+    peer_port: 7412,
     tags: [],
     render_device: 'CPU',
     gpus: [],
@@ -340,7 +345,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'video_streams', 'tail_duplicates', 'webhook_url', 'log_level', 'log_format'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'video_streams', 'tail_duplicates', 'serve_limit_mbps', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

@@ -80,6 +80,12 @@ export const serverSchema = z.strictObject({
     .boolean()
     .default(true)
     .describe('At the end of a job, let idle workers copy frames still running on slower workers; the first result wins'),
+  serve_limit_mbps: z
+    .number()
+    .min(0)
+    .max(1_000_000)
+    .default(0)
+    .describe("Limit on what the server sends workers (.blend and project files), in Mbit/s, shared by all their downloads together: keeps room on a shared network. Peer transfer (workers' peer_port) takes most of that traffic off the server. 0: no limit"),
   webhook_url: z
     .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
     .optional()
@@ -139,6 +145,12 @@ export const workerSchema = z.strictObject({
     .max(1_000_000)
     .default(20)
     .describe('Size budget of the .blend and project files kept in cache_dir (GiB); the least recently used go first, never those of the job being rendered. 0: no limit'),
+  peer_port: z
+    .int()
+    .min(0)
+    .max(65535)
+    .optional()
+    .describe("Port this worker serves the files of its cache on to other workers of the farm (peer transfer: a project sent to many workers leaves the server about once); 0: any free port. Other workers reach it at the address the server sees it connect from. Plain HTTP, so not with tls. Unset: it does not serve (it still fetches from peers)"),
   token: token("A worker token from the server (`archenland token create --role worker`), or the legacy farm token"),
   render_device: z
     .enum(['CPU', 'CUDA', 'OPTIX', 'HIP', 'ONEAPI', 'METAL'])

@@ -39,6 +39,7 @@ import { receiveResult } from './result-upload.ts';
 import { on, pathOf, queryOf } from './routing.ts';
 import { sendFile } from './send-file.ts';
 import { registerProjectRoutes } from './project-routes.ts';
+import { ServedFiles } from './serve-limit.ts';
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -53,6 +54,8 @@ export interface HttpOptions {
   requestReadLimitMs?: number;
   /** Told to browsers so the UI can open its live connection. */
   wsPort: number;
+  /** serve_limit_mbps: the shared limit on what the server sends workers (.blend and project files); 0 = none. */
+  serveLimitMbps?: number;
 }
 
 /**
@@ -86,13 +89,15 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   });
   limitRequestTime(app, options.requestReadLimitMs);
 
-  registerMetrics(app, farm);
+  // One for the whole server: the limit is on its uplink, shared by every worker's download.
+  const served = new ServedFiles(options.serveLimitMbps ?? 0);
+  registerMetrics(app, farm, served);
   registerOpenApi(app);
   on(app, 'info', async (request) => ({ protocol: PROTOCOL_VERSION, wsPort: options.wsPort, tls: request.protocol === 'https' }));
 
   registerSessionRoutes(app, options.credentials, options.tls !== null);
   registerTokenRoutes(app, options.credentials, dataDir, options.legacyTokenFromSettings);
-  registerProjectRoutes(app, farm, dataDir, options.maxUploadBytes);
+  registerProjectRoutes(app, farm, dataDir, options.maxUploadBytes, served);
 
   void app.register(async (api) => {
     await api.register(multipart, {
@@ -221,7 +226,13 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     const { sha256 } = pathOf('downloadBlend', request);
     const file = dataDir.blend(sha256);
     if (!existsSync(file)) throw new FarmError('BLEND_NOT_FOUND', `no .blend with SHA-256 ${sha256}`);
-    return sendFile(reply, file, `${sha256}.blend`, 'application/octet-stream');
+    return served.send(reply, file, `${sha256}.blend`);
+  });
+  on(app, 'fileSources', async (request) => {
+    const { sha256 } = pathOf('fileSources', request);
+    const { exclude } = queryOf('fileSources', request);
+    const { [UPLOAD_KEY_HEADER]: uploadKey } = parse(frameUploadHeaders, request.headers);
+    return farm.fileSources(uploadKey, sha256, new Set(exclude?.split(',') ?? []));
   });
 
   void app.register(async (workerApi) => {
@@ -259,6 +270,7 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
   return Object.assign(app, { registeredRoutes: routes });
 }
 
+/** The upload key of a worker's open connection: names the worker on its uploads and source questions. */
 const frameUploadHeaders = z.object({ [UPLOAD_KEY_HEADER]: z.string().min(16).max(100) });
 
 /** The manifest holds the frame's log (64 KiB of text, up to 6 bytes a character once escaped as JSON) and the pass list. */

@@ -16,7 +16,7 @@ const FRAME_UPLOAD_ROUTE = routeNamed('uploadFrame').path;
  * job, frame and worker gauges are read from the farm on every scrape, so they are exact
  * after a restart too. Labels hold states only, never job names or ids.
  */
-export function createFarmMetrics(farm: Farm) {
+export function createFarmMetrics(farm: Farm, served?: { readonly bytesSent: number }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -48,6 +48,18 @@ export function createFarmMetrics(farm: Farm) {
     labelNames: ['kind'],
     registers: [registry],
   });
+  if (served) {
+    new Counter({
+      name: 'archenland_worker_download_bytes_total',
+      help: 'Bytes the server sent workers: .blend and project files (what serve_limit_mbps limits); peers send the rest',
+      registers: [registry],
+      // Read when scraped: the sending edge counts every chunk, the counter only reports it.
+      collect() {
+        this.reset();
+        this.inc(served.bytesSent);
+      },
+    });
+  }
   // Read from the farm at scrape time: it keeps the counts of the videos it made.
   new Counter({
     name: 'archenland_videos_total',
@@ -140,8 +152,8 @@ export function createFarmMetrics(farm: Farm) {
  * `GET /metrics` (Prometheus text format, no token: it holds counts only) and
  * `GET /healthz` (200 `{ok, database}` when the database answers, else 503).
  */
-export function registerMetrics(app: FastifyInstance<any, any, any, any, any>, farm: Farm): void {
-  const metrics = createFarmMetrics(farm);
+export function registerMetrics(app: FastifyInstance<any, any, any, any, any>, farm: Farm, served?: { readonly bytesSent: number }): void {
+  const metrics = createFarmMetrics(farm, served);
   app.addHook('onClose', async () => metrics.close());
   app.addHook('onResponse', async (request, reply) => {
     if (request.method !== 'PUT' || request.routeOptions.url !== FRAME_UPLOAD_ROUTE || reply.statusCode !== 200) return;

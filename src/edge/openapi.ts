@@ -7,6 +7,7 @@ import {
   projectCreatedSchema,
   projectManifestSchema,
   storedFileSchema,
+  fileSourcesSchema,
   workerTagsSchema,
   tagScheduleInputSchema,
   tagScheduleViewSchema,
@@ -108,6 +109,7 @@ function responseRegistry() {
   registry.add(projectManifestSchema, { id: 'ProjectManifest', description: "A project: where the main .blend sits and every file it uses, each by path (relative to `root`, the submitting machine's folder), SHA-256 and size." });
   registry.add(projectCreatedSchema, { id: 'ProjectCreated', description: 'A project\'s id and the files (by SHA-256) the server still lacks.' });
   registry.add(storedFileSchema, { id: 'StoredFile' });
+  registry.add(fileSourcesSchema, { id: 'FileSources', description: 'Where to fetch a file from: peers to try in order (then the server), or how long to wait before asking again.' });
   registry.add(workerTagsSchema, { id: 'WorkerTags', description: "A worker's tags from now on, or null for its own `tags` setting." });
   registry.add(tagScheduleViewSchema, {
     id: 'TagScheduleView',

@@ -3,7 +3,7 @@ import type { Farm } from '../farm/index.ts';
 import { projectManifestSchema, type StoredFile } from '../protocol/index.ts';
 import type { DataDir } from '../store/index.ts';
 import { on, pathOf } from './routing.ts';
-import { sendFile } from './send-file.ts';
+import type { ServedFiles } from './serve-limit.ts';
 import { receiveToTemp } from './upload.ts';
 import { parse } from './validate.ts';
 
@@ -14,7 +14,7 @@ const MANIFEST_BODY_LIMIT = 32 * 1024 * 1024;
  * Projects: a client describes the files its .blend uses, uploads the ones the server
  * lacks, and workers fetch the manifest and the files. Each file is stored once by content.
  */
-export function registerProjectRoutes(app: FastifyInstance<any, any, any, any, any>, farm: Farm, dataDir: DataDir, maxUploadBytes: number): void {
+export function registerProjectRoutes(app: FastifyInstance<any, any, any, any, any>, farm: Farm, dataDir: DataDir, maxUploadBytes: number, served: ServedFiles): void {
   on(app, 'createProject', async (request) => farm.createProject(parse(projectManifestSchema, request.body)), { bodyLimit: MANIFEST_BODY_LIMIT });
 
   void app.register(async (files) => {
@@ -32,7 +32,7 @@ export function registerProjectRoutes(app: FastifyInstance<any, any, any, any, a
   on(app, 'getProject', async (request) => farm.project(pathOf('getProject', request).sha256));
   on(app, 'downloadProjectFile', async (request, reply) => {
     const { sha256 } = pathOf('downloadProjectFile', request);
-    return sendFile(reply, farm.projectFile(sha256), sha256, 'application/octet-stream');
+    return served.send(reply, farm.projectFile(sha256), sha256);
   });
 }
 

@@ -50,9 +50,18 @@ export async function startWorkerSocket(farm: Farm, options: SocketOptions, log:
   const alive = new WeakMap<WebSocket, number>();
   /** The token each identified connection presented, so revoking it closes them. */
   const tokenOf = new WeakMap<WebSocket, string>();
+  /** Connections of workers (not observers). */
+  const workerSockets = new WeakSet<WebSocket>();
   let unidentified = 0;
   options.credentials.on('revoked', (tokenId) => {
-    for (const socket of wss.clients) if (tokenOf.get(socket) === tokenId) closeWith(socket, 'the access token was revoked');
+    let workerRevoked = false;
+    for (const socket of wss.clients) {
+      if (tokenOf.get(socket) !== tokenId) continue;
+      workerRevoked ||= workerSockets.has(socket);
+      closeWith(socket, 'the access token was revoked');
+    }
+    // That worker knew the peer key: the others get a new one, so it cannot fetch from them.
+    if (workerRevoked) farm.rotatePeerKey();
   });
 
   wss.on('connection', (socket, request) => {
@@ -88,7 +97,8 @@ export async function startWorkerSocket(farm: Farm, options: SocketOptions, log:
           return closeWith(socket, token ? 'a user token cannot run a worker: use a worker token' : 'wrong worker token');
         }
         tokenOf.set(socket, token.id);
-        farm.background(serveWorker(farm, socket, first, log));
+        workerSockets.add(socket);
+        farm.background(serveWorker(farm, socket, first, remote, log));
         return;
       }
       // Observers are browsers or the CLI: the same rules as the HTTP API's.
@@ -129,11 +139,13 @@ async function serveWorker(
   farm: Farm,
   socket: WebSocket,
   hello: Extract<WorkerMessage, { type: 'hello' }>,
+  remoteAddress: string | undefined,
   log: Logger,
 ) {
   const link: WorkerLink = {
     send: (message: ServerToWorker) => sendJson(socket, message),
     close: (reason) => closeWith(socket, reason),
+    remoteAddress,
   };
   // Messages that arrive while the hello is being stored wait their turn.
   const early: string[] = [];
@@ -178,6 +190,8 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
     case 'probe_failed':
       if (message.reason === 'disk_full') return farm.probeHandedBack(workerId, message.jobId, message.error);
       return farm.probeFailed(workerId, message.jobId, message.error);
+    case 'files':
+      return farm.workerFiles(workerId, message);
   }
 }
 

@@ -5,6 +5,8 @@ import type { WorkerRow } from '../store/index.ts';
 export interface WorkerLink {
   send(message: ServerToWorker): void;
   close(reason: string): void;
+  /** The address the connection came from: peers reach a serving worker there. */
+  remoteAddress?: string;
 }
 
 /** What a worker renders now: a frame, or one tile of it. */

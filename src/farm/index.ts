@@ -12,9 +12,11 @@ import type {
   ProjectCreated,
   ProjectManifest,
   SceneInfo,
+  FileSources,
   TagScheduleInput,
   TagScheduleView,
   Worker,
+  WorkerFiles,
   WorkerHello,
 } from '../protocol/index.ts';
 import type { Store } from '../store/index.ts';
@@ -247,6 +249,28 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
 
   workerForUploadKey(key: string): string | undefined {
     return this.registry.workerForUploadKey(key);
+  }
+
+  workerFiles(workerId: string, report: WorkerFiles): void {
+    this.registry.files(workerId, report);
+  }
+
+  fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>): Promise<FileSources> {
+    return this.registry.fileSources(uploadKey, sha256, excluded);
+  }
+
+  rotatePeerKey(): void {
+    this.registry.rotatePeerKey();
+  }
+
+  /** The farm's current peer key, as workers receive it (tests). */
+  get peerKey(): string {
+    return this.state.holders.peerKey;
+  }
+
+  /** Connected serving workers that hold a file (tests, diagnostics). */
+  holdersOf(sha256: string): string[] {
+    return this.state.holders.holdersOf(sha256);
   }
 
   workerReady(workerId: string): void {

@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.ts';
 import type { DataDir } from '../store/index.ts';
 import type { ConnectedWorker } from './connected-worker.ts';
 import { FarmError } from './errors.ts';
+import { FileHolders } from './file-holders.ts';
 import { ReadModel } from './read-model.ts';
 import { VideoStreams } from './video-streams.ts';
 
@@ -38,6 +39,8 @@ export class FarmState {
   readonly scheduler: Scheduler;
   readonly workers = new Map<string, ConnectedWorker>();
   readonly views: ReadModel;
+  /** Which worker holds which file, for peer transfer. */
+  readonly holders = new FileHolders();
   /** Jobs' videos encoded while they render; any part that changes a job's state reaches it through setState. */
   readonly videoStreams: VideoStreams;
   private readonly pending = new Set<Promise<unknown>>();

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Asleep, Worker, WorkerHello } from '../protocol/index.ts';
+import { performance } from 'node:perf_hooks';
+import type { Asleep, FileSources, Worker, WorkerFiles, WorkerHello } from '../protocol/index.ts';
 import { isWorkOn, type ConnectedWorker, type WorkerLink } from './connected-worker.ts';
 import type { Dispatcher } from './dispatch.ts';
 import { FarmError } from './errors.ts';
@@ -10,6 +11,10 @@ import type { FrameTimers } from './timeouts.ts';
 import type { TagSchedules } from './tag-schedules.ts';
 import { serverTagsOf, workerView } from './views.ts';
 import { jobRecord } from './job-record.ts';
+import { peerUrl } from './peer-choice.ts';
+
+/** How long a "wait" answer to a source question may be held back for a change. */
+const SOURCES_HOLD_MS = 1_000;
 
 /**
  * The workers the farm knows: they connect, say they are ready, report progress, leave,
@@ -32,6 +37,7 @@ export class WorkerRegistry {
       // The same machine reconnected before its old socket timed out: the new one wins.
       workers.delete(id);
       previous.link.close('replaced by a newer connection');
+      this.state.holders.left(id);
       this.returnFramesOf(id);
     }
     const row = await store.upsertWorker({
@@ -54,9 +60,11 @@ export class WorkerRegistry {
       if (!scheduler.claim(jobId, frame, id, tile)) continue;
       views.announceFrame(await store.startFrame(jobId, frame, tile === undefined ? id : null));
     }
+    const servesAt = hello.peerPort !== undefined && link.remoteAddress ? peerUrl(link.remoteAddress, hello.peerPort) : null;
+    this.state.holders.joined(id, servesAt);
     // Before the welcome, so a worker whose tags' hours are over asks for no frame first.
     this.tagSchedules.sendTo(worker);
-    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey });
+    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey, peerKey: this.state.holders.peerKey });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await views.publishWorker(id);
     await this.publishJobsWithNeeds();
@@ -71,6 +79,36 @@ export class WorkerRegistry {
   workerForUploadKey(key: string): string | undefined {
     for (const worker of this.state.workers.values()) if (worker.uploadKey === key) return worker.id;
     return undefined;
+  }
+
+  /** Files a worker now holds or evicted (peer transfer). */
+  files(workerId: string, report: WorkerFiles): void {
+    if (this.state.workers.has(workerId)) this.state.holders.files(workerId, report);
+  }
+
+  /**
+   * Where the worker with this upload key should fetch a file from. An answer of "wait" is
+   * held back for up to `holdMs` until something changes (a peer got the file, a slot
+   * freed), so the worker hears at once instead of asking again and again.
+   */
+  async fileSources(uploadKey: string, sha256: string, excluded: ReadonlySet<string>, holdMs = SOURCES_HOLD_MS): Promise<FileSources> {
+    const workerId = this.workerForUploadKey(uploadKey);
+    if (workerId === undefined) {
+      throw new FarmError('WORKER_NOT_CONNECTED', 'this upload key belongs to no open worker connection: ask again once the worker has reconnected');
+    }
+    const deadline = performance.now() + holdMs;
+    for (;;) {
+      const answer = this.state.holders.sources(workerId, sha256, excluded, performance.now());
+      const left = deadline - performance.now();
+      if (answer.waitMs === null || left <= 0 || !this.state.workers.has(workerId) || this.state.stopping) return answer;
+      await this.state.holders.nextChange(left);
+    }
+  }
+
+  /** A worker token was revoked: the worker that used it knew the peer key, so every peer gets a new one. */
+  rotatePeerKey(): void {
+    const peerKey = this.state.holders.rotatePeerKey();
+    for (const worker of this.state.workers.values()) worker.link.send({ type: 'peer_key', peerKey });
   }
 
   ready(workerId: string): void {
@@ -114,6 +152,7 @@ export class WorkerRegistry {
     const worker = workers.get(workerId);
     if (!worker || worker.link !== link || this.state.stopping) return; // an older, replaced connection, or shutdown
     workers.delete(workerId);
+    this.state.holders.left(workerId);
     this.timers.clear(workerId);
     log.warn({ workerId }, 'worker disconnected');
     this.returnFramesOf(workerId);

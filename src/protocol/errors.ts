@@ -35,6 +35,7 @@ export const errorCatalogue = {
   NO_PREVIEW: { status: 415, title: 'no preview for this image format (EXR)' },
   UNKNOWN_HOST: { status: 421, title: 'the Host header names no name of this server (add it to public_hosts)' },
   CORRUPT_UPLOAD: { status: 422, title: 'the upload is cut short, empty, or does not match its checksum' },
+  PEER_BUSY: { status: 503, title: "a worker's peer server has all its upload slots taken: fetch the file from another source" },
   WORKER_NOT_CONNECTED: { status: 503, title: 'the upload key belongs to no open worker connection: upload again after reconnecting' },
   DISK_FULL: { status: 507, title: "the server's disk is full; the job is paused" },
   INTERNAL: { status: 500, title: 'a bug, logged on the server' },

@@ -9,6 +9,7 @@ export * from './scene.ts';
 export * from './tiles.ts';
 export * from './results.ts';
 export * from './projects.ts';
+export * from './peers.ts';
 export * from './blender-session.ts';
 export * from './api-error.ts';
 export * from './blender-versions.ts';

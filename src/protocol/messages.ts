@@ -4,6 +4,7 @@ import { sceneInfoSchema, sceneOverridesSchema } from './scene.ts';
 import { usedDeviceSchema } from './blender-session.ts';
 import { projectRefSchema } from './projects.ts';
 import { blenderVersionSchema, installedVersionSchema } from './blender-versions.ts';
+import { peerKeySchema, workerFilesSchema } from './peers.ts';
 import { tileIndexSchema as tileIndex, tileRegionSchema } from './tiles.ts';
 import { tagScheduleSchema } from './tag-schedules.ts';
 
@@ -11,7 +12,7 @@ import { tagScheduleSchema } from './tag-schedules.ts';
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 7;
+export const PROTOCOL_VERSION = 8;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -45,6 +46,8 @@ const helloSchema = z.object({
   device: usedDeviceSchema.nullable().optional(),
   /** Frames rendered while the worker was away whose uploads are still on their way. */
   holding: z.array(z.object({ jobId: idSchema, frame: z.number().int(), tile: tileIndexSchema })).max(10_000).default([]),
+  /** The port it serves the files of its cache to other workers on (its peer_port setting); absent: it does not. */
+  peerPort: z.int().min(1).max(65535).optional(),
 });
 
 const readySchema = z.object({ type: z.literal('ready') });
@@ -99,6 +102,7 @@ export const workerMessageSchema = z.discriminatedUnion('type', [
   frameFailedSchema,
   probeResultSchema,
   probeFailedSchema,
+  workerFilesSchema,
 ]);
 export type WorkerMessage = z.infer<typeof workerMessageSchema>;
 export type WorkerHello = z.infer<typeof helloSchema>;
@@ -152,7 +156,11 @@ export const serverToWorkerSchema = z.discriminatedUnion('type', [
     protocol: z.number().int(),
     /** Sent with every upload (x-archenland-upload-key): binds it to this connection. */
     uploadKey: z.string().min(16).max(100),
+    /** The farm's peer key: what peers ask of each other instead of a worker token (src/protocol/peers.ts). */
+    peerKey: peerKeySchema,
   }),
+  /** The peer key changed (a worker token was revoked): peers accept only the new one. */
+  z.object({ type: z.literal('peer_key'), peerKey: peerKeySchema }),
   renderAssignmentSchema,
   probeRequestSchema,
   /**

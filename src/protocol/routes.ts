@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { frameCursorSchema, idSchema, sha256Schema, tagSchema, UPLOAD_KEY_HEADER } from './api.ts';
 import type { ErrorCode } from './errors.ts';
 import { PROTOCOL_VERSION } from './messages.ts';
+import { excludedPeersSchema } from './peers.ts';
 import { passNameSchema } from './results.ts';
 import { tileIndexSchema } from './tiles.ts';
 
@@ -365,6 +366,19 @@ export const routeDocs = [
     errors: ['FILE_NOT_FOUND'],
   },
   {
+    name: 'fileSources', method: 'get', path: '/api/worker/files/:sha256/sources', tag: 'worker protocol', access: 'worker',
+    summary: 'Where a worker should fetch a file (.blend or project file) from: peers that hold it, or wait, or the server (workers)',
+    description:
+      'Peers that hold the file and have a free upload slot, least busy first (`peers`, to try in order, then the server); or `waitMs` when the file is on its way to a peer or every peer that holds it is busy, so the worker fetches other files first and asks again; or no peers, when only the server has it. The asking worker is named by its upload key. See src/protocol/peers.ts.',
+    params: [
+      sha256Param('SHA-256 of the file'),
+      uploadKeyHeader,
+      { name: 'exclude', in: 'query', schema: excludedPeersSchema, description: 'peers that failed this worker for this file (worker ids, comma-separated): never offered again', required: false },
+    ],
+    ok: { 200: { description: 'the sources', json: 'FileSources' } },
+    errors: ['WORKER_NOT_CONNECTED'],
+  },
+  {
     name: 'uploadFrame', method: 'put', path: '/api/worker/jobs/:id/frames/:frame', tag: 'worker protocol', access: 'worker',
     summary: 'Upload a rendered frame (workers)',
     params: [jobId, frameNumber, uploadKeyHeader],
@@ -410,6 +424,7 @@ export type PathValues<N extends RouteName> = {
 export interface QueryValues {
   size: 'small' | 'large';
   since?: string;
+  exclude?: string;
 }
 
 /** A route's declaration by its name. */

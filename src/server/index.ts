@@ -82,6 +82,7 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
       legacyTokenFromSettings: settings.token !== undefined,
       maxUploadBytes: settings.max_upload_mb * 1024 * 1024,
       wsPort: sockets.port,
+      serveLimitMbps: settings.serve_limit_mbps,
     },
     log.child({ part: 'http' }),
   );

@@ -13,7 +13,13 @@ export interface Trimmed {
  * the job at hand. Project trees are only hard links to cached files, so every tree but
  * the one in use is removed first: it is laid out again in a moment if ever needed.
  */
-export async function trimCache(cacheDir: string, maxBytes: number, keep: { blend: string; tree?: string }): Promise<Trimmed> {
+export async function trimCache(
+  cacheDir: string,
+  maxBytes: number,
+  keep: { blend: string; tree?: string },
+  /** Each cached file removed (the worker stops offering it to peers). */
+  onRemoved: (file: string) => void = () => {},
+): Promise<Trimmed> {
   const trimmed: Trimmed = { files: 0, bytes: 0 };
   const cached = [...(await filesIn(path.join(cacheDir, 'blends'))), ...(await filesIn(path.join(cacheDir, 'files')))];
   let total = cached.reduce((sum, file) => sum + file.size, 0);
@@ -28,6 +34,7 @@ export async function trimCache(cacheDir: string, maxBytes: number, keep: { blen
     if (total <= maxBytes) break;
     if (inUse.has(file.path) || inUse.has(`${file.ino}`)) continue;
     await rm(file.path, { force: true });
+    onRemoved(file.path);
     total -= file.size;
     trimmed.files++;
     trimmed.bytes += file.size;

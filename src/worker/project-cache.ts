@@ -2,10 +2,12 @@ import { existsSync } from 'node:fs';
 import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
-import { apiPath, projectManifestSchema, type BlendRef, type ProjectManifest, type ProjectRef } from '../protocol/index.ts';
+import { apiPath, projectManifestSchema, type BlendRef, type ProjectFile, type ProjectManifest, type ProjectRef } from '../protocol/index.ts';
 import type { TlsClient } from '../util/tls-client.ts';
-import { downloadVerified, type BlendCache } from './blend-cache.ts';
+import type { BlendCache } from './blend-cache.ts';
 import { touch } from './cache-budget.ts';
+import { cachedFilePath } from './cache-paths.ts';
+import type { FileFetcher } from './file-fetcher.ts';
 
 /** Files fetched at once while laying out a project. */
 const PARALLEL_DOWNLOADS = 4;
@@ -32,6 +34,7 @@ export class ProjectCache {
     private readonly token: string,
     private readonly transport: TlsClient,
     private readonly blends: BlendCache,
+    private readonly fetcher: FileFetcher,
   ) {}
 
   /** Lays the project out (once per project and .blend) and returns where the .blend is. */
@@ -52,13 +55,32 @@ export class ProjectCache {
     // Laid out before and not trimmed since (trimming removes whole trees).
     if (existsSync(done)) return { tree, blendFile };
     const manifest = await this.manifest(project.id);
-    const queue = [...manifest.files];
-    const worker = async () => {
-      for (let file = queue.shift(); file; file = queue.shift()) {
-        await place(await this.file(file.sha256), inside(tree, file.path));
+    const queue: Waiting[] = manifest.files.map((file) => ({ file, notBefore: 0, waitingSince: null }));
+    // Waiting for peers counts from the last file that arrived: while peers keep delivering
+    // others, a file's turn comes; only when nothing arrives for long does the server step in.
+    const progress = { at: Date.now() };
+    // Each lane takes the next file that may be fetched now; a file whose peers are busy
+    // (or on their way to having it) goes to the back of the queue until it may be asked for again.
+    const lane = async () => {
+      for (;;) {
+        const now = Date.now();
+        const ready = queue.findIndex((waiting) => waiting.notBefore <= now);
+        if (ready < 0) {
+          if (queue.length === 0) return;
+          await sleep(Math.min(...queue.map((waiting) => waiting.notBefore)) - now);
+          continue;
+        }
+        const [waiting] = queue.splice(ready, 1) as [Waiting];
+        const cached = await this.file(waiting, progress.at);
+        if (!cached) {
+          queue.push(waiting);
+          continue;
+        }
+        progress.at = Date.now();
+        await place(cached, inside(tree, waiting.file.path));
       }
     };
-    await Promise.all(Array.from({ length: PARALLEL_DOWNLOADS }, worker));
+    await Promise.all(Array.from({ length: PARALLEL_DOWNLOADS }, lane));
     await place(await this.blends.get(blend), blendFile);
     await writeFile(done, '');
     return { tree, blendFile };
@@ -79,19 +101,34 @@ export class ProjectCache {
     return manifest;
   }
 
-  /** The cached file with this content, fetched first if this worker lacks it. */
-  private async file(sha256: string): Promise<string> {
-    const target = path.join(this.cacheDir, 'files', sha256.slice(0, 2), sha256);
+  /**
+   * The cached file with this content, fetched first if this worker lacks it; null when it
+   * should be asked for again later (`waiting` then says when).
+   */
+  private async file(waiting: Waiting, lastArrival: number): Promise<string | null> {
+    const { sha256 } = waiting.file;
+    const target = cachedFilePath(this.cacheDir, sha256);
     if (existsSync(target)) {
       await touch(target);
       return target;
     }
-    await mkdir(path.dirname(target), { recursive: true });
-    const url = new URL(apiPath('downloadProjectFile', { sha256 }), this.serverUrl);
-    await downloadVerified(this.transport, url, this.token, sha256, target, 'the project file');
-    return target;
+    const waited = waiting.waitingSince === null ? 0 : Date.now() - Math.max(waiting.waitingSince, lastArrival);
+    const result = await this.fetcher.fetchOnce(sha256, target, 'downloadProjectFile', 'the project file', waited);
+    if (result.fetched) return target;
+    waiting.waitingSince ??= Date.now();
+    waiting.notBefore = Date.now() + result.waitMs;
+    return null;
   }
 }
+
+/** A project file still to fetch, and when it may be asked for again. */
+interface Waiting {
+  file: ProjectFile;
+  notBefore: number;
+  waitingSince: number | null;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 /** A project path inside the tree; the manifest's schema already refuses ".." and absolute paths. */
 function inside(tree: string, projectPath: string): string {

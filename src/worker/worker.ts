@@ -9,8 +9,7 @@ import { BlenderLauncher, checkRenderDevice, RenderDeviceError, type BlenderSess
 import { defaultBlenderPath, findInstallations, installationFor, reportedVersions, type BlenderInstallation } from './blender/installations.ts';
 import { ConfigError } from '../config/index.ts';
 import { trimCache } from './cache-budget.ts';
-import { ProjectCache } from './project-cache.ts';
-import { BlendCache } from './blend-cache.ts';
+import { WorkerFiles } from './worker-files.ts';
 import { ServerConnection } from './connection.ts';
 import { uploadFrame } from './frame-uploader.ts';
 import { readWorkerId, writeWorkerId } from './local-facts.ts';
@@ -45,8 +44,7 @@ type JobScene = Pick<RenderAssignment, 'jobId' | 'blend' | 'project' | 'allowScr
  */
 export class RenderWorker {
   private readonly connection: ServerConnection;
-  private readonly cache: BlendCache;
-  private readonly projects: ProjectCache;
+  private readonly files: WorkerFiles;
   private readonly blenders: BlenderLauncher;
   private readonly serverUrl: string;
   private workerId: string | undefined;
@@ -82,8 +80,20 @@ export class RenderWorker {
     const transport = new TlsClient(trust); // reads tls_ca once, for every connection to come
     this.serverUrl = `${secure ? 'https' : 'http'}://${host}:${settings.web_port}`;
     const socketUrl = `${secure ? 'wss' : 'ws'}://${host}:${settings.port}`;
-    this.cache = new BlendCache(path.join(settings.cache_dir, 'blends'), this.serverUrl, settings.token, transport);
-    this.projects = new ProjectCache(settings.cache_dir, this.serverUrl, settings.token, transport, this.cache);
+    if (secure && settings.peer_port !== undefined) {
+      throw new ConfigError('peer_port: peers serve each other over plain HTTP, which a farm on TLS (tls, tls_ca, tls_fingerprint) must not do; unset peer_port', { key: 'peer_port' });
+    }
+    this.files = new WorkerFiles({
+      cacheDir: settings.cache_dir,
+      serverUrl: this.serverUrl,
+      token: settings.token,
+      transport,
+      peerPort: settings.peer_port,
+      peerHost: peerHostFor(settings.address),
+      peersAllowed: !secure,
+      send: (message) => this.connection.send(message),
+      log: log.child({ part: 'files' }),
+    });
     this.workerId = readWorkerId(settings.cache_dir);
     this.blenders = new BlenderLauncher({
       blenderPath: defaultBlenderPath(settings.blender_path),
@@ -125,11 +135,13 @@ export class RenderWorker {
           device: this.device,
           tags: settings.tags,
           holding: this.uploads.holding(),
+          peerPort: this.files.peerPort,
         }),
         onOpen: () => this.log.info({ server: this.serverUrl }, 'connected to the server'),
         onClose: () => {
           this.uploadKey = undefined; // it belonged to that connection
           this.toldSchedule = null; // a new connection starts awake on the server
+          this.files.disconnected();
           this.log.warn('connection to the server closed');
         },
         onMessage: (message) => this.handle(message),
@@ -150,6 +162,7 @@ export class RenderWorker {
     this.log.info({ blenders: this.installations, threads: this.settings.threads }, 'worker starting');
     this.schedule.check();
     this.prewarmIfIdle();
+    await this.files.start(); // before connecting: the hello names the peer port
     // The id must be known before uploading; a first-time worker gets one at welcome.
     if (this.workerId) {
       const recovered = await this.uploads.recover(this.outputRoot);
@@ -188,6 +201,7 @@ export class RenderWorker {
     this.open?.session.kill();
     this.open = null;
     this.blenders.stop();
+    await this.files.stop();
     this.stop('shut down');
   }
 
@@ -263,6 +277,7 @@ export class RenderWorker {
           writeWorkerId(this.settings.cache_dir, message.workerId);
         }
         this.uploadKey = message.uploadKey;
+        void this.files.connected(message.uploadKey, message.peerKey).catch((error: Error) => this.log.warn({ error: error.message }, 'could not list the cached files for the server'));
         this.reportSchedule();
         // A frame still rendering from before a reconnect finishes first, then asks for more.
         this.askForWork();
@@ -278,6 +293,9 @@ export class RenderWorker {
         return;
       case 'cancel':
         this.cancel(message.jobId, message.frame, message.tile);
+        return;
+      case 'peer_key':
+        this.files.peerKeyChanged(message.peerKey);
         return;
       case 'error':
         this.log.warn({ message: message.message }, 'the server reported an error');
@@ -414,10 +432,12 @@ export class RenderWorker {
 
   /** The job's .blend on this worker: alone in the blend cache, or at its place in its project's tree. */
   private async sceneFiles(job: Pick<JobScene, 'blend' | 'project'>): Promise<{ blendFile: string; project: ProjectLayout | null }> {
-    const blend = await this.cache.get(job.blend);
-    const laidOut = job.project ? await this.projects.prepare(job.project, job.blend) : null;
+    const blend = await this.files.blends.get(job.blend);
+    const laidOut = job.project ? await this.files.projects.prepare(job.project, job.blend) : null;
     // The cache stays under its budget (cache_max_gb); this job's files are never trimmed.
-    const trimmed = await trimCache(this.settings.cache_dir, this.settings.cache_max_gb * 1024 ** 3, { blend, tree: laidOut?.tree });
+    const removed: string[] = [];
+    const trimmed = await trimCache(this.settings.cache_dir, this.settings.cache_max_gb * 1024 ** 3, { blend, tree: laidOut?.tree }, (file) => removed.push(file));
+    this.files.evicted(removed);
     if (trimmed.files > 0) this.log.info(trimmed, 'cache over cache_max_gb: least recently used files removed');
     if (!job.project || !laidOut) return { blendFile: blend, project: null };
     return { blendFile: laidOut.blendFile, project: { root: job.project.root, tree: laidOut.tree } };
@@ -494,4 +514,13 @@ export class RenderWorker {
 /** Whether the open session serves the job: the same job, alive, with its Blender and its project's files. */
 function sessionFits(open: OpenSession, job: JobScene, blender: BlenderInstallation): boolean {
   return open.jobId === job.jobId && open.session.alive && open.blender.path === blender.path && open.projectId === (job.project?.id ?? null);
+}
+
+/**
+ * Where the peer server listens: a worker whose server is on this machine has its peers
+ * here too (loopback only); any other listens on every interface, as its peers are
+ * other machines.
+ */
+function peerHostFor(serverAddress: string): string {
+  return /^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(serverAddress) ? (serverAddress === '::1' ? '::1' : '127.0.0.1') : '0.0.0.0';
 }
