@@ -95,13 +95,17 @@ export class ReadModel {
     if (scripts && !workers.some((worker) => worker.allowScripts)) {
       return 'waiting: this job runs the scene\'s Python scripts, and no connected worker allows them (allow_scripts = true in a worker\'s settings.conf)';
     }
-    const able = workers.filter(
-      (w) => w.enabled && required.every((tag) => w.tags.includes(tag)) && (!scripts || w.allowScripts) && (!blender || hasBlender(w.blenders, blender)),
-    );
-    if (able.length > 0 && able.every((worker) => worker.asleep)) {
-      return 'waiting: every worker that can render this job is asleep, outside the hours of its schedules; it starts when the first wakes (the workers page says when)';
+    // Asked at every publish of every job (each finished frame): it stops at the first awake
+    // worker that could render the job, which on a working farm is one of the first.
+    let ableAsleep = false;
+    for (const w of workers) {
+      if (!w.enabled || !required.every((tag) => w.tags.includes(tag)) || (scripts && !w.allowScripts) || (blender && !hasBlender(w.blenders, blender))) continue;
+      if (!w.asleep) return null;
+      ableAsleep = true;
     }
-    return null;
+    return ableAsleep
+      ? 'waiting: every worker that can render this job is asleep, outside the hours of its schedules; it starts when the first wakes (the workers page says when)'
+      : null;
   }
 
   frame(row: FrameSummaryRow): Frame {

@@ -35,9 +35,19 @@ export function versionMatches(installed: string, wanted: string): boolean {
   return have.length >= want.length && want.every((part, i) => have[i] === part);
 }
 
-/** Whether any of a worker's installed versions is the wanted one. */
+/** Answers by installed list and wanted version: asked per job publish and per dispatch, for thousands of workers. */
+const answered = new WeakMap<readonly string[], Map<string, boolean>>();
+
+/**
+ * Whether any of a worker's installed versions is the wanted one. Remembered per list:
+ * a worker's list is made once when it connects and never changed.
+ */
 export function hasBlender(installed: readonly string[], wanted: string): boolean {
-  return installed.some((version) => versionMatches(version, wanted));
+  let known = answered.get(installed);
+  if (!known) answered.set(installed, (known = new Map()));
+  let answer = known.get(wanted);
+  if (answer === undefined) known.set(wanted, (answer = installed.some((version) => versionMatches(version, wanted))));
+  return answer;
 }
 
 /** major.minor of a version: what the farm keeps a job to, so every frame renders alike. */
