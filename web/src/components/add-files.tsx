@@ -3,7 +3,8 @@ import type { Job } from '../../../src/protocol/index.ts';
 import type { Upload } from '../api.ts';
 import { bytes } from '../format.ts';
 import { addProjectFiles, type ProjectProgress } from '../project/send-project.ts';
-import { isZip, projectFromFileList, projectFromZip, type PickedProject } from '../project/read-project.ts';
+import { isZip, projectFromZip, type PickedProject } from '../project/read-project.ts';
+import { FolderInput } from './drop-zone.tsx';
 import { farm } from '../store.ts';
 import { ProgressBar } from './ui.tsx';
 
@@ -67,26 +68,12 @@ export function AddFiles({ job }: { job: Job }) {
           </button>
         </div>
       )}
-      <input
-        ref={folderInput}
+      <FolderInput
+        inputRef={folderInput}
         id="add-files-folder"
-        class="visually-hidden"
-        type="file"
-        // @ts-expect-error: not in Preact's types, but every current browser supports it (a property: true, not "")
-        webkitdirectory={true}
-        aria-label="Project folder with the missing files"
-        tabIndex={-1}
-        onChange={(e) => {
-          const list = e.currentTarget.files;
-          if (!list || list.length === 0) return;
-          try {
-            const project = projectFromFileList(list);
-            void send(project.name, Promise.resolve(project));
-          } catch (error) {
-            setError((error as Error).message);
-          }
-          e.currentTarget.value = '';
-        }}
+        label="Project folder with the missing files"
+        onProject={(name, reading) => void send(name, reading)}
+        onError={setError}
       />
       <input
         ref={zipInput}

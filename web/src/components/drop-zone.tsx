@@ -1,3 +1,4 @@
+import type { Ref } from 'preact';
 import { useRef, useState } from 'preact/hooks';
 import { isZip, projectFromDirectory, projectFromFileList, projectFromZip, type PickedProject } from '../project/read-project.ts';
 
@@ -85,28 +86,41 @@ export function DropZone(props: DropZoneProps) {
           e.currentTarget.value = ''; // choosing the same file again still counts
         }}
       />
-      <input
-        ref={folderInput}
-        id="project-folder"
-        class="visually-hidden"
-        type="file"
-        // @ts-expect-error: not in Preact's types, but every current browser supports it (a property: true, not "")
-        webkitdirectory={true}
-        aria-label="Project folder to render"
-        tabIndex={-1}
-        onChange={(e) => {
-          const list = e.currentTarget.files;
-          if (list && list.length > 0) {
-            try {
-              const project = projectFromFileList(list);
-              props.onProject(project.name, Promise.resolve(project));
-            } catch (error) {
-              props.onError((error as Error).message);
-            }
-          }
-          e.currentTarget.value = '';
-        }}
-      />
+      <FolderInput inputRef={folderInput} id="project-folder" label="Project folder to render" onProject={props.onProject} onError={props.onError} />
     </div>
+  );
+}
+
+/** A hidden folder picker (opened by a button): the chosen folder, read as a project, or why it cannot be. */
+export function FolderInput(props: {
+  inputRef: Ref<HTMLInputElement>;
+  id: string;
+  label: string;
+  onProject(name: string, reading: Promise<PickedProject>): void;
+  onError(message: string): void;
+}) {
+  return (
+    <input
+      ref={props.inputRef}
+      id={props.id}
+      class="visually-hidden"
+      type="file"
+      // @ts-expect-error: not in Preact's types, but every current browser supports it (a property: true, not "")
+      webkitdirectory={true}
+      aria-label={props.label}
+      tabIndex={-1}
+      onChange={(e) => {
+        const list = e.currentTarget.files;
+        if (list && list.length > 0) {
+          try {
+            const project = projectFromFileList(list);
+            props.onProject(project.name, Promise.resolve(project));
+          } catch (error) {
+            props.onError((error as Error).message);
+          }
+        }
+        e.currentTarget.value = ''; // choosing the same folder again still counts
+      }}
+    />
   );
 }
