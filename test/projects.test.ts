@@ -5,7 +5,7 @@
  * lays the project out on the worker and renders it pixel-identical to Blender by hand.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,9 +16,9 @@ import sharp from 'sharp';
 import { apiPath, type Job, type ProjectCreated } from '../src/protocol/index.ts';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { assertPixelsEqual, BLENDER, decodeRgba } from '../testkit/scenes.ts';
+import { runCli } from './helpers/processes.ts';
 
 const run = promisify(execFile);
-const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 const MAKE_PROJECT = fileURLToPath(new URL('../blender/test_scenes/make_project_scene.py', import.meta.url));
 
 type Submitted = Job & { uploadedBytes: number; reusedBytes: number };
@@ -29,15 +29,7 @@ describe('projects: a .blend with the files it uses', () => {
   let project: string;
   let main: string;
 
-  const cli = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args, '--server', farm.server.httpUrl, '--token', farm.server.tokens.user!], { cwd: root });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  const cli = (args: string[]) => runCli(farm.server, args, { cwd: root });
   const api = (method: string, urlPath: string, body?: unknown) =>
     fetch(`${farm.server.httpUrl}${urlPath}`, {
       method,

@@ -5,29 +5,18 @@
  * The workers here speak the real protocol without Blender, so the test sees every message.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { apiPath, CLIENT_HEADER, type ServerToWorker, type TagScheduleView, type Worker } from '../src/protocol/index.ts';
 import { startTestFarm, type TestFarm } from '../testkit/farm.ts';
 import { stopServer } from './helpers/browser.ts';
-import { until } from './helpers/processes.ts';
+import { runCli, until } from './helpers/processes.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 
-const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 type TagSchedulesMessage = Extract<ServerToWorker, { type: 'tag_schedules' }>;
 
 describe('schedules per worker tag, set on the server', () => {
   let farm: TestFarm;
-  const cli = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args, '--server', farm.server.httpUrl, '--token', farm.server.tokens.user!]);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  const cli = (args: string[]) => runCli(farm.server, args);
   const send = (method: string, path: string, body?: unknown) =>
     fetch(`${farm.server.httpUrl}${path}`, {
       method,

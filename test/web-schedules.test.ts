@@ -6,17 +6,14 @@
  * same day, whatever the time the test runs.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Locator, Page } from 'playwright-core';
 import { apiPath, type Worker } from '../src/protocol/index.ts';
 import { getJson } from '../testkit/api.ts';
 import { startTestFarm, type TestFarm } from '../testkit/farm.ts';
 import { launchBrowser, screenshot, watchPage, type PageWatch, type TestBrowser } from './helpers/browser.ts';
-import { until } from './helpers/processes.ts';
+import { runCli, until } from './helpers/processes.ts';
 
-const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 const today = new Date();
 const NOON = new Date(today.getFullYear(), today.getMonth(), today.getDate(), 12, 0);
 
@@ -26,15 +23,7 @@ describe('the workers page shows when sleeping workers wake (Chromium, real farm
   let page: Page;
   let watch: PageWatch;
 
-  const cli = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args, '--server', farm.server.httpUrl, '--token', farm.server.tokens.user!]);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  const cli = (args: string[]) => runCli(farm.server, args);
   const idOf = async (name: string) => (await getJson<Worker[]>(farm.server.httpUrl, farm.server.tokens.user!, apiPath('listWorkers'))).find((w) => w.name === name)?.id;
   const row = async (name: string): Promise<Locator> => page.locator(`[data-worker="${await idOf(name)}"]`);
   /** Waits until the worker's state cell reads exactly `text`. */

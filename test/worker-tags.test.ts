@@ -4,28 +4,18 @@
  * outlive its connection; --reset goes back to its own setting.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { apiPath, CLIENT_HEADER, type Worker } from '../src/protocol/index.ts';
 import { fakeBlend } from '../testkit/api.ts';
 import { startTestFarm, submitBlend, type TestFarm } from '../testkit/farm.ts';
 import { launchBrowser } from './helpers/browser.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
+import { runCli } from './helpers/processes.ts';
 
-const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 
 describe('worker tags set on the server', () => {
   let farm: TestFarm;
-  const cli = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args, '--server', farm.server.httpUrl, '--token', farm.server.tokens.user!]);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  const cli = (args: string[]) => runCli(farm.server, args);
   const workers = async () => (await (await fetch(`${farm.server.httpUrl}${apiPath('listWorkers')}`)).json()) as Worker[];
 
   before(async () => {

@@ -6,6 +6,27 @@ import { BLENDER } from '../../testkit/scenes.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/archenland.js', import.meta.url));
 
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the real `archenland` command against a server (its URL and a user token given as
+ * flags), in `cwd` when given; resolves with its exit code and output.
+ */
+export function runCli(server: { httpUrl: string; tokens: { user: string | null } }, args: string[], opts: { cwd?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args, '--server', server.httpUrl, '--token', server.tokens.user!], { cwd: opts.cwd });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const server = createServer().listen(0, '127.0.0.1', () => {
