@@ -28,7 +28,7 @@ import { VideoStream } from '../src/encoder/index.ts';
 import { fakeBlend, submitJob } from '../testkit/api.ts';
 import { fakeScene, type FrameBody } from '../testkit/fakes.ts';
 import { SimulatedWorkers } from '../testkit/sim-worker.ts';
-import { fmtRatio, fmtS, mdTable, median, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
+import { fmtRatio, fmtS, fmtSpread, mdTable, median, sleep, type BenchContext, type BenchResult, type Benchmark } from './lib/harness.ts';
 import { option } from './lib/options.ts';
 import { ServerProcess } from './lib/server-process.ts';
 
@@ -166,7 +166,7 @@ export const videoStream: Benchmark = {
 
       const of = (mode: Mode) => results.filter((r) => r.mode === mode).map((r) => r.ready);
       const [stream, batch] = [of('stream'), of('batch')];
-      const spread = (values: number[]) => `${fmtS(median(values))} (min ${fmtS(Math.min(...values))}, max ${fmtS(Math.max(...values))})`;
+      const spread = (values: number[]) => fmtSpread(values, fmtS);
       const rate = frames / (median(results.map((r) => r.rendering)) / 1000);
       const rows = [
         { figure: `streamed: last frame uploaded → video ready, ${frames} frames ${width}×${height}, median`, value: fmtS(median(stream)), target: '≤ 0.50 s', pass: median(stream) <= 500 },
@@ -196,7 +196,7 @@ export const videoStream: Benchmark = {
           results.map((r) => [r.round, r.mode, fmtS(r.rendering), fmtS(r.ready), r.md5.slice(0, 12)]),
         ),
         '',
-        mdTable(['last uploaded → video ready', 'median (min, max)'], [['streamed', spread(stream)], ['batch', spread(batch)]]),
+        mdTable(['last uploaded → video ready', 'median (min–max)'], [['streamed', spread(stream)], ['batch', spread(batch)]]),
       ].join('\n');
       return { rows, details };
     } finally {
