@@ -89,6 +89,7 @@ export const scale: Benchmark = {
       });
       const connectMs = performance.now() - connectStart;
       await sleep(500);
+      const paceMs = (await server.metric('archenland_progress_interval_seconds')) * 1000;
       const rssConnected = server.rss();
 
       ctx.log(`submitting a job of ${fmtInt(frames)} frames (mean ${meanMs} ms ±${jitter * 100} % each, ${order} order)`);
@@ -239,7 +240,8 @@ export const scale: Benchmark = {
 
       const details = [
         `${sized}; simulated render time uniform in ${(meanMs * (1 - jitter)).toFixed(0)}–${(meanMs * (1 + jitter)).toFixed(0)} ms`,
-        `(mean ${meanMs} ms), \`progress\` every ${progressMs} ms while rendering and a ${FAKE_LOG.length}-byte \`frame_log\` per frame (as the real`,
+        `(mean ${meanMs} ms), \`progress\` every ${Math.max(progressMs, paceMs)} ms while rendering (the server's pace for ${fmtInt(workers)} workers; ${progressMs} ms on a`,
+        `small farm) and a ${FAKE_LOG.length}-byte \`frame_log\` per frame (as the real`,
         `worker sends), then a ${TINY_PNG.length}-byte PNG uploaded with PUT, then \`ready\`. The real worker sends \`ready\` before`,
         'its upload finishes; here the upload comes first, so upload latency counts against the farm (conservative).',
         `Server: a child process (\`node --import tsx\`, as \`bin/archenland.js\` runs), data on local disk; clients in the`,

@@ -49,6 +49,7 @@ test('a missing default settings.conf means built-in defaults', (t) => {
     public_hosts: [],
     queue_policy: 'fifo',
     video_streams: 2,
+    progress_reports_per_second: 1000,
     tail_duplicates: true,
     serve_limit_mbps: 0,
     log_level: 'info',
@@ -95,6 +96,7 @@ test('a full valid server file is read as typed values', (t) => {
     'trust_loopback = false',
     'queue_policy = "fair"',
     'video_streams = 1',
+    'progress_reports_per_second = 500',
     'tail_duplicates = false',
     'serve_limit_mbps = 1000',
     'log_level = "debug"',
@@ -115,6 +117,7 @@ test('a full valid server file is read as typed values', (t) => {
     public_hosts: [],
     queue_policy: 'fair',
     video_streams: 1,
+    progress_reports_per_second: 500,
     tail_duplicates: false,
     serve_limit_mbps: 1000,
     log_level: 'debug',
@@ -203,6 +206,7 @@ test('other bad values name what is expected', (t) => {
     ['max_upload_mb = 0', /expected an integer of at least 1, got 0/],
     ['frame_retries = 1.5', /expected an integer between 0 and 100, got 1.5/],
     ['video_streams = -1', /expected an integer between 0 and 64, got -1/],
+    ['progress_reports_per_second = 0', /expected an integer between 1 and 100000, got 0/],
     // The token is a secret: only its length shows up in the message.
     ['token = "short-secret"', /expected a string of at least 16 characters, got a 12-character string/],
   ];
@@ -345,7 +349,7 @@ test('describeSettings lists every key with type, default and description', () =
   assert.deepEqual(
     server.map((s) => s.key),
     ['ffmpeg_path', 'port', 'web_port', 'bind', 'data_dir', 'max_upload_mb', 'token', 'heartbeat_timeout_s',
-      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'video_streams', 'tail_duplicates', 'serve_limit_mbps', 'webhook_url', 'log_level', 'log_format'],
+      'frame_retries', 'frame_timeout_s', 'trust_loopback', 'public_hosts', 'tls_cert', 'tls_key', 'queue_policy', 'video_streams', 'progress_reports_per_second', 'tail_duplicates', 'serve_limit_mbps', 'webhook_url', 'log_level', 'log_format'],
   );
   const webPort = server.find((s) => s.key === 'web_port');
   assert.deepEqual(webPort, {

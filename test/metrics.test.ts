@@ -66,6 +66,7 @@ describe('/metrics and /healthz (real Blender)', () => {
     assert.equal(value('archenland_videos_total', { how: 'stream' }), 0);
     assert.equal(value('archenland_videos_total', { how: 'batch' }), 0);
     assert.equal(value('archenland_video_streams'), 0);
+    assert.equal(value('archenland_progress_interval_seconds'), 0.25, 'a small farm reports every 250 ms');
     assert.ok(family('process_resident_memory_bytes'), 'process metrics are included');
   });
 

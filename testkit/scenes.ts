@@ -24,7 +24,7 @@ export type TestSceneOptions = {
   denoise?: boolean;
   engine?: string;
   fps?: number;
-  /** "crash:N" or "hang:N": embedded Python that kills or stalls Blender on frame N (needs allowScripts). */
+  /** "crash:N", "hang:N" or "chatter:N": embedded Python that kills or stalls Blender on frame N, or prints 30 progress lines over 3 s first (needs allowScripts). */
   misbehave?: string;
   /** A compositor Glare node between Render Layers and Composite (spreads light across pixels). */
   glare?: boolean;

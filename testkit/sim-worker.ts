@@ -47,8 +47,8 @@ export interface SimWorkerOptions {
   /** Download each .blend once per worker before its first probe or render, as real workers do. Default true. */
   downloadBlends?: boolean;
   /**
-   * Send `progress` messages this often while "rendering", as the real worker does (it
-   * caps them at one per 250 ms). 0 or absent: none.
+   * Send `progress` messages this often while "rendering", or as often as the server's pace
+   * allows if that is less often (as the real worker does). 0 or absent: none.
    */
   progressMs?: number;
   /** Blender's output, sent with each frame's upload as the real worker does. null or absent: an empty log. */
@@ -92,6 +92,8 @@ export interface SimStats {
   uploadErrors: number;
   /** Every `cancel` message received, whether or not it stopped anything. */
   cancelsReceived: number;
+  /** Every `pace` message any worker received (the server's progress interval, ms). */
+  paces: number[];
   /** Cancels that stopped a render in progress (not one already uploading). */
   cancelsDuringRender: number;
   probes: number;
@@ -122,6 +124,7 @@ export class SimulatedWorkers {
     uploadRetries: 0,
     uploadErrors: 0,
     cancelsReceived: 0,
+    paces: [],
     cancelsDuringRender: 0,
     probes: 0,
     blendDownloads: 0,
@@ -232,6 +235,8 @@ class SimWorker {
   id: string | undefined;
   /** From the welcome: binds this worker's uploads to its connection. */
   uploadKey: string | undefined;
+  /** The server's pace for progress reports (welcome, `pace`); a render started after a change follows it. */
+  private paceMs = 0;
   private socket: WebSocket | null = null;
   private readySentAt = Number.NaN;
   private firstReady = true;
@@ -280,6 +285,7 @@ class SimWorker {
         if (message.type === 'welcome') {
           this.id = message.workerId;
           this.uploadKey = message.uploadKey;
+          this.paceMs = message.progressMs;
           welcomed = true;
           this.ready();
           resolve();
@@ -335,6 +341,10 @@ class SimWorker {
         void this.render(message.jobId, message.frame, message.blend.sha256);
         return;
       }
+      case 'pace':
+        stats.paces.push(message.progressMs);
+        this.paceMs = message.progressMs;
+        return;
       case 'probe':
         stats.probes++;
         void this.probe(message.jobId, message.blend.sha256);
@@ -381,7 +391,8 @@ class SimWorker {
     }
     if (current.cancelled) return;
     const renderMs = Math.max(0, this.opts.renderMs(jobId, frame, this.index));
-    const every = this.opts.progressMs ?? 0;
+    // Like the real worker: "Blender" prints progress every progressMs, the server's pace caps what is sent.
+    const every = this.opts.progressMs ? Math.max(this.opts.progressMs, this.paceMs) : 0;
     const started = performance.now();
     if (every > 0) {
       current.progress = setInterval(() => {

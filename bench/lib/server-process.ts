@@ -145,6 +145,14 @@ export class ServerProcess {
     });
   }
 
+  /** One unlabelled value from the server's /metrics. */
+  async metric(name: string): Promise<number> {
+    const text = await (await fetch(`${this.httpUrl}/metrics`)).text();
+    const value = Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    if (!Number.isFinite(value)) throw new Error(`the server reports no ${name}`);
+    return value;
+  }
+
   /** The time (performance.now()) the job was first reported in one of `states`. */
   stateAt(jobId: string, state: JobState): number | undefined {
     return this.jobs.get(jobId)?.find((u) => u.state === state)?.at;

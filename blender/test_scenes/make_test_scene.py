@@ -73,8 +73,9 @@ def parse_args():
     parser.add_argument("--fake-engine", default=None, metavar="NAME",
                         help="save with a render engine no Blender has (NAME, e.g. FARM_FAKE_ENGINE)")
     parser.add_argument("--misbehave", default=None, metavar="KIND:FRAME",
-                        help="embed a script that makes Blender crash or hang on FRAME "
-                             "(crash:3, hang:3); it runs only when Python auto-exec is allowed")
+                        help="embed a script that makes Blender crash or hang on FRAME, or print "
+                             "30 progress lines over 3 s before rendering it (crash:3, hang:3, chatter:3); "
+                             "it runs only when Python auto-exec is allowed")
     return parser.parse_args(argv)
 
 
@@ -185,7 +186,7 @@ def configure_world(scene):
 
 # Embedded in the .blend as a registered text block, so it runs on load only when
 # auto-execution is allowed (-y): the farm's fault tests use it to make Blender die or
-# stall on one frame, the way a broken add-on or driver would.
+# stall on one frame, the way a broken add-on or driver would, or chatter as a slow render does.
 MISBEHAVE_SCRIPT = '''
 import bpy, os, time
 KIND, FRAME = {kind!r}, {frame}
@@ -193,6 +194,12 @@ def archenland_misbehave(scene, *args):
     if scene.frame_current == FRAME:
         if KIND == "crash":
             os._exit(3)
+        if KIND == "chatter":
+            # Progress lines as a slow render prints them, one per sample, 100 ms apart.
+            for sample in range(1, 31):
+                print(f"Fra:{{FRAME}} Mem:1.00M (Peak 1.00M) | Time:00:00.00 | Scene, ViewLayer | Sample {{sample}}/30", flush=True)
+                time.sleep(0.1)
+            return
         while True:
             time.sleep(1)
 bpy.app.handlers.render_pre.append(archenland_misbehave)
@@ -210,8 +217,8 @@ def use_stereo(scene, right_suffix):
 
 def embed_misbehaviour(spec):
     kind, frame = spec.split(":")
-    if kind not in ("crash", "hang"):
-        raise ValueError(f"--misbehave takes crash:N or hang:N, not {spec}")
+    if kind not in ("crash", "hang", "chatter"):
+        raise ValueError(f"--misbehave takes crash:N, hang:N or chatter:N, not {spec}")
     text = bpy.data.texts.new("archenland_misbehave.py")
     text.write(MISBEHAVE_SCRIPT.format(kind=kind, frame=int(frame)))
     text.use_module = True  # "Register": run when the file is loaded with auto-exec on

@@ -76,6 +76,14 @@ export const serverSchema = z.strictObject({
     .describe(
       "How many jobs' videos ffmpeg encodes while they render (one ffmpeg each, fed the frames in order as they arrive, so the video is ready moments after the last frame); other jobs' videos are encoded when their last frame is in. 0: always at the end",
     ),
+  progress_reports_per_second: z
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(1000)
+    .describe(
+      "How many render progress reports a second all workers together send: a small farm's workers report every 250 ms, a big farm's less often (every 2 s at 2,000 workers), so the reports do not slow the server down",
+    ),
   tail_duplicates: z
     .boolean()
     .default(true)

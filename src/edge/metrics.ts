@@ -81,6 +81,14 @@ export function createFarmMetrics(farm: Farm, served?: { readonly bytesSent: num
       this.set(farm.videoStats().streaming);
     },
   });
+  new Gauge({
+    name: 'archenland_progress_interval_seconds',
+    help: 'How often each worker reports render progress: it grows with the farm so that all reports stay within the setting progress_reports_per_second',
+    registers: [registry],
+    collect() {
+      this.set(farm.progressIntervalMs / 1000);
+    },
+  });
   for (const state of ['completed', 'failed', 'cancelled']) finished.inc({ state }, 0);
   for (const kind of ['blend', 'frame']) uploaded.inc({ kind }, 0);
 

@@ -281,6 +281,11 @@ export class Farm extends EventEmitter<{ event: [FarmChange] }> {
     this.registry.scheduleChanged(workerId, asleep);
   }
 
+  /** How often workers report progress now: it grows with the farm (progress-pace.ts). */
+  get progressIntervalMs(): number {
+    return this.registry.progressMs;
+  }
+
   workerProgress(workerId: string, jobId: string, frame: number, percent: number, tile?: number): void {
     this.registry.progress(workerId, jobId, frame, percent, tile);
   }

@@ -22,6 +22,8 @@ export interface FarmOptions {
   queuePolicy?: QueuePolicy;
   /** At most this many jobs' videos are encoded while they render (setting video_streams); default 2. */
   videoStreams?: number;
+  /** Progress reports a second all workers together may send (setting progress_reports_per_second); default 1,000. */
+  progressReportsPerSecond?: number;
 }
 
 /** A job's video stream lives while the job is in one of these states; any other ends it. */

@@ -12,15 +12,22 @@ import type { TagSchedules } from './tag-schedules.ts';
 import { serverTagsOf, workerView } from './views.ts';
 import { jobRecord } from './job-record.ts';
 import { peerUrl } from './peer-choice.ts';
+import { PROGRESS_STEPS_MS, progressInterval } from './progress-pace.ts';
 
 /** How long a "wait" answer to a source question may be held back for a change. */
 const SOURCES_HOLD_MS = 1_000;
+
+/** Progress reports a second the whole farm may send when the setting does not say (progress_reports_per_second). */
+const DEFAULT_PROGRESS_BUDGET = 1_000;
 
 /**
  * The workers the farm knows: they connect, say they are ready, report progress, leave,
  * and are enabled, drained or disabled. A worker that leaves gives its frames back.
  */
 export class WorkerRegistry {
+  /** How often connected workers report progress; it grows with the farm (progress-pace.ts). */
+  progressMs: number = PROGRESS_STEPS_MS[0];
+
   constructor(
     private readonly state: FarmState,
     private readonly dispatch: Dispatcher,
@@ -53,6 +60,7 @@ export class WorkerRegistry {
     const blenders = installedBlenders(hello);
     const worker: ConnectedWorker = { id, link, enabled: row.enabled !== 0, current: null, row, allowScripts: hello.allowScripts, tags, ownTags: hello.tags, blenders, device: hello.device ? { type: hello.device.type, devices: hello.device.devices } : null, uploadKey, asleep: null };
     workers.set(id, worker);
+    this.pace(id);
     scheduler.setScriptsAllowed(id, hello.allowScripts);
     scheduler.setWorkerTags(id, tags);
     scheduler.setWorkerBlenders(id, blenders);
@@ -64,7 +72,7 @@ export class WorkerRegistry {
     this.state.holders.joined(id, servesAt);
     // Before the welcome, so a worker whose tags' hours are over asks for no frame first.
     this.tagSchedules.sendTo(worker);
-    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey, peerKey: this.state.holders.peerKey });
+    link.send({ type: 'welcome', workerId: id, protocol: hello.protocol, uploadKey, peerKey: this.state.holders.peerKey, progressMs: this.progressMs });
     log.info({ workerId: id, name: hello.name, host: hello.host }, 'worker connected');
     await views.publishWorker(id);
     await this.publishJobsWithNeeds();
@@ -111,6 +119,19 @@ export class WorkerRegistry {
     for (const worker of this.state.workers.values()) worker.link.send({ type: 'peer_key', peerKey });
   }
 
+  /**
+   * Keeps progress reports within the farm's budget as workers come and go: when the interval
+   * steps, every connected worker hears it (`except` is being welcomed with it).
+   */
+  private pace(except?: string): void {
+    const { workers, options, log } = this.state;
+    const next = progressInterval(this.progressMs, workers.size, options.progressReportsPerSecond ?? DEFAULT_PROGRESS_BUDGET);
+    if (next === this.progressMs) return;
+    this.progressMs = next;
+    log.info({ progressMs: next, workers: workers.size }, 'progress interval changed');
+    for (const worker of workers.values()) if (worker.id !== except) worker.link.send({ type: 'pace', progressMs: next });
+  }
+
   ready(workerId: string): void {
     const worker = this.state.workers.get(workerId);
     if (!worker) return;
@@ -152,6 +173,7 @@ export class WorkerRegistry {
     const worker = workers.get(workerId);
     if (!worker || worker.link !== link || this.state.stopping) return; // an older, replaced connection, or shutdown
     workers.delete(workerId);
+    this.pace();
     this.state.holders.left(workerId);
     this.timers.clear(workerId);
     log.warn({ workerId }, 'worker disconnected');

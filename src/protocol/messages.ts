@@ -12,7 +12,7 @@ import { tagScheduleSchema } from './tag-schedules.ts';
  * Bumped whenever a message changes incompatibly. The server refuses a worker that
  * speaks another version, rather than letting it misread assignments.
  */
-export const PROTOCOL_VERSION = 8;
+export const PROTOCOL_VERSION = 9;
 
 /** A WebSocket message larger than this is refused before it is parsed. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -149,6 +149,8 @@ export const probeRequestSchema = z.object({
 });
 export type ProbeRequest = z.infer<typeof probeRequestSchema>;
 
+const progressMsSchema = z.int().min(100).max(60_000);
+
 export const serverToWorkerSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('welcome'),
@@ -158,7 +160,11 @@ export const serverToWorkerSchema = z.discriminatedUnion('type', [
     uploadKey: z.string().min(16).max(100),
     /** The farm's peer key: what peers ask of each other instead of a worker token (src/protocol/peers.ts). */
     peerKey: peerKeySchema,
+    /** Report a render's progress at most this often (the farm paces it by its size: src/farm/progress-pace.ts). */
+    progressMs: progressMsSchema,
   }),
+  /** The farm grew or shrank past a step: report progress at most this often from now on. */
+  z.object({ type: z.literal('pace'), progressMs: progressMsSchema }),
   /** The peer key changed (a worker token was revoked): peers accept only the new one. */
   z.object({ type: z.literal('peer_key'), peerKey: peerKeySchema }),
   renderAssignmentSchema,

@@ -49,6 +49,7 @@ export async function startServer(settings: ServerSettings, log: Logger): Promis
       duplicateTail: settings.tail_duplicates,
       queuePolicy: settings.queue_policy,
       videoStreams: settings.video_streams,
+      progressReportsPerSecond: settings.progress_reports_per_second,
     }, log.child({ part: 'farm' }));
   await farm.restore();
   startWebhookNotifier(farm, settings.webhook_url, log.child({ part: 'webhook' }));

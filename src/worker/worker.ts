@@ -19,8 +19,6 @@ import { ScheduleWatch } from './schedule-watch.ts';
 import { DiskSpace } from './disk-space.ts';
 import { asleepMessage, describeSleep, type SleepState } from './schedules-combined.ts';
 
-/** Progress messages per frame are capped at this rate; Cycles prints a line per sample. */
-const PROGRESS_INTERVAL_MS = 250;
 
 interface OpenSession {
   jobId: string;
@@ -50,6 +48,11 @@ export class RenderWorker {
   private workerId: string | undefined;
   /** Given by the server in its welcome; uploads present it. Unset while disconnected. */
   private uploadKey: string | undefined;
+  /**
+   * Progress is reported at most this often (Cycles prints a line per sample); the server
+   * sets it in its welcome and lengthens it as the farm grows.
+   */
+  private progressMs = 250;
   /** Its Blender installations (blender_path, [blenders]), the default first; read at start. */
   private installations: BlenderInstallation[] = [];
   /** What Blender renders on (render_device, gpus), read back at start; told to the server. */
@@ -277,6 +280,7 @@ export class RenderWorker {
           writeWorkerId(this.settings.cache_dir, message.workerId);
         }
         this.uploadKey = message.uploadKey;
+        this.progressMs = message.progressMs;
         void this.files.connected(message.uploadKey, message.peerKey).catch((error: Error) => this.log.warn({ error: error.message }, 'could not list the cached files for the server'));
         this.reportSchedule();
         // A frame still rendering from before a reconnect finishes first, then asks for more.
@@ -293,6 +297,9 @@ export class RenderWorker {
         return;
       case 'cancel':
         this.cancel(message.jobId, message.frame, message.tile);
+        return;
+      case 'pace':
+        this.progressMs = message.progressMs;
         return;
       case 'peer_key':
         this.files.peerKeyChanged(message.peerKey);
@@ -344,7 +351,7 @@ export class RenderWorker {
       const name = tile === undefined ? 'frame_####' : `tile_${String(tile).padStart(2, '0')}_frame_####`;
       const onProgress = (progress: { percent: number }) => {
         const now = Date.now();
-        if (now - lastProgress < PROGRESS_INTERVAL_MS) return;
+        if (now - lastProgress < this.progressMs) return;
         lastProgress = now;
         this.connection.send({ type: 'progress', jobId, frame, tile, percent: progress.percent });
       };
