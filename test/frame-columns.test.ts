@@ -199,16 +199,19 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     assert.equal(unchanged.partial, true);
     assert.deepEqual(unchanged.runs, []);
 
+    // Progress alone does not count as a change (it reaches pages live, at most a second
+    // later): the log keeps state changes, so it tells about a longer time of a busy farm.
     a.send({ type: 'progress', jobId, frame: 1, percent: 80 });
     await b.upload(heldByB, 2000);
     const detail = await frameListWhen(jobId, (d) => d.frameList[0]!.progress === 80 && d.frameList[3]!.state === 'done');
     const changed = await columnsOf(jobId, before.cursor);
     assert.equal(changed.partial, true);
-    assert.deepEqual(numbersOfRuns(changed.runs), [1, 4]);
-    assert.equal(changed.states, 'rd');
-    assert.deepEqual(changed.progress, [[0, 80]]);
-    assert.deepEqual(framesFromColumns(changed), [detail.frameList[0], detail.frameList[3]]);
+    assert.deepEqual(numbersOfRuns(changed.runs), [4]);
+    assert.equal(changed.states, 'd');
+    assert.deepEqual(changed.progress, []);
+    assert.deepEqual(framesFromColumns(changed), [detail.frameList[3]]);
     assert.notEqual(changed.cursor, before.cursor);
+    assert.deepEqual((await columnsOf(jobId)).progress, [[0, 80]], 'every frame: the progress as it is now');
 
     for (const unknown of ['0123456789ab.5', 'not a cursor', `${before.cursor.split('.')[0]}.99999999`]) {
       const whole = await columnsOf(jobId, unknown);
@@ -224,7 +227,10 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     const tiledJobId = await submit({ tiles: '2x2' });
     const first = await a.take();
     assert.ok(first.tile, 'the frame is split');
+    const announced = new Promise<FarmChange>((resolve) => farm.server.farm.once('event', resolve));
     a.send({ type: 'progress', jobId: tiledJobId, frame: first.frame, tile: first.tile.index, percent: 50 });
+    // Observers hear the tile's percent and the frame's: only the server knows the other tiles.
+    assert.deepEqual(await announced, { type: 'progress', workerId: a.id, jobId: tiledJobId, frame: first.frame, tile: first.tile.index, percent: 50, frameProgress: 12.5 });
     const second = await b.take();
     await b.upload(second, 500);
     const detail = await frameListWhen(tiledJobId, (d) => d.frameList[0]!.tiles?.states.filter((s) => s === 'done').length === 1 && d.frameList[0]!.progress > 25);
