@@ -1,11 +1,14 @@
 /**
  * `GET /api/jobs/:id/frames`, the web UI's frame list in columns: it says what `frameList`
  * says about every frame (states, workers, attempts, times, errors, progress, tiles), and
- * with `since` only the frames changed after an earlier answer. Workers are scripted
- * WebSocket clients, so every frame is in exactly the state the test puts it in.
+ * with `since` only the frames changed after an earlier answer; compressed for clients that
+ * accept it. Workers are scripted WebSocket clients, so every frame is in exactly the state
+ * the test puts it in.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { WebSocket } from 'ws';
 import {
   framesFromColumns,
@@ -111,6 +114,15 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     assert.equal(response.status, 200, path);
     return (await response.json()) as T;
   };
+  /** The answer's bytes as sent (fetch would decompress them) and its Content-Encoding. */
+  const rawGet = (path: string, headers: Record<string, string>) =>
+    new Promise<{ body: Buffer; encoding: string | undefined }>((resolve, reject) => {
+      http.get(`${farm.server.httpUrl}${path}`, { headers }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ body: Buffer.concat(chunks), encoding: response.headers['content-encoding'] }));
+      }).on('error', reject);
+    });
   const columnsOf = async (jobId: string, since?: string) =>
     frameColumnsSchema.parse(await get(`/api/jobs/${jobId}/frames${since ? `?since=${encodeURIComponent(since)}` : ''}`));
   /** Waits until the job's frame list satisfies `done`, and returns it. */
@@ -238,5 +250,28 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     assertSameAsFrameList(columns, detail);
     assert.deepEqual(columns.tiles.map(([i, tiles]) => [i, tiles.grid]), [[0, { cols: 2, rows: 2 }]]);
     assert.deepEqual(columns.progress, [[0, 37.5]]); // (a done tile + one at 50 %) / 4 tiles
+  });
+
+  it('is sent compressed to a client that accepts it (Brotli, else gzip), and plain to one that does not', async () => {
+    scene = fakeScene(1, 5000);
+    const { status, body } = await submitBlend(farm.server.httpUrl, new Blob([new Uint8Array(fakeBlend())]), { hold: 'true' });
+    assert.equal(status, 201);
+    await frameListWhen(body.id, (detail) => detail.state === 'paused');
+    const path = `/api/jobs/${body.id}/frames`;
+    const plain = await rawGet(path, {});
+    assert.equal(plain.encoding, undefined);
+    const columns = frameColumnsSchema.parse(JSON.parse(plain.body.toString()));
+    assert.deepEqual(numbersOfRuns(columns.runs).length, 5000);
+    const decode = { br: brotliDecompressSync, gzip: gunzipSync };
+    for (const [accepts, expected] of [['gzip, deflate, br, zstd', 'br'], ['gzip', 'gzip'], ['identity', undefined]] as const) {
+      const answer = await rawGet(path, { 'accept-encoding': accepts });
+      assert.equal(answer.encoding, expected, accepts);
+      const json = expected ? decode[expected](answer.body) : answer.body;
+      if (expected) assert.ok(answer.body.length < plain.body.length / 4, `${answer.body.length} bytes ${expected} for ${plain.body.length}`);
+      assert.deepEqual({ ...JSON.parse(json.toString()), cursor: '' }, { ...columns, cursor: '' }, accepts);
+    }
+    // A small answer is not worth it, and other answers are never compressed.
+    assert.equal((await rawGet(`/api/jobs/${jobId}/frames`, { 'accept-encoding': 'gzip, br' })).encoding, undefined);
+    assert.equal((await rawGet(`/api/jobs`, { 'accept-encoding': 'gzip, br' })).encoding, undefined);
   });
 });
