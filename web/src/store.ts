@@ -197,7 +197,7 @@ class FarmStore {
         }
         case 'progress': {
           const worker = this.workers.get(change.workerId);
-          if (worker) this.workers.set(worker.id, withPercent(worker, change));
+          if (worker) this.workers.set(worker.id, withPercent(worker, change, guarded));
           if (!detail || change.jobId !== detail.id) break;
           this.detailBuffer?.push(change);
           if (detail.status === 'ready') applyProgress(detail, change, guarded);
@@ -386,18 +386,17 @@ function applyFrame(detail: DetailState, frame: Frame, guarded: boolean): void {
 /**
  * A worker's progress, on its view: only while it still renders what the progress is about
  * (progress comes at most once a second, and may arrive after the worker moved on).
+ * Guarded (a change older than the view may come after it), it only moves forward: work
+ * that starts again comes with the worker's own view.
  */
-function withPercent(worker: Worker, change: ProgressChange): Worker {
+function withPercent(worker: Worker, change: ProgressChange, guarded: boolean): Worker {
   const { current } = worker;
   if (!current || current.jobId !== change.jobId || current.frame !== change.frame || current.tile !== change.tile) return worker;
+  if (current.percent === change.percent || (guarded && change.percent < current.percent)) return worker;
   return { ...worker, current: { ...current, percent: change.percent } };
 }
 
-/**
- * A frame's progress, only while the list shows it rendering: the frame may have finished
- * (or been handed back) since. Guarded (a change older than the list may come after it), it
- * only moves forward: a frame that starts again comes with its own frame change.
- */
+/** A frame's progress, only while the list shows it rendering (it may have finished or been handed back since); guarded as withPercent. */
 function applyProgress(detail: DetailState, change: ProgressChange, guarded: boolean): void {
   const i = positionOf(detail, change.frame);
   const current = i === undefined ? undefined : detail.frames[i]!;
