@@ -1,11 +1,14 @@
 /**
  * `GET /api/jobs/:id/frames`, the web UI's frame list in columns: it says what `frameList`
  * says about every frame (states, workers, attempts, times, errors, progress, tiles), and
- * with `since` only the frames changed after an earlier answer. Workers are scripted
- * WebSocket clients, so every frame is in exactly the state the test puts it in.
+ * with `since` only the frames changed after an earlier answer; compressed for clients that
+ * accept it. Workers are scripted WebSocket clients, so every frame is in exactly the state
+ * the test puts it in.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { WebSocket } from 'ws';
 import {
   framesFromColumns,
@@ -111,6 +114,15 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     assert.equal(response.status, 200, path);
     return (await response.json()) as T;
   };
+  /** The answer's bytes as sent (fetch would decompress them) and its Content-Encoding. */
+  const rawGet = (path: string, headers: Record<string, string>) =>
+    new Promise<{ body: Buffer; encoding: string | undefined }>((resolve, reject) => {
+      http.get(`${farm.server.httpUrl}${path}`, { headers }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ body: Buffer.concat(chunks), encoding: response.headers['content-encoding'] }));
+      }).on('error', reject);
+    });
   const columnsOf = async (jobId: string, since?: string) =>
     frameColumnsSchema.parse(await get(`/api/jobs/${jobId}/frames${since ? `?since=${encodeURIComponent(since)}` : ''}`));
   /** Waits until the job's frame list satisfies `done`, and returns it. */
@@ -199,16 +211,19 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     assert.equal(unchanged.partial, true);
     assert.deepEqual(unchanged.runs, []);
 
+    // Progress alone does not count as a change (it reaches pages live, at most a second
+    // later): the log keeps state changes, so it tells about a longer time of a busy farm.
     a.send({ type: 'progress', jobId, frame: 1, percent: 80 });
     await b.upload(heldByB, 2000);
     const detail = await frameListWhen(jobId, (d) => d.frameList[0]!.progress === 80 && d.frameList[3]!.state === 'done');
     const changed = await columnsOf(jobId, before.cursor);
     assert.equal(changed.partial, true);
-    assert.deepEqual(numbersOfRuns(changed.runs), [1, 4]);
-    assert.equal(changed.states, 'rd');
-    assert.deepEqual(changed.progress, [[0, 80]]);
-    assert.deepEqual(framesFromColumns(changed), [detail.frameList[0], detail.frameList[3]]);
+    assert.deepEqual(numbersOfRuns(changed.runs), [4]);
+    assert.equal(changed.states, 'd');
+    assert.deepEqual(changed.progress, []);
+    assert.deepEqual(framesFromColumns(changed), [detail.frameList[3]]);
     assert.notEqual(changed.cursor, before.cursor);
+    assert.deepEqual((await columnsOf(jobId)).progress, [[0, 80]], 'every frame: the progress as it is now');
 
     for (const unknown of ['0123456789ab.5', 'not a cursor', `${before.cursor.split('.')[0]}.99999999`]) {
       const whole = await columnsOf(jobId, unknown);
@@ -224,7 +239,10 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     const tiledJobId = await submit({ tiles: '2x2' });
     const first = await a.take();
     assert.ok(first.tile, 'the frame is split');
+    const announced = new Promise<FarmChange>((resolve) => farm.server.farm.once('event', resolve));
     a.send({ type: 'progress', jobId: tiledJobId, frame: first.frame, tile: first.tile.index, percent: 50 });
+    // Observers hear the tile's percent and the frame's: only the server knows the other tiles.
+    assert.deepEqual(await announced, { type: 'progress', workerId: a.id, jobId: tiledJobId, frame: first.frame, tile: first.tile.index, percent: 50, frameProgress: 12.5 });
     const second = await b.take();
     await b.upload(second, 500);
     const detail = await frameListWhen(tiledJobId, (d) => d.frameList[0]!.tiles?.states.filter((s) => s === 'done').length === 1 && d.frameList[0]!.progress > 25);
@@ -232,5 +250,28 @@ describe('the frame list in columns (GET /api/jobs/:id/frames)', () => {
     assertSameAsFrameList(columns, detail);
     assert.deepEqual(columns.tiles.map(([i, tiles]) => [i, tiles.grid]), [[0, { cols: 2, rows: 2 }]]);
     assert.deepEqual(columns.progress, [[0, 37.5]]); // (a done tile + one at 50 %) / 4 tiles
+  });
+
+  it('is sent compressed to a client that accepts it (Brotli, else gzip), and plain to one that does not', async () => {
+    scene = fakeScene(1, 5000);
+    const { status, body } = await submitBlend(farm.server.httpUrl, new Blob([new Uint8Array(fakeBlend())]), { hold: 'true' });
+    assert.equal(status, 201);
+    await frameListWhen(body.id, (detail) => detail.state === 'paused');
+    const path = `/api/jobs/${body.id}/frames`;
+    const plain = await rawGet(path, {});
+    assert.equal(plain.encoding, undefined);
+    const columns = frameColumnsSchema.parse(JSON.parse(plain.body.toString()));
+    assert.deepEqual(numbersOfRuns(columns.runs).length, 5000);
+    const decode = { br: brotliDecompressSync, gzip: gunzipSync };
+    for (const [accepts, expected] of [['gzip, deflate, br, zstd', 'br'], ['gzip', 'gzip'], ['identity', undefined]] as const) {
+      const answer = await rawGet(path, { 'accept-encoding': accepts });
+      assert.equal(answer.encoding, expected, accepts);
+      const json = expected ? decode[expected](answer.body) : answer.body;
+      if (expected) assert.ok(answer.body.length < plain.body.length / 4, `${answer.body.length} bytes ${expected} for ${plain.body.length}`);
+      assert.deepEqual({ ...JSON.parse(json.toString()), cursor: '' }, { ...columns, cursor: '' }, accepts);
+    }
+    // A small answer is not worth it, and other answers are never compressed.
+    assert.equal((await rawGet(`/api/jobs/${jobId}/frames`, { 'accept-encoding': 'gzip, br' })).encoding, undefined);
+    assert.equal((await rawGet(`/api/jobs`, { 'accept-encoding': 'gzip, br' })).encoding, undefined);
   });
 });

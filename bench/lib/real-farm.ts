@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { workerSchema } from '../../src/config/index.ts';
-import type { Frame, Job, Worker } from '../../src/protocol/index.ts';
+import type { FarmChange, Worker } from '../../src/protocol/index.ts';
 import { apiPath } from '../../src/protocol/index.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { RenderWorker } from '../../src/worker/index.ts';
@@ -32,7 +32,7 @@ export class RealFarm {
     readonly farm: TestFarm,
     readonly worker: RenderWorker,
   ) {
-    farm.server.farm.on('event', (event: FarmChangeLike) => this.record(event));
+    farm.server.farm.on('event', (event) => this.record(event));
   }
 
   /** Starts the server and one worker with `threads` render threads; resolves when the worker is idle. */
@@ -109,14 +109,15 @@ export class RealFarm {
     await this.farm.close();
   }
 
-  private record(event: FarmChangeLike): void {
+  private record(event: FarmChange): void {
     const at = performance.now();
-    const { job, frame } = event;
-    if (event.type === 'job' && job) {
+    if (event.type === 'job') {
+      const { job } = event;
       const t = this.timeline(job.id);
       if (!t.states.has(job.state)) t.states.set(job.state, at);
       t.error = job.error;
-    } else if (event.type === 'frame' && frame) {
+    } else if (event.type === 'frame') {
+      const { frame } = event;
       const t = this.timeline(frame.jobId);
       if (frame.state === 'rendering' && t.firstAssigned === undefined) t.firstAssigned = at;
       if (frame.state === 'done' && !t.framesDone.has(frame.number)) t.framesDone.set(frame.number, at);
@@ -124,6 +125,3 @@ export class RealFarm {
     for (const listener of [...this.listeners]) listener();
   }
 }
-
-/** What the farm service emits on 'event' (typed structurally: only job and frame changes are read). */
-type FarmChangeLike = { type: string; job?: Job; frame?: Frame };

@@ -1,5 +1,5 @@
 import { WebSocket } from 'ws';
-import { apiPath, farmEventSchema, isHeldForMissingFiles, parseMessage, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
+import { apiPath, isHeldForMissingFiles, parseFarmEvent, PROTOCOL_VERSION, type Job } from '../protocol/index.ts';
 import { explainTlsError } from '../util/tls-client.ts';
 import type { ApiClient } from './client.ts';
 
@@ -30,9 +30,10 @@ export async function watchJob(client: ApiClient, jobId: string, onUpdate: (job:
     };
     socket.on('open', () => socket.send(JSON.stringify({ type: 'observe', protocol: PROTOCOL_VERSION, token: client.token })));
     socket.on('message', (data) => {
-      const parsed = parseMessage(farmEventSchema, data.toString());
+      // Changes it does not follow (progress, frames, or a kind newer than this CLI) are passed over.
+      const parsed = parseFarmEvent(data.toString());
       if (!parsed.ok) return;
-      const event = parsed.message;
+      const event = parsed.event;
       if (event.type === 'welcome') client.get<Job>(apiPath('getJob', { id: jobId })).then(update, reject);
       else if (event.type === 'error') reject(new Error(event.message));
       else {

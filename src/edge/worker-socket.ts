@@ -195,19 +195,23 @@ async function dispatchWorkerMessage(farm: Farm, workerId: string, message: Work
   }
 }
 
-/** How often an observer receives the changes gathered since the last batch. */
+/** How often an observer receives the state changes gathered since the last batch. */
 const OBSERVER_BATCH_MS = 200;
+/**
+ * How often it receives progress. Progress is most of what a busy farm says (2,000 workers
+ * reporting every 250 ms), and a percent a second old is still right to the eye, while a
+ * frame that started or finished should show at once: progress waits for every fifth batch.
+ */
+const OBSERVER_PROGRESS_MS = 1000;
 
 function serveObserver(farm: Farm, socket: WebSocket) {
-  const gathered = new Map<string, FarmChange>();
-  const gather = (change: FarmChange) => gathered.set(changeKey(change), change);
+  const gathered = new ObserverBatches(Date.now());
   const flush = setInterval(() => {
-    if (gathered.size === 0) return;
-    const changes = [...gathered.values()];
-    gathered.clear();
-    sendJson(socket, { type: 'batch', changes } satisfies FarmEvent);
+    const changes = gathered.take(Date.now());
+    if (changes.length > 0) sendJson(socket, { type: 'batch', changes } satisfies FarmEvent);
   }, OBSERVER_BATCH_MS);
   sendJson(socket, { type: 'welcome', protocol: PROTOCOL_VERSION } satisfies FarmEvent);
+  const gather = (change: FarmChange) => gathered.add(change);
   farm.on('event', gather);
   socket.on('close', () => {
     clearInterval(flush);
@@ -215,6 +219,39 @@ function serveObserver(farm: Farm, socket: WebSocket) {
   });
   // Observers only listen; anything they send is answered with an error, never acted on.
   socket.on('message', () => sendJson(socket, { type: 'error', message: 'observers cannot send messages' }));
+}
+
+/**
+ * The changes one observer has yet to receive, latest per job, frame and worker (changeKey),
+ * in the order of their latest change. Progress is kept apart and given out at most once
+ * per OBSERVER_PROGRESS_MS; state changes every time they are taken.
+ */
+export class ObserverBatches {
+  private readonly state = new Map<string, FarmChange>();
+  private readonly progress = new Map<string, FarmChange>();
+
+  constructor(private progressSentAt: number) {}
+
+  add(change: FarmChange): void {
+    const key = changeKey(change);
+    const into = change.type === 'progress' ? this.progress : this.state;
+    into.delete(key); // re-inserted last: a slim change must come after the views it updates
+    into.set(key, change);
+    // A worker's whole view carries its percent: older progress of that worker would only take it back.
+    if (change.type === 'worker') this.progress.delete(`progress:${change.worker.id}`);
+  }
+
+  /** The changes to send now (maybe none); progress only when its interval is over. */
+  take(now: number): FarmChange[] {
+    const changes = [...this.state.values()];
+    this.state.clear();
+    if (now - this.progressSentAt >= OBSERVER_PROGRESS_MS) {
+      this.progressSentAt = now;
+      changes.push(...this.progress.values());
+      this.progress.clear();
+    }
+    return changes;
+  }
 }
 
 function sendJson(socket: WebSocket, message: unknown) {

@@ -2,7 +2,7 @@ import { hasBlender, type FarmChange, type Frame, type FrameColumns, type FrameC
 import type { Scheduler } from '../scheduler/index.ts';
 import type { FrameSummaryRow, JobRow, Store } from '../store/index.ts';
 import type { FrameColumnRows } from '../store/store.ts';
-import type { ConnectedWorker } from './connected-worker.ts';
+import type { ConnectedWorker, CurrentWork } from './connected-worker.ts';
 import { emptyCounts, frameColumnsView, frameView, jobView, workerView, type JobTimes, type LiveFrameDetail } from './views.ts';
 import { jobRecord } from './job-record.ts';
 import { missingFiles, noVideoReason } from '../jobs/index.ts';
@@ -14,7 +14,7 @@ const frameKey = (jobId: string, frame: number) => `${jobId}#${frame}`;
  * the live state (scheduler counts, workers' progress), and announced on every change.
  * Keeps what would otherwise cost a query per event: counts of jobs outside the scheduler,
  * render time totals, and the rows of frames being rendered (progress arrives many times
- * a second per worker).
+ * a second per worker, and is announced as a slim `progress` change).
  */
 export class ReadModel {
   /** Counts of jobs outside the scheduler (probing or ended), read from the store once. */
@@ -135,11 +135,11 @@ export class ReadModel {
     if (row) this.announce({ type: 'job', job: await this.job(row) });
   }
 
-  /** Announces a frame as stored; `stillTrue` guards against announcing a stale change. */
-  async publishFrame(jobId: string, frame: number, stillTrue: () => boolean = () => true): Promise<void> {
+  /** Announces a frame as stored. */
+  async publishFrame(jobId: string, frame: number): Promise<void> {
     const cached = this.renderingRows.get(frameKey(jobId, frame));
     const row = cached ?? (await this.store.getFrame(jobId, frame));
-    if (row && stillTrue()) this.publishFrameRow(row);
+    if (row) this.publishFrameRow(row);
   }
 
   /** Announces a frame the store just moved; nothing when the store refused the move. */
@@ -153,6 +153,21 @@ export class ReadModel {
     if (row.state === 'rendering') this.renderingRows.set(key, row);
     else this.renderingRows.delete(key);
     this.announce({ type: 'frame', frame: this.frame(row) });
+  }
+
+  /**
+   * Announces a worker's progress on what it renders now, as one slim change instead of its
+   * whole view and its frame's: with thousands of workers reporting several times a second,
+   * the whole views were most of what observers received. Synchronous, so it cannot race
+   * the frame's end: the caller checks the worker still renders it just before.
+   */
+  announceProgress(workerId: string, current: CurrentWork): void {
+    const { jobId, frame, tile, percent } = current;
+    const tiles = this.scheduler.tilesOf(jobId, frame);
+    const row = this.renderingRows.get(frameKey(jobId, frame));
+    // The frame's row is kept from when it started; without it (not stored yet) the worker's own percent is the best guess.
+    const frameProgress = tiles ? this.tileProgressOf(jobId, frame, tiles.states) : row ? this.progressOf(row) : percent;
+    this.announce({ type: 'progress', workerId, jobId, frame, ...(tile === undefined ? {} : { tile }), percent, frameProgress });
   }
 
   async publishWorker(workerId: string): Promise<void> {

@@ -116,7 +116,7 @@ export function frameColumnsView(
     job,
     ...freshness,
     runs: runsOf(stored.numbers),
-    states: stored.states.map((state) => frameStateLetters[state as FrameState]).join(''),
+    states: stored.stateLetters,
     workerIds,
     workers: stored.workerIds.map(indexOfWorker),
     attempts: stored.attempts,
@@ -128,12 +128,12 @@ export function frameColumnsView(
     tiles: [],
   };
   stored.errors.forEach((error, i) => error !== null && columns.errors.push([i, error]));
-  stored.states.forEach((state, i) => {
-    if (state !== 'rendering') return;
+  const rendering = frameStateLetters.rendering;
+  for (let i = stored.stateLetters.indexOf(rendering); i !== -1; i = stored.stateLetters.indexOf(rendering, i + 1)) {
     const { progress, tiles } = liveDetail(stored.numbers[i]!, stored.workerIds[i]!);
     if (progress > 0) columns.progress.push([i, progress]);
     if (tiles) columns.tiles.push([i, tiles]);
-  });
+  }
   return columns;
 }
 

@@ -162,10 +162,10 @@ export class WorkerRegistry {
     const worker = this.state.workers.get(workerId);
     if (!isWorkOn(worker?.current, jobId, frame, tile)) return;
     worker!.current!.percent = percent;
-    this.state.background(this.state.views.publishWorker(workerId));
-    // Only while it is still rendering: a late progress line must not re-announce a done frame.
-    const stillRendering = () => isWorkOn(worker!.current, jobId, frame, tile);
-    this.state.background(this.state.views.publishFrame(jobId, frame, stillRendering));
+    // A slim change, not the worker's and the frame's whole views (observers get those when
+    // their state changes). Announced at once, only while the worker still renders the frame
+    // (checked just above): a late progress line must not re-announce a done frame.
+    this.state.views.announceProgress(workerId, worker!.current!);
   }
 
   async disconnected(workerId: string, link: WorkerLink): Promise<void> {

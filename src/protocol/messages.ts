@@ -188,8 +188,26 @@ export const farmChangeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('job_removed'), jobId: idSchema }),
   z.object({ type: z.literal('frame'), frame: frameSchema }),
   z.object({ type: z.literal('worker'), worker: workerSchema }),
+  /**
+   * A worker's progress on the frame (or tile) it renders: sent instead of its whole worker
+   * view and the frame's, which progress would otherwise resend many times a second per
+   * worker. `percent` is the worker's own (its view's `current.percent`); `frameProgress`
+   * the frame's, as its view's `progress` would say (a split frame's is the mean over its
+   * tiles, which only the server knows). Apply it only while the worker still renders that
+   * frame (or tile) and the frame is still rendering: it may arrive after a state change.
+   */
+  z.object({
+    type: z.literal('progress'),
+    workerId: idSchema,
+    jobId: idSchema,
+    frame: z.number().int(),
+    tile: z.number().int().optional(),
+    percent: z.number().min(0).max(100),
+    frameProgress: z.number().min(0).max(100),
+  }),
 ]);
 export type FarmChange = z.infer<typeof farmChangeSchema>;
+export type ProgressChange = Extract<FarmChange, { type: 'progress' }>;
 
 /**
  * What observers receive. Changes are sent in batches a few times a second, keeping only
@@ -203,6 +221,38 @@ export const farmEventSchema = z.discriminatedUnion('type', [
 ]);
 export type FarmEvent = z.infer<typeof farmEventSchema>;
 
+/** A batch as read leniently: its changes are checked one by one (parseFarmEvent). */
+const lenientFarmEventSchema = z.discriminatedUnion('type', [
+  farmEventSchema.options[0],
+  z.object({ type: z.literal('batch'), changes: z.array(z.unknown()) }),
+  farmEventSchema.options[2],
+]);
+
+/**
+ * Reads an observer message. A change this client does not know (a newer server's) or
+ * cannot read is left out, and counted in `skipped`, instead of losing the whole batch
+ * with the job and frame changes that came with it. No size limit (unlike parseMessage):
+ * the server sends it, and a busy farm's batch is larger than any message a worker sends.
+ */
+export function parseFarmEvent(raw: string): { ok: true; event: FarmEvent; skipped: number } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: 'message is not valid JSON' };
+  }
+  const parsed = lenientFarmEventSchema.safeParse(json);
+  if (!parsed.success) return { ok: false, error: `invalid message: ${describeIssues(parsed.error)}` };
+  const message = parsed.data;
+  if (message.type !== 'batch') return { ok: true, event: message, skipped: 0 };
+  const changes: FarmChange[] = [];
+  for (const change of message.changes) {
+    const checked = farmChangeSchema.safeParse(change);
+    if (checked.success) changes.push(checked.data);
+  }
+  return { ok: true, event: { type: 'batch', changes }, skipped: message.changes.length - changes.length };
+}
+
 /** The identity a change is coalesced under: later changes to the same thing replace earlier ones. */
 export function changeKey(change: FarmChange): string {
   switch (change.type) {
@@ -214,6 +264,9 @@ export function changeKey(change: FarmChange): string {
       return `frame:${change.frame.jobId}:${change.frame.number}`;
     case 'worker':
       return `worker:${change.worker.id}`;
+    case 'progress':
+      // Per worker: its latest report says all there is (a worker renders one thing at a time).
+      return `progress:${change.workerId}`;
   }
 }
 

@@ -1,6 +1,6 @@
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
-import { frameStatesLeadingTo, statesLeadingTo, type FrameCounts, type FrameState, type JobState } from '../protocol/index.ts';
+import { frameStateLetters, frameStatesLeadingTo, statesLeadingTo, type FrameCounts, type FrameState, type JobState } from '../protocol/index.ts';
 import { CredentialRows } from './credential-rows.ts';
 import { ProjectRows } from './project-rows.ts';
 import { TagScheduleRows } from './tag-schedule-rows.ts';
@@ -217,7 +217,8 @@ export class Store {
       .selectFrom('frames')
       .select([
         sql<string>`json_group_array(number)`.as('numbers'),
-        sql<string>`json_group_array(state)`.as('states'),
+        // One letter per frame, made by SQLite: half the time of an array of state names parsed and mapped.
+        sql<string | null>`group_concat(${STATE_LETTER}, '')`.as('stateLetters'),
         sql<string>`json_group_array(worker_id)`.as('workerIds'),
         sql<string>`json_group_array(attempts)`.as('attempts'),
         sql<string>`json_group_array(render_ms)`.as('renderMs'),
@@ -227,9 +228,9 @@ export class Store {
       .where('job_id', '=', jobId);
     // One parameter whatever the count, so the statement is prepared once.
     if (numbers) query = query.where(sql<boolean>`number in (select value from json_each(${JSON.stringify(numbers)}))`);
-    const row = await query.executeTakeFirstOrThrow();
-    const columns = Object.fromEntries(Object.entries(row).map(([name, json]) => [name, JSON.parse(json)])) as FrameColumnRows;
-    return inNumberOrder(columns);
+    const { stateLetters, ...arrays } = await query.executeTakeFirstOrThrow();
+    const columns = Object.fromEntries(Object.entries(arrays).map(([name, json]) => [name, JSON.parse(json)]));
+    return inNumberOrder({ ...columns, stateLetters: stateLetters ?? '' } as FrameColumnRows);
   }
 
   /** A frame is handed to a worker (a split frame's tiles go to several: `workerId` null). */
@@ -378,10 +379,14 @@ export class Store {
   }
 }
 
+/** A frame's state as its letter (frameStateLetters), in SQL. */
+const STATE_LETTER = sql.raw(`case state ${Object.entries(frameStateLetters).map(([state, letter]) => `when '${state}' then '${letter}'`).join(' ')} end`);
+
 /** A job's frames as columns: entry i of each belongs to the frame `numbers[i]`, ascending. */
 export interface FrameColumnRows {
   numbers: number[];
-  states: string[];
+  /** One letter per frame (frameStateLetters). */
+  stateLetters: string;
   workerIds: Array<string | null>;
   attempts: number[];
   renderMs: Array<number | null>;
@@ -395,9 +400,9 @@ export interface FrameColumnRows {
  * necessarily by number (that depends on the index it picks): sorted here if need be.
  */
 function inNumberOrder(columns: FrameColumnRows): FrameColumnRows {
-  const { numbers } = columns;
+  const { numbers, stateLetters, ...others } = columns;
   if (numbers.every((n, i) => i === 0 || numbers[i - 1]! < n)) return columns;
   const order = numbers.map((_, i) => i).sort((a, b) => numbers[a]! - numbers[b]!);
-  const sorted = Object.entries(columns).map(([name, values]: [string, unknown[]]) => [name, order.map((i) => values[i])]);
-  return Object.fromEntries(sorted) as FrameColumnRows;
+  const sorted = Object.entries({ numbers, ...others }).map(([name, values]: [string, unknown[]]) => [name, order.map((i) => values[i])]);
+  return { ...Object.fromEntries(sorted), stateLetters: order.map((i) => stateLetters[i]).join('') } as FrameColumnRows;
 }

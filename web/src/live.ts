@@ -1,4 +1,4 @@
-import { farmEventSchema, PROTOCOL_VERSION, type FarmChange } from '../../src/protocol/index.ts';
+import { parseFarmEvent, PROTOCOL_VERSION, type FarmChange } from '../../src/protocol/index.ts';
 import { api } from './api.ts';
 
 export type LiveStatus = 'connecting' | 'open' | 'down';
@@ -89,19 +89,14 @@ export class LiveConnection {
   }
 
   private receive(raw: string): void {
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch {
-      console.warn('archenland: ignored a message that is not JSON');
+    const parsed = parseFarmEvent(raw);
+    if (!parsed.ok) {
+      console.warn(`archenland: ignored an invalid message: ${parsed.error}`);
       return;
     }
-    const parsed = farmEventSchema.safeParse(json);
-    if (!parsed.success) {
-      console.warn('archenland: ignored an invalid message', parsed.error.issues[0]);
-      return;
-    }
-    const event = parsed.data;
+    // A change this page cannot read (a newer server's kind, say) is left out, not the whole batch.
+    if (parsed.skipped > 0) console.warn(`archenland: ignored ${parsed.skipped} change(s) this page cannot read`);
+    const event = parsed.event;
     if (event.type === 'welcome') {
       this.failures = 0;
       this.handlers.status('open', null, null);

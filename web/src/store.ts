@@ -10,6 +10,7 @@ import {
   type FrameRun,
   type FrameState,
   type Job,
+  type ProgressChange,
   type Worker,
 } from '../../src/protocol/index.ts';
 import { api, ApiError } from './api.ts';
@@ -142,7 +143,11 @@ class FarmStore {
   // ---- live changes ------------------------------------------------------------
 
   private receive(changes: FarmChange[]): void {
-    for (const change of changes) this.pending.set(changeKey(change), change);
+    for (const change of changes) {
+      const key = changeKey(change);
+      this.pending.delete(key); // re-inserted last: a progress change must come after the views it updates
+      this.pending.set(key, change);
+    }
     if (this.scheduled) return;
     // requestAnimationFrame pauses in a hidden tab; the timer keeps the state from aging there.
     const run = () => {
@@ -188,6 +193,14 @@ class FarmStore {
           if (!detail || change.frame.jobId !== detail.id) break;
           this.detailBuffer?.push(change); // applied again on top of the frames being fetched
           if (detail.status === 'ready') applyFrame(detail, change.frame, guarded);
+          break;
+        }
+        case 'progress': {
+          const worker = this.workers.get(change.workerId);
+          if (worker) this.workers.set(worker.id, withPercent(worker, change, guarded));
+          if (!detail || change.jobId !== detail.id) break;
+          this.detailBuffer?.push(change);
+          if (detail.status === 'ready') applyProgress(detail, change, guarded);
           break;
         }
       }
@@ -278,7 +291,10 @@ class FarmStore {
     this.detail = detail;
     const current = this.jobs.get(detail.id);
     if (!current || answer.job.counts.done >= current.counts.done) this.jobs.set(detail.id, answer.job);
-    for (const change of buffered) if (change.type === 'frame') applyFrame(detail, change.frame, true);
+    for (const change of buffered) {
+      if (change.type === 'frame') applyFrame(detail, change.frame, true);
+      else if (change.type === 'progress') applyProgress(detail, change, true);
+    }
   }
 
   /**
@@ -365,6 +381,28 @@ function applyFrame(detail: DetailState, frame: Frame, guarded: boolean): void {
   // Inside a reconnect window an older change may arrive after a newer snapshot.
   if (guarded && ((current.state === 'done' && frame.state !== 'done') || frame.attempts < current.attempts)) return;
   putFrame(detail, i, frame);
+}
+
+/**
+ * A worker's progress, on its view: only while it still renders what the progress is about
+ * (progress comes at most once a second, and may arrive after the worker moved on).
+ * Guarded (a change older than the view may come after it), it only moves forward: work
+ * that starts again comes with the worker's own view.
+ */
+function withPercent(worker: Worker, change: ProgressChange, guarded: boolean): Worker {
+  const { current } = worker;
+  if (!current || current.jobId !== change.jobId || current.frame !== change.frame || current.tile !== change.tile) return worker;
+  if (current.percent === change.percent || (guarded && change.percent < current.percent)) return worker;
+  return { ...worker, current: { ...current, percent: change.percent } };
+}
+
+/** A frame's progress, only while the list shows it rendering (it may have finished or been handed back since); guarded as withPercent. */
+function applyProgress(detail: DetailState, change: ProgressChange, guarded: boolean): void {
+  const i = positionOf(detail, change.frame);
+  const current = i === undefined ? undefined : detail.frames[i]!;
+  if (!current || current.state !== 'rendering' || current.progress === change.frameProgress) return;
+  if (guarded && change.frameProgress < current.progress) return;
+  putFrame(detail, i!, { ...current, progress: change.frameProgress });
 }
 
 function putFrame(detail: DetailState, i: number, frame: Frame): void {
