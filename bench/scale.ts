@@ -328,7 +328,7 @@ async function measureOnce(ctx: BenchContext, settings: RunSettings): Promise<Me
           ['server heap after GC: idle / half-way / end of rendering', `${fmtMB(idle.memory.heapUsed)} / ${halfway ? fmtMB(halfway.heap) : '—'} / ${fmtMB(heapEnd)}`],
           ['RSS slope over the 2nd half (least squares over samples)', `${rssSlope.toFixed(0)} B/frame`],
           ['database on disk (farm.sqlite + WAL)', `${fmtMB(database)} (${dbPerFrame.toFixed(0)} B/frame)`],
-          ['farm events emitted (job / frame / worker)', `${fmtInt(afterRender.events.job ?? 0)} / ${fmtInt(afterRender.events.frame ?? 0)} / ${fmtInt(afterRender.events.worker ?? 0)}`],
+          ['farm events emitted (job / frame / worker / progress)', `${fmtInt(afterRender.events.job ?? 0)} / ${fmtInt(afterRender.events.frame ?? 0)} / ${fmtInt(afterRender.events.worker ?? 0)} / ${fmtInt(afterRender.events.progress ?? 0)}`],
           ['frames handed out more than once (tail copies) / uploads refused as already done', `${fmtInt(copies)} / ${fmtInt(sims.stats.uploadsRefused)}`],
           ['upload errors / retries; client errors', `${sims.stats.uploadErrors} / ${sims.stats.uploadRetries}; ${sims.stats.errors.length}`],
         ],
