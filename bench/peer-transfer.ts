@@ -3,7 +3,7 @@
  * without peer transfer, and to 16 workers with it, the server's uplink limited by
  * serve_limit_mbps. Each worker is a process of its own on 127.0.0.1
  * (bench/lib/file-worker-child.ts: the real connection, caches, fetcher and peer server,
- * no Blender); the clock runs from the moment all are told to fetch the job's project until
+ * no Blender), each warmed up with a small project first; the clock runs from the moment all are told to fetch the job's project until
  * the last holds all of it, laid out. Figures: each as a ratio to one worker alone, and the
  * bytes the server sent (its own /metrics counter).
  *
@@ -51,7 +51,7 @@ async function serverBytesSent(server: ServerProcess): Promise<number> {
 }
 
 /** `count` worker processes with fresh caches, all told at once to fetch the project; resolves when the last holds it. */
-async function distribute(server: ServerProcess, count: number, peers: boolean, project: ProjectRef, blend: BlendRef, logs: boolean): Promise<Run> {
+async function distribute(server: ServerProcess, count: number, peers: boolean, target: Delivery, warmUp: Delivery, logs: boolean): Promise<Run> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'archenland-peers-'));
   const children: ChildProcess[] = [];
   try {
@@ -76,6 +76,10 @@ async function distribute(server: ServerProcess, count: number, peers: boolean, 
       children.push(child);
     }
     await Promise.all(children.map((child) => once(child, 'message')));
+    // A small project first, untimed: a fresh process compiles its fetch, hash and peer code
+    // on first use (about 4 s of CPU for 16 processes on this machine), which a farm's
+    // long-running workers paid long before.
+    await Promise.all(children.map((child) => prepared(child, warmUp)));
     const cpuNow = async () => {
       const answers = children.map((child) => once(child, 'message') as Promise<[{ ms: number }]>);
       for (const child of children) child.send({ type: 'cpu' });
@@ -86,18 +90,12 @@ async function distribute(server: ServerProcess, count: number, peers: boolean, 
     const cpuBefore = await cpuNow();
     const before = await serverBytesSent(server);
     const started = performance.now();
-    const finished = children.map(
-      (child) =>
-        new Promise<{ at: number; stats: FetchStats }>((resolve, reject) => {
-          child.on('message', (message: { type: string; stats?: FetchStats; error?: string }) => {
-            if (message.type === 'done') resolve({ at: performance.now() - started, stats: message.stats! });
-            if (message.type === 'failed') reject(new Error(`a worker failed: ${message.error}`));
-          });
-          child.once('exit', (code) => reject(new Error(`a worker exited with code ${code}`)));
-        }),
+    const results = await Promise.all(
+      children.map(async (child) => {
+        const stats = await prepared(child, target);
+        return { at: performance.now() - started, stats };
+      }),
     );
-    for (const child of children) child.send({ type: 'prepare', project, blend });
-    const results = await Promise.all(finished);
     const ms = performance.now() - started;
     const cpuMs = (await cpuNow()) - cpuBefore;
     const sum = (pick: (stats: FetchStats) => number) => results.reduce((total, result) => total + pick(result.stats), 0);
@@ -117,6 +115,29 @@ async function distribute(server: ServerProcess, count: number, peers: boolean, 
     await Promise.all(children.map((child) => (child.exitCode === null ? once(child, 'exit') : undefined)));
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** A project and its .blend, as the server knows them. */
+interface Delivery {
+  project: ProjectRef;
+  blend: BlendRef;
+}
+
+/** Tells a worker process to fetch a job's project; resolves with its fetch figures once it holds all of it. */
+function prepared(child: ChildProcess, { project, blend }: Delivery): Promise<FetchStats> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: { type: string; stats?: FetchStats; error?: string }) => {
+      if (message.type !== 'done' && message.type !== 'failed') return;
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      if (message.type === 'done') resolve(message.stats!);
+      else reject(new Error(`a worker failed: ${message.error}`));
+    };
+    const onExit = (code: number | null) => reject(new Error(`a worker exited with code ${code}`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+    child.send({ type: 'prepare', project, blend });
+  });
 }
 
 interface Farm {
@@ -143,15 +164,21 @@ async function measureFarm(ctx: BenchContext, farm: Farm, workers: number, round
   try {
     ctx.log(`${farm.title}: uploading ${farm.files} files × ${farm.fileMB} MB; server limited to ${farm.limitMbps} Mbit/s`);
     const blend = fakeBlend(MiB);
-    const { project, blend: blendRef } = await uploadProject(
+    const target = await uploadProject(
       server.httpUrl,
       server.token,
       Array.from({ length: farm.files }, (_, i) => ({ path: `tex/t${String(i).padStart(3, '0')}.exr`, data: randomBytes(farm.fileMB * MiB) })),
       blend,
     );
+    const warmUp = await uploadProject(
+      server.httpUrl,
+      server.token,
+      Array.from({ length: 4 }, (_, i) => ({ path: `warm/w${i}.exr`, data: randomBytes(256 * 1024) })),
+      fakeBlend(64 * 1024),
+    );
     const runs = { alone: [] as Run[], plain: [] as Run[], peers: [] as Run[] };
     const step = async (list: Run[], count: number, peers: boolean, label: string) => {
-      list.push(await distribute(server, count, peers, project, blendRef, logs));
+      list.push(await distribute(server, count, peers, target, warmUp, logs));
       const run = list.at(-1)!;
       ctx.log(`  ${label}: ${fmtS(run.ms)}, server sent ${fmtMB(run.serverBytes)}`);
     };
@@ -237,7 +264,7 @@ export const peerTransfer: Benchmark = {
     const cores = os.cpus().length;
     const aloneAsked = median(asked!.runs.alone.map((run) => run.ms));
     const details = [
-      `Each worker is a process of its own (bench/lib/file-worker-child.ts: src/worker's connection, caches, fetcher and peer server, no Blender) with an empty cache, on 127.0.0.1; the server is a child process with \`serve_limit_mbps\`. The project (random files and a 1 MB .blend) is uploaded once; then, once all workers have connected, all are told at the same instant to fetch the job's .blend and project and lay it out, as a render worker does before its first frame. The time is until the last one holds all of it (every byte verified by SHA-256). "With peers": every worker has \`peer_port\`; "without": none has, so each fetches everything from the server. Server bytes: the server's own counter (/metrics \`archenland_worker_download_bytes_total\`). CPU: user + system time of the worker processes and the server during the run.`,
+      `Each worker is a process of its own (bench/lib/file-worker-child.ts: src/worker's connection, caches, fetcher and peer server, no Blender) with an empty cache, on 127.0.0.1; the server is a child process with \`serve_limit_mbps\`. The project (random files and a 1 MB .blend) is uploaded once; then, once all workers have connected and have each fetched a small warm-up project (1 MB, untimed: a fresh process compiles its fetch, hash and peer code on first use, which a farm's long-running workers paid long before), all are told at the same instant to fetch the job's .blend and project and lay it out, as a render worker does before its first frame. The time is until the last one holds all of it (every byte verified by SHA-256). "With peers": every worker has \`peer_port\`; "without": none has, so each fetches everything from the server. Server bytes: the server's own counter (/metrics \`archenland_worker_download_bytes_total\`). CPU: user + system time of the worker processes and the server during the run.`,
       '',
       `**Why two farms.** On a farm, each of the ${workers} workers has its own CPU, disk and network link, so what peers pass on grows with their number. Here all ${workers} share this machine's ${cores} cores and one disk. With peers, the issue's farm delivered ${fmtMB(machineRate)}/s in all (${fmtMB(machineRate / workers)}/s per worker) against ${(asked!.farm.limitMbps / 8).toFixed(0)} MB/s for the server alone, and spent ${((cpuPerByte * MiB) / 1).toFixed(1)} ms of CPU per MB delivered (reading, copying through loopback, hashing, writing): its ${fmtMB(delivered)} need at least ${fmtS((cpuPerByte * delivered) / cores)} on ${cores} idle cores, against ${fmtS(3 * aloneAsked)} for 3× one worker. The second farm gives the server a link of ${scaledLimitMbps} Mbit/s (${(scaledLimitMbps / 8).toFixed(1)} MB/s), about what this machine moves per worker, as on a farm whose workers' links are as fast as the server's; its project is ${files} × ${scaledFileMB} MB.`,
       '',
