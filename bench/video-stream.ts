@@ -188,6 +188,8 @@ export const videoStream: Benchmark = {
         'kept up), the time it took to finish. With the farm\'s settings (src/encoder/ffmpeg.ts: look-ahead 10 frames, no sync',
         'look-ahead, frame threads) about 12 frames are still to encode when the input ends, so this is left after the last frame however',
         'early the others were fed. Frames of real renders (noise, detail) encode slower than this pattern.',
+        'With `--server-logs`, the streaming server\'s `video stream finished` line splits its wait: `catchUpMs` (feeding the',
+        'frames the last one unblocked), `flushMs` (input closed → ffmpeg exited), `checkMs` (the files are still those fed).',
         '',
         'The machine is shared and noisy (2 cores, other work running): compare the two columns of one run, not runs.',
         '',
