@@ -13,9 +13,9 @@
  *
  * Also measured once, without a server: x264's flush, the time ffmpeg takes to finish
  * after its input ends when it had kept up until then. x264 holds back the frames of its
- * look-ahead (40 with the farm's settings) plus a few for B-frames and threads until it
- * sees later frames or the end, so this much is left after the last frame however early
- * every other frame was fed: the floor of the streamed figure on this machine.
+ * look-ahead (10 with the farm's settings, src/encoder/ffmpeg.ts) plus one per extra frame
+ * thread until it sees later frames or the end, so this much is left after the last frame
+ * however early every other frame was fed: the floor of the streamed figure on this machine.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -185,9 +185,11 @@ export const videoStream: Benchmark = {
         'that both videos are the same file (MD5) and that /metrics counted the video as made the expected way.',
         '',
         `x264's flush: ${frames} frames fed to a \`VideoStream\` outside any server; once ffmpeg had used no CPU for 0.5 s (it had`,
-        'kept up), the time it took to finish. With the farm\'s settings (libx264 defaults: look-ahead 40 frames, B-frames,',
-        'frame threads) about 45 frames are still to encode when the input ends, so this is left after the last frame however',
+        'kept up), the time it took to finish. With the farm\'s settings (src/encoder/ffmpeg.ts: look-ahead 10 frames, no sync',
+        'look-ahead, frame threads) about 12 frames are still to encode when the input ends, so this is left after the last frame however',
         'early the others were fed. Frames of real renders (noise, detail) encode slower than this pattern.',
+        'With `--server-logs`, the streaming server\'s `video stream finished` line splits its wait: `catchUpMs` (feeding the',
+        'frames the last one unblocked), `flushMs` (input closed → ffmpeg exited), `checkMs` (the files are still those fed).',
         '',
         'The machine is shared and noisy (2 cores, other work running): compare the two columns of one run, not runs.',
         '',

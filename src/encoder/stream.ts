@@ -53,7 +53,12 @@ export class VideoStream {
   private constructor(private readonly request: StreamRequest) {
     const demuxer = PIPE_DEMUXERS[request.extension];
     if (!demuxer) throw new Error(`${request.extension} frames cannot be streamed to ffmpeg`);
-    const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', demuxer, '-framerate', String(request.fps), '-i', 'pipe:0', ...videoOutputArgs(request.fps, request.output)];
+    // One decoding thread: with frame threads the image decoder holds back a frame per extra
+    // thread until it sees the next one or the end, which adds to the wait after the last
+    // frame (flush CPU 0.41 → 0.32 s at 1080p on 2 cores). Frames come one at a time here,
+    // and a frame decodes to the same pixels however many threads decode it.
+    const input = ['-f', demuxer, '-framerate', String(request.fps), '-threads', '1', '-i', 'pipe:0'];
+    const args = ['-hide_banner', '-loglevel', 'error', '-y', ...input, ...videoOutputArgs(request.fps, request.output)];
     this.child = spawn(request.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.exit = new Promise<Exit>((resolve) => {
       this.child.once('error', (error) => resolve({ code: null, signal: null, error }));

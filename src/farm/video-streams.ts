@@ -145,6 +145,7 @@ export class VideoStreams {
       entry.over = true;
       const fedAt = performance.now();
       const { frames } = await stream.finish();
+      const exitedAt = performance.now();
       const differs = whyStreamDiffers({
         fed: entry.fed,
         frames: entry.frames,
@@ -160,7 +161,9 @@ export class VideoStreams {
         return null;
       }
       const ms = (from: number, to = performance.now()) => Math.round(to - from);
-      log.info({ jobId, frames, fedBeforeEnd: fedBefore, catchUpMs: ms(startedAt, fedAt), flushMs: ms(fedAt) }, 'video stream finished');
+      // Where the wait after the last frame goes: feeding what it unblocked, x264 encoding
+      // the frames it held back (input closed → ffmpeg exited), checking the files.
+      log.info({ jobId, frames, fedBeforeEnd: fedBefore, catchUpMs: ms(startedAt, fedAt), flushMs: ms(fedAt, exitedAt), checkMs: ms(exitedAt) }, 'video stream finished');
       return entry.output;
     } catch (error) {
       if (entry.dropped) return null; // the job left encoding (cancelled): drop stopped ffmpeg
