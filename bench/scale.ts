@@ -68,8 +68,8 @@ export const scale: Benchmark = {
     const logs = option(ctx, 'server-logs', { default: false });
     const countSql = option(ctx, 'count-sql', { default: false });
     const keep = option(ctx, 'keep', { default: false });
-    // Each run takes minutes at the full size: one by default, `--runs=3` for the spread.
-    const runs = option(ctx, 'runs', { default: 1, min: 1, integer: true });
+    // Each run takes about 7 minutes at the full size; three give the spread.
+    const runs = option(ctx, 'runs', { default: 3, quick: 1, min: 1, integer: true });
 
     const settings: RunSettings = { workers, frames, meanMs, jitter, progressMs, order, maxMinutes, profileDir, logs, countSql, keep };
     const measured: Measured[] = [];
