@@ -235,15 +235,9 @@ const lenientFarmEventSchema = z.discriminatedUnion('type', [
  * the server sends it, and a busy farm's batch is larger than any message a worker sends.
  */
 export function parseFarmEvent(raw: string): { ok: true; event: FarmEvent; skipped: number } | { ok: false; error: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return { ok: false, error: 'message is not valid JSON' };
-  }
-  const parsed = lenientFarmEventSchema.safeParse(json);
-  if (!parsed.success) return { ok: false, error: `invalid message: ${describeIssues(parsed.error)}` };
-  const message = parsed.data;
+  const parsed = parseJsonAs(lenientFarmEventSchema, raw);
+  if (!parsed.ok) return parsed;
+  const { message } = parsed;
   if (message.type !== 'batch') return { ok: true, event: message, skipped: 0 };
   const changes: FarmChange[] = [];
   for (const change of message.changes) {
@@ -278,6 +272,11 @@ export function parseMessage<T>(
   if (new TextEncoder().encode(raw).length > MAX_MESSAGE_BYTES) {
     return { ok: false, error: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
   }
+  return parseJsonAs(schema, raw);
+}
+
+/** JSON text checked against a schema, whatever its size. */
+function parseJsonAs<T>(schema: z.ZodType<T>, raw: string): { ok: true; message: T } | { ok: false; error: string } {
   let json: unknown;
   try {
     json = JSON.parse(raw);
