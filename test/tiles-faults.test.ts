@@ -4,6 +4,7 @@
  * tiles that do not exist are refused, and malformed tile messages get a clear error.
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import type { Job, RenderAssignment } from '../src/protocol/index.ts';
@@ -76,5 +77,27 @@ describe('tiles that go wrong (scripted worker, real server)', () => {
     worker.send({ type: 'ready' });
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal((await (await fetch(`${farm.server.httpUrl}/api/workers`)).json())[0].state, 'idle');
+  });
+
+  it('answers 404, not 500, for a tile preview whose tiles were stitched and removed while it was made', async () => {
+    const probes = worker.received.filter((m) => m.type === 'probe').length;
+    const renders = worker.received.filter((m) => m.type === 'render').length;
+    const job = await submitJob(farm.server.httpUrl, farm.server.tokens.user!, fakeBlend(), { tiles: '2x1' });
+    await worker.next('probe', probes);
+    worker.send({ type: 'ready' });
+    const assignment = (await worker.next('render', renders)) as RenderAssignment;
+    assert.equal(assignment.tile?.index, 0);
+    assert.deepEqual((await worker.upload(`/api/worker/jobs/${job.id}/frames/1/tiles/0`, await png(100, 100))).body, { accepted: true });
+    const preview = `${farm.server.httpUrl}/api/jobs/${job.id}/frames/1/tiles/0/preview`;
+    assert.equal((await fetch(`${preview}?size=large`)).status, 200, 'a done tile has its preview');
+
+    // What stitching does to the tile's folder, at the moment a page asks for another preview of it.
+    await rm(farm.server.dataDir.frameTilesDir(job.id, 1), { recursive: true });
+    const gone = await fetch(`${preview}?size=small`);
+    assert.equal(gone.status, 404);
+    assert.equal(((await gone.json()) as { code: string }).code, 'TILE_NOT_FOUND');
+    const cached = await fetch(`${preview}?size=large`);
+    assert.equal(cached.status, 404, 'nor a preview made before, removed with its tile');
+    await fetch(`${farm.server.httpUrl}/api/jobs/${job.id}/cancel`, { method: 'POST', headers: { 'x-archenland-client': 'test' } });
   });
 });

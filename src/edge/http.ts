@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
@@ -204,8 +205,15 @@ export function buildHttpApp(farm: Farm, dataDir: DataDir, options: HttpOptions,
     const { size } = queryOf('tilePreview', request);
     const file = await farm.tileFile(id, frame, tile);
     if (!canPreview(file)) throw new FarmError('NO_PREVIEW', `no preview for ${path.extname(file)} tiles`);
-    const preview = await previewOf(file, path.join(path.dirname(file), 'previews'), size);
-    return sendFile(reply.header('cache-control', 'no-cache'), preview, path.basename(preview), 'image/webp');
+    // Read whole (a small WebP): the last tile may come in and the stitch remove this tile's
+    // folder, previews and all, at any moment. The tile is then gone, as if asked a moment later.
+    const preview = await previewOf(file, path.join(path.dirname(file), 'previews'), size)
+      .then((made) => readFile(made))
+      .catch((error: Error) => {
+        if (existsSync(file)) throw error;
+        throw new FarmError('TILE_NOT_FOUND', `tile ${tile} of frame ${frame} was stitched into its frame meanwhile`);
+      });
+    return reply.header('cache-control', 'no-cache').type('image/webp').send(preview);
   });
 
   on(app, 'frameFile', async (request, reply) => {
