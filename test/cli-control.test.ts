@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Job, JobDetail, Worker } from '../src/protocol/index.ts';
 import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { makeTestScene } from '../testkit/scenes.ts';
+import { freePort } from './helpers/processes.ts';
 
 const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 
@@ -37,14 +37,6 @@ const json = <T>(run: Run): T => {
   return JSON.parse(run.stdout) as T;
 };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('archenland job and worker commands (real processes, real Blender)', () => {
   let farm: TestFarm;

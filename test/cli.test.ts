@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { makeTestScene } from '../testkit/scenes.ts';
+import { freePort, freePorts } from './helpers/processes.ts';
 
 const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 
@@ -21,19 +21,17 @@ function cli(args: string[], cwd: string, env: Record<string, string> = {}): Pro
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
   let seen = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${pattern} in output: ${seen}`)), timeoutMs);
+    let errors = '';
+    child.stderr!.on('data', (d) => (errors += d));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with code ${code} before ${pattern} in output: ${seen}${errors.slice(-2000)}`));
+    });
     child.stdout!.on('data', (d) => {
       seen += d;
       if (pattern.test(seen)) {
@@ -50,7 +48,7 @@ describe('the archenland command', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'archenland-cli-'));
-    const [port, webPort] = [await freePort(), await freePort()];
+    const [port, webPort] = await freePorts(2);
     // One settings file for the whole machine: the server's keys and the local worker's.
     writeFileSync(join(dir, 'settings.conf'), `port = ${port}\nweb_port = ${webPort}\nbind = "127.0.0.1"\nthreads = 1\nname = "desk"\n`);
     copyFileSync(await makeTestScene({ frames: '1-3', width: 32, height: 24, samples: 2 }), join(dir, 'scene.blend'));

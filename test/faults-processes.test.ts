@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobDetail } from '../src/protocol/index.ts';
-import { Api, CuttableLink, freePort, startServerProcess, startWorkerProcess, until, type FarmProcess } from './helpers/processes.ts';
+import { Api, CuttableLink, freePorts, startServerProcess, startWorkerProcess, until, type FarmProcess } from './helpers/processes.ts';
 import { makeTestScene } from '../testkit/scenes.ts';
 
 /**
@@ -26,7 +26,8 @@ describe('the farm survives crashes and network faults (real processes)', () => 
 
   async function farm(settings: Record<string, string> = {}) {
     const root = mkdtempSync(join(tmpdir(), 'archenland-faults-'));
-    const ports = { port: await freePort(), webPort: await freePort() };
+    const [port, webPort] = await freePorts(2);
+    const ports = { port, webPort };
     const dataDir = join(root, 'server');
     const start = () => {
       const server = startServerProcess(dataDir, ports, settings);

@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { logDestination, type LogOutput } from '../src/util/log.ts';
-import { freePort } from './helpers/processes.ts';
+import { freePorts } from './helpers/processes.ts';
 
 const BIN = fileURLToPath(new URL('../bin/archenland.js', import.meta.url));
 
@@ -65,7 +65,8 @@ describe('log format', () => {
   /** Runs `archenland server` until it logs that it listens, and returns what it wrote there. */
   async function serverOutput(underTerminal: boolean): Promise<string> {
     const dir = mkdtempSync(path.join(tmpdir(), 'archenland-log-'));
-    const args = [BIN, 'server', '--bind', '127.0.0.1', '--port', String(await freePort()), '--web-port', String(await freePort()), '--data-dir', dir];
+    const [port, webPort] = await freePorts(2);
+    const args = [BIN, 'server', '--bind', '127.0.0.1', '--port', String(port), '--web-port', String(webPort), '--data-dir', dir];
     const quoted = [process.execPath, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
     // The format is left to the server: `auto`, whatever the environment running the tests says.
     const env = { ...process.env, ARCHENLAND_LOG_LEVEL: 'info', ARCHENLAND_LOG_FORMAT: '' };

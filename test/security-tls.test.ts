@@ -17,7 +17,7 @@ import { silentLogger } from '../src/util/log.ts';
 import { fingerprintOfPem, parseFingerprint, TlsClient } from '../src/util/tls-client.ts';
 import { RenderWorker } from '../src/worker/index.ts';
 import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
-import { freePort, until } from './helpers/processes.ts';
+import { freePorts, until } from './helpers/processes.ts';
 import { BLENDER, makeTestScene } from '../testkit/scenes.ts';
 
 /*
@@ -363,7 +363,7 @@ describe('archenland start with tls_cert and tls_key', () => {
     dir = mkdtempSync(join(tmpdir(), 'archenland-tls-start-'));
     await makeCertificate(dir, 'server');
     copyFileSync(await makeTestScene({ frames: '1-1', width: 32, height: 24, samples: 1 }), join(dir, 'scene.blend'));
-    const [port, webPort] = [await freePort(), await freePort()];
+    const [port, webPort] = await freePorts(2);
     writeFileSync(
       join(dir, 'settings.conf'),
       `port = ${port}\nweb_port = ${webPort}\nbind = "127.0.0.1"\ntls_cert = "server.pem"\ntls_key = "server-key.pem"\n`,

@@ -3,7 +3,7 @@ import { mkdtempSync, openAsBlob, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Api, freePort, startServerProcess, startWorkerProcess, until, type FarmProcess } from './helpers/processes.ts';
+import { Api, freePorts, startServerProcess, startWorkerProcess, until, type FarmProcess } from './helpers/processes.ts';
 import { makeTestScene } from '../testkit/scenes.ts';
 
 describe('graceful stop on SIGTERM (real processes)', () => {
@@ -12,7 +12,8 @@ describe('graceful stop on SIGTERM (real processes)', () => {
 
   it('a worker finishes and uploads its frame before leaving; a server flushes and resumes after restart; no frame is lost', async () => {
     const root = mkdtempSync(join(tmpdir(), 'archenland-sigterm-'));
-    const ports = { port: await freePort(), webPort: await freePort() };
+    const [port, webPort] = await freePorts(2);
+    const ports = { port, webPort };
     const dataDir = join(root, 'server');
     let server = startServerProcess(dataDir, ports, { tail_duplicates: 'false' });
     processes.push(server);

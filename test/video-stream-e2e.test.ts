@@ -16,7 +16,7 @@ import { fakeBlend, postJson, submitJob } from '../testkit/api.ts';
 import { fakeScene, frameFromBuffer, type FrameBody } from '../testkit/fakes.ts';
 import { startTestFarm, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { SimulatedWorkers } from '../testkit/sim-worker.ts';
-import { Api, freePort, startServerProcess, until, type FarmProcess } from './helpers/processes.ts';
+import { Api, freePorts, startServerProcess, until, type FarmProcess } from './helpers/processes.ts';
 import { batchEncode, filesMatching, makeFrames, md5, probeVideo } from './helpers/video.ts';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'archenland-video-e2e-'));
@@ -288,7 +288,8 @@ describe('the server killed mid-stream (real server processes)', () => {
     const bodies = await frameBodies('restart', FRAMES, 'png');
     const root = mkdtempSync(path.join(work, 'restart-'));
     const dataDir = path.join(root, 'server');
-    const ports = { port: await freePort(), webPort: await freePort() };
+    const [port, webPort] = await freePorts(2);
+    const ports = { port, webPort };
     const start = () => {
       const server = startServerProcess(dataDir, ports);
       processes.push(server);
