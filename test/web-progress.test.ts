@@ -40,6 +40,8 @@ describe('the web UI shows progress as workers report it (Chromium, scripted wor
     const report = (percent: number) => worker.send({ type: 'progress', jobId, frame: work.frame, percent });
 
     await page.goto(`${farm.server.httpUrl}/#/jobs/${jobId}`);
+    // Reports go to pages that are listening: one sent before the page's live connection opens reaches no one.
+    await page.locator('.live[data-live="on"]').waitFor();
     const cell = page.locator(`.cell[data-frame="${work.frame}"]`);
     await page.waitForFunction((frame) => document.querySelector(`.cell[data-frame="${frame}"]`)?.getAttribute('data-state') === 'rendering', work.frame);
     report(30);
