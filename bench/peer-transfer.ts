@@ -43,12 +43,7 @@ interface Run {
 }
 
 /** Bytes the server has sent workers so far, from its /metrics. */
-async function serverBytesSent(server: ServerProcess): Promise<number> {
-  const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
-  const value = Number(/^archenland_worker_download_bytes_total (\d+)/m.exec(text)?.[1]);
-  if (!Number.isFinite(value)) throw new Error('the server reports no archenland_worker_download_bytes_total');
-  return value;
-}
+const serverBytesSent = (server: ServerProcess) => server.metric('archenland_worker_download_bytes_total');
 
 /** `count` worker processes with fresh caches, all told at once to fetch the project; resolves when the last holds it. */
 async function distribute(server: ServerProcess, count: number, peers: boolean, target: Delivery, warmUp: Delivery, logs: boolean): Promise<Run> {

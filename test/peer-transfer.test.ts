@@ -20,6 +20,7 @@ import { FileWorker } from '../testkit/file-worker.ts';
 import { ConfigError, workerSchema } from '../src/config/index.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { RenderWorker } from '../src/worker/index.ts';
+import { until } from './helpers/processes.ts';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const KiB = 1024;
@@ -46,7 +47,7 @@ async function hostilePeer(farm: TestFarm, port: number, files: string[], worker
   socket.send(JSON.stringify({ type: 'hello', role: 'worker', protocol: PROTOCOL_VERSION, token: farm.server.tokens.worker, name: 'hostile', host: 'x', threads: 1, blenderVersion: null, peerPort: port, ...(workerId ? { workerId } : {}) }));
   const { peerKey } = await welcome;
   socket.send(JSON.stringify({ type: 'files', added: files, reset: true }));
-  await waitUntil(() => files.every((file) => farm.server.farm.holdersOf(file).length > 0));
+  await until(() => files.every((file) => farm.server.farm.holdersOf(file).length > 0), 10_000, 'the server to know a holder of every file');
   return { peerKey, close: () => socket.close() };
 }
 
@@ -66,14 +67,6 @@ async function scriptedPeer(handler: http.RequestListener): Promise<{ port: numb
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('peer transfer: a project to many workers', () => {
@@ -235,7 +228,7 @@ describe('peer transfer: a project to many workers', () => {
     await trimCache(path.join(farm.root, 'holder'), 1, { blend: path.join(farm.root, 'holder', 'blends', `${blend.sha256}.blend`) }, (gone) => removed.push(gone));
     holder.files.evicted(removed);
     assert.equal((await get(`/peer/files/${file}`, peerKey)).status, 404);
-    await waitUntil(() => !farm.server.farm.holdersOf(file).includes(holder.workerId));
+    await until(() => !farm.server.farm.holdersOf(file).includes(holder.workerId), 10_000, 'the evicted file to leave its holder');
   });
 
   it('a peer serves two uploads at once and answers 503 to a third', async () => {
@@ -291,7 +284,7 @@ describe('peer transfer: a project to many workers', () => {
     const oldKey = farm.server.farm.peerKey;
     const revoked = await fetch(`${farm.server.httpUrl}${apiPath('revokeToken', { id })}`, { method: 'DELETE', headers: { authorization: `Bearer ${farm.server.tokens.user!}` } });
     assert.equal(revoked.status, 204);
-    await waitUntil(() => farm.server.farm.peerKey !== oldKey);
+    await until(() => farm.server.farm.peerKey !== oldKey, 10_000, 'a new peer key');
     const url = `http://127.0.0.1:${holder.files.peerPort}/peer/files/${sha256(files[0]!.data)}`;
     const withKey = (key: string) => fetch(url, { headers: { authorization: `Bearer ${key}` } }).then(async (r) => (await r.arrayBuffer(), r.status));
     // The holder learns the new key over its connection.

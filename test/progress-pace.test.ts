@@ -9,6 +9,7 @@ import { PROGRESS_STEPS_MS, progressInterval } from '../src/farm/progress-pace.t
 import { readFile } from 'node:fs/promises';
 import { startTestFarm, submitBlend, waitForJob, type TestFarm } from '../testkit/farm.ts';
 import { makeTestScene } from '../testkit/scenes.ts';
+import { until } from './helpers/processes.ts';
 import { ScriptedWorker } from './helpers/scripted-worker.ts';
 
 describe('progressInterval', () => {
@@ -51,16 +52,16 @@ describe('the farm paces its workers', () => {
 
     const more = await Promise.all([3, 4, 5].map((n) => ScriptedWorker.connect(farm, { name: `w${n}` })));
     const lastPace = (worker: ScriptedWorker) => worker.received.filter((m) => m.type === 'pace').at(-1);
-    await waitUntil(() => lastPace(first)?.progressMs === 8000);
+    await until(() => lastPace(first)?.progressMs === 8000, 10_000, 'the first worker told 8 s');
 
     // Two workers fit at 2 s, but only just: they step down to 4 s, under 75 % of the budget.
     for (const worker of more) worker.close();
-    await waitUntil(() => lastPace(first)?.progressMs === 4000);
+    await until(() => lastPace(first)?.progressMs === 4000, 10_000, 'the first worker told 4 s');
     assert.equal(lastPace(second)?.progressMs, 4000);
     second.close();
-    await waitUntil(() => lastPace(first)?.progressMs === 2000);
+    await until(() => lastPace(first)?.progressMs === 2000, 10_000, 'the first worker told 2 s');
     first.close();
-    await waitUntil(() => farm.server.farm.progressIntervalMs === 250);
+    await until(() => farm.server.farm.progressIntervalMs === 250, 10_000, 'an empty farm back at 250 ms');
   });
 });
 
@@ -75,7 +76,7 @@ describe('a real worker follows the pace', () => {
     // One worker on a budget of one report a second. The scene prints 30 progress lines
     // over 3 s, as a slow render does (Cycles on Blender 3.4 prints few in the background).
     farm.addWorker('real', { allow_scripts: true });
-    await waitUntil(() => farm.server.farm.progressIntervalMs === 1000);
+    await until(() => farm.server.farm.progressIntervalMs === 1000, 10_000, 'one worker paced at 1 s');
     let reports = 0;
     const original = farm.server.farm.workerProgress.bind(farm.server.farm);
     farm.server.farm.workerProgress = (...args) => {
@@ -91,10 +92,3 @@ describe('a real worker follows the pace', () => {
     assert.ok(reports <= Math.ceil(renderMs / 1000) + 1, `${reports} reports in ${renderMs} ms: at most one a second, where it would send 12 at 250 ms`);
   });
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  for (let waited = 0; !condition(); waited += 20) {
-    if (waited > timeoutMs) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

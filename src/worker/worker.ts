@@ -19,7 +19,6 @@ import { ScheduleWatch } from './schedule-watch.ts';
 import { DiskSpace } from './disk-space.ts';
 import { asleepMessage, describeSleep, type SleepState } from './schedules-combined.ts';
 
-
 interface OpenSession {
   jobId: string;
   session: BlenderSession;
